@@ -1,1 +1,96 @@
-//! placeholder
+//! Skiff's node agent: Skiff's kubelet.
+//!
+//! It joins a cluster with a node token, registers its Node, watches the pods
+//! bound to it, runs them on containerd through CRI, and writes their status
+//! back. Kubelet is the model throughout, and its names are used.
+//!
+//! ```text
+//!          skiff server (API)                         skiff agent
+//!   ┌───────────────────────────┐  watch pods   ┌──────────────────────────────────┐
+//!   │ pods, nodes, leases       │◄──────────────│ pod::PodManager ─► one worker/pod│
+//!   │                           │  pod status   │   lifecycle → plan → CRI calls   │
+//!   │                           │◄──────────────│   status → PATCH pods/status     │
+//!   │                           │  node, lease  │ node: register, status, Lease    │
+//!   │ kubectl logs ─proxy──────────────────────►│ server: /containerLogs, /healthz │
+//!   └───────────────────────────┘               └──────────────┬───────────────────┘
+//!                                                 CRI (gRPC, unix socket)
+//!                                               containerd (managed or given) → runc
+//! ```
+//!
+//! | module | role |
+//! | --- | --- |
+//! | [`config`] | [`AgentConfig`] and its defaults |
+//! | [`bootstrap`] | token → pinned CA → `kube::Client` |
+//! | [`cri`] | CRI traits, the tonic client, the fake |
+//! | [`pod`] | pod lifecycle, the pure planner and status, the workers |
+//! | [`node`] | Node registration, status, Lease heartbeat |
+//! | [`server`], [`logs`], [`tls`] | the HTTPS endpoint and CRI log reading |
+//! | [`run`](mod@run) | wiring: [`run()`], [`cleanup_all_pods`] |
+//! | [`containerd`], [`cni`], [`images`] | private containerd, CNI config, image import |
+//!
+//! # Contracts
+//! - **Node token** `SK10<sha256 hex of CA DER>::node:<secret>`; the API server
+//!   serves `GET /cacerts` (PEM) unauthenticated and accepts the whole token as
+//!   a Bearer token. The agent's HTTPS endpoint accepts the same token.
+//! - **Pods**: watched with `fieldSelector=spec.nodeName=<node>`; status is
+//!   written with a JSON merge patch on `pods/status`, only when it changed;
+//!   a pod with `deletionTimestamp` is killed with its
+//!   `deletionGracePeriodSeconds`, then deleted with `gracePeriodSeconds: 0`
+//!   and a UID precondition (kubelet's final delete).
+//! - **CRI labels** `io.kubernetes.pod.{name,namespace,uid}` and
+//!   `io.kubernetes.container.name` on every sandbox/container: the agent's
+//!   whole pod state can be rebuilt from CRI, so an agent restart adopts
+//!   running pods, and sandboxes of pods that vanished meanwhile are removed.
+//! - **Logs** at `<data_dir>/pods/<ns>_<name>_<uid>/<container>/<restart>.log`
+//!   in the CRI log format.
+//! - **Node**: labels `kubernetes.io/{hostname,os,arch}`; `Ready` etc.
+//!   conditions; `daemonEndpoints.kubeletEndpoint.Port` = the agent's real
+//!   HTTPS port; Lease `kube-node-lease/<node>` renewed every 10 s (40 s
+//!   duration); status rewritten on change or every 5 minutes.
+//! - **Stopping** the agent does not stop pods (as kubelet). Tests call
+//!   [`cleanup_all_pods`] before stopping containerd.
+//!
+//! # Caveats (what kubelet does that Skiff does not, yet)
+//! - No init containers, probes (containers are ready when running), resource
+//!   limits/cgroups, volumes, `env.valueFrom`/`envFrom`, service-account
+//!   tokens, cluster DNS config, static pods, evictions, or events.
+//! - `imagePullPolicy: Always` falls back to a present local image when the
+//!   pull fails (no registry on edge nodes); kubelet would fail.
+//! - Log files are not rotated.
+//! - The node does not set `spec.podCIDR`; it uses the configured CIDR when
+//!   no controller assigned one. Pod status uses merge patches, so fields
+//!   the agent stops sending are not cleared.
+//! - The HTTPS endpoint authenticates by the shared node token, not client
+//!   certificates or TokenReview; no exec/attach/port-forward/stats yet.
+//! - Each pod worker polls CRI every second (two list calls when nothing
+//!   changed); kubelet has one relist for the node (PLEG) and CRI events.
+//! - With `containerd_socket` given, the CNI config is still written under
+//!   the data dir, but that containerd reads its own CNI config.
+//! - The server must already have the `kube-node-lease` namespace; lease
+//!   failures are logged and retried, they do not stop the agent.
+//! - The CNI bridge stays after the agent stops (as with k3s).
+//!
+//! # Facts relied on (containerd 1.6.20, checked by `tests/pod_worker_containerd.rs`)
+//! - `ContainerStatus.log_path` is the absolute path (log directory joined);
+//!   the CRI log lines carry RFC 3339 times with trailing zeros trimmed.
+//! - `ListContainers` has no exit codes or times; `ContainerStatus` does.
+//! - `sh` as PID 1 ignores SIGTERM, so a busybox pod is killed only when the
+//!   grace period runs out: deletion takes `deletionGracePeriodSeconds`.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod bootstrap;
+pub mod cni;
+pub mod config;
+pub mod containerd;
+pub mod cri;
+pub mod images;
+pub mod logs;
+pub mod node;
+pub mod pod;
+pub mod run;
+pub mod server;
+pub mod tls;
+
+pub use config::AgentConfig;
+pub use run::{cleanup_all_pods, run, AgentError};

@@ -4,6 +4,33 @@
 //! CONTRACT (shared by the request path and the schema code): validation
 //! returns every [`FieldError`] found; the HTTP boundary turns them into one
 //! 422 `Invalid` Status whose `details.causes` name each field.
+//!
+//! [`validate`] runs after [`crate::defaults::apply_defaults`], as in
+//! Kubernetes (decode → default → validate). It first decodes the body into
+//! the kind's `k8s-openapi` type: a body that does not decode (a string where
+//! a number belongs, a wrong `apiVersion`) is reported as one [`FieldError`]
+//! with an empty `field` whose detail starts `<Kind> in version "<v>" cannot
+//! be handled as a <Kind>:` (kube-apiserver answers such bodies with 400
+//! BadRequest and that message; the HTTP layer may do the same).
+//!
+//! [`unknown_fields`] serves `fieldValidation=Strict`/`Warn`: it decodes the
+//! body into the kind's type and serialises it again; keys of the input that
+//! did not survive (nulls aside) are unknown. Paths are printed the way
+//! Kubernetes' strict decoder does inside `unknown field "<path>"`, i.e.
+//! `spec.containers[0].imagePullPolcy` with no leading dot.
+//!
+//! Caveats: only the rules below are checked; Kubernetes has many more
+//! (volume sources, probes, security contexts, affinity, …). The pod update
+//! message lists the changed paths instead of Kubernetes' Go struct diff.
+
+#[path = "schema_names.rs"]
+pub mod names;
+#[path = "schema_pod_validation.rs"]
+mod pod;
+
+use crate::openapi::kinds::{visit_kind, KindVisitor};
+use crate::resources::ResourceInfo;
+use serde_json::Value;
 
 /// What is wrong with a field (Kubernetes' `field.ErrorType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,11 +91,20 @@ pub struct FieldError {
 impl FieldError {
     /// A missing required field.
     pub fn required(field: impl Into<String>) -> Self {
-        FieldError { field: field.into(), kind: FieldErrorKind::Required, value: None, detail: String::new() }
+        FieldError {
+            field: field.into(),
+            kind: FieldErrorKind::Required,
+            value: None,
+            detail: String::new(),
+        }
     }
 
     /// An invalid value.
-    pub fn invalid(field: impl Into<String>, value: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
         FieldError {
             field: field.into(),
             kind: FieldErrorKind::Invalid,
@@ -81,7 +117,12 @@ impl FieldError {
     /// `spec.containers: Required value` or
     /// `metadata.name: Invalid value: "A": a lowercase RFC 1123 subdomain must …`.
     pub fn message(&self) -> String {
-        let mut m = format!("{}: {}", self.field, self.kind.words());
+        // A whole-body error (see the module doc) has no field to name.
+        let mut m = if self.field.is_empty() {
+            self.kind.words().to_string()
+        } else {
+            format!("{}: {}", self.field, self.kind.words())
+        };
         if let Some(v) = &self.value {
             m.push_str(": ");
             m.push_str(v);
@@ -93,3 +134,167 @@ impl FieldError {
         m
     }
 }
+
+/// Decodes a body into its kind's type and serialises it back (`None` when
+/// Skiff has no Rust type for the kind).
+struct RoundTrip<'a>(&'a Value);
+
+impl KindVisitor for RoundTrip<'_> {
+    type Output = Result<Value, String>;
+    fn visit<T: schemars::JsonSchema + serde::de::DeserializeOwned + serde::Serialize>(
+        self,
+    ) -> Self::Output {
+        let typed: T = serde_json::from_value(self.0.clone()).map_err(|e| e.to_string())?;
+        serde_json::to_value(typed).map_err(|e| e.to_string())
+    }
+}
+
+/// The body with `apiVersion`/`kind` filled from the URL's resource when
+/// absent (the request path does the same before storing).
+fn with_type_meta(resource: &ResourceInfo, obj: &Value) -> Value {
+    let mut obj = obj.clone();
+    if let Some(m) = obj.as_object_mut() {
+        m.entry("apiVersion")
+            .or_insert_with(|| Value::from(resource.api_version()));
+        m.entry("kind")
+            .or_insert_with(|| Value::from(resource.kind));
+    }
+    obj
+}
+
+fn round_trip(resource: &ResourceInfo, obj: &Value) -> Option<Result<Value, String>> {
+    visit_kind(
+        resource.group,
+        resource.version,
+        resource.kind,
+        RoundTrip(&with_type_meta(resource, obj)),
+    )
+}
+
+/// Validates `obj`, a (defaulted) `resource` object; `old` is the stored
+/// object on update. Returns every problem found, empty when valid.
+pub fn validate(resource: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let kind = resource.kind;
+    let undecodable = |why: String| FieldError {
+        field: String::new(),
+        kind: FieldErrorKind::Invalid,
+        value: None,
+        detail: format!(
+            "{kind} in version \"{}\" cannot be handled as a {kind}: {why}",
+            resource.version
+        ),
+    };
+    if !obj.is_object() {
+        return vec![undecodable("the body must be a JSON object".to_string())];
+    }
+    if let Some(Err(why)) = round_trip(resource, obj) {
+        return vec![undecodable(why)];
+    }
+    let null = Value::Null;
+    let meta = obj.get("metadata").unwrap_or(&null);
+    let rule = if (resource.group, kind) == ("", "Namespace") {
+        names::NameRule::Label
+    } else {
+        names::NameRule::Subdomain
+    };
+    let mut errs = names::validate_object_meta(meta, resource.namespaced, rule);
+    if let Some(old) = old {
+        errs.extend(names::validate_object_meta_update(
+            meta,
+            old.get("metadata").unwrap_or(&null),
+        ));
+    }
+    match (resource.group, kind) {
+        ("", "Pod") => {
+            let spec = obj.get("spec").unwrap_or(&null);
+            errs.extend(pod::validate_pod_spec(spec));
+            if let Some(old_spec) = old.and_then(|o| o.get("spec")) {
+                errs.extend(pod::validate_pod_update(spec, old_spec));
+            }
+        }
+        ("", "ConfigMap") | ("", "Secret") => {
+            for key in ["data", "binaryData", "stringData"] {
+                for data_key in obj
+                    .get(key)
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
+                    for msg in names::is_config_map_key(data_key) {
+                        errs.push(FieldError::invalid(
+                            format!("{key}[{data_key}]"),
+                            names::quote(data_key),
+                            msg,
+                        ));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    errs
+}
+
+/// For `fieldValidation=Strict`: the paths of fields in `obj` that the
+/// kind's schema does not have, e.g. `spec.containers[0].imagePullPolcy`.
+/// Empty when all are known, when the body does not decode (validation
+/// reports that), or when Skiff has no type for the kind.
+pub fn unknown_fields(resource: &ResourceInfo, obj: &Value) -> Vec<String> {
+    let Some(Ok(known)) = round_trip(resource, obj) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    missing_keys(obj, &known, "", &mut out);
+    out
+}
+
+/// The message kube-apiserver returns (400 BadRequest) when
+/// `fieldValidation=Strict` finds unknown fields, e.g. `Pod in version "v1"
+/// cannot be handled as a Pod: strict decoding error: unknown field
+/// "spec.foo"`. With `fieldValidation=Warn` Kubernetes instead sends one
+/// `Warning: 299 - "unknown field \"spec.foo\""` header per path.
+pub fn strict_decoding_message(resource: &ResourceInfo, unknown: &[String]) -> String {
+    let fields: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field {}", names::quote(f)))
+        .collect();
+    format!(
+        "{kind} in version {version} cannot be handled as a {kind}: strict decoding error: {}",
+        fields.join(", "),
+        kind = resource.kind,
+        version = names::quote(resource.version),
+    )
+}
+
+/// Collects the keys of `input` (recursively) that `known` lacks.
+fn missing_keys(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, known) {
+        (Value::Object(i), Value::Object(k)) => {
+            for (key, value) in i {
+                if value.is_null() {
+                    continue;
+                }
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match k.get(key) {
+                    Some(kv) => missing_keys(value, kv, &child, out),
+                    None => out.push(child),
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(k)) => {
+            for (n, (iv, kv)) in i.iter().zip(k).enumerate() {
+                missing_keys(iv, kv, &format!("{path}[{n}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+#[path = "schema_validation_test.rs"]
+mod tests;

@@ -15,7 +15,9 @@ pub enum StoreError {
         compact_revision: Revision,
     },
     /// The requested revision is newer than the store's (etcd's ErrFutureRev).
-    #[error("mvcc: required revision is a future revision (requested {requested}, current {current})")]
+    #[error(
+        "mvcc: required revision is a future revision (requested {requested}, current {current})"
+    )]
     FutureRevision {
         /// The revision asked for.
         requested: Revision,

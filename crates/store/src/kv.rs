@@ -251,8 +251,10 @@ pub trait Kv: Send + Sync + 'static {
     /// Write one key.
     async fn put(&self, req: PutRequest) -> Result<PutResponse, StoreError>;
     /// Delete a key or a range.
-    async fn delete_range(&self, req: DeleteRangeRequest)
-        -> Result<DeleteRangeResponse, StoreError>;
+    async fn delete_range(
+        &self,
+        req: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, StoreError>;
     /// Compare, then run one branch, atomically.
     async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, StoreError>;
     /// Watch for changes from a revision.

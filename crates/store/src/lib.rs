@@ -1,6 +1,138 @@
-//! placeholder: the store helper fills this in.
+//! Skiff's store: etcd's revisioned key-value model, replicated by openraft,
+//! with its state in sled.
+//!
+//! # Role
+//!
+//! Everything the control plane knows lives here, under etcd-style keys
+//! (`/registry/pods/NS/NAME`). The API server reads and writes through the
+//! [`Kv`] trait (etcd v3's Range, Put, DeleteRange, Txn, Watch, Compact);
+//! every committed write gets a [`Revision`], which becomes the object's
+//! `resourceVersion`. [`Store`] is the embedded implementation; an external
+//! etcd can implement [`Kv`] too.
+//!
+//! ```text
+//!  API server ── Arc<dyn Kv> ──► Store
+//!                                 │ writes: proposer (group commit) ─► openraft ─► raft-log (fdatasync)
+//!                                 │                                       │ committed
+//!                                 │                                       ▼
+//!                                 │                              state machine: apply ─► sled tree
+//!                                 │                                       │ events      (kv, history, meta)
+//!                                 │ watch:  WatchHub (broadcast) ◄────────┘                │
+//!                                 │         + history replay from sled ◄──────────────────┘
+//!                                 │ reads:  ensure_linearizable (read index), then sled
+//! ```
+//!
+//! Files in the data directory:
+//!
+//! ```text
+//! skiff-store.json  marker: format version, cluster id, node id   (marker.rs)
+//! skiff-store.lock  flock held while a store uses the directory   (dir_lock.rs)
+//! raft-log          append-only, checksummed raft log records     (log_store.rs)
+//! raft-vote         the raft vote, replaced atomically            (log_store.rs)
+//! sm/               sled: the MVCC state machine                  (keys.rs, mvcc.rs, apply.rs)
+//! snapshot.bin      the last raft snapshot                        (state_machine.rs)
+//! ```
+//!
+//! # Contracts
+//!
+//! - [`Store::open`] creates the directory and a single-node cluster on first
+//!   start and returns once this node leads. It refuses, with
+//!   [`StoreError::BadDataDir`], a non-empty directory without a valid
+//!   marker, a marker of another format or node, and damaged files; it never
+//!   starts empty over existing data. A torn log tail is not damage. One
+//!   store at a time uses a directory (`skiff-store.lock`); `open` waits up
+//!   to 10 s for a previous holder that is still stopping.
+//! - [`Store::shutdown`] stops raft, ends watches and flushes sled. Dropping
+//!   every handle without it stops the node in the background; nothing
+//!   acknowledged is lost either way.
+//! - A write returns only after its log entry is on disk (fdatasync) and has
+//!   been applied. Reads are linearizable: served after openraft's read-index
+//!   check, from the applied state.
+//! - Revisions follow etcd: the store starts at 1; each write that changes
+//!   something takes the next revision; a Txn's writes share one. Keys carry
+//!   `create_revision`, `mod_revision`, `version` and `lease`. Values over
+//!   [`MAX_VALUE_BYTES`] (1.5 MiB) are refused.
+//! - Range at a past revision works back to the compaction point; below it
+//!   fails with [`StoreError::Compacted`], above the current revision with
+//!   [`StoreError::FutureRevision`]. Automatic compaction keeps the last
+//!   [`StoreConfig::auto_compaction_retain`] revisions.
+//! - Watch replays history from `start_revision`, then streams live events:
+//!   in order, no gaps, no duplicates, `prev_kv` on request. A slow watcher
+//!   catches up from history rather than buffering without bound; its stream
+//!   ends with `Compacted` only if that history is gone. Streams end with
+//!   [`StoreError::Stopped`] at shutdown.
+//! - Apply is deterministic (no clock, no randomness, no local state), so
+//!   replicas that apply the same log hold the same data.
+//!
+//! # Durability
+//!
+//! The raft log and vote are files of our own, not sled trees: sled's
+//! `flush()` syncs with `sync_file_range` on Linux, which does not flush
+//! metadata or the drive cache, and sled 0.34 has open durability issues.
+//! A batch of entries is written with one `write` and made durable with
+//! `fdatasync` before openraft's append callback fires; the vote is written
+//! to a temporary file, fsynced, renamed, and the directory fsynced. Because
+//! openraft 0.9 waits for each append before the next, concurrent writes are
+//! grouped above raft: the proposer puts everything queued into one
+//! `Command::Batch` entry, one fdatasync for all of them (group commit).
+//!
+//! sled is the state machine. Each entry's data, history, revision and
+//! `last_applied` go in one sled batch, so sled recovers to some entry
+//! boundary; the log is purged only after a snapshot, and building a
+//! snapshot first flushes sled and fsyncs its files. A crash therefore loses
+//! at most sled's unflushed tail, which openraft re-applies from the log.
+//!
+//! Measured on the 2-core development VM (release build, 1 KiB values,
+//! `tests/perf_test.rs`, three runs, the machine shared with other builds):
+//! about 2,100–2,500 sequential puts/s (one fdatasync each), about
+//! 14,000–19,000 puts/s from 64 concurrent tasks (group commit), and
+//! 13,000–100,000 linearizable single-key reads/s (very sensitive to load).
+//!
+//! # Caveats (what etcd does that this store does not, yet)
+//!
+//! - One node only: the raft network (`network.rs`) reports every peer
+//!   unreachable; multi-node gRPC transport comes later, behind the same
+//!   `RaftNetworkFactory` boundary.
+//! - Leases are stored on keys but never granted, kept alive or expired.
+//! - Past-revision reads undo history from the latest state: their cost grows
+//!   with the number of revisions since the requested one (bounded by
+//!   automatic compaction).
+//! - Snapshots are a full dump of the sled tree, built every 2,000 entries;
+//!   fine for edge-sized data sets, costly for very large ones. Unpurged log
+//!   entries are also held in memory.
+//! - Automatic compaction counts revisions, not time, and its setting must be
+//!   the same on every node.
+//! - A Txn may put the same key twice (etcd refuses duplicate keys in a txn).
+//! - Watches have no progress notifications, filters or fragmenting.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod apply;
+mod crc32;
+mod dir_lock;
 pub mod error;
+mod fsutil;
+mod keys;
 pub mod kv;
+mod log_flusher;
+mod log_record;
+mod log_store;
+mod marker;
+mod mvcc;
+mod network;
+mod proposer;
+mod raft_types;
+mod snapshot_file;
+mod state_machine;
+mod store;
+mod watch;
+
 pub use error::StoreError;
 pub use kv::*;
+pub use mvcc::MAX_VALUE_BYTES;
+pub use store::{Store, StoreConfig, DEFAULT_AUTO_COMPACTION_RETAIN, DEFAULT_CACHE_CAPACITY_BYTES};
+
+#[cfg(test)]
+mod conformance_test;
+#[cfg(test)]
+mod log_store_test;

@@ -1,0 +1,125 @@
+//! The agent's configuration and its defaults.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+/// Kubelet's HTTPS port.
+pub const DEFAULT_LISTEN_PORT: u16 = 10250;
+/// Pod CIDR used when the Node has no `spec.podCIDR` (k3s's first /24).
+pub const DEFAULT_POD_CIDR: &str = "10.42.0.0/24";
+/// Name of the Linux bridge the CNI `bridge` plugin creates.
+pub const DEFAULT_CNI_BRIDGE: &str = "skiff0";
+
+/// Everything the agent needs to join a cluster.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// API server URL, e.g. `https://127.0.0.1:6443`.
+    pub server_url: String,
+    /// Node token, `SK10<sha256 of the CA cert DER>::node:<secret>`.
+    pub token: String,
+    /// The cluster CA as PEM, when the caller has it (the embedded agent of
+    /// `skiff server`); otherwise fetched from `/cacerts` and checked
+    /// against the token's hash.
+    pub ca_pem: Option<String>,
+    /// Where the agent keeps its state: containerd's root, CNI state, pod
+    /// logs, images to import, its TLS key.
+    pub data_dir: PathBuf,
+    /// Node name; default: the hostname, lowercased.
+    pub node_name: String,
+    /// Node IP; default: the IPv4 address of the interface holding the
+    /// default route, else 127.0.0.1 (see [`default_node_ip`]).
+    pub node_ip: Option<IpAddr>,
+    /// Port of the agent's HTTPS endpoint; 0 picks a free one.
+    pub listen_port: u16,
+    /// An existing CRI socket to use instead of starting containerd.
+    pub containerd_socket: Option<PathBuf>,
+    /// Pod CIDR for the CNI config; `node.spec.podCIDR` wins when set.
+    pub pod_cidr: String,
+    /// CNI bridge name.
+    pub cni_bridge: String,
+}
+
+impl AgentConfig {
+    /// A config with every default filled in.
+    pub fn new(
+        server_url: impl Into<String>,
+        token: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
+        AgentConfig {
+            server_url: server_url.into(),
+            token: token.into(),
+            ca_pem: None,
+            data_dir: data_dir.into(),
+            node_name: default_node_name(),
+            node_ip: None,
+            listen_port: DEFAULT_LISTEN_PORT,
+            containerd_socket: None,
+            pod_cidr: DEFAULT_POD_CIDR.into(),
+            cni_bridge: DEFAULT_CNI_BRIDGE.into(),
+        }
+    }
+
+    /// The node IP to use: the configured one, else [`default_node_ip`].
+    pub fn effective_node_ip(&self) -> IpAddr {
+        self.node_ip.unwrap_or_else(default_node_ip)
+    }
+}
+
+/// The hostname, lowercased (node names are DNS subdomains), or `localhost`.
+pub fn default_node_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|h| h.to_lowercase())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The interface of the IPv4 default route, from the text of `/proc/net/route`
+/// (destination `00000000`, mask `00000000`).
+pub fn default_route_interface(proc_net_route: &str) -> Option<String> {
+    proc_net_route.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0].to_string())
+    })
+}
+
+/// The IPv4 address of the default-route interface, else 127.0.0.1. Read
+/// from `/proc/net/route` and `getifaddrs`, without sending any packet.
+pub fn default_node_ip() -> IpAddr {
+    let iface = std::fs::read_to_string("/proc/net/route")
+        .ok()
+        .and_then(|t| default_route_interface(&t));
+    let found = iface.and_then(|iface| {
+        nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
+            if ifa.interface_name != iface {
+                return None;
+            }
+            let sin = ifa.address?;
+            sin.as_sockaddr_in().map(|a| IpAddr::V4(a.ip()))
+        })
+    });
+    found.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_default_route_interface() {
+        let route =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+                     eth1\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
+        assert_eq!(default_route_interface(route).as_deref(), Some("eth1"));
+        assert_eq!(default_route_interface("Iface\n"), None);
+    }
+
+    #[test]
+    fn default_node_ip_is_some_address() {
+        // Either the default route's address or loopback; never panics.
+        let _ = default_node_ip();
+    }
+}

@@ -1,0 +1,205 @@
+//! A pod worker driven end to end on the fake CRI and a fake API server:
+//! start, image pull failure and back-off, crash and restart, graceful
+//! deletion with kubelet's final delete.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::Value;
+use skiff_agent::cri::fake::FakeRuntime;
+use skiff_agent::pod::worker::{run_pod_worker, PodUpdate, WorkerContext};
+use tokio::sync::watch;
+
+/// Requests the fake API server saw: (method, path?query, JSON body).
+type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
+
+fn fake_api(seen: Seen) -> kube::Client {
+    let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+        let seen = seen.clone();
+        async move {
+            let method = req.method().to_string();
+            let path = req.uri().to_string();
+            let body = req.into_body().collect().await?.to_bytes();
+            let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            seen.lock().unwrap().push((method, path, json));
+            let pod = serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web", "namespace": "default", "uid": "uid-1"}
+            });
+            let resp = http::Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(pod.to_string())))
+                .unwrap();
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(resp)
+        }
+    });
+    kube::Client::new(svc, "default")
+}
+
+fn pod() -> Pod {
+    let mut p = Pod::default();
+    p.metadata.name = Some("web".into());
+    p.metadata.namespace = Some("default".into());
+    p.metadata.uid = Some("uid-1".into());
+    let c = |name: &str, image: &str| Container {
+        name: name.into(),
+        image: Some(image.into()),
+        ..Default::default()
+    };
+    p.spec = Some(PodSpec {
+        containers: vec![
+            c("app", "skiff.local/busybox:1"),
+            c("side", "example.com/missing:1"),
+        ],
+        ..Default::default()
+    });
+    p
+}
+
+/// The newest status patch's view of one container: (state key, reason).
+fn last_state(seen: &Seen, container: &str) -> Option<(String, String, i64)> {
+    let seen = seen.lock().unwrap();
+    let (_, _, body) = seen
+        .iter()
+        .rev()
+        .find(|(m, p, _)| m == "PATCH" && p.contains("/status"))?;
+    let cs = body["status"]["containerStatuses"].as_array()?;
+    let c = cs.iter().find(|c| c["name"] == container)?;
+    let state = c["state"].as_object()?;
+    let (key, v) = state.iter().next()?;
+    Some((
+        key.clone(),
+        v["reason"].as_str().unwrap_or_default().to_string(),
+        c["restartCount"].as_i64().unwrap_or(-1),
+    ))
+}
+
+async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn pod_worker_runs_restarts_and_deletes_a_pod() {
+    let seen: Seen = Arc::default();
+    let cri = Arc::new(FakeRuntime::with_images(&["skiff.local/busybox:1"]));
+    let data = tempfile::tempdir().unwrap();
+    let ctx = Arc::new(WorkerContext {
+        cri: cri.clone(),
+        client: fake_api(seen.clone()),
+        data_dir: data.path().to_path_buf(),
+        host_ip: "192.0.2.10".into(),
+        node_name: "testnode".into(),
+    });
+    let (tx, rx) = watch::channel(PodUpdate {
+        pod: Arc::new(pod()),
+        removed: false,
+    });
+    let worker = tokio::spawn(run_pod_worker(ctx, rx));
+
+    // The present image runs; the missing one fails to pull, then backs off.
+    wait_for("app running, side ErrImagePull", || {
+        last_state(&seen, "app").is_some_and(|s| s.0 == "running")
+            && last_state(&seen, "side").is_some_and(|s| s.1 == "ErrImagePull")
+    })
+    .await;
+    wait_for("side ImagePullBackOff", || {
+        last_state(&seen, "side").is_some_and(|s| s.1 == "ImagePullBackOff")
+    })
+    .await;
+    assert!(data.path().join("pods/default_web_uid-1/app").is_dir());
+
+    // The first crash restarts at once; the second waits in CrashLoopBackOff.
+    let first = cri.container_ids()[0].clone();
+    cri.exit_container(&first, 1);
+    wait_for("app restarted", || {
+        last_state(&seen, "app") == Some(("running".into(), String::new(), 1))
+    })
+    .await;
+    let second = cri.container_ids()[1].clone();
+    cri.exit_container(&second, 1);
+    wait_for("app CrashLoopBackOff", || {
+        last_state(&seen, "app").is_some_and(|s| s.1 == "CrashLoopBackOff" && s.2 == 1)
+    })
+    .await;
+
+    // Graceful deletion: stop with the deletion's grace period, remove, final delete.
+    let mut deleting = pod();
+    deleting.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    deleting.metadata.deletion_grace_period_seconds = Some(7);
+    tx.send_replace(PodUpdate {
+        pod: Arc::new(deleting),
+        removed: false,
+    });
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cri.sandbox_count(), 0);
+    assert!(cri.container_ids().is_empty());
+    let seen = seen.lock().unwrap();
+    let (_, path, body) = seen
+        .iter()
+        .rev()
+        .find(|(m, _, _)| m == "DELETE")
+        .expect("final delete");
+    assert!(path.contains("/namespaces/default/pods/web"), "{path}");
+    assert_eq!(body["gracePeriodSeconds"], 0);
+    assert_eq!(body["preconditions"]["uid"], "uid-1");
+    assert!(!data.path().join("pods/default_web_uid-1").exists());
+}
+
+#[tokio::test]
+async fn removed_pod_is_torn_down_without_api_delete() {
+    let seen: Seen = Arc::default();
+    let cri = Arc::new(FakeRuntime::with_images(&["skiff.local/busybox:1"]));
+    let data = tempfile::tempdir().unwrap();
+    let ctx = Arc::new(WorkerContext {
+        cri: cri.clone(),
+        client: fake_api(seen.clone()),
+        data_dir: data.path().to_path_buf(),
+        host_ip: "192.0.2.10".into(),
+        node_name: "testnode".into(),
+    });
+    let mut p = pod();
+    p.spec.as_mut().unwrap().containers.truncate(1);
+    let (tx, rx) = watch::channel(PodUpdate {
+        pod: Arc::new(p.clone()),
+        removed: false,
+    });
+    let worker = tokio::spawn(run_pod_worker(ctx, rx));
+    wait_for("running", || {
+        last_state(&seen, "app").is_some_and(|s| s.0 == "running")
+    })
+    .await;
+    // Force-deleted with grace 7: the running container gets those 7 s.
+    p.metadata.deletion_grace_period_seconds = Some(7);
+    tx.send_replace(PodUpdate {
+        pod: Arc::new(p),
+        removed: true,
+    });
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cri.sandbox_count(), 0);
+    let calls = cri.calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("StopContainer") && c.ends_with(" 7")),
+        "{calls:?}"
+    );
+    assert!(!seen.lock().unwrap().iter().any(|(m, _, _)| m == "DELETE"));
+}

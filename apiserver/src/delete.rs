@@ -1,0 +1,237 @@
+//! DELETE: immediate, graceful (pods) or deferred by finalizers, and
+//! `deletecollection` (Kubernetes' generic registry `Delete` with the pod
+//! strategy's `CheckGracefulDelete`).
+//!
+//! - A pod bound to a node and not terminal gets `deletionTimestamp` =
+//!   now + grace and `deletionGracePeriodSeconds`; it stays until its agent
+//!   deletes it again with `gracePeriodSeconds=0`. A shorter grace period
+//!   may replace a longer one, never the reverse.
+//! - An object with finalizers only gets `deletionTimestamp`; the update
+//!   that removes its last finalizer deletes it ([`crate::rest::write_update`]).
+//! - Otherwise the key is deleted by a Txn on its `mod_revision`.
+//! - Caveat: deleting a namespace removes its contents at once (Kubernetes
+//!   marks it Terminating and its controller empties it), and
+//!   `propagationPolicy` is accepted but there is no garbage collector yet.
+
+use chrono::Utc;
+use http::Response;
+use serde_json::{json, Value};
+
+use crate::auth::Operation;
+use crate::error::{ApiError, Target};
+use crate::pods;
+use crate::registry::{ListOptions, ListPage, Registry};
+use crate::request::RequestContext;
+use crate::resources::ResourceInfo;
+use crate::response::{self, Body};
+use crate::rest::{respond_object, selectors, MAX_UPDATE_ATTEMPTS};
+use crate::strategy::{self, meta_mut, meta_str};
+
+/// `DeleteOptions` from the body and the query.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    /// `gracePeriodSeconds`.
+    pub grace_period_seconds: Option<i64>,
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
+}
+
+fn delete_options(ctx: &RequestContext) -> Result<DeleteOptions, ApiError> {
+    let body = if ctx.body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        ctx.body_object()?
+    };
+    let mut opts = DeleteOptions {
+        grace_period_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),
+        uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resource_version: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    };
+    if let Some(g) = ctx.query.int("gracePeriodSeconds")? {
+        opts.grace_period_seconds = Some(g);
+    }
+    if opts.grace_period_seconds.is_some_and(|g| g < 0) {
+        opts.grace_period_seconds = Some(0);
+    }
+    Ok(opts)
+}
+
+/// DELETE on one object.
+pub async fn delete(
+    ctx: &mut RequestContext,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Response<Body>, ApiError> {
+    let opts = delete_options(ctx)?;
+    let obj = delete_one(ctx, res, ns, name, &opts).await?;
+    respond_object(ctx, 200, res, &obj)
+}
+
+/// Deletes (or starts the graceful deletion of) one object; returns its
+/// last state.
+pub async fn delete_one(
+    ctx: &RequestContext,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    opts: &DeleteOptions,
+) -> Result<Value, ApiError> {
+    let dry_run = ctx.dry_run()?;
+    for _ in 0..MAX_UPDATE_ATTEMPTS {
+        let current = ctx.state.registry.get_required(res, ns, name).await?;
+        if let Some(uid) = &opts.uid {
+            let have = meta_str(&current.obj, "uid").unwrap_or_default();
+            if uid != have {
+                return Err(ApiError::Conflict {
+                    target: Target::new(res, name),
+                    detail: format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"),
+                });
+            }
+        }
+        if let Some(rv) = &opts.resource_version {
+            if *rv != current.mod_revision.to_string() {
+                return Err(ApiError::Conflict {
+                    target: Target::new(res, name),
+                    detail: format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        current.mod_revision
+                    ),
+                });
+            }
+        }
+        ctx.state
+            .admission
+            .admit(
+                &ctx.user,
+                Operation::Delete,
+                res,
+                &mut current.obj.clone(),
+                Some(&current.obj),
+            )
+            .await?;
+
+        let period = if res.kind == "Pod" {
+            pods::grace_period(&current.obj, opts.grace_period_seconds)
+        } else {
+            0
+        };
+        let finalizers = current
+            .obj
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        let deleting = current.obj.pointer("/metadata/deletionTimestamp").is_some();
+        let old_grace = current
+            .obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64);
+
+        if period > 0 || finalizers {
+            if deleting && old_grace.is_some_and(|g| g <= period) {
+                // Already terminating at least this fast: nothing to change.
+                return Ok(current.obj);
+            }
+            let now = Utc::now();
+            let mut next = current.obj.clone();
+            let meta = meta_mut(&mut next);
+            let ts = if deleting && period == 0 {
+                meta.get("deletionTimestamp")
+                    .cloned()
+                    .unwrap_or(json!(strategy::timestamp(now)))
+            } else {
+                // Checked: a client may send any int64 as gracePeriodSeconds.
+                let at = chrono::Duration::try_seconds(period)
+                    .and_then(|d| now.checked_add_signed(d))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!("gracePeriodSeconds {period} is out of range"))
+                    })?;
+                json!(strategy::timestamp(at))
+            };
+            meta.insert("deletionTimestamp".into(), ts);
+            meta.insert("deletionGracePeriodSeconds".into(), json!(period));
+            if dry_run {
+                return Ok(next);
+            }
+            match ctx
+                .state
+                .registry
+                .update(res, ns, name, &next, &current)
+                .await?
+            {
+                Some(v) => return Ok(v),
+                None => continue,
+            }
+        }
+        if dry_run {
+            return Ok(current.obj);
+        }
+        if ctx
+            .state
+            .registry
+            .delete(res, ns, name, current.mod_revision)
+            .await?
+            .is_some()
+        {
+            if res.kind == "Namespace" {
+                // Caveat: Kubernetes marks the namespace Terminating and its
+                // controller deletes the contents gracefully; Skiff removes
+                // them at once.
+                for r in crate::resources::RESOURCES.iter().filter(|r| r.namespaced) {
+                    ctx.state
+                        .registry
+                        .delete_namespace_contents(r, name)
+                        .await?;
+                }
+            }
+            return Ok(current.obj);
+        }
+    }
+    Err(ApiError::modified(res, name))
+}
+
+/// DELETE on a collection (`deletecollection`): deletes every object the
+/// selectors match; answers the list of deleted objects.
+pub async fn delete_collection(
+    ctx: &mut RequestContext,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let opts = delete_options(ctx)?;
+    let (labels, fields) = selectors(ctx, res)?;
+    let page = ctx
+        .state
+        .registry
+        .list(res, ns, &ListOptions::default(), |o| {
+            labels.matches(o) && fields.matches(res, o)
+        })
+        .await?;
+    let revision = page.revision;
+    let mut deleted = Vec::new();
+    for item in &page.items {
+        let name = meta_str(item, "name").unwrap_or_default().to_string();
+        let item_ns = meta_str(item, "namespace").map(str::to_string);
+        match delete_one(ctx, res, item_ns.as_deref(), &name, &opts).await {
+            Ok(obj) => deleted.push(obj),
+            Err(ApiError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let list = Registry::list_object(
+        res,
+        ListPage {
+            items: deleted,
+            revision,
+            continue_token: None,
+        },
+    );
+    Ok(response::object(200, &list, ctx.output, &ctx.warnings))
+}

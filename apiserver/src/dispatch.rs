@@ -1,0 +1,234 @@
+//! The request pipeline in front of the handlers: route → authenticate →
+//! authorize → read the body → negotiate → handler, with every error
+//! answered through [`response::error`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::auth::{Admission, Authorizer, RequestAttributes, TokenAuthenticator};
+use crate::codec::negotiate;
+use crate::error::{ApiError, MAX_REQUEST_BODY_BYTES};
+use crate::registry::Registry;
+use crate::request::{Query, RequestContext};
+use crate::resources::find;
+use crate::response::{self, Body};
+use crate::router::{self, Route};
+use crate::{discovery, openapi, pods, rest};
+
+/// The Kubernetes version Skiff's API corresponds to (what `/version`
+/// reports and kubectl compares with its own for the skew warning).
+pub const KUBERNETES_MINOR: &str = "32";
+
+/// Server-wide state shared by every request.
+pub struct ApiState {
+    /// The store, as objects.
+    pub registry: Registry,
+    /// Bearer-token authentication.
+    pub authn: TokenAuthenticator,
+    /// Authorization.
+    pub authz: Arc<dyn Authorizer>,
+    /// Admission.
+    pub admission: Arc<dyn Admission>,
+    /// The node token (sent to agents when proxying).
+    pub node_token: String,
+    /// The CA bundle served at `/cacerts`.
+    pub ca_pem: String,
+    /// `host:port` clients reach this server at (for `/api`).
+    pub server_address: String,
+    /// Turns `true` when the server shuts down; long-lived tasks (watches)
+    /// end on it so that they release the store.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The `/version` body (`version.Info`).
+pub fn version_info() -> serde_json::Value {
+    json!({
+        "major": "1",
+        "minor": KUBERNETES_MINOR,
+        "gitVersion": format!("v1.{KUBERNETES_MINOR}.0-skiff"),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
+    })
+}
+
+/// Go's name for this architecture (what kubectl prints).
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+/// Serves one HTTP request. Never fails: errors become Status responses.
+pub async fn serve(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    match handle(state, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(%method, %path, code = e.status_code(), error = %e, "request failed");
+            response::error(&e)
+        }
+    }
+}
+
+async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let route = router::parse(req.uri().path());
+    if let Ok(r) = &route {
+        if r.is_public() {
+            return public(&state, r).await;
+        }
+    }
+    let auth_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let user = state.authn.authenticate(auth_header)?;
+    let route = route?;
+
+    let method = req.method().clone();
+    let uri_path = req.uri().path().to_string();
+    let query = Query::parse(req.uri().query());
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+
+    let attrs_verb;
+    let attrs = match &route {
+        Route::Resource(p) => rest::attributes(&method, p, &uri_path, query.flag("watch")),
+        Route::Bindings { namespace } => RequestAttributes {
+            verb: "create",
+            resource: find("", "v1", "pods"),
+            subresource: Some("binding"),
+            namespace: Some(namespace),
+            name: None,
+            path: &uri_path,
+        },
+        _ => {
+            attrs_verb = method.as_str().to_ascii_lowercase();
+            RequestAttributes {
+                verb: &attrs_verb,
+                resource: None,
+                subresource: None,
+                namespace: None,
+                name: None,
+                path: &uri_path,
+            }
+        }
+    };
+    state.authz.authorize(&user, &attrs).await?;
+
+    if !matches!(route, Route::Resource(_) | Route::Bindings { .. }) {
+        if method != Method::GET {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        return non_resource(&state, &route);
+    }
+
+    let body = read_body(req).await?;
+    let output = negotiate(accept.as_deref())?;
+    let mut ctx = RequestContext {
+        state: state.clone(),
+        user,
+        query,
+        output,
+        body,
+        content_type,
+        warnings: Vec::new(),
+    };
+    match &route {
+        Route::Resource(p) => rest::handle(&mut ctx, &method, p).await,
+        Route::Bindings { namespace } if method == Method::POST => {
+            pods::bind(&mut ctx, namespace, None).await
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// Reads the whole body, 413 past the limit. The body is read up to the
+/// limit rather than refused from `Content-Length` alone: answering before
+/// reading makes HTTP/2 clients see a reset stream instead of the 413.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let limited = Limited::new(req.into_body(), MAX_REQUEST_BODY_BYTES);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::RequestEntityTooLarge)
+        }
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "reading the request body: {e}"
+        ))),
+    }
+}
+
+async fn public(state: &ApiState, route: &Route) -> Result<Response<Body>, ApiError> {
+    match route {
+        Route::Health => Ok(response::text(200, "ok")),
+        Route::Ready => match state.registry.kv().current_revision().await {
+            Ok(_) => Ok(response::text(200, "ok")),
+            Err(e) => Ok(response::text(
+                500,
+                format!("[-]etcd failed: {e}\nreadyz check failed\n"),
+            )),
+        },
+        Route::Version => Ok(response::json(200, &version_info())),
+        Route::CaCerts => Ok(response::text(200, state.ca_pem.clone())),
+        _ => Err(ApiError::PathNotFound),
+    }
+}
+
+fn non_resource(state: &ApiState, route: &Route) -> Result<Response<Body>, ApiError> {
+    let found = |v: Option<serde_json::Value>| {
+        v.map(|v| response::json(200, &v))
+            .ok_or(ApiError::PathNotFound)
+    };
+    match route {
+        Route::CoreVersions => Ok(response::json(
+            200,
+            &discovery::core_api_versions(&state.server_address),
+        )),
+        Route::GroupList => Ok(response::json(200, &discovery::api_group_list())),
+        Route::Group(g) => found(discovery::api_group(g)),
+        Route::ResourceList { group, version } => {
+            found(discovery::api_resource_list(group, version))
+        }
+        Route::OpenApiIndex => Ok(response::json(200, &openapi::v3_index())),
+        Route::OpenApiDocument(p) => {
+            let doc = openapi::v3_document(p).ok_or(ApiError::PathNotFound)?;
+            // Shares the cached document instead of copying it per request.
+            Ok(response::raw(
+                200,
+                "application/json",
+                Bytes::from_owner(SharedDoc(doc)),
+            ))
+        }
+        _ => Err(ApiError::PathNotFound),
+    }
+}
+
+/// A cached OpenAPI document as a `Bytes` owner.
+struct SharedDoc(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedDoc {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}

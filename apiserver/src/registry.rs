@@ -1,0 +1,417 @@
+//! Objects in the store: JSON values at [`ResourceInfo::storage_key`],
+//! written with etcd-style transactions (kube-apiserver's `storage/etcd3`).
+//!
+//! Contracts:
+//! - an object's `metadata.resourceVersion` is the `mod_revision` of its
+//!   key; it is never stored, only set when the object is read (so a write
+//!   never has to know its own revision in advance);
+//! - create is a Txn `create_revision(key) == 0 → put` (409 AlreadyExists
+//!   otherwise); update and delete are Txns on `mod_revision(key) == seen`,
+//!   returning `None` when someone else wrote first;
+//! - a list reads one snapshot: the first page's revision is pinned in the
+//!   `continue` token and every later page reads at it (410 Expired once
+//!   compacted).
+
+use std::sync::Arc;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use skiff_store::{
+    prefix_end, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, Kv,
+    PutRequest, RangeRequest, RequestOp, Revision, StoreError, TxnRequest,
+};
+
+use crate::error::ApiError;
+use crate::resources::ResourceInfo;
+
+/// An object read from the store with its revision.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// The object, `metadata.resourceVersion` set.
+    pub obj: Value,
+    /// Its key's `mod_revision`.
+    pub mod_revision: Revision,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug)]
+pub struct ListPage {
+    /// Matching objects, in key order.
+    pub items: Vec<Value>,
+    /// The snapshot's revision (the list's resourceVersion).
+    pub revision: Revision,
+    /// Token for the next page, if there is one.
+    pub continue_token: Option<String>,
+}
+
+/// How to read a list.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    /// Most items per page, 0 for all.
+    pub limit: i64,
+    /// A `continue` token from a previous page.
+    pub continue_token: Option<String>,
+    /// Read at exactly this revision (`resourceVersionMatch=Exact`).
+    pub exact_revision: Option<Revision>,
+    /// Fail with 504 if the store is older than this (`resourceVersion=N`).
+    pub min_revision: Option<Revision>,
+}
+
+/// The store prefix holding `resource` objects in `namespace` (or all).
+pub fn collection_prefix(resource: &ResourceInfo, namespace: Option<&str>) -> String {
+    match (resource.namespaced, namespace) {
+        (true, Some(ns)) => format!("{}{ns}/", resource.storage_prefix()),
+        _ => resource.storage_prefix(),
+    }
+}
+
+/// Decodes a stored value and sets its resourceVersion.
+pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    decode_at(&kv.value, kv.mod_revision)
+}
+
+/// Decodes stored bytes and sets `resourceVersion` to `revision`.
+pub fn decode_at(bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::Internal(format!("stored object does not decode: {e}")))?;
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+    Ok(obj)
+}
+
+/// The bytes stored for an object: its JSON without `resourceVersion`.
+pub fn encode(obj: &Value) -> Result<Vec<u8>, ApiError> {
+    let mut o = obj.clone();
+    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&o).map_err(|e| ApiError::Internal(format!("object does not encode: {e}")))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: Revision,
+    start: String,
+}
+
+fn continue_gone() -> ApiError {
+    ApiError::Gone(
+        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."
+            .into(),
+    )
+}
+
+/// The store, seen as Kubernetes objects.
+#[derive(Clone)]
+pub struct Registry {
+    kv: Arc<dyn Kv>,
+}
+
+impl Registry {
+    /// A registry over `kv`.
+    pub fn new(kv: Arc<dyn Kv>) -> Self {
+        Registry { kv }
+    }
+
+    /// The underlying store.
+    pub fn kv(&self) -> &Arc<dyn Kv> {
+        &self.kv
+    }
+
+    /// Reads one object, `None` if absent.
+    pub async fn get(
+        &self,
+        resource: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Stored>, ApiError> {
+        let key = resource.storage_key(ns, name);
+        let resp = self
+            .kv
+            .range(RangeRequest {
+                key: key.into_bytes(),
+                ..Default::default()
+            })
+            .await?;
+        match resp.kvs.first() {
+            Some(kv) => Ok(Some(Stored {
+                obj: decode(kv)?,
+                mod_revision: kv.mod_revision,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads one object, 404 if absent.
+    pub async fn get_required(
+        &self,
+        resource: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Stored, ApiError> {
+        self.get(resource, ns, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(resource, name))
+    }
+
+    /// Lists objects matching `filter`, one page at a time.
+    pub async fn list(
+        &self,
+        resource: &ResourceInfo,
+        ns: Option<&str>,
+        opts: &ListOptions,
+        filter: impl Fn(&Value) -> bool,
+    ) -> Result<ListPage, ApiError> {
+        let prefix = collection_prefix(resource, ns);
+        let end = prefix_end(prefix.as_bytes());
+        let (mut start, mut revision) = match &opts.continue_token {
+            Some(t) => {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(t)
+                    .map_err(|_| {
+                        ApiError::BadRequest("continue key is not valid: illegal base64".into())
+                    })?;
+                let tok: ContinueToken = serde_json::from_slice(&raw).map_err(|_| {
+                    ApiError::BadRequest("continue key is not valid: not a token".into())
+                })?;
+                if !tok.start.starts_with(&prefix) {
+                    return Err(ApiError::BadRequest(
+                        "continue key is not valid: wrong collection".into(),
+                    ));
+                }
+                (tok.start.into_bytes(), tok.rv)
+            }
+            None => (
+                prefix.clone().into_bytes(),
+                opts.exact_revision.unwrap_or(0),
+            ),
+        };
+        let continuing = opts.continue_token.is_some();
+        let mut items = Vec::new();
+        loop {
+            let want = if opts.limit > 0 {
+                opts.limit - items.len() as i64
+            } else {
+                0
+            };
+            let resp = self
+                .kv
+                .range(RangeRequest {
+                    key: start.clone(),
+                    range_end: end.clone(),
+                    limit: want,
+                    revision,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| match e {
+                    StoreError::Compacted { .. } if continuing => continue_gone(),
+                    other => other.into(),
+                })?;
+            if revision == 0 {
+                // Pin the snapshot for the following chunks and pages.
+                revision = resp.revision;
+                if let Some(min) = opts.min_revision {
+                    if min > revision {
+                        return Err(ApiError::TooLargeResourceVersion {
+                            requested: min,
+                            current: revision,
+                        });
+                    }
+                }
+            }
+            let n = resp.kvs.len();
+            for (i, kv) in resp.kvs.iter().enumerate() {
+                let obj = decode(kv)?;
+                if !filter(&obj) {
+                    continue;
+                }
+                items.push(obj);
+                if opts.limit > 0 && items.len() as i64 >= opts.limit {
+                    let more = i + 1 < n || resp.more;
+                    let continue_token = more.then(|| {
+                        let mut next = kv.key.clone();
+                        next.push(0);
+                        let tok = ContinueToken {
+                            rv: revision,
+                            start: String::from_utf8_lossy(&next).into_owned(),
+                        };
+                        base64::engine::general_purpose::STANDARD
+                            .encode(serde_json::to_vec(&tok).unwrap_or_default())
+                    });
+                    return Ok(ListPage {
+                        items,
+                        revision,
+                        continue_token,
+                    });
+                }
+            }
+            match resp.kvs.last() {
+                Some(last) if resp.more => {
+                    start = last.key.clone();
+                    start.push(0);
+                }
+                _ => {
+                    return Ok(ListPage {
+                        items,
+                        revision,
+                        continue_token: None,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Creates an object if its key is free; returns it with its
+    /// resourceVersion.
+    pub async fn create(
+        &self,
+        resource: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        obj: &Value,
+    ) -> Result<Value, ApiError> {
+        let key = resource.storage_key(ns, name).into_bytes();
+        let value = encode(obj)?;
+        let resp = self
+            .kv
+            .txn(TxnRequest {
+                compare: vec![Compare {
+                    key: key.clone(),
+                    result: CompareResult::Equal,
+                    target: CompareTarget::CreateRevision(0),
+                }],
+                success: vec![RequestOp::Put(PutRequest {
+                    key,
+                    value: value.clone(),
+                    ..Default::default()
+                })],
+                failure: vec![],
+            })
+            .await?;
+        if !resp.succeeded {
+            return Err(ApiError::AlreadyExists(crate::error::Target::new(
+                resource, name,
+            )));
+        }
+        decode_at(&value, resp.revision)
+    }
+
+    /// Writes `obj` over the stored one if its `mod_revision` is still
+    /// `expected`; `Ok(None)` if it changed meanwhile. A write that changes
+    /// nothing is skipped (no new revision), as kube-apiserver's
+    /// `GuaranteedUpdate` does.
+    pub async fn update(
+        &self,
+        resource: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        obj: &Value,
+        current: &Stored,
+    ) -> Result<Option<Value>, ApiError> {
+        let key = resource.storage_key(ns, name).into_bytes();
+        let value = encode(obj)?;
+        if value == encode(&current.obj)? {
+            return Ok(Some(current.obj.clone()));
+        }
+        let resp = self
+            .kv
+            .txn(TxnRequest {
+                compare: vec![Compare {
+                    key: key.clone(),
+                    result: CompareResult::Equal,
+                    target: CompareTarget::ModRevision(current.mod_revision),
+                }],
+                success: vec![RequestOp::Put(PutRequest {
+                    key,
+                    value: value.clone(),
+                    ..Default::default()
+                })],
+                failure: vec![],
+            })
+            .await?;
+        if !resp.succeeded {
+            return Ok(None);
+        }
+        decode_at(&value, resp.revision).map(Some)
+    }
+
+    /// Deletes the object if its `mod_revision` is still `expected`;
+    /// returns the deletion's revision, or `None` if it changed meanwhile.
+    pub async fn delete(
+        &self,
+        resource: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        expected: Revision,
+    ) -> Result<Option<Revision>, ApiError> {
+        let key = resource.storage_key(ns, name).into_bytes();
+        let resp = self
+            .kv
+            .txn(TxnRequest {
+                compare: vec![Compare {
+                    key: key.clone(),
+                    result: CompareResult::Equal,
+                    target: CompareTarget::ModRevision(expected),
+                }],
+                success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
+                    key,
+                    ..Default::default()
+                })],
+                failure: vec![],
+            })
+            .await?;
+        Ok(resp.succeeded.then_some(resp.revision))
+    }
+
+    /// Deletes every object of `resource` in namespace `ns` (used when the
+    /// namespace itself is deleted).
+    pub async fn delete_namespace_contents(
+        &self,
+        resource: &ResourceInfo,
+        ns: &str,
+    ) -> Result<(), ApiError> {
+        let prefix = collection_prefix(resource, Some(ns));
+        let end = prefix_end(prefix.as_bytes());
+        self.kv
+            .delete_range(DeleteRangeRequest {
+                key: prefix.into_bytes(),
+                range_end: end,
+                prev_kv: false,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Creates `obj` unless its key exists (for bootstrap objects).
+    pub async fn ensure(
+        &self,
+        resource: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        obj: Value,
+    ) -> Result<(), ApiError> {
+        match self.create(resource, ns, name, &obj).await {
+            Ok(_) | Err(ApiError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A list object (`PodList`, …) around `items`.
+    pub fn list_object(resource: &ResourceInfo, page: ListPage) -> Value {
+        let mut meta = json!({"resourceVersion": page.revision.to_string()});
+        if let Some(c) = page.continue_token {
+            meta["continue"] = Value::String(c);
+        }
+        json!({
+            "kind": resource.list_kind,
+            "apiVersion": resource.api_version(),
+            "metadata": meta,
+            "items": page.items,
+        })
+    }
+}

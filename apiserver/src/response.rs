@@ -1,0 +1,106 @@
+//! HTTP response bodies and builders. [`error`] is the one place an
+//! [`ApiError`] becomes an HTTP response (its body from
+//! [`ApiError::to_status`]).
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::codec::{encode, Output};
+use crate::error::ApiError;
+
+/// Every response body: a whole buffer or a stream (watch, logs).
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A body holding `bytes`.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A streamed body fed by `rx`; each chunk is sent (and flushed) as it
+/// arrives, and the body ends when every sender is dropped.
+pub fn streaming(rx: mpsc::Receiver<Bytes>) -> Body {
+    let frames = ReceiverStream::new(rx).map(|b| Ok::<_, std::io::Error>(Frame::data(b)));
+    BodyExt::boxed(StreamBody::new(frames))
+}
+
+fn build(code: u16, content_type: &str, body: Body, warnings: &[String]) -> Response<Body> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    for w in warnings {
+        // RFC 7234 warn-code 299 "Miscellaneous persistent warning", the
+        // form kube-apiserver uses and kubectl prints as "Warning: …".
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// A JSON (or YAML) object response.
+pub fn object(code: u16, value: &Value, output: Output, warnings: &[String]) -> Response<Body> {
+    let (ct, bytes) = encode(value, output);
+    build(code, ct, full(bytes), warnings)
+}
+
+/// A JSON response.
+pub fn json(code: u16, value: &Value) -> Response<Body> {
+    object(code, value, Output::Json, &[])
+}
+
+/// A response with a ready-made body.
+pub fn raw(code: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    build(code, content_type, full(body), &[])
+}
+
+/// A plain-text response.
+pub fn text(code: u16, body: impl Into<Bytes>) -> Response<Body> {
+    build(code, "text/plain; charset=utf-8", full(body), &[])
+}
+
+/// A streamed response.
+pub fn stream(code: u16, content_type: &str, rx: mpsc::Receiver<Bytes>) -> Response<Body> {
+    let mut resp = build(code, content_type, streaming(rx), &[]);
+    // Stop proxies from buffering the stream (as kube-apiserver's watch).
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    resp
+}
+
+/// The response for an error: its `metav1.Status`, with `Retry-After`
+/// where the error is retryable.
+pub fn error(e: &ApiError) -> Response<Body> {
+    let mut resp = json(e.status_code(), &e.to_status());
+    if let Some(secs) = e.retry_after() {
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    if matches!(e, ApiError::Unauthorized) {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+/// A `metav1.Status` of success (e.g. after a binding).
+pub fn success(code: u16) -> Response<Body> {
+    json(
+        code,
+        &serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code}),
+    )
+}

@@ -1,0 +1,474 @@
+//! The generic REST verbs over any resource in the table: get, list,
+//! create, update, patch, delete, deletecollection, and the `status`
+//! subresource (kube-apiserver's `registry/generic/registry.Store`).
+//!
+//! Each write runs the pipeline in order: decode → check kind and identity
+//! → unknown-field check (`fieldValidation`) → server-set fields
+//! ([`crate::strategy`]) → defaults → validation → admission → store Txn.
+//! Updates from patches retry on a lost race (they have no
+//! resourceVersion precondition); a PUT or patch that carries a
+//! resourceVersion gets 409 Conflict instead.
+
+use chrono::Utc;
+use http::{Method, Response};
+use serde_json::{json, Value};
+
+use crate::auth::{Operation, RequestAttributes};
+use crate::codec::Output;
+use crate::error::ApiError;
+use crate::patch::{self, PatchType};
+use crate::registry::{ListOptions, Registry, Stored};
+use crate::request::RequestContext;
+use crate::resources::{find, ResourceInfo};
+use crate::response::{self, Body};
+use crate::router::ResourcePath;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::strategy::{self, meta_mut, meta_str};
+use crate::{defaults, pods, table, validation, watch};
+
+/// How often a write that lost a race to another writer is retried before
+/// answering 409 (kube-apiserver's `GuaranteedUpdate` loops; a handful of
+/// tries covers contention between a few controllers).
+pub const MAX_UPDATE_ATTEMPTS: usize = 8;
+
+/// The namespaces resource (namespace existence checks).
+fn namespaces() -> &'static ResourceInfo {
+    // The table always serves core/v1 namespaces.
+    find("", "v1", "namespaces").unwrap_or(&crate::resources::RESOURCES[0])
+}
+
+/// The verb a request on `path` with `method` performs (for authorization).
+pub fn verb(method: &Method, path: &ResourcePath, watch: bool) -> &'static str {
+    match (method.as_str(), path.name.is_some()) {
+        ("GET", _) if path.watch_prefix || (watch && path.name.is_none()) => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+/// Serves one resource request.
+pub async fn handle(
+    ctx: &mut RequestContext,
+    method: &Method,
+    path: &ResourcePath,
+) -> Result<Response<Body>, ApiError> {
+    let res = path.resource;
+    let ns = path.namespace.as_deref();
+    if res.namespaced && ns.is_none() && !(method == Method::GET && path.name.is_none()) {
+        // Only reads of all namespaces work without a namespace.
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let wants_watch = path.watch_prefix || ctx.query.flag("watch");
+    let name = path.name.as_deref();
+    match (method.as_str(), name, path.subresource.as_deref()) {
+        ("GET", None, None) if wants_watch => watch::serve(ctx, res, ns, None).await,
+        ("GET", Some(n), None) if path.watch_prefix => watch::serve(ctx, res, ns, Some(n)).await,
+        ("GET", None, None) => list(ctx, res, ns).await,
+        ("GET", Some(n), None | Some("status")) => get(ctx, res, ns, n).await,
+        ("GET", Some(n), Some("log")) => crate::logs::serve(ctx, ns.unwrap_or_default(), n).await,
+        ("POST", None, None) => create(ctx, res, ns).await,
+        ("POST", Some(n), Some("binding")) => {
+            pods::bind(ctx, ns.unwrap_or_default(), Some(n)).await
+        }
+        ("PUT", Some(n), None) => update(ctx, res, ns, n, false).await,
+        ("PUT", Some(n), Some("status")) => update(ctx, res, ns, n, true).await,
+        ("PATCH", Some(n), None) => patch(ctx, res, ns, n, false).await,
+        ("PATCH", Some(n), Some("status")) => patch(ctx, res, ns, n, true).await,
+        ("DELETE", Some(n), None) => crate::delete::delete(ctx, res, ns, n).await,
+        ("DELETE", None, None) => crate::delete::delete_collection(ctx, res, ns).await,
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// Attributes for authorizing `method` on `path`.
+pub fn attributes<'a>(
+    method: &Method,
+    path: &'a ResourcePath,
+    uri_path: &'a str,
+    watch: bool,
+) -> RequestAttributes<'a> {
+    RequestAttributes {
+        verb: verb(method, path, watch),
+        resource: Some(path.resource),
+        subresource: path.subresource.as_deref(),
+        namespace: path.namespace.as_deref(),
+        name: path.name.as_deref(),
+        path: uri_path,
+    }
+}
+
+/// Answers one object, as a Table when the client asked for one.
+pub fn respond_object(
+    ctx: &RequestContext,
+    code: u16,
+    res: &ResourceInfo,
+    obj: &Value,
+) -> Result<Response<Body>, ApiError> {
+    if ctx.output == Output::Table {
+        let rv = meta_str(obj, "resourceVersion")
+            .unwrap_or_default()
+            .to_string();
+        let t = table::to_table(
+            res,
+            std::slice::from_ref(obj),
+            json!({"resourceVersion": rv}),
+            ctx.include_object()?,
+            Utc::now(),
+        );
+        return Ok(response::object(code, &t, Output::Json, &ctx.warnings));
+    }
+    Ok(response::object(code, obj, ctx.output, &ctx.warnings))
+}
+
+async fn get(
+    ctx: &mut RequestContext,
+    res: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Response<Body>, ApiError> {
+    let stored = ctx.state.registry.get_required(res, ns, name).await?;
+    respond_object(ctx, 200, res, &stored.obj)
+}
+
+/// Parses `labelSelector` and `fieldSelector` into one filter.
+pub fn selectors(
+    ctx: &RequestContext,
+    res: &'static ResourceInfo,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let labels = LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or(""))?;
+    let fields = FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or(""), res)?;
+    Ok((labels, fields))
+}
+
+/// The list options from `limit`, `continue`, `resourceVersion` and
+/// `resourceVersionMatch`.
+fn list_options(ctx: &RequestContext) -> Result<ListOptions, ApiError> {
+    let limit = ctx.query.int("limit")?.unwrap_or(0).max(0);
+    let continue_token = ctx
+        .query
+        .get("continue")
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    let rv = match ctx.query.get("resourceVersion").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => Some(
+            v.parse::<i64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {v:?}")))?,
+        ),
+    };
+    let mut opts = ListOptions {
+        limit,
+        continue_token,
+        ..Default::default()
+    };
+    match (ctx.query.get("resourceVersionMatch").unwrap_or(""), rv) {
+        ("Exact", Some(n)) if n > 0 => opts.exact_revision = Some(n),
+        ("Exact", _) => {
+            return Err(ApiError::BadRequest(
+                "resourceVersionMatch: Exact requires a non-zero resourceVersion".into(),
+            ))
+        }
+        ("" | "NotOlderThan", Some(n)) if n > 0 => opts.min_revision = Some(n),
+        ("" | "NotOlderThan", _) => {}
+        (other, _) => {
+            return Err(ApiError::BadRequest(format!(
+                "resourceVersionMatch: unsupported value {other:?}"
+            )))
+        }
+    }
+    Ok(opts)
+}
+
+async fn list(
+    ctx: &mut RequestContext,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let (labels, fields) = selectors(ctx, res)?;
+    let opts = list_options(ctx)?;
+    let page = ctx
+        .state
+        .registry
+        .list(res, ns, &opts, |o| {
+            labels.matches(o) && fields.matches(res, o)
+        })
+        .await?;
+    if ctx.output == Output::Table {
+        let mut meta = json!({"resourceVersion": page.revision.to_string()});
+        if let Some(c) = &page.continue_token {
+            meta["continue"] = json!(c);
+        }
+        let t = table::to_table(res, &page.items, meta, ctx.include_object()?, Utc::now());
+        return Ok(response::object(200, &t, Output::Json, &ctx.warnings));
+    }
+    Ok(response::object(
+        200,
+        &Registry::list_object(res, page),
+        ctx.output,
+        &ctx.warnings,
+    ))
+}
+
+/// Checks (or fills in) `apiVersion` and `kind` of a request body.
+pub fn check_kind(res: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+    let want_av = res.api_version();
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        None | Some("") => obj["apiVersion"] = json!(want_av),
+        Some(av) if av == want_av => {}
+        Some(av) => {
+            return Err(ApiError::BadRequest(format!(
+                "the API version in the data ({av}) does not match the expected API version ({want_av})"
+            )))
+        }
+    }
+    match obj.get("kind").and_then(Value::as_str) {
+        None | Some("") => obj["kind"] = json!(res.kind),
+        Some(k) if k == res.kind => {}
+        Some(k) => {
+            return Err(ApiError::BadRequest(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                res.kind
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// Sets `metadata.namespace` from the path (400 if the body disagrees).
+fn check_namespace(res: &ResourceInfo, obj: &mut Value, ns: Option<&str>) -> Result<(), ApiError> {
+    let meta = meta_mut(obj);
+    match (res.namespaced, ns) {
+        (true, Some(ns)) => {
+            match meta.get("namespace").and_then(Value::as_str) {
+                None | Some("") => {}
+                Some(b) if b == ns => {}
+                Some(_) => {
+                    return Err(ApiError::BadRequest(
+                        "the namespace of the provided object does not match the namespace sent on the request".into(),
+                    ))
+                }
+            }
+            meta.insert("namespace".into(), json!(ns));
+        }
+        _ => {
+            meta.remove("namespace");
+        }
+    }
+    Ok(())
+}
+
+/// Defaults, validates and admits an object about to be written.
+async fn prepare(
+    ctx: &RequestContext,
+    res: &ResourceInfo,
+    op: Operation,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    defaults::apply_defaults(res, obj);
+    let name = meta_str(obj, "name").unwrap_or_default().to_string();
+    let errors = validation::validate(res, obj, old);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(res, &name, errors));
+    }
+    if name.is_empty() {
+        let mut e = validation::FieldError::required("metadata.name");
+        e.detail = "name or generateName is required".into();
+        return Err(ApiError::invalid(res, &name, vec![e]));
+    }
+    ctx.state
+        .admission
+        .admit(&ctx.user, op, res, obj, old)
+        .await
+}
+
+async fn create(
+    ctx: &mut RequestContext,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let mut obj = ctx.body_object()?;
+    check_kind(res, &mut obj)?;
+    ctx.check_unknown_fields(res, &obj)?;
+    check_namespace(res, &mut obj, ns)?;
+    strategy::expand_generate_name(&mut obj);
+    strategy::prepare_for_create(res, &mut obj, Utc::now());
+    prepare(ctx, res, Operation::Create, &mut obj, None).await?;
+    let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+    namespace_exists(ctx, res, ns).await?;
+    if ctx.dry_run()? {
+        return respond_object(ctx, 201, res, &obj);
+    }
+    let created = ctx.state.registry.create(res, ns, &name, &obj).await?;
+    respond_object(ctx, 201, res, &created)
+}
+
+/// Kubernetes' NamespaceLifecycle admission: no objects in a namespace
+/// that does not exist (404 `namespaces "x" not found`).
+async fn namespace_exists(
+    ctx: &RequestContext,
+    res: &ResourceInfo,
+    ns: Option<&str>,
+) -> Result<(), ApiError> {
+    match ns.filter(|_| res.namespaced) {
+        Some(ns)
+            if ctx
+                .state
+                .registry
+                .get(namespaces(), None, ns)
+                .await?
+                .is_none() =>
+        {
+            Err(ApiError::not_found(namespaces(), ns))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Writes `new` over `current` after the shared pipeline; `Ok(None)` when
+/// another writer got there first.
+pub async fn write_update(
+    ctx: &RequestContext,
+    res: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    current: &Stored,
+    mut new: Value,
+    status_only: bool,
+) -> Result<Option<Value>, ApiError> {
+    strategy::prepare_for_update(res, &mut new, &current.obj, status_only);
+    prepare(ctx, res, Operation::Update, &mut new, Some(&current.obj)).await?;
+    if ctx.dry_run()? {
+        return Ok(Some(new));
+    }
+    // Removing the last finalizer of an object being deleted completes the
+    // deletion (Kubernetes' generic registry does the same on update).
+    let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
+    let finalizers = new
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    let grace = new
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if deleting && !finalizers && grace == 0 {
+        return match ctx
+            .state
+            .registry
+            .delete(res, ns, name, current.mod_revision)
+            .await?
+        {
+            Some(_) => Ok(Some(new)),
+            None => Ok(None),
+        };
+    }
+    ctx.state
+        .registry
+        .update(res, ns, name, &new, current)
+        .await
+}
+
+fn body_resource_version(obj: &Value) -> Option<String> {
+    meta_str(obj, "resourceVersion")
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+async fn update(
+    ctx: &mut RequestContext,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    status_only: bool,
+) -> Result<Response<Body>, ApiError> {
+    let mut obj = ctx.body_object()?;
+    check_kind(res, &mut obj)?;
+    match meta_str(&obj, "name") {
+        None | Some("") => {
+            meta_mut(&mut obj).insert("name".into(), json!(name));
+        }
+        Some(n) if n == name => {}
+        Some(n) => {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )))
+        }
+    }
+    check_namespace(res, &mut obj, ns)?;
+    ctx.check_unknown_fields(res, &obj)?;
+    let precondition = body_resource_version(&obj);
+    for _ in 0..MAX_UPDATE_ATTEMPTS {
+        let Some(current) = ctx.state.registry.get(res, ns, name).await? else {
+            if strategy::allow_create_on_update(res) && !status_only {
+                // Upsert: the create path with this body.
+                let mut created = obj.clone();
+                strategy::prepare_for_create(res, &mut created, Utc::now());
+                prepare(ctx, res, Operation::Create, &mut created, None).await?;
+                namespace_exists(ctx, res, ns).await?;
+                if ctx.dry_run()? {
+                    return respond_object(ctx, 201, res, &created);
+                }
+                let created = ctx.state.registry.create(res, ns, name, &created).await?;
+                return respond_object(ctx, 201, res, &created);
+            }
+            return Err(ApiError::not_found(res, name));
+        };
+        if let Some(rv) = &precondition {
+            if *rv != current.mod_revision.to_string() {
+                return Err(ApiError::modified(res, name));
+            }
+        }
+        match write_update(ctx, res, ns, name, &current, obj.clone(), status_only).await? {
+            Some(updated) => return respond_object(ctx, 200, res, &updated),
+            None if precondition.is_some() => return Err(ApiError::modified(res, name)),
+            None => continue,
+        }
+    }
+    Err(ApiError::modified(res, name))
+}
+
+async fn patch(
+    ctx: &mut RequestContext,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    status_only: bool,
+) -> Result<Response<Body>, ApiError> {
+    let kind = PatchType::from_content_type(ctx.content_type.as_deref().unwrap_or(""))?;
+    let patch_body: Value = serde_json::from_slice(&ctx.body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+    for _ in 0..MAX_UPDATE_ATTEMPTS {
+        let current = ctx.state.registry.get_required(res, ns, name).await?;
+        let mut patched = patch::apply(kind, &current.obj, &patch_body)?;
+        if !patched.is_object() {
+            return Err(ApiError::BadRequest(
+                "the patch made the object something other than a JSON object".into(),
+            ));
+        }
+        check_kind(res, &mut patched)?;
+        if meta_str(&patched, "name") != Some(name) {
+            return Err(ApiError::BadRequest(
+                "the name of the object cannot be changed by a patch".into(),
+            ));
+        }
+        ctx.check_unknown_fields(res, &patched)?;
+        // A patch that sets resourceVersion is a precondition on it.
+        let precondition =
+            body_resource_version(&patched).filter(|rv| *rv != current.mod_revision.to_string());
+        if precondition.is_some() {
+            return Err(ApiError::modified(res, name));
+        }
+        match write_update(ctx, res, ns, name, &current, patched, status_only).await? {
+            Some(updated) => return respond_object(ctx, 200, res, &updated),
+            None => continue,
+        }
+    }
+    Err(ApiError::modified(res, name))
+}

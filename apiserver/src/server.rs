@@ -1,0 +1,343 @@
+//! The listening server: TLS (rustls, ALPN `h2` and `http/1.1`; kubectl
+//! speaks HTTP/2) in front of hyper-util's auto HTTP/1+2 connection
+//! builder, one task per connection, every request through
+//! [`dispatch::serve`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use skiff_store::Kv;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::auth::{Admission, AllowAll, Authorizer, NoAdmission, TokenAuthenticator};
+use crate::dispatch::{self, ApiState};
+use crate::pki::{self, Pki, PkiError};
+use crate::registry::Registry;
+use crate::resources::find;
+
+/// The port kube-apiserver listens on by default.
+pub const DEFAULT_PORT: u16 = 6443;
+
+/// How long a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest [`ApiServer::shutdown`] waits for in-flight requests and
+/// watches to let go of the store.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
+/// How often the bootstrap retries creating the system namespaces while
+/// the store is not ready (e.g. no raft leader yet).
+const BOOTSTRAP_RETRY: Duration = Duration::from_secs(1);
+
+/// The namespaces every cluster has (kube-apiserver's
+/// `SystemNamespaces` plus `default`).
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// How to run the API server.
+#[derive(Clone, Debug)]
+pub struct ApiServerConfig {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Where the PKI, tokens and admin kubeconfig live.
+    pub data_dir: PathBuf,
+    /// Extra subject alternative names for the serving certificate.
+    pub extra_sans: Vec<String>,
+}
+
+impl ApiServerConfig {
+    /// Listens on `127.0.0.1:6443` with data under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ApiServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            data_dir: data_dir.into(),
+            extra_sans: Vec::new(),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiServerError {
+    /// Creating or loading certificates and tokens failed.
+    #[error("pki: {0}")]
+    Pki(#[from] PkiError),
+    /// The serving certificate or key could not be loaded into rustls.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// Binding the listen address failed.
+    #[error("listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The request pipeline's pluggable stages (authorization, admission),
+/// for the RBAC and admission work to fill in.
+#[derive(Clone)]
+pub struct Hooks {
+    /// Decides who may do what.
+    pub authorizer: Arc<dyn Authorizer>,
+    /// Mutates and validates objects before they are stored.
+    pub admission: Arc<dyn Admission>,
+}
+
+impl Default for Hooks {
+    /// Allow every authenticated request; no admission plugins.
+    fn default() -> Self {
+        Hooks {
+            authorizer: Arc::new(AllowAll),
+            admission: Arc::new(NoAdmission),
+        }
+    }
+}
+
+/// A running API server. Stop it with [`ApiServer::shutdown`]; dropping it
+/// also stops it (without waiting).
+pub struct ApiServer {
+    local_addr: SocketAddr,
+    url: String,
+    pki: Pki,
+    kubeconfig_path: PathBuf,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+    /// Alive while any request or watch still runs; shutdown waits for it
+    /// so that the caller can close the store right after.
+    state: Weak<ApiState>,
+}
+
+fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ApiServerError> {
+    let certs = rustls_pemfile::certs(&mut pki.server_cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiServerError::Tls(format!("serving certificate: {e}")))?;
+    let key = rustls_pemfile::private_key(&mut pki.server_key_pem.as_bytes())
+        .map_err(|e| ApiServerError::Tls(format!("serving key: {e}")))?
+        .ok_or_else(|| ApiServerError::Tls("serving key: no key in PEM".into()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ApiServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ApiServerError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Creates the system namespaces if missing; `false` if the store failed.
+async fn bootstrap(registry: &Registry) -> bool {
+    let Some(namespaces) = find("", "v1", "namespaces") else {
+        return true;
+    };
+    for ns in SYSTEM_NAMESPACES {
+        let mut obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "spec": {"finalizers": ["kubernetes"]}});
+        crate::strategy::prepare_for_create(namespaces, &mut obj, chrono::Utc::now());
+        if let Err(e) = registry.ensure(namespaces, None, ns, obj).await {
+            tracing::warn!(namespace = ns, error = %e, "creating system namespace failed; will retry");
+            return false;
+        }
+    }
+    true
+}
+
+impl ApiServer {
+    /// Loads or creates the PKI, binds, writes the admin kubeconfig, creates
+    /// the system namespaces and starts serving in the background.
+    pub async fn start(
+        config: ApiServerConfig,
+        kv: Arc<dyn Kv>,
+    ) -> Result<ApiServer, ApiServerError> {
+        Self::start_with_hooks(config, kv, Hooks::default()).await
+    }
+
+    /// [`ApiServer::start`] with a chosen authorizer and admission chain.
+    pub async fn start_with_hooks(
+        config: ApiServerConfig,
+        kv: Arc<dyn Kv>,
+        hooks: Hooks,
+    ) -> Result<ApiServer, ApiServerError> {
+        let pki = pki::load_or_create(&config.data_dir, &config.extra_sans)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&pki)?));
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ApiServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ApiServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        // Clients reach an unspecified address (0.0.0.0, ::) via loopback.
+        let reach = if local_addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], local_addr.port()))
+        } else {
+            local_addr
+        };
+        let url = format!("https://{reach}");
+        let kubeconfig_path = config.data_dir.join("admin.kubeconfig");
+        pki::write_atomic(
+            &kubeconfig_path,
+            pki::kubeconfig(&url, &pki.ca_pem, &pki.admin_token).as_bytes(),
+            0o600,
+        )?;
+
+        let (stop, stop_rx) = watch::channel(false);
+        let state = Arc::new(ApiState {
+            registry: Registry::new(kv),
+            authn: TokenAuthenticator::new(&pki.admin_token, &pki.node_token),
+            authz: hooks.authorizer,
+            admission: hooks.admission,
+            node_token: pki.node_token.clone(),
+            ca_pem: pki.ca_pem.clone(),
+            server_address: reach.to_string(),
+            stopping: stop_rx.clone(),
+        });
+
+        if !bootstrap(&state.registry).await {
+            let mut stop_rx = stop_rx.clone();
+            let state = state.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop_rx.changed() => return,
+                        _ = tokio::time::sleep(BOOTSTRAP_RETRY) => {
+                            if bootstrap(&state.registry).await {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        let weak_state = Arc::downgrade(&state);
+        let task = tokio::spawn(accept_loop(listener, acceptor, state, stop_rx));
+        tracing::info!(%url, "API server listening");
+        Ok(ApiServer {
+            local_addr,
+            url,
+            pki,
+            kubeconfig_path,
+            stop,
+            task: Some(task),
+            state: weak_state,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `https://host:port` clients use.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The cluster CA certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        &self.pki.ca_pem
+    }
+
+    /// The admin bearer token.
+    pub fn admin_token(&self) -> &str {
+        &self.pki.admin_token
+    }
+
+    /// The node token agents join with.
+    pub fn node_token(&self) -> &str {
+        &self.pki.node_token
+    }
+
+    /// Path of the admin kubeconfig.
+    pub fn kubeconfig_path(&self) -> &std::path::Path {
+        &self.kubeconfig_path
+    }
+
+    /// Stops accepting, closes every connection, ends every watch, and
+    /// waits (up to [`SHUTDOWN_DRAIN`]) until no task holds the store.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        // HTTP/2 stream tasks and watch tasks finish just after their
+        // connection closes.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
+        while self.state.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Arc<ApiState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // E.g. out of file descriptors: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let state = state.clone();
+                conns.spawn(async move {
+                    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let svc = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(dispatch::serve(state, req).await) }
+                    });
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    // Closing every connection also ends their watches and log streams.
+    conns.shutdown().await;
+}

@@ -1,0 +1,273 @@
+//! What the server itself sets on objects, per operation and kind (the
+//! `PrepareForCreate`/`PrepareForUpdate` halves of Kubernetes'
+//! `rest.RESTCreateStrategy`/`RESTUpdateStrategy`).
+//!
+//! - create: `uid`, `creationTimestamp`, `generation: 1`; `generateName`
+//!   expanded; server-owned fields cleared; pods start `Pending` with a QoS
+//!   class, namespaces `Active`.
+//! - update: identity and server-owned metadata copied from the stored
+//!   object; `generation` bumped only when `spec` changes; for kinds with a
+//!   `status` subresource the main resource cannot change `status` and the
+//!   `status` subresource changes only `status`.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rand::Rng;
+use serde_json::{json, Map, Value};
+
+use crate::resources::ResourceInfo;
+
+/// Characters `generateName` suffixes use: apimachinery's
+/// `utilrand.String` alphabet (no vowels, no confusable digits).
+const GENERATE_NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// Length of the random `generateName` suffix, as Kubernetes.
+const GENERATE_NAME_SUFFIX_LEN: usize = 5;
+
+/// An RFC 3339 timestamp with seconds precision, as `metav1.Time`.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `metadata` of an object, created if missing or not an object.
+pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    match obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        Some(m) => m,
+        // Just set to an object above.
+        None => unreachable!("metadata was just set to an object"),
+    }
+}
+
+/// A string field of `metadata`.
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str()
+}
+
+/// Whether a kind has a `status` subresource (and so split status writes).
+pub fn has_status(resource: &ResourceInfo) -> bool {
+    resource.subresources.contains(&"status")
+}
+
+/// Whether PUT on a missing object creates it (Kubernetes'
+/// `AllowCreateOnUpdate`: true for leases and events, whose writers
+/// upsert; false for the rest).
+pub fn allow_create_on_update(resource: &ResourceInfo) -> bool {
+    matches!(resource.kind, "Lease" | "Event")
+}
+
+/// Expands `generateName` when `name` is empty.
+pub fn expand_generate_name(obj: &mut Value) {
+    let meta = meta_mut(obj);
+    let has_name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    if has_name {
+        return;
+    }
+    if let Some(prefix) = meta
+        .get("generateName")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+    {
+        let mut rng = rand::rng();
+        let suffix: String = (0..GENERATE_NAME_SUFFIX_LEN)
+            .map(|_| {
+                GENERATE_NAME_ALPHABET[rng.random_range(0..GENERATE_NAME_ALPHABET.len())] as char
+            })
+            .collect();
+        let name = format!("{prefix}{suffix}");
+        meta.insert("name".into(), Value::String(name));
+    }
+}
+
+/// Sets the server-owned metadata of a new object and the kind's initial
+/// state.
+pub fn prepare_for_create(resource: &ResourceInfo, obj: &mut Value, now: DateTime<Utc>) {
+    let meta = meta_mut(obj);
+    meta.insert(
+        "uid".into(),
+        Value::String(uuid::Uuid::new_v4().to_string()),
+    );
+    meta.insert("creationTimestamp".into(), Value::String(timestamp(now)));
+    meta.insert("generation".into(), json!(1));
+    for f in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
+        meta.remove(f);
+    }
+    match resource.kind {
+        "Pod" => {
+            // A new pod's status is the server's: Pending, plus its QoS class
+            // (Kubernetes' podStrategy.PrepareForCreate).
+            let qos = qos_class(obj);
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+        }
+        "Namespace" => {
+            obj["status"] = json!({"phase": "Active"});
+        }
+        _ => {}
+    }
+}
+
+/// Prepares `new` (the client's desired object) for writing over `old`.
+/// `status_only` is true on the `status` subresource.
+pub fn prepare_for_update(
+    resource: &ResourceInfo,
+    new: &mut Value,
+    old: &Value,
+    status_only: bool,
+) {
+    if status_only {
+        // Only status changes: start from the stored object.
+        let status = new.get("status").cloned();
+        *new = old.clone();
+        match status {
+            Some(s) => new["status"] = s,
+            None => {
+                if let Some(o) = new.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+        return;
+    }
+    if has_status(resource) {
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(o) = new.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+    let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let meta = meta_mut(new);
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "name",
+        "namespace",
+    ] {
+        match old_meta.get(f) {
+            Some(v) => meta.insert(f.into(), v.clone()),
+            None => meta.remove(f),
+        };
+    }
+    meta.remove("selfLink");
+    if new.get("spec") != old.get("spec") {
+        let g = old_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        meta_mut(new).insert("generation".into(), json!(g + 1));
+    }
+}
+
+/// A pod's QoS class (Kubernetes' `qos.GetPodQOS`, for cpu and memory):
+/// BestEffort with no requests or limits; Guaranteed when every container
+/// limits cpu and memory and requests (if given) equal the limits;
+/// Burstable otherwise.
+pub fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| pod.pointer(&format!("/spec/{f}")).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let res =
+        |c: &Value, kind: &str, r: &str| c.pointer(&format!("/resources/{kind}/{r}")).cloned();
+    let any = containers.iter().any(|c| {
+        ["requests", "limits"]
+            .iter()
+            .any(|k| ["cpu", "memory"].iter().any(|r| res(c, k, r).is_some()))
+    });
+    if !any {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|c| {
+        ["cpu", "memory"]
+            .iter()
+            .all(|r| match (res(c, "limits", r), res(c, "requests", r)) {
+                (Some(l), Some(q)) => l == q,
+                (Some(_), None) => true,
+                _ => false,
+            })
+    });
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::find;
+
+    #[test]
+    fn create_sets_identity_and_pod_status() {
+        let pods = find("", "v1", "pods").unwrap();
+        let mut p = json!({"metadata": {"generateName": "web-", "resourceVersion": "9"},
+                           "spec": {"containers": [{"name": "a", "image": "i"}]},
+                           "status": {"phase": "Running"}});
+        expand_generate_name(&mut p);
+        prepare_for_create(pods, &mut p, Utc::now());
+        let name = meta_str(&p, "name").unwrap();
+        assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+        assert!(meta_str(&p, "uid").is_some());
+        assert!(meta_str(&p, "resourceVersion").is_none());
+        assert_eq!(p["metadata"]["generation"], 1);
+        assert_eq!(
+            p["status"],
+            json!({"phase": "Pending", "qosClass": "BestEffort"})
+        );
+    }
+
+    #[test]
+    fn update_keeps_identity_status_and_bumps_generation_on_spec() {
+        let pods = find("", "v1", "pods").unwrap();
+        let old = json!({"metadata": {"name": "p", "uid": "u1", "generation": 1, "creationTimestamp": "t"},
+                         "spec": {"a": 1}, "status": {"phase": "Running"}});
+        let mut new = json!({"metadata": {"name": "p", "uid": "other", "labels": {"x": "y"}},
+                             "spec": {"a": 1}, "status": {"phase": "Failed"}});
+        prepare_for_update(pods, &mut new, &old, false);
+        assert_eq!(new["metadata"]["uid"], "u1");
+        assert_eq!(new["metadata"]["labels"]["x"], "y");
+        assert_eq!(new["metadata"]["generation"], 1);
+        assert_eq!(new["status"]["phase"], "Running");
+
+        let mut new = json!({"metadata": {"name": "p"}, "spec": {"a": 2}});
+        prepare_for_update(pods, &mut new, &old, false);
+        assert_eq!(new["metadata"]["generation"], 2);
+
+        let mut new = json!({"metadata": {"name": "p", "labels": {"x": "y"}}, "spec": {"a": 9}, "status": {"phase": "Succeeded"}});
+        prepare_for_update(pods, &mut new, &old, true);
+        assert_eq!(new["spec"]["a"], 1);
+        assert_eq!(new["status"]["phase"], "Succeeded");
+        assert!(new["metadata"].get("labels").is_none());
+    }
+
+    #[test]
+    fn qos_classes() {
+        let c = |res: Value| json!({"spec": {"containers": [{"name": "a", "resources": res}]}});
+        assert_eq!(qos_class(&c(json!({}))), "BestEffort");
+        assert_eq!(
+            qos_class(&c(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&c(json!({"requests": {"cpu": "1"}}))),
+            "Burstable"
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! `skiff agent`: a node agent joining a server.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+/// Node-agent flags shared by `skiff agent` and the agent embedded in `skiff server`.
+#[derive(Args)]
+pub struct AgentOptions {
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// This node's IP as other hosts reach it (default: the address of the
+    /// default-route interface).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// Use this containerd socket instead of starting a private containerd.
+    #[arg(long)]
+    containerd_socket: Option<PathBuf>,
+    /// Pod address range of this node, until the server assigns node.spec.podCIDR.
+    #[arg(long, default_value = "10.42.0.0/24")]
+    pod_cidr: String,
+    /// Name of the CNI bridge on this host.
+    #[arg(long, default_value = "skiff0")]
+    cni_bridge: String,
+    /// Port of the agent's HTTPS endpoint (logs, exec); 0 picks a free one.
+    #[arg(long, default_value_t = 10250)]
+    agent_port: u16,
+}
+
+impl AgentOptions {
+    pub fn into_config(
+        self,
+        server_url: String,
+        token: String,
+        ca_pem: Option<String>,
+        data_dir: PathBuf,
+    ) -> anyhow::Result<skiff_agent::AgentConfig> {
+        let node_name = match self.node_name {
+            Some(n) => n,
+            None => hostname_lowercase()?,
+        };
+        Ok(skiff_agent::AgentConfig {
+            server_url,
+            token,
+            ca_pem,
+            data_dir,
+            node_name,
+            node_ip: self.node_ip,
+            listen_port: self.agent_port,
+            containerd_socket: self.containerd_socket,
+            pod_cidr: self.pod_cidr,
+            cni_bridge: self.cni_bridge,
+        })
+    }
+}
+
+fn hostname_lowercase() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the host name; pass --node-name")?;
+    Ok(name.trim().to_lowercase())
+}
+
+/// Flags of `skiff agent`.
+#[derive(Args)]
+pub struct AgentArgs {
+    /// The API server to join, e.g. https://10.0.0.1:6443.
+    #[arg(long)]
+    server: String,
+    /// File holding the node token printed by the server (DATA_DIR/node-token).
+    #[arg(long)]
+    token_file: PathBuf,
+    /// Where the agent keeps its state.
+    #[arg(long, default_value = "/var/lib/skiff/agent")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    agent: AgentOptions,
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let token = std::fs::read_to_string(&args.token_file)
+        .with_context(|| format!("reading the node token from {}", args.token_file.display()))?
+        .trim()
+        .to_string();
+    let config = args.agent.into_config(args.server, token, None, args.data_dir)?;
+    skiff_agent::run(config, crate::shutdown_signal()).await.context("agent")?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! `skiff server`: the store, the API server, the scheduler and (unless
+//! `--no-agent`) a local node agent, in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::sync::watch;
+
+use crate::agent_cmd::AgentOptions;
+
+/// Flags of `skiff server`.
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Where the server keeps its state (store, certificates, kubeconfig).
+    #[arg(long, default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    /// Address the Kubernetes API listens on (HTTPS).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Extra names or IPs for the serving certificate.
+    #[arg(long = "tls-san")]
+    tls_san: Vec<String>,
+    /// Do not run a node agent in this process.
+    #[arg(long)]
+    no_agent: bool,
+    #[command(flatten)]
+    agent: AgentOptions,
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let store = skiff_store::Store::open(skiff_store::StoreConfig::new(args.data_dir.join("store")))
+        .await
+        .context("opening the store")?;
+    let config = skiff_apiserver::ApiServerConfig {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        extra_sans: args.tls_san.clone(),
+    };
+    let api = skiff_apiserver::ApiServer::start(config, Arc::new(store.clone()))
+        .await
+        .context("starting the API server")?;
+    let url = api.url().to_string();
+    println!("skiff server is up at {url}");
+    println!("kubeconfig: {}", api.kubeconfig_path().display());
+    println!("try: KUBECONFIG={} kubectl get nodes", api.kubeconfig_path().display());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let client = crate::client::kube_client(&url, api.ca_pem(), api.admin_token())?;
+    let scheduler = tokio::spawn(skiff_scheduler::run(client, stopped(stop_rx.clone())));
+
+    let agent = if args.no_agent {
+        None
+    } else {
+        let config = args.agent.into_config(url.clone(), api.node_token().to_string(), Some(api.ca_pem().to_string()), args.data_dir.join("agent"))?;
+        Some(tokio::spawn(skiff_agent::run(config, stopped(stop_rx.clone()))))
+    };
+
+    crate::shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    if let Some(agent) = agent {
+        match agent.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "agent stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "agent task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    let _ = scheduler.await;
+    api.shutdown().await;
+    store.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,363 @@
+//! The deterministic apply: one committed raft entry in, one sled batch out.
+//!
+//! [`Mvcc::apply_entry`] is a function of the tree's contents, the entry and
+//! the auto-compaction setting: no clock, no randomness, no node-local state,
+//! so every replica that applies the same log holds the same bytes. Each
+//! entry becomes exactly one sled batch holding its data, its history events,
+//! the new revision and the entry's log id (sled batches on one tree are
+//! atomic), so a crash leaves all of an entry or none of it, and a replayed
+//! entry is never applied twice.
+//!
+//! **Revisions** (etcd's `mvcc` package): the store starts at revision 1;
+//! every command that changes at least one key takes the next revision,
+//! shared by all its changes (a Txn's writes are one revision, its events
+//! numbered by a sub-index). A delete that matches nothing, a Txn whose branch
+//! only reads, a refused command and a compaction leave the revision alone.
+//!
+//! **Batches.** The store groups concurrent proposals into one
+//! [`Command::Batch`] entry (group commit: one log write and one fdatasync
+//! for many clients). Its commands are applied in order, each with its own
+//! revision and its own answer, exactly as if they were separate entries.
+//! An [`Overlay`] carries the changes of earlier commands of the entry so
+//! later ones read them.
+
+use openraft::{EntryPayload, StoredMembership};
+
+use crate::keys::{self, KeyRange};
+use crate::kv::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, EventType,
+    KeyValue, PutRequest, PutResponse, RequestOp, ResponseOp, Revision, TxnRequest, TxnResponse,
+};
+use crate::mvcc::{
+    check_read_revision, check_value_size, encode, respond, HistoryEvent, Mvcc, MvccError, Overlay,
+};
+use crate::raft_types::{ApplyError, Command, CommandResponse, Entry};
+
+/// The result of applying one raft entry.
+pub(crate) struct Applied {
+    /// The answer for the client.
+    pub response: CommandResponse,
+    /// The events of each new revision, in order, for watchers.
+    pub events: Vec<(Revision, Vec<HistoryEvent>)>,
+}
+
+/// The revision window while an entry is applied.
+struct Window {
+    /// The latest revision, including commands already applied in the entry.
+    current: Revision,
+    /// The compaction point, likewise.
+    compact: Revision,
+}
+
+impl Mvcc {
+    /// Apply one committed raft entry (see the module doc for the rules).
+    pub(crate) fn apply_entry(
+        &self,
+        entry: &Entry,
+        auto_compact_retain: i64,
+    ) -> Result<Applied, MvccError> {
+        let start_compact = self.compact_revision()?;
+        let mut w = Window {
+            current: self.revision()?,
+            compact: start_compact,
+        };
+        let start_rev = w.current;
+        let mut batch = sled::Batch::default();
+        let mut overlay = Overlay::default();
+
+        let response = match &entry.payload {
+            EntryPayload::Blank => CommandResponse::None,
+            EntryPayload::Membership(m) => {
+                let stored = StoredMembership::new(Some(entry.log_id), m.clone());
+                batch.insert(keys::META_MEMBERSHIP, encode("membership", &stored)?);
+                CommandResponse::None
+            }
+            EntryPayload::Normal(Command::Batch(cmds)) => {
+                let mut out = Vec::with_capacity(cmds.len());
+                for cmd in cmds {
+                    out.push(self.apply_command(cmd, &mut w, &mut overlay, auto_compact_retain)?);
+                }
+                CommandResponse::Batch(out)
+            }
+            EntryPayload::Normal(cmd) => {
+                self.apply_command(cmd, &mut w, &mut overlay, auto_compact_retain)?
+            }
+        };
+
+        // History events, numbered per revision; those already below a
+        // compaction made in this same entry are not written.
+        let mut events: Vec<(Revision, Vec<HistoryEvent>)> = Vec::new();
+        for ev in overlay.events {
+            let rev = ev.revision();
+            match events.last_mut() {
+                Some((r, evs)) if *r == rev => evs.push(ev),
+                _ => events.push((rev, vec![ev])),
+            }
+        }
+        for (rev, evs) in &events {
+            if *rev < w.compact {
+                continue;
+            }
+            for (sub, ev) in evs.iter().enumerate() {
+                batch.insert(
+                    keys::history_key(*rev, sub as u32),
+                    encode("history event", ev)?,
+                );
+            }
+        }
+        for (k, v) in &overlay.kvs {
+            match v {
+                Some(kv) => batch.insert(keys::kv_key(k), encode("key-value", kv)?),
+                None => batch.remove(keys::kv_key(k)),
+            }
+        }
+        if w.current != start_rev {
+            batch.insert(keys::META_REVISION, encode("revision", &w.current)?);
+        }
+        if w.compact > start_compact {
+            let lo = keys::history_key(0, 0);
+            let hi = keys::history_key(w.compact, 0);
+            for item in self.tree.range(lo..hi) {
+                let (k, _) = item?;
+                batch.remove(k);
+            }
+            batch.insert(keys::META_COMPACT, encode("revision", &w.compact)?);
+        }
+        batch.insert(keys::META_LAST_APPLIED, encode("log id", &entry.log_id)?);
+        self.write_batch(batch)?;
+        Ok(Applied { response, events })
+    }
+
+    /// Apply one command inside an entry. Refusals become the command's
+    /// answer; only storage errors escape.
+    fn apply_command(
+        &self,
+        cmd: &Command,
+        w: &mut Window,
+        overlay: &mut Overlay,
+        auto_compact_retain: i64,
+    ) -> Result<CommandResponse, MvccError> {
+        let rev = w.current + 1;
+        let events_before = overlay.events.len();
+        let mut response = match self.execute(cmd, rev, w, overlay) {
+            Ok(r) => r,
+            // Every refusal is found before the overlay is touched.
+            Err(MvccError::Refused(e)) => return Ok(CommandResponse::Failed(e)),
+            Err(e) => return Err(e),
+        };
+        if overlay.events.len() > events_before {
+            w.current = rev;
+            // Automatic compaction, a pure function of the revision: keep
+            // the last `auto_compact_retain` revisions, in steps of a tenth
+            // so deletes are batched.
+            if auto_compact_retain > 0 {
+                let step = (auto_compact_retain / 10).max(1);
+                if w.current - w.compact >= auto_compact_retain + step {
+                    w.compact = w.current - auto_compact_retain;
+                }
+            }
+        }
+        set_revision(&mut response, w.current);
+        Ok(response)
+    }
+
+    fn execute(
+        &self,
+        cmd: &Command,
+        rev: Revision,
+        w: &mut Window,
+        overlay: &mut Overlay,
+    ) -> Result<CommandResponse, MvccError> {
+        match cmd {
+            Command::Put(req) => Ok(CommandResponse::Put(self.put(req, rev, overlay)?)),
+            Command::DeleteRange(req) => Ok(CommandResponse::DeleteRange(
+                self.delete_range(req, rev, w, overlay)?,
+            )),
+            Command::Txn(req) => Ok(CommandResponse::Txn(self.txn(req, rev, w, overlay)?)),
+            Command::Compact(to) => {
+                // etcd: compacting at or below the current compaction point
+                // is ErrCompacted, beyond the current revision ErrFutureRev.
+                if *to <= w.compact {
+                    return Err(ApplyError::Compacted {
+                        requested: *to,
+                        compact_revision: w.compact,
+                    }
+                    .into());
+                }
+                if *to > w.current {
+                    return Err(ApplyError::FutureRevision {
+                        requested: *to,
+                        current: w.current,
+                    }
+                    .into());
+                }
+                w.compact = *to;
+                Ok(CommandResponse::Compacted(w.current))
+            }
+            Command::Batch(_) => {
+                Err(ApplyError::InvalidRequest("a batch cannot be nested in a batch".into()).into())
+            }
+        }
+    }
+
+    fn put(
+        &self,
+        req: &PutRequest,
+        rev: Revision,
+        overlay: &mut Overlay,
+    ) -> Result<PutResponse, MvccError> {
+        check_value_size(&req.value)?;
+        let prev = self.get_with(overlay, &req.key)?;
+        let kv = KeyValue {
+            key: req.key.clone(),
+            value: req.value.clone(),
+            create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
+            mod_revision: rev,
+            version: prev.as_ref().map_or(0, |p| p.version) + 1,
+            lease: req.lease,
+        };
+        overlay.kvs.insert(req.key.clone(), Some(kv.clone()));
+        overlay.events.push(HistoryEvent {
+            kind: EventType::Put,
+            kv,
+            prev_kv: prev.clone(),
+        });
+        Ok(PutResponse {
+            revision: rev,
+            prev_kv: if req.prev_kv { prev } else { None },
+        })
+    }
+
+    fn delete_range(
+        &self,
+        req: &DeleteRangeRequest,
+        rev: Revision,
+        w: &Window,
+        overlay: &mut Overlay,
+    ) -> Result<DeleteRangeResponse, MvccError> {
+        let range = KeyRange::new(&req.key, &req.range_end);
+        let live = self.materialize(&range, w.current, overlay)?;
+        let mut prev_kvs = Vec::new();
+        let deleted = live.len() as i64;
+        for (key, prev) in live {
+            overlay.kvs.insert(key.clone(), None);
+            overlay.events.push(HistoryEvent {
+                kind: EventType::Delete,
+                kv: KeyValue {
+                    key,
+                    value: Vec::new(),
+                    create_revision: 0,
+                    mod_revision: rev,
+                    version: 0,
+                    lease: 0,
+                },
+                prev_kv: Some(prev.clone()),
+            });
+            if req.prev_kv {
+                prev_kvs.push(prev);
+            }
+        }
+        Ok(DeleteRangeResponse {
+            revision: rev,
+            deleted,
+            prev_kvs,
+        })
+    }
+
+    fn txn(
+        &self,
+        req: &TxnRequest,
+        rev: Revision,
+        w: &Window,
+        overlay: &mut Overlay,
+    ) -> Result<TxnResponse, MvccError> {
+        let mut succeeded = true;
+        for c in &req.compare {
+            if !compare_holds(c, self.get_with(overlay, &c.key)?.as_ref()) {
+                succeeded = false;
+                break;
+            }
+        }
+        let branch = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
+        // Validate first, so a refusal leaves nothing half-done.
+        for op in branch {
+            match op {
+                RequestOp::Range(r) => check_read_revision(r.revision, w.current, w.compact)?,
+                RequestOp::Put(p) => check_value_size(&p.value)?,
+                RequestOp::DeleteRange(_) => {}
+            }
+        }
+        let mut responses = Vec::with_capacity(branch.len());
+        for op in branch {
+            responses.push(match op {
+                RequestOp::Range(r) => {
+                    // Reads see the txn's own earlier writes (etcd's txn
+                    // read view); a past revision sees history.
+                    let range = KeyRange::new(&r.key, &r.range_end);
+                    let at = if r.revision == 0 { rev } else { r.revision };
+                    let map = self.materialize(&range, at, overlay)?;
+                    ResponseOp::Range(respond(map, r, w.current))
+                }
+                RequestOp::Put(p) => ResponseOp::Put(self.put(p, rev, overlay)?),
+                RequestOp::DeleteRange(d) => {
+                    ResponseOp::DeleteRange(self.delete_range(d, rev, w, overlay)?)
+                }
+            });
+        }
+        Ok(TxnResponse {
+            revision: rev,
+            succeeded,
+            responses,
+        })
+    }
+}
+
+/// etcd's compare: the key's field RESULT the target. A missing key has
+/// version, create_revision, mod_revision and lease 0, and never matches a
+/// value compare (etcd `applyCompare`).
+fn compare_holds(c: &Compare, kv: Option<&KeyValue>) -> bool {
+    use std::cmp::Ordering;
+    let ord: Ordering = match &c.target {
+        CompareTarget::Version(t) => kv.map_or(0, |k| k.version).cmp(t),
+        CompareTarget::CreateRevision(t) => kv.map_or(0, |k| k.create_revision).cmp(t),
+        CompareTarget::ModRevision(t) => kv.map_or(0, |k| k.mod_revision).cmp(t),
+        CompareTarget::Lease(t) => kv.map_or(0, |k| k.lease).cmp(t),
+        CompareTarget::Value(t) => match kv {
+            Some(k) => k.value.as_slice().cmp(t.as_slice()),
+            None => return false,
+        },
+    };
+    match c.result {
+        CompareResult::Equal => ord == Ordering::Equal,
+        CompareResult::NotEqual => ord != Ordering::Equal,
+        CompareResult::Greater => ord == Ordering::Greater,
+        CompareResult::Less => ord == Ordering::Less,
+    }
+}
+
+/// Stamp the command's final revision on its answer (a write that changed
+/// nothing reports the unchanged current revision, as etcd's header does).
+fn set_revision(resp: &mut CommandResponse, rev: Revision) {
+    match resp {
+        CommandResponse::Put(r) => r.revision = rev,
+        CommandResponse::DeleteRange(r) => r.revision = rev,
+        CommandResponse::Txn(t) => {
+            t.revision = rev;
+            for op in &mut t.responses {
+                match op {
+                    ResponseOp::Range(r) => r.revision = rev,
+                    ResponseOp::Put(r) => r.revision = rev,
+                    ResponseOp::DeleteRange(r) => r.revision = rev,
+                }
+            }
+        }
+        CommandResponse::Compacted(_)
+        | CommandResponse::Failed(_)
+        | CommandResponse::None
+        | CommandResponse::Batch(_) => {}
+    }
+}

@@ -1,0 +1,148 @@
+//! The sled key layout of the state machine, and key ranges.
+//!
+//! Everything lives in one sled tree so that a single `apply_batch` is
+//! atomic across data, history and metadata (sled batches are atomic within
+//! one tree):
+//!
+//! ```text
+//! k<key>                      -> KeyValue       the latest version of each live key
+//! h<rev: u64 BE><sub: u32 BE> -> HistoryEvent   every change, in revision order
+//! m<name>                     -> meta           revision, compact revision,
+//!                                               last applied log id, membership
+//! ```
+//!
+//! Big-endian numbers make sled's byte order equal to revision order.
+
+use crate::kv::Revision;
+
+/// Prefix of the latest key-values.
+pub(crate) const KV_PREFIX: u8 = b'k';
+/// Prefix of the history events.
+pub(crate) const HISTORY_PREFIX: u8 = b'h';
+/// The current revision.
+pub(crate) const META_REVISION: &[u8] = b"mrevision";
+/// The compaction point.
+pub(crate) const META_COMPACT: &[u8] = b"mcompact";
+/// The last applied raft log id.
+pub(crate) const META_LAST_APPLIED: &[u8] = b"mlast_applied";
+/// The last applied membership.
+pub(crate) const META_MEMBERSHIP: &[u8] = b"mmembership";
+
+/// The sled key of the latest value of `key`.
+pub(crate) fn kv_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(KV_PREFIX);
+    k.extend_from_slice(key);
+    k
+}
+
+/// The sled key of the `sub`-th event of revision `rev`.
+pub(crate) fn history_key(rev: Revision, sub: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(13);
+    k.push(HISTORY_PREFIX);
+    k.extend_from_slice(&(rev as u64).to_be_bytes());
+    k.extend_from_slice(&sub.to_be_bytes());
+    k
+}
+
+/// The revision a history sled key belongs to.
+pub(crate) fn history_revision(k: &[u8]) -> Revision {
+    let mut b = [0u8; 8];
+    if k.len() >= 9 {
+        b.copy_from_slice(&k[1..9]);
+    }
+    u64::from_be_bytes(b) as Revision
+}
+
+/// A key range as etcd defines it: `[key, range_end)`, a single key when
+/// `range_end` is empty, and "every key ≥ key" when `range_end` is `"\0"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct KeyRange {
+    /// First key.
+    pub start: Vec<u8>,
+    /// `None`: the single key `start`. `Some(None)`: unbounded. `Some(Some(e))`: up to `e`, exclusive.
+    pub end: Option<Option<Vec<u8>>>,
+}
+
+impl KeyRange {
+    /// The range etcd means by (`key`, `range_end`).
+    pub(crate) fn new(key: &[u8], range_end: &[u8]) -> KeyRange {
+        let end = if range_end.is_empty() {
+            None
+        } else if range_end == [0] {
+            Some(None)
+        } else {
+            Some(Some(range_end.to_vec()))
+        };
+        KeyRange {
+            start: key.to_vec(),
+            end,
+        }
+    }
+
+    /// Whether `key` is inside.
+    pub(crate) fn contains(&self, key: &[u8]) -> bool {
+        match &self.end {
+            None => key == self.start.as_slice(),
+            Some(None) => key >= self.start.as_slice(),
+            Some(Some(e)) => key >= self.start.as_slice() && key < e.as_slice(),
+        }
+    }
+
+    /// The sled key bounds `[lo, hi)` of the `k` entries in this range.
+    pub(crate) fn sled_bounds(&self) -> (Vec<u8>, Vec<u8>) {
+        let lo = kv_key(&self.start);
+        let hi = match &self.end {
+            None => {
+                let mut h = lo.clone();
+                h.push(0);
+                h
+            }
+            Some(None) => vec![KV_PREFIX + 1],
+            Some(Some(e)) => kv_key(e),
+        };
+        (lo, hi)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (key, range_end, probe, inside?)
+    type Case = (&'static [u8], &'static [u8], &'static [u8], bool);
+
+    #[test]
+    fn key_ranges_follow_etcd() {
+        let cases: &[Case] = &[
+            (b"/a", b"", b"/a", true),
+            (b"/a", b"", b"/ab", false),
+            (b"/a/", b"/a0", b"/a/x", true),
+            (b"/a/", b"/a0", b"/a0", false),
+            (b"/a/", b"/a0", b"/a", false),
+            (b"/m", b"\0", b"/z", true),
+            (b"/m", b"\0", b"/a", false),
+            (b"", b"\0", b"", true),
+        ];
+        for (key, end, probe, want) in cases {
+            let r = KeyRange::new(key, end);
+            assert_eq!(r.contains(probe), *want, "{key:?}..{end:?} ∋ {probe:?}");
+            // The sled bounds agree with `contains`.
+            let (lo, hi) = r.sled_bounds();
+            let k = kv_key(probe);
+            assert_eq!(
+                k >= lo && k < hi,
+                *want,
+                "bounds of {key:?}..{end:?} for {probe:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn history_keys_sort_by_revision() {
+        assert!(history_key(2, 0) > history_key(1, 9));
+        assert!(history_key(1, 1) > history_key(1, 0));
+        assert!(history_key(256, 0) > history_key(255, 7));
+        assert_eq!(history_revision(&history_key(12345, 3)), 12345);
+    }
+}

@@ -1,0 +1,134 @@
+//! The data directory's marker file, `skiff-store.json`.
+//!
+//! The marker says "this directory is a Skiff store, in this format, of this
+//! cluster, for this node". [`check_or_create`] refuses any directory that
+//! holds files but no valid marker: starting an empty store over someone
+//! else's data (or over a damaged store) would silently lose it.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::fsutil;
+
+/// File name of the marker inside the data directory.
+pub(crate) const MARKER_FILE: &str = "skiff-store.json";
+
+/// The on-disk format this code reads and writes. Bump it on any change to
+/// the log record, vote, snapshot or sled key layout.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// Contents of the marker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Marker {
+    /// Always "skiff-store", so a stray JSON file is not taken for a marker.
+    pub kind: String,
+    /// [`FORMAT_VERSION`] of the code that created the directory.
+    pub format_version: u32,
+    /// Random id chosen when the cluster was created.
+    pub cluster_id: String,
+    /// The raft node id this directory belongs to.
+    pub node_id: u64,
+}
+
+const KIND: &str = "skiff-store";
+
+fn bad(dir: &Path, reason: impl Into<String>) -> StoreError {
+    StoreError::BadDataDir {
+        path: dir.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Validate the marker of `dir`, or create the directory and its marker when
+/// the directory is absent or empty. Returns the marker and whether it was
+/// just created (a fresh store).
+pub(crate) fn check_or_create(dir: &Path, node_id: u64) -> Result<(Marker, bool), StoreError> {
+    let io_err = |e: io::Error| bad(dir, format!("cannot access: {e}"));
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(io_err)?;
+    }
+    if !dir.is_dir() {
+        return Err(bad(dir, "not a directory"));
+    }
+    let marker_path = dir.join(MARKER_FILE);
+    if marker_path.exists() {
+        let text = fs::read(&marker_path).map_err(io_err)?;
+        let marker: Marker = serde_json::from_slice(&text)
+            .map_err(|e| bad(dir, format!("{MARKER_FILE} is not valid: {e}")))?;
+        if marker.kind != KIND {
+            return Err(bad(
+                dir,
+                format!("{MARKER_FILE} has kind {:?}, want {KIND:?}", marker.kind),
+            ));
+        }
+        if marker.format_version != FORMAT_VERSION {
+            return Err(bad(
+                dir,
+                format!(
+                    "format version {} is not supported (this build reads {FORMAT_VERSION})",
+                    marker.format_version
+                ),
+            ));
+        }
+        if marker.node_id != node_id {
+            return Err(bad(
+                dir,
+                format!(
+                    "belongs to node {}, but this node is configured as {node_id}",
+                    marker.node_id
+                ),
+            ));
+        }
+        return Ok((marker, false));
+    }
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map_err(io_err)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if !names.is_empty() {
+        names.sort();
+        names.truncate(5);
+        return Err(bad(
+            dir,
+            format!(
+                "not empty and has no {MARKER_FILE}, refusing to start a new store over it (found {})",
+                names.join(", ")
+            ),
+        ));
+    }
+    let marker = Marker {
+        kind: KIND.to_string(),
+        format_version: FORMAT_VERSION,
+        cluster_id: new_cluster_id(),
+        node_id,
+    };
+    let json = serde_json::to_vec_pretty(&marker)
+        .map_err(|e| bad(dir, format!("cannot encode marker: {e}")))?;
+    fsutil::write_atomic(&marker_path, &json).map_err(io_err)?;
+    Ok((marker, true))
+}
+
+/// A 128-bit random cluster id in hex. Taken from the OS's random source
+/// (`/dev/urandom`) so the crate needs no RNG dependency; falls back to the
+/// clock and process id, which is unique enough for an identifier that only
+/// guards against mixing up directories.
+fn new_cluster_id() -> String {
+    let mut bytes = [0u8; 16];
+    let filled = fs::File::open("/dev/urandom")
+        .and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes))
+        .is_ok();
+    if !filled {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes[..16].copy_from_slice(&nanos.to_le_bytes());
+        bytes[..4].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,390 @@
+//! The MVCC state machine: etcd's revisioned key-value model over one sled
+//! tree (layout in [`crate::keys`]). This file holds the reads; the writes
+//! (the deterministic apply) are in [`crate::apply`].
+//!
+//! **Past reads** undo history: the state at revision `r` is the latest state
+//! with every event newer than `r` reverted through its stored `prev_kv`.
+//! This costs one pass over the history since `r`, which auto-compaction
+//! bounds; it saves a per-key version index.
+//!
+//! **Compaction** deletes history events older than the compaction revision;
+//! the latest value of every key stays. Reads at revisions below it fail with
+//! `Compacted`, as do watches starting below it.
+
+use std::collections::BTreeMap;
+
+use openraft::{LogId, StoredMembership};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{self, KeyRange};
+use crate::kv::{Event, EventType, KeyValue, RangeRequest, RangeResponse, Revision};
+use crate::raft_types::{ApplyError, NodeId};
+
+/// The largest value a Put may carry: 1.5 MiB, etcd's default
+/// `--max-request-bytes`, which Kubernetes objects are sized against.
+pub const MAX_VALUE_BYTES: usize = 1536 * 1024;
+
+/// One change, as kept in history and fanned out to watchers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HistoryEvent {
+    /// Put or delete.
+    pub kind: EventType,
+    /// The key-value after the change (for deletes: key and mod_revision).
+    pub kv: KeyValue,
+    /// The key-value before the change.
+    pub prev_kv: Option<KeyValue>,
+}
+
+impl HistoryEvent {
+    /// The revision of the change.
+    pub(crate) fn revision(&self) -> Revision {
+        self.kv.mod_revision
+    }
+
+    /// The public event, with `prev_kv` only if asked for.
+    pub(crate) fn to_event(&self, with_prev: bool) -> Event {
+        Event {
+            kind: self.kind,
+            kv: self.kv.clone(),
+            prev_kv: if with_prev {
+                self.prev_kv.clone()
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// What can go wrong reading or applying.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MvccError {
+    /// A deterministic refusal, to be returned to the client.
+    #[error(transparent)]
+    Refused(#[from] ApplyError),
+    /// sled failed; the node must stop rather than diverge.
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    /// Stored bytes do not decode: the database is damaged.
+    #[error("cannot decode {what}: {source}")]
+    Decode {
+        /// What was being decoded.
+        what: &'static str,
+        /// Why it failed.
+        source: bincode::Error,
+    },
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, MvccError> {
+    bincode::deserialize(bytes).map_err(|source| MvccError::Decode { what, source })
+}
+
+pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, MvccError> {
+    bincode::serialize(value).map_err(|source| MvccError::Decode { what, source })
+}
+
+/// The last applied log id and membership, as openraft asks for them.
+pub(crate) type AppliedState = (
+    Option<LogId<NodeId>>,
+    StoredMembership<NodeId, openraft::BasicNode>,
+);
+
+/// One raw sled key and value (a snapshot's unit).
+pub(crate) type Pair = (Vec<u8>, Vec<u8>);
+
+/// Handle on the state machine tree. Cheap to clone (sled trees are Arcs).
+#[derive(Clone)]
+pub(crate) struct Mvcc {
+    pub(crate) tree: sled::Tree,
+    /// Readers hold it shared across a multi-step read; apply holds it
+    /// exclusively while writing a batch. sled isolates single operations
+    /// from a batch, not a scan plus a get, so without it a Range could
+    /// return keys newer than the revision it reports.
+    gate: std::sync::Arc<std::sync::RwLock<()>>,
+}
+
+/// Pending changes of the entry being applied, read back by later operations
+/// of the same Txn (etcd lets a Txn read its own writes).
+#[derive(Default)]
+pub(crate) struct Overlay {
+    /// Latest value (None: deleted) of each key changed so far.
+    pub kvs: BTreeMap<Vec<u8>, Option<KeyValue>>,
+    /// Events so far, in order; each carries its revision in `kv.mod_revision`.
+    pub events: Vec<HistoryEvent>,
+}
+
+impl Mvcc {
+    /// Wrap a sled tree.
+    pub(crate) fn new(tree: sled::Tree) -> Mvcc {
+        Mvcc {
+            tree,
+            gate: Default::default(),
+        }
+    }
+
+    /// Run `f` as one consistent read: no entry is applied meanwhile.
+    pub(crate) fn read_view<T>(&self, f: impl FnOnce(&Mvcc) -> T) -> T {
+        let _shared = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        f(self)
+    }
+
+    /// Write `batch` while no consistent read is in progress.
+    pub(crate) fn write_batch(&self, batch: sled::Batch) -> Result<(), MvccError> {
+        let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn meta_i64(&self, key: &[u8], default: i64) -> Result<i64, MvccError> {
+        match self.tree.get(key)? {
+            Some(v) => decode("revision", &v),
+            None => Ok(default),
+        }
+    }
+
+    /// The latest revision (1 on an empty store, as in etcd).
+    pub(crate) fn revision(&self) -> Result<Revision, MvccError> {
+        self.meta_i64(keys::META_REVISION, 1)
+    }
+
+    /// The compaction point (0 if never compacted).
+    pub(crate) fn compact_revision(&self) -> Result<Revision, MvccError> {
+        self.meta_i64(keys::META_COMPACT, 0)
+    }
+
+    /// The last applied log id and membership, for openraft.
+    pub(crate) fn applied_state(&self) -> Result<AppliedState, MvccError> {
+        let last = match self.tree.get(keys::META_LAST_APPLIED)? {
+            Some(v) => Some(decode("last applied log id", &v)?),
+            None => None,
+        };
+        let membership = match self.tree.get(keys::META_MEMBERSHIP)? {
+            Some(v) => decode("membership", &v)?,
+            None => StoredMembership::default(),
+        };
+        Ok((last, membership))
+    }
+
+    pub(crate) fn get_latest(&self, key: &[u8]) -> Result<Option<KeyValue>, MvccError> {
+        match self.tree.get(keys::kv_key(key))? {
+            Some(v) => Ok(Some(decode("key-value", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn get_with(
+        &self,
+        overlay: &Overlay,
+        key: &[u8],
+    ) -> Result<Option<KeyValue>, MvccError> {
+        match overlay.kvs.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.get_latest(key),
+        }
+    }
+
+    /// The keys in `range` as of revision `at`, where the latest state is
+    /// the tree plus `overlay` (the pending changes of the entry being
+    /// applied) and `at` is at most the latest revision.
+    pub(crate) fn materialize(
+        &self,
+        range: &KeyRange,
+        at: Revision,
+        overlay: &Overlay,
+    ) -> Result<BTreeMap<Vec<u8>, KeyValue>, MvccError> {
+        let (lo, hi) = range.sled_bounds();
+        let mut map = BTreeMap::new();
+        for item in self.tree.range(lo..hi) {
+            let (_, v) = item?;
+            let kv: KeyValue = decode("key-value", &v)?;
+            map.insert(kv.key.clone(), kv);
+        }
+        for (k, v) in &overlay.kvs {
+            if range.contains(k) {
+                match v {
+                    Some(kv) => map.insert(k.clone(), kv.clone()),
+                    None => map.remove(k),
+                };
+            }
+        }
+        // Undo every event newer than `at`, newest first: the overlay's
+        // events are newer than anything in the tree.
+        let mut undo = |ev: &HistoryEvent| {
+            if ev.revision() > at && range.contains(&ev.kv.key) {
+                match &ev.prev_kv {
+                    Some(prev) => map.insert(prev.key.clone(), prev.clone()),
+                    None => map.remove(&ev.kv.key),
+                };
+            }
+        };
+        for ev in overlay.events.iter().rev() {
+            undo(ev);
+        }
+        let from = keys::history_key(at + 1, 0);
+        for item in self.tree.range(from..vec![keys::HISTORY_PREFIX + 1]).rev() {
+            let (_, v) = item?;
+            let ev: HistoryEvent = decode("history event", &v)?;
+            undo(&ev);
+        }
+        Ok(map)
+    }
+
+    /// Serve a Range outside any transaction (the read path).
+    pub(crate) fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        self.read_view(|m| m.range_inner(req))
+    }
+
+    fn range_inner(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        let current = self.revision()?;
+        check_read_revision(req.revision, current, self.compact_revision()?)?;
+        let range = KeyRange::new(&req.key, &req.range_end);
+        if req.revision == 0 || req.revision == current {
+            // Fast path: stream the latest values, decoding only what we return.
+            let (lo, hi) = range.sled_bounds();
+            let mut count = 0i64;
+            let mut kvs = Vec::new();
+            for item in self.tree.range(lo..hi) {
+                let (_, v) = item?;
+                count += 1;
+                if !req.count_only && (req.limit <= 0 || (kvs.len() as i64) < req.limit) {
+                    let mut kv: KeyValue = decode("key-value", &v)?;
+                    if req.keys_only {
+                        kv.value.clear();
+                    }
+                    kvs.push(kv);
+                }
+            }
+            return Ok(RangeResponse {
+                revision: current,
+                more: req.limit > 0 && count > req.limit,
+                kvs,
+                count,
+            });
+        }
+        let map = self.materialize(&range, req.revision, &Overlay::default())?;
+        Ok(respond(map, req, current))
+    }
+
+    /// Up to about `max_events` history events from revision `from` on, never
+    /// splitting a revision. Returns the events and whether the end of
+    /// history was reached.
+    pub(crate) fn history_from(
+        &self,
+        from: Revision,
+        max_events: usize,
+    ) -> Result<(Vec<HistoryEvent>, bool), MvccError> {
+        let mut out: Vec<HistoryEvent> = Vec::new();
+        let start = keys::history_key(from.max(0), 0);
+        for item in self.tree.range(start..vec![keys::HISTORY_PREFIX + 1]) {
+            let (k, v) = item?;
+            let rev = keys::history_revision(&k);
+            if out.len() >= max_events && out.last().is_some_and(|l| l.revision() != rev) {
+                return Ok((out, false));
+            }
+            out.push(decode("history event", &v)?);
+        }
+        Ok((out, true))
+    }
+
+    /// Replace the whole tree by `pairs`, atomically.
+    pub(crate) fn import(&self, pairs: Vec<Pair>) -> Result<(), MvccError> {
+        let mut batch = sled::Batch::default();
+        for item in self.tree.iter() {
+            let (k, _) = item?;
+            batch.remove(k);
+        }
+        for (k, v) in pairs {
+            batch.insert(k, v);
+        }
+        self.write_batch(batch)
+    }
+}
+
+/// Check a read revision against the store's window (etcd's ErrFutureRev
+/// and ErrCompacted; reading exactly at the compaction point is allowed).
+pub(crate) fn check_read_revision(
+    requested: Revision,
+    current: Revision,
+    compact_revision: Revision,
+) -> Result<(), ApplyError> {
+    if requested > current {
+        return Err(ApplyError::FutureRevision { requested, current });
+    }
+    if requested > 0 && requested < compact_revision {
+        return Err(ApplyError::Compacted {
+            requested,
+            compact_revision,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_value_size(value: &[u8]) -> Result<(), ApplyError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(ApplyError::InvalidRequest(format!(
+            "value of {} bytes is over the limit of {MAX_VALUE_BYTES} bytes (1.5 MiB)",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Shape a materialized range into etcd's answer (limit, count, keys-only).
+pub(crate) fn respond(
+    map: BTreeMap<Vec<u8>, KeyValue>,
+    req: &RangeRequest,
+    current: Revision,
+) -> RangeResponse {
+    let count = map.len() as i64;
+    let kvs = if req.count_only {
+        Vec::new()
+    } else {
+        let take = if req.limit > 0 {
+            req.limit as usize
+        } else {
+            usize::MAX
+        };
+        map.into_values()
+            .take(take)
+            .map(|mut kv| {
+                if req.keys_only {
+                    kv.value.clear();
+                }
+                kv
+            })
+            .collect()
+    };
+    RangeResponse {
+        revision: current,
+        more: req.limit > 0 && count > req.limit,
+        kvs,
+        count,
+    }
+}
+
+/// A closable, shared handle on the tree for readers (the [`crate::Store`]
+/// and its watch streams). Closing it at shutdown drops their sled handles,
+/// so the data directory can be reopened while old clones or streams still
+/// exist.
+#[derive(Clone)]
+pub(crate) struct SharedMvcc(std::sync::Arc<std::sync::RwLock<Option<Mvcc>>>);
+
+impl SharedMvcc {
+    /// Share `mvcc`.
+    pub(crate) fn new(mvcc: Mvcc) -> SharedMvcc {
+        SharedMvcc(std::sync::Arc::new(std::sync::RwLock::new(Some(mvcc))))
+    }
+
+    /// The tree, unless closed.
+    pub(crate) fn get(&self) -> Option<Mvcc> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Drop the shared handle.
+    pub(crate) fn close(&self) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}

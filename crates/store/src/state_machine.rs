@@ -1,0 +1,266 @@
+//! openraft's [`RaftStateMachine`] over the MVCC tree, and snapshots.
+//!
+//! The state machine is persistent (sled), so openraft's snapshot only has to
+//! (1) mark how far sled is durable, so the raft log can be purged up to
+//! there, and (2) give a follower the full state. Building one therefore
+//! flushes sled and fsyncs its files (sled's own flush uses
+//! `sync_file_range`, which is not a durability barrier), then streams the
+//! tree into a new snapshot file ([`crate::snapshot_file`]), which replaces
+//! `snapshot.bin` by rename. The dump runs in step with apply (so it matches
+//! its meta) without a second in-memory copy of the data. openraft purges the log only after a snapshot is built, so the
+//! log always covers whatever sled may have lost in a crash: on restart
+//! sled's `last_applied` may be older than the log, and openraft re-applies
+//! the rest.
+
+use std::fs;
+use std::io::{self, Cursor};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::dir_lock::DirLock;
+use crate::fsutil;
+use crate::mvcc::{Mvcc, MvccError};
+use crate::raft_types::{CommandResponse, Entry, NodeId, TypeConfig};
+use crate::snapshot_file::{self, Meta};
+use crate::watch::{LiveBatch, WatchHub};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    BasicNode, LogId, OptionalSend, RaftLogId, StorageError, StorageIOError, StoredMembership,
+};
+
+/// Name of the snapshot file in the data directory.
+pub(crate) const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+/// The state machine handed to openraft.
+pub(crate) struct StateMachine {
+    mvcc: Mvcc,
+    db: sled::Db,
+    sled_dir: PathBuf,
+    dir: PathBuf,
+    hub: Arc<WatchHub>,
+    auto_compact_retain: i64,
+    current: Arc<Mutex<Option<Meta>>>,
+    snapshot_seq: u64,
+    /// Declared last so it is released after sled (fields drop in order).
+    _dir_lock: Arc<DirLock>,
+}
+
+/// Where the state machine keeps its files, and the directory lock it holds.
+pub(crate) struct SmFiles {
+    /// The data directory (for `snapshot.bin`).
+    pub data_dir: PathBuf,
+    /// sled's directory.
+    pub sled_dir: PathBuf,
+    /// The data directory's lock.
+    pub lock: Arc<DirLock>,
+}
+
+/// Finishes a snapshot whose dump was written in step with apply.
+pub(crate) struct SnapshotBuilder {
+    dir: PathBuf,
+    /// The dump's meta and temporary file, or why dumping failed.
+    dumped: Result<(Meta, PathBuf), String>,
+    current: Arc<Mutex<Option<Meta>>>,
+}
+
+fn sm_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(&io::Error::other(e.to_string())).into()
+}
+
+/// Flush sled and fsync every file it owns: sled's flush writes its buffers
+/// but (on Linux) syncs with `sync_file_range`, which neither flushes file
+/// metadata nor the device cache.
+pub(crate) fn flush_durable(db: &sled::Db, sled_dir: &Path) -> io::Result<()> {
+    db.flush().map_err(io::Error::other)?;
+    fsync_tree(sled_dir)
+}
+
+fn fsync_tree(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            fsync_tree(&path)?;
+        } else {
+            fs::File::open(&path)?.sync_all()?;
+        }
+    }
+    fsutil::sync_dir(dir)
+}
+
+/// Read the meta of the snapshot file in `dir`, if any.
+pub(crate) fn load_snapshot_meta(dir: &Path) -> io::Result<Option<Meta>> {
+    match fs::read(dir.join(SNAPSHOT_FILE)) {
+        Ok(data) => Ok(Some(snapshot_file::read_meta(&data)?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl StateMachine {
+    /// Make sled durable and stream it to `tmp`; returns the dump's meta.
+    fn dump(&self, tmp: &Path) -> Result<Meta, String> {
+        flush_durable(&self.db, &self.sled_dir).map_err(|e| e.to_string())?;
+        let (last_log_id, last_membership) =
+            self.mvcc.applied_state().map_err(|e| e.to_string())?;
+        let snapshot_id = match last_log_id {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.snapshot_seq),
+            None => format!("0-0-{}", self.snapshot_seq),
+        };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id,
+        };
+        let pairs = self.mvcc.tree.iter().map(|item| {
+            item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(io::Error::other)
+        });
+        snapshot_file::write(tmp, &meta, pairs).map_err(|e| e.to_string())?;
+        Ok(meta)
+    }
+
+    /// Wrap an open sled database. `current` is the meta of the snapshot
+    /// file found on disk, if any.
+    pub(crate) fn new(
+        mvcc: Mvcc,
+        db: sled::Db,
+        files: SmFiles,
+        hub: Arc<WatchHub>,
+        auto_compact_retain: i64,
+        current: Option<Meta>,
+    ) -> StateMachine {
+        StateMachine {
+            mvcc,
+            db,
+            sled_dir: files.sled_dir,
+            dir: files.data_dir,
+            hub,
+            auto_compact_retain,
+            current: Arc::new(Mutex::new(current)),
+            snapshot_seq: 0,
+            _dir_lock: files.lock,
+        }
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let (meta, tmp) = std::mem::replace(&mut self.dumped, Err("builder used twice".into()))
+            .map_err(sm_err)?;
+        let path = self.dir.join(SNAPSHOT_FILE);
+        fs::rename(&tmp, &path)
+            .and_then(|()| fsutil::sync_dir(&self.dir))
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta.clone());
+        // openraft only keeps the meta of a snapshot it built; the bytes are
+        // read back because the trait hands the data out too.
+        let bytes = fs::read(&path).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+/// Remove snapshot dumps left by a crash before their rename.
+pub(crate) fn remove_stale_dumps(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(SNAPSHOT_FILE) && name.ends_with(".tmp") {
+            fs::remove_file(dir.join(name.as_ref()))?;
+        }
+    }
+    Ok(())
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    {
+        self.mvcc.applied_state().map_err(sm_err)
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            let applied = self
+                .mvcc
+                .apply_entry(&entry, self.auto_compact_retain)
+                .map_err(|e: MvccError| {
+                    StorageIOError::apply(*entry.get_log_id(), &io::Error::other(e.to_string()))
+                })?;
+            for (revision, events) in applied.events {
+                self.hub.publish(LiveBatch { revision, events });
+            }
+            out.push(applied.response);
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        // Runs in step with apply, so the dump and its meta agree.
+        self.snapshot_seq += 1;
+        let tmp = self
+            .dir
+            .join(format!("{SNAPSHOT_FILE}.{}.tmp", self.snapshot_seq));
+        let dumped = self.dump(&tmp).map_err(|e| {
+            // build_snapshot reports the failure to openraft.
+            tracing::error!(error = %e, "cannot dump the state machine for a snapshot");
+            let _ = fs::remove_file(&tmp);
+            e
+        });
+        SnapshotBuilder {
+            dir: self.dir.clone(),
+            dumped: dumped.map(|meta| (meta, tmp)),
+            current: self.current.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let bytes = snapshot.into_inner();
+        let (_, pairs) =
+            snapshot_file::read_all(&bytes).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        self.mvcc.import(pairs).map_err(sm_err)?;
+        flush_durable(&self.db, &self.sled_dir).map_err(sm_err)?;
+        fsutil::write_atomic(&self.dir.join(SNAPSHOT_FILE), &bytes)
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta.clone());
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let meta = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(meta) = meta else { return Ok(None) };
+        let bytes = fs::read(self.dir.join(SNAPSHOT_FILE))
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        }))
+    }
+}

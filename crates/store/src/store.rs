@@ -1,0 +1,412 @@
+//! [`Store`]: the embedded, raft-replicated implementation of [`Kv`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use openraft::error::{CheckIsLeaderError, Fatal, RaftError};
+use openraft::{BasicNode, Raft, SnapshotPolicy};
+
+use crate::dir_lock;
+use crate::error::StoreError;
+use crate::kv::{
+    DeleteRangeRequest, DeleteRangeResponse, Kv, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, RequestOp, Revision, TxnRequest, TxnResponse, WatchRequest, WatchStream,
+};
+use crate::log_store::{LogOpenError, LogStore, LOG_FILE};
+use crate::marker;
+use crate::mvcc::{Mvcc, MvccError, SharedMvcc, MAX_VALUE_BYTES};
+use crate::network::NoNetwork;
+use crate::proposer::Proposer;
+use crate::raft_types::{Command, CommandResponse, NodeId, TypeConfig};
+use crate::state_machine::{self, SmFiles, StateMachine};
+use crate::watch::{self, WatchHub};
+
+/// Directory of the sled state machine inside the data directory.
+const SLED_DIR: &str = "sm";
+/// Name of the sled tree holding the MVCC state.
+const SLED_TREE: &str = "mvcc";
+/// Default sled page cache: 32 MiB (sled's own default is 1 GiB; edge
+/// hardware is small).
+pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 32 << 20;
+/// Default number of revisions automatic compaction keeps. Kubernetes'
+/// apiserver compacts etcd every 5 minutes; a revision count keeps apply
+/// deterministic (no clock) while bounding history.
+pub const DEFAULT_AUTO_COMPACTION_RETAIN: i64 = 10_000;
+/// Build a snapshot (and so purge the raft log) every this many entries. It
+/// bounds the unpurged log, which is also held in memory.
+const SNAPSHOT_LOGS_SINCE_LAST: u64 = 2_000;
+/// Entries kept in the log behind a snapshot, so a briefly lagging follower
+/// catches up from the log instead of a full snapshot.
+const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 200;
+/// Raft heartbeat. Generous because the target machines have 2 cores.
+const HEARTBEAT_INTERVAL_MS: u64 = 250;
+/// Raft election timeout range (Raft §5.2: randomized, well above the
+/// heartbeat).
+const ELECTION_TIMEOUT_MIN_MS: u64 = 1_000;
+const ELECTION_TIMEOUT_MAX_MS: u64 = 2_000;
+/// How long `open` waits for another store on the same directory (say, one
+/// of this process that is still stopping) to let go of it.
+const DIR_LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long `open` waits for this node to become leader.
+const OPEN_LEADER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where and how to run the store.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// The data directory (created if absent).
+    pub dir: PathBuf,
+    /// This node's raft id; must match the directory's marker.
+    pub node_id: u64,
+    /// sled's page cache size, in bytes.
+    pub cache_capacity_bytes: u64,
+    /// Revisions automatic compaction keeps (0 turns it off). Part of the
+    /// replicated state machine's rules: every node of a cluster must use
+    /// the same value.
+    pub auto_compaction_retain: i64,
+    /// How often sled writes its buffers out in the background (`None`:
+    /// only when a snapshot or shutdown flushes it). Durability does not
+    /// depend on it (the raft log holds every acknowledged write); it only
+    /// bounds how much log a restart re-applies.
+    pub sled_flush_interval: Option<Duration>,
+}
+
+impl StoreConfig {
+    /// Defaults for `dir`: node 1, a 32 MiB cache, keep 10,000 revisions,
+    /// sled flushing every 500 ms (its own default).
+    pub fn new(dir: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            dir: dir.into(),
+            node_id: 1,
+            cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES,
+            auto_compaction_retain: DEFAULT_AUTO_COMPACTION_RETAIN,
+            sled_flush_interval: Some(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// The embedded store. Cheap to clone; all clones share one raft node.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    raft: Raft<TypeConfig>,
+    proposer: Proposer,
+    mvcc: SharedMvcc,
+    /// Taken at shutdown, so sled's files are released.
+    db: std::sync::Mutex<Option<sled::Db>>,
+    sled_dir: PathBuf,
+    hub: Arc<WatchHub>,
+    stopped: AtomicBool,
+}
+
+fn bad_dir(config: &StoreConfig, reason: impl Into<String>) -> StoreError {
+    StoreError::BadDataDir {
+        path: config.dir.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn from_mvcc(e: MvccError) -> StoreError {
+    match e {
+        MvccError::Refused(r) => r.into(),
+        other => StoreError::Storage(other.to_string()),
+    }
+}
+
+fn from_fatal(f: Fatal<NodeId>) -> StoreError {
+    match f {
+        Fatal::Stopped => StoreError::Stopped("raft node stopped".into()),
+        other => StoreError::Storage(other.to_string()),
+    }
+}
+
+impl Store {
+    /// Open the store in `config.dir`, creating and initializing a
+    /// single-node cluster on first start. Fails with
+    /// [`StoreError::BadDataDir`] if the directory holds something else or
+    /// is damaged.
+    pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        let (marker, fresh) = marker::check_or_create(&config.dir, config.node_id)?;
+        let dir = config.dir.clone();
+        let sled_dir = dir.join(SLED_DIR);
+        if !fresh && !dir.join(LOG_FILE).exists() && sled_dir.exists() {
+            // The log is created before sled on first start.
+            return Err(bad_dir(&config, format!("{LOG_FILE} is missing")));
+        }
+        let lock = dir_lock::acquire(&dir, DIR_LOCK_WAIT).await?;
+        let log = LogStore::open(&dir, lock.clone()).map_err(|e| match e {
+            LogOpenError::Corrupt(m) => bad_dir(&config, m),
+            LogOpenError::Io(e) => StoreError::Storage(format!("raft log: {e}")),
+        })?;
+        let pristine = log.is_pristine();
+        if !pristine && !sled_dir.exists() {
+            return Err(bad_dir(
+                &config,
+                format!("the raft log has entries but the state machine ({SLED_DIR}/) is missing"),
+            ));
+        }
+
+        let db = sled::Config::new()
+            .path(&sled_dir)
+            .cache_capacity(config.cache_capacity_bytes)
+            .flush_every_ms(
+                config
+                    .sled_flush_interval
+                    .map(|d| d.as_millis().clamp(1, u64::MAX as u128) as u64),
+            )
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Corruption { .. } => {
+                    bad_dir(&config, format!("state machine database is corrupt: {e}"))
+                }
+                other => StoreError::Storage(format!("opening sled: {other}")),
+            })?;
+        let tree = db
+            .open_tree(SLED_TREE)
+            .map_err(|e| StoreError::Storage(format!("opening sled tree: {e}")))?;
+        let mvcc = Mvcc::new(tree);
+        state_machine::remove_stale_dumps(&dir)
+            .map_err(|e| StoreError::Storage(format!("removing stale snapshot dumps: {e}")))?;
+        let snapshot_meta = state_machine::load_snapshot_meta(&dir)
+            .map_err(|e| bad_dir(&config, format!("{}: {e}", state_machine::SNAPSHOT_FILE)))?;
+        let hub = Arc::new(WatchHub::new());
+        let sm = StateMachine::new(
+            mvcc.clone(),
+            db.clone(),
+            SmFiles {
+                data_dir: dir.clone(),
+                sled_dir: sled_dir.clone(),
+                lock,
+            },
+            hub.clone(),
+            config.auto_compaction_retain,
+            snapshot_meta,
+        );
+
+        let raft_config = openraft::Config {
+            cluster_name: marker.cluster_id.clone(),
+            heartbeat_interval: HEARTBEAT_INTERVAL_MS,
+            election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
+            election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_LOGS_SINCE_LAST),
+            max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StoreError::InvalidRequest(format!("raft config: {e}")))?;
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), NoNetwork, log, sm)
+            .await
+            .map_err(from_fatal)?;
+
+        if let Err(e) = start_leading(&raft, config.node_id, pristine, &marker.cluster_id).await {
+            // Stop the node so its tasks release the data directory.
+            let _ = raft.shutdown().await;
+            return Err(e);
+        }
+        let revision = mvcc.revision().map_err(from_mvcc)?;
+        tracing::info!(dir = %dir.display(), revision, "store open");
+
+        Ok(Store {
+            inner: Arc::new(Inner {
+                proposer: Proposer::start(raft.clone()),
+                raft,
+                mvcc: SharedMvcc::new(mvcc),
+                db: std::sync::Mutex::new(Some(db)),
+                sled_dir,
+                hub,
+                stopped: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Stop raft, end every watch, and flush the state machine to disk.
+    /// Later calls fail with [`StoreError::Stopped`].
+    pub async fn shutdown(&self) {
+        if self.inner.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        self.inner.hub.close();
+        self.inner.mvcc.close();
+        let db = self
+            .inner
+            .db
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(db) = db {
+            if let Err(e) = state_machine::flush_durable(&db, &self.inner.sled_dir) {
+                tracing::warn!(error = %e, "flushing the state machine at shutdown");
+            }
+        }
+    }
+
+    fn mvcc(&self) -> Result<Mvcc, StoreError> {
+        self.inner
+            .mvcc
+            .get()
+            .ok_or_else(|| StoreError::Stopped("store was shut down".into()))
+    }
+
+    fn check_running(&self) -> Result<(), StoreError> {
+        if self.inner.stopped.load(Ordering::SeqCst) {
+            return Err(StoreError::Stopped("store was shut down".into()));
+        }
+        Ok(())
+    }
+
+    /// Wait until this node may serve a linearizable read (it is the leader
+    /// and has applied everything committed when the read began: openraft's
+    /// read-index, Raft §6.4).
+    async fn linearize(&self) -> Result<(), StoreError> {
+        self.check_running()?;
+        self.inner
+            .raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| match e {
+                RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
+                    StoreError::NoLeader(format!("not the leader (leader: {:?})", f.leader_id))
+                }
+                RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
+                    StoreError::NoLeader(q.to_string())
+                }
+                RaftError::Fatal(f) => from_fatal(f),
+            })?;
+        Ok(())
+    }
+
+    /// Propose a command and wait for its applied result.
+    async fn write(&self, cmd: Command) -> Result<CommandResponse, StoreError> {
+        self.check_running()?;
+        match self.inner.proposer.propose(cmd).await? {
+            CommandResponse::Failed(e) => Err(e.into()),
+            other => Ok(other),
+        }
+    }
+}
+
+/// Initialize a brand-new cluster if needed, then wait until this node
+/// leads (a single node elects itself; a restarted one resumes at once).
+async fn start_leading(
+    raft: &Raft<TypeConfig>,
+    node_id: NodeId,
+    pristine: bool,
+    cluster_id: &str,
+) -> Result<(), StoreError> {
+    if pristine {
+        let mut members = BTreeMap::new();
+        members.insert(node_id, BasicNode::default());
+        raft.initialize(members)
+            .await
+            .map_err(|e| StoreError::Storage(format!("initializing the cluster: {e}")))?;
+        tracing::info!(cluster_id, "initialized a new single-node cluster");
+    }
+    raft.wait(Some(OPEN_LEADER_TIMEOUT))
+        .current_leader(node_id, "store open")
+        .await
+        .map_err(|e| StoreError::NoLeader(format!("node did not become leader: {e}")))?;
+    Ok(())
+}
+
+/// etcd refuses puts with an empty key (`ErrEmptyKey`) and values over the
+/// request limit; check before proposing so nothing useless enters the log.
+fn check_put(req: &PutRequest) -> Result<(), StoreError> {
+    if req.key.is_empty() {
+        return Err(StoreError::InvalidRequest("key is not provided".into()));
+    }
+    let value = &req.value;
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(StoreError::InvalidRequest(format!(
+            "value of {} bytes is over the limit of {MAX_VALUE_BYTES} bytes (1.5 MiB)",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+fn unexpected(what: &str, got: &CommandResponse) -> StoreError {
+    StoreError::Storage(format!("unexpected answer to {what}: {got:?}"))
+}
+
+#[async_trait]
+impl Kv for Store {
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
+        self.linearize().await?;
+        self.mvcc()?.range(&req).map_err(from_mvcc)
+    }
+
+    async fn put(&self, req: PutRequest) -> Result<PutResponse, StoreError> {
+        check_put(&req)?;
+        match self.write(Command::Put(req)).await? {
+            CommandResponse::Put(r) => Ok(r),
+            other => Err(unexpected("put", &other)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        req: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, StoreError> {
+        match self.write(Command::DeleteRange(req)).await? {
+            CommandResponse::DeleteRange(r) => Ok(r),
+            other => Err(unexpected("delete", &other)),
+        }
+    }
+
+    async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, StoreError> {
+        for op in req.success.iter().chain(&req.failure) {
+            if let RequestOp::Put(p) = op {
+                check_put(p)?;
+            }
+        }
+        match self.write(Command::Txn(req)).await? {
+            CommandResponse::Txn(r) => Ok(r),
+            other => Err(unexpected("txn", &other)),
+        }
+    }
+
+    async fn watch(&self, req: WatchRequest) -> Result<WatchStream, StoreError> {
+        self.check_running()?;
+        watch::start(self.inner.mvcc.clone(), self.inner.hub.clone(), req)
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        match self.write(Command::Compact(revision)).await? {
+            CommandResponse::Compacted(_) => Ok(()),
+            other => Err(unexpected("compact", &other)),
+        }
+    }
+
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        self.linearize().await?;
+        self.mvcc()?.revision().map_err(from_mvcc)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle went away without `shutdown`: stop raft in the
+        // background so its tasks release the files. Acknowledged writes are
+        // already durable in the raft log, so nothing is lost either way.
+        if !self.stopped.swap(true, Ordering::SeqCst) {
+            self.hub.close();
+            self.mvcc.close();
+            self.db.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let raft = self.raft.clone();
+                rt.spawn(async move {
+                    let _ = raft.shutdown().await;
+                });
+            }
+        }
+    }
+}
