@@ -24,6 +24,10 @@ use crate::{discovery, openapi, pods, rest};
 /// reports and kubectl compares with its own for the skew warning).
 pub const KUBERNETES_MINOR: &str = "32";
 
+/// How long `/readyz` waits for the store (kube-apiserver's etcd readiness
+/// check also times out rather than hang a load balancer's probe).
+const READYZ_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Server-wide state shared by every request.
 pub struct ApiState {
     /// The store, as objects.
@@ -182,13 +186,21 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
 async fn public(state: &ApiState, route: &Route) -> Result<Response<Body>, ApiError> {
     match route {
         Route::Health => Ok(response::text(200, "ok")),
-        Route::Ready => match state.registry.kv().current_revision().await {
-            Ok(_) => Ok(response::text(200, "ok")),
-            Err(e) => Ok(response::text(
-                500,
-                format!("[-]etcd failed: {e}\nreadyz check failed\n"),
-            )),
-        },
+        Route::Ready => {
+            let check =
+                tokio::time::timeout(READYZ_STORE_TIMEOUT, state.registry.kv().current_revision());
+            match check.await {
+                Ok(Ok(_)) => Ok(response::text(200, "ok")),
+                Ok(Err(e)) => Ok(response::text(
+                    500,
+                    format!("[-]etcd failed: {e}\nreadyz check failed\n"),
+                )),
+                Err(_) => Ok(response::text(
+                    500,
+                    "[-]etcd failed: timed out\nreadyz check failed\n",
+                )),
+            }
+        }
         Route::Version => Ok(response::json(200, &version_info())),
         Route::CaCerts => Ok(response::text(200, state.ca_pem.clone())),
         _ => Err(ApiError::PathNotFound),

@@ -19,9 +19,9 @@
 //!    ▼
 //!  read body (≤ 3 MiB, 413) · negotiate Accept (JSON, YAML, Table)
 //!    ▼                                                   dispatch.rs, codec.rs
-//!  REST verb on the resource                  rest.rs, delete.rs, pods.rs, watch.rs, logs.rs
-//!    decode (JSON, YAML, protobuf for a few kinds; 400) → kind/identity
-//!    checks → fieldValidation
+//!  REST verb on the resource      rest.rs, delete.rs, pods.rs, watch.rs, logs.rs
+//!    decode (JSON, YAML, protobuf for a few kinds; 400)   codec.rs, protobuf.rs
+//!    → kind/identity checks → fieldValidation (Strict 400 / Warn header)
 //!    → server-set fields (strategy.rs) → defaults (defaults.rs)
 //!    → validate (validation.rs, 422) → admission (auth.rs)
 //!    → store Txn (registry.rs: create-if-absent 409, mod_revision 409)
@@ -47,13 +47,18 @@
 //! - `GET pods/<name>/log` is proxied to the agent at the Node's
 //!   InternalIP and `daemonEndpoints.kubeletEndpoint.Port`, path
 //!   `/containerLogs/<ns>/<pod>/<container>`, with the node token as Bearer.
+//! - Embedding: [`ApiServer::start`] (or [`ApiServer::start_with_hooks`]
+//!   with an [`auth::Authorizer`] and [`auth::Admission`]) over any
+//!   `Arc<dyn Kv>`; [`ApiServer::shutdown`] returns once no request or
+//!   watch holds the store any more, so the store can be closed next.
 //! - On start: PKI under `DATA_DIR/pki/`, `DATA_DIR/node-token`
 //!   (`SK10<sha256 of CA DER>::node:<hex>`), `DATA_DIR/admin.kubeconfig`,
 //!   and the namespaces `default`, `kube-system`, `kube-public`,
 //!   `kube-node-lease`.
 //!
 //! # Caveats (what Kubernetes does that Skiff does not, yet)
-//! - No watch cache: each watch opens a store watch; bookmarks every 30 s.
+//! - No watch cache: each watch opens a store watch; bookmarks every 30 s;
+//!   watches without `timeoutSeconds` end after 30 min.
 //! - Strategic merge patch knows merge keys by field name, not from the
 //!   Go type's tags (see [`patch`]); server-side apply is 415.
 //! - Authorization allows every authenticated user; no admission plugins;

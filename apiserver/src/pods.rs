@@ -77,6 +77,15 @@ pub fn assign(pod: &Value, node: &str, now: chrono::DateTime<Utc>) -> Result<Val
         )));
     }
     let mut pod = pod.clone();
+    if !pod.is_object() {
+        return Err(ApiError::Internal(format!(
+            "stored pod {name} is not an object"
+        )));
+    }
+    // Indexing below only touches objects (serde_json panics on others).
+    if !pod.get("spec").is_some_and(Value::is_object) {
+        pod["spec"] = json!({});
+    }
     pod["spec"]["nodeName"] = json!(node);
     if !pod.get("status").is_some_and(Value::is_object) {
         pod["status"] = json!({});

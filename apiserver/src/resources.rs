@@ -45,7 +45,11 @@ impl ResourceInfo {
     /// `/registry/<group>/<plural>/` (`core` for the core group), then
     /// `<namespace>/<name>` or `<name>`.
     pub fn storage_prefix(&self) -> String {
-        let group = if self.group.is_empty() { "core" } else { self.group };
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
         format!("/registry/{group}/{}/", self.plural)
     }
 
@@ -59,7 +63,16 @@ impl ResourceInfo {
 
     /// The verbs discovery advertises.
     pub fn verbs(&self) -> &'static [&'static str] {
-        &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
     }
 }
 

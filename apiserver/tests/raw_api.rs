@@ -360,3 +360,164 @@ async fn restart_reuses_pki_and_data() {
     assert_eq!(code, 200, "{s}");
     assert_eq!(s["status"]["phase"], "Active");
 }
+
+/// Odd and hostile input: every answer is a Status (or a success), never a
+/// dropped connection, and the server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_never_breaks_the_server() {
+    with_server(async |h| {
+        let (code, _) = h
+            .call("POST", "/api/v1/namespaces/default/pods", Some(pod("odd")))
+            .await;
+        assert_eq!(code, 201);
+        let cases: Vec<(&str, &str, &str, &[u8])> = vec![
+            (
+                "POST",
+                "/api/v1/namespaces/default/pods",
+                "application/json",
+                b"[1,2]",
+            ),
+            (
+                "POST",
+                "/api/v1/namespaces/default/pods",
+                "application/json",
+                b"42",
+            ),
+            (
+                "POST",
+                "/api/v1/namespaces/default/pods",
+                "application/json",
+                br#"{"metadata":"x","spec":"y"}"#,
+            ),
+            (
+                "POST",
+                "/api/v1/namespaces/default/pods",
+                "application/json",
+                br#"{"metadata":{"name":7,"labels":{"a":1}},"spec":{"containers":"no"}}"#,
+            ),
+            (
+                "POST",
+                "/api/v1/namespaces/default/pods",
+                "application/json",
+                br#"{"kind":"Service","apiVersion":"v1","metadata":{"name":"s"}}"#,
+            ),
+            (
+                "POST",
+                "/api/v1/namespaces/default/pods",
+                "application/yaml",
+                b"a: [unclosed",
+            ),
+            (
+                "POST",
+                "/api/v1/namespaces/default/pods",
+                "application/vnd.kubernetes.protobuf",
+                b"k8s\0\xff\xff\xff",
+            ),
+            (
+                "POST",
+                "/api/v1/namespaces/default/pods",
+                "text/plain",
+                b"hi",
+            ),
+            (
+                "PUT",
+                "/api/v1/namespaces/default/pods/odd",
+                "application/json",
+                br#"{"metadata":{"name":"other"}}"#,
+            ),
+            (
+                "PATCH",
+                "/api/v1/namespaces/default/pods/odd",
+                "application/merge-patch+json",
+                b"[]",
+            ),
+            (
+                "PATCH",
+                "/api/v1/namespaces/default/pods/odd",
+                "application/json-patch+json",
+                br#"[{"op":"replace","path":"","value":[1]}]"#,
+            ),
+            (
+                "PATCH",
+                "/api/v1/namespaces/default/pods/odd",
+                "application/json-patch+json",
+                br#"[{"op":"remove","path":"/metadata"}]"#,
+            ),
+            (
+                "PATCH",
+                "/api/v1/namespaces/default/pods/odd",
+                "application/strategic-merge-patch+json",
+                br#"{"spec":{"containers":[{"$patch":"delete"}]}}"#,
+            ),
+            (
+                "POST",
+                "/api/v1/namespaces/default/pods/odd/binding",
+                "application/json",
+                br#"{"target":{"kind":"Pod"}}"#,
+            ),
+            (
+                "DELETE",
+                "/api/v1/namespaces/default/pods/odd",
+                "application/json",
+                br#"{"gracePeriodSeconds":9223372036854775807}"#,
+            ),
+            (
+                "DELETE",
+                "/api/v1/namespaces/default/pods/odd",
+                "application/json",
+                b"nope",
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/default/pods?labelSelector=%E2%9C%93%3D%3D",
+                "application/json",
+                b"",
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/default/pods?fieldSelector=%E2%9C%93",
+                "application/json",
+                b"",
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/default/pods?limit=-5&continue=%%%",
+                "application/json",
+                b"",
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/default/pods?watch=true&resourceVersion=abc",
+                "application/json",
+                b"",
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/default/pods/odd/log?tailLines=x",
+                "application/json",
+                b"",
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/default/pods/%00/status",
+                "application/json",
+                b"",
+            ),
+        ];
+        for (method, path, ct, body) in cases {
+            let (code, text, _) = h.curl_full(method, path, Some((ct, body)), true, &[]).await;
+            assert!(
+                (200..500).contains(&code),
+                "{method} {path} {body:?}: {code} {text}"
+            );
+            if code >= 400 {
+                let s: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text}"));
+                assert_eq!(s["kind"], "Status", "{method} {path}: {text}");
+            }
+        }
+        let (code, _) = h.call("GET", "/api/v1/namespaces/default/pods", None).await;
+        assert_eq!(code, 200, "still serving");
+    })
+    .await;
+}

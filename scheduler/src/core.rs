@@ -140,7 +140,9 @@ impl FilterFailure {
             FilterFailure::InsufficientMemory => "Insufficient memory",
             FilterFailure::TooManyPods => "Too many pods",
             FilterFailure::Unschedulable => "node(s) were unschedulable",
-            FilterFailure::NodeSelectorMismatch => "node(s) didn't match Pod's node affinity/selector",
+            FilterFailure::NodeSelectorMismatch => {
+                "node(s) didn't match Pod's node affinity/selector"
+            }
             FilterFailure::UntoleratedTaint => "node(s) had untolerated taint",
         }
     }
@@ -154,7 +156,11 @@ fn filter(node: &NodeInfo, pod: &PendingPod) -> Vec<FilterFailure> {
         failures.push(FilterFailure::Unschedulable);
     }
     // NodeAffinity (nodeSelector part): every label must match.
-    if pod.node_selector.iter().any(|(k, v)| node.labels.get(k) != Some(v)) {
+    if pod
+        .node_selector
+        .iter()
+        .any(|(k, v)| node.labels.get(k) != Some(v))
+    {
         failures.push(FilterFailure::NodeSelectorMismatch);
     }
     // TaintToleration: NoSchedule and NoExecute taints must be tolerated.
@@ -184,8 +190,16 @@ fn filter(node: &NodeInfo, pod: &PendingPod) -> Vec<FilterFailure> {
 /// averaged with equal weights, from 0 to 100. Higher packs tighter.
 fn score_most_allocated(node: &NodeInfo, pod: &PendingPod) -> i64 {
     let after = node.requested.plus(pod.requests);
-    let share = |used: i64, total: i64| if total <= 0 { 0 } else { used.min(total) * 100 / total };
-    (share(after.cpu_millis, node.allocatable.cpu_millis) + share(after.memory, node.allocatable.memory)) / 2
+    let share = |used: i64, total: i64| {
+        if total <= 0 {
+            0
+        } else {
+            used.min(total) * 100 / total
+        }
+    };
+    (share(after.cpu_millis, node.allocatable.cpu_millis)
+        + share(after.memory, node.allocatable.memory))
+        / 2
 }
 
 /// Places `pods` in order on `nodes`, updating each chosen node's `requested`
@@ -219,9 +233,15 @@ fn place_one(nodes: &mut [NodeInfo], pod: &PendingPod) -> Placement {
         Some((_, i)) => {
             let node = &mut nodes[i];
             node.requested = node.requested.plus(pod.requests);
-            Placement::Bind { pod: pod.key.clone(), node: node.name.clone() }
+            Placement::Bind {
+                pod: pod.key.clone(),
+                node: node.name.clone(),
+            }
         }
-        None => Placement::Unschedulable { pod: pod.key.clone(), message: unschedulable_message(nodes.len(), &reasons) },
+        None => Placement::Unschedulable {
+            pod: pod.key.clone(),
+            message: unschedulable_message(nodes.len(), &reasons),
+        },
     }
 }
 
@@ -231,7 +251,10 @@ fn unschedulable_message(total: usize, reasons: &BTreeMap<FilterFailure, usize>)
     if total == 0 {
         return "no nodes available to schedule pods".to_string();
     }
-    let mut parts: Vec<String> = reasons.iter().map(|(f, n)| format!("{n} {}", f.text())).collect();
+    let mut parts: Vec<String> = reasons
+        .iter()
+        .map(|(f, n)| format!("{n} {}", f.text()))
+        .collect();
     parts.sort();
     format!("0/{total} nodes are available: {}.", parts.join(", "))
 }

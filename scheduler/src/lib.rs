@@ -7,7 +7,7 @@
 //! - [`core`] is pure: a snapshot of nodes and the pending pods in, one
 //!   [`core::Placement`] per pod out, deterministic for the same input.
 //! - [`snapshot`] turns `k8s-openapi` objects into the core's types.
-//! - [`run`] is the loop: kube-rs watchers, a scheduling pass per burst of
+//! - [`mod@run`] is the loop: kube-rs watchers, a scheduling pass per burst of
 //!   changes, bindings through the `pods/binding` subresource, and
 //!   `FailedScheduling` events for pods that fit nowhere.
 //!

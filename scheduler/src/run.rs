@@ -22,7 +22,9 @@ use kube::runtime::watcher::{self, Event};
 use kube::Client;
 
 use crate::core::{schedule, Placement};
-use crate::snapshot::{holds_resources, node_info, pending_pod, pod_key, wants_scheduling, DEFAULT_SCHEDULER_NAME};
+use crate::snapshot::{
+    holds_resources, node_info, pending_pod, pod_key, wants_scheduling, DEFAULT_SCHEDULER_NAME,
+};
 
 /// What can stop the scheduler loop.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +35,8 @@ pub enum SchedulerError {
 }
 
 enum Change {
-    Node(Event<Node>),
-    Pod(Event<Pod>),
+    Node(Box<Event<Node>>),
+    Pod(Box<Event<Pod>>),
 }
 
 /// Cluster state as seen through the watches.
@@ -51,44 +53,72 @@ struct Cache {
 impl Cache {
     fn apply(&mut self, change: Change) {
         match change {
-            Change::Node(Event::Apply(n) | Event::InitApply(n)) => {
+            Change::Node(e) => self.apply_node(*e),
+            Change::Pod(e) => self.apply_pod(*e),
+        }
+    }
+
+    fn apply_node(&mut self, event: Event<Node>) {
+        match event {
+            Event::Apply(n) | Event::InitApply(n) => {
                 self.epoch += 1;
-                self.nodes.insert(n.metadata.name.clone().unwrap_or_default(), n);
+                self.nodes
+                    .insert(n.metadata.name.clone().unwrap_or_default(), n);
             }
-            Change::Node(Event::Delete(n)) => {
+            Event::Delete(n) => {
                 self.epoch += 1;
-                self.nodes.remove(n.metadata.name.as_deref().unwrap_or_default());
+                self.nodes
+                    .remove(n.metadata.name.as_deref().unwrap_or_default());
             }
-            Change::Node(Event::Init) => self.nodes.clear(),
-            Change::Node(Event::InitDone) | Change::Pod(Event::InitDone) => self.epoch += 1,
-            Change::Pod(Event::Apply(p) | Event::InitApply(p)) => {
+            Event::Init => self.nodes.clear(),
+            Event::InitDone => self.epoch += 1,
+        }
+    }
+
+    fn apply_pod(&mut self, event: Event<Pod>) {
+        match event {
+            Event::Apply(p) | Event::InitApply(p) => {
                 let key = pod_key(&p);
-                if let Some(old) = self.pods.get(&key) {
-                    // A pod that stopped holding resources frees room.
-                    if holds_resources(old) && !holds_resources(&p) {
-                        self.epoch += 1;
-                    }
+                // A pod that stopped holding resources frees room.
+                if self
+                    .pods
+                    .get(&key)
+                    .is_some_and(|old| holds_resources(old) && !holds_resources(&p))
+                {
+                    self.epoch += 1;
                 }
                 self.pods.insert(key, p);
             }
-            Change::Pod(Event::Delete(p)) => {
+            Event::Delete(p) => {
                 let key = pod_key(&p);
-                if self.pods.remove(&key).is_some_and(|old| holds_resources(&old)) {
+                if self
+                    .pods
+                    .remove(&key)
+                    .is_some_and(|old| holds_resources(&old))
+                {
                     self.epoch += 1;
                 }
                 self.unschedulable.remove(&key);
             }
-            Change::Pod(Event::Init) => self.pods.clear(),
+            Event::Init => self.pods.clear(),
+            Event::InitDone => self.epoch += 1,
         }
     }
 }
 
 /// Runs the scheduler until `shutdown` completes.
-pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send) -> Result<(), SchedulerError> {
+pub async fn run(
+    client: Client,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), SchedulerError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    let node_events = watcher::watcher(nodes, watcher::Config::default()).map(|e| e.map(Change::Node)).boxed();
-    let pod_events = watcher::watcher(pods, watcher::Config::default()).map(|e| e.map(Change::Pod)).boxed();
+    let node_events = watcher::watcher(nodes, watcher::Config::default())
+        .map(|e| e.map(|e| Change::Node(Box::new(e))))
+        .boxed();
+    let pod_events = watcher::watcher(pods, watcher::Config::default())
+        .map(|e| e.map(|e| Change::Pod(Box::new(e))))
+        .boxed();
     let mut changes = stream::select(node_events, pod_events);
     let mut cache = Cache::default();
     tokio::pin!(shutdown);
@@ -131,20 +161,39 @@ async fn schedule_pass(client: &Client, cache: &mut Cache) {
         .pods
         .values()
         .filter(|p| wants_scheduling(p))
-        .filter(|p| cache.unschedulable.get(&pod_key(p)).is_none_or(|tried| *tried < epoch))
+        .filter(|p| {
+            cache
+                .unschedulable
+                .get(&pod_key(p))
+                .is_none_or(|tried| *tried < epoch)
+        })
         .collect();
     if pending.is_empty() {
         return;
     }
     // Oldest first, as kube-scheduler's default queue sort (by creation, then name).
     pending.sort_by(|a, b| {
-        (a.metadata.creation_timestamp.as_ref().map(|t| t.0), pod_key(a))
-            .cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), pod_key(b)))
+        (
+            a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            pod_key(a),
+        )
+            .cmp(&(
+                b.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                pod_key(b),
+            ))
     });
     let mut nodes: Vec<_> = cache.nodes.values().map(node_info).collect();
-    let index: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+    let index: HashMap<String, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), i))
+        .collect();
     for pod in cache.pods.values().filter(|p| holds_resources(p)) {
-        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or_default();
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .unwrap_or_default();
         if let Some(&i) = index.get(node) {
             let r = crate::snapshot::pod_requests(pod);
             let n = &mut nodes[i].requested;
@@ -191,10 +240,21 @@ async fn bind(client: &Client, key: &str, node: &str) -> Result<(), kube::Error>
     let (ns, name) = split_key(key);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let binding = Binding {
-        metadata: ObjectMeta { name: Some(name.to_string()), namespace: Some(ns.to_string()), ..Default::default() },
-        target: ObjectReference { kind: Some("Node".into()), name: Some(node.to_string()), api_version: Some("v1".into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(ns.to_string()),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(node.to_string()),
+            api_version: Some("v1".into()),
+            ..Default::default()
+        },
     };
-    let _: serde_json::Value = pods.create_subresource("binding", name, &PostParams::default(), &binding).await?;
+    let _: serde_json::Value = pods
+        .create_subresource("binding", name, &PostParams::default(), &binding)
+        .await?;
     Ok(())
 }
 
@@ -210,7 +270,10 @@ async fn report_unschedulable(client: &Client, pod: &Pod, message: &str, first_t
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
         "message": message, "lastTransitionTime": now, "lastProbeTime": null,
     }]}});
-    if let Err(e) = pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&status)).await {
+    if let Err(e) = pods
+        .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&status))
+        .await
+    {
         tracing::warn!(pod = %name, error = %e, "could not set PodScheduled=False");
     }
     if !first_time {
@@ -218,7 +281,11 @@ async fn report_unschedulable(client: &Client, pod: &Pod, message: &str, first_t
     }
     let events: Api<CoreEvent> = Api::namespaced(client.clone(), &ns);
     let event = CoreEvent {
-        metadata: ObjectMeta { generate_name: Some(format!("{name}.")), namespace: Some(ns.clone()), ..Default::default() },
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name}.")),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        },
         involved_object: ObjectReference {
             kind: Some("Pod".into()),
             api_version: Some("v1".into()),
@@ -231,7 +298,10 @@ async fn report_unschedulable(client: &Client, pod: &Pod, message: &str, first_t
         message: Some(message.to_string()),
         type_: Some("Warning".into()),
         reporting_component: Some(DEFAULT_SCHEDULER_NAME.into()),
-        source: Some(k8s_openapi::api::core::v1::EventSource { component: Some(DEFAULT_SCHEDULER_NAME.into()), host: None }),
+        source: Some(k8s_openapi::api::core::v1::EventSource {
+            component: Some(DEFAULT_SCHEDULER_NAME.into()),
+            host: None,
+        }),
         first_timestamp: Some(now.clone()),
         last_timestamp: Some(now.clone()),
         event_time: Some(MicroTime(now.0)),

@@ -4,8 +4,6 @@
 //! `resources.requests` (Kubernetes also takes the max with init containers
 //! and adds pod overhead; Skiff does the init-container max, not overhead).
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 
 use crate::core::{NodeInfo, PendingPod, Resources, Taint, Toleration};
@@ -26,16 +24,30 @@ pub fn pod_key(pod: &Pod) -> String {
 fn container_requests(c: &Container) -> Resources {
     let req = c.resources.as_ref().and_then(|r| r.requests.as_ref());
     let get = |name: &str, f: fn(&str) -> Result<i64, quantity::QuantityError>| {
-        req.and_then(|m| m.get(name)).and_then(|q| f(&q.0).ok()).unwrap_or(0)
+        req.and_then(|m| m.get(name))
+            .and_then(|q| f(&q.0).ok())
+            .unwrap_or(0)
     };
-    Resources { cpu_millis: get("cpu", quantity::millicores), memory: get("memory", quantity::base_units), pods: 0 }
+    Resources {
+        cpu_millis: get("cpu", quantity::millicores),
+        memory: get("memory", quantity::base_units),
+        pods: 0,
+    }
 }
 
 /// What the pod asks for: the larger of the sum over its containers and the
 /// largest init container (init containers run one at a time, before the rest).
 pub fn pod_requests(pod: &Pod) -> Resources {
-    let Some(spec) = &pod.spec else { return Resources { pods: 1, ..Default::default() } };
-    let mut sum = Resources { pods: 1, ..Default::default() };
+    let Some(spec) = &pod.spec else {
+        return Resources {
+            pods: 1,
+            ..Default::default()
+        };
+    };
+    let mut sum = Resources {
+        pods: 1,
+        ..Default::default()
+    };
     for c in &spec.containers {
         let r = container_requests(c);
         sum.cpu_millis += r.cpu_millis;
@@ -52,7 +64,11 @@ pub fn pod_requests(pod: &Pod) -> Resources {
 /// Whether a pod still holds its node's resources: bound and neither
 /// Succeeded nor Failed.
 pub fn holds_resources(pod: &Pod) -> bool {
-    let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+    let bound = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty());
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     bound && !matches!(phase, Some("Succeeded") | Some("Failed"))
 }
@@ -62,7 +78,10 @@ pub fn holds_resources(pod: &Pod) -> bool {
 pub fn wants_scheduling(pod: &Pod) -> bool {
     let Some(spec) = &pod.spec else { return false };
     let unbound = spec.node_name.as_deref().is_none_or(str::is_empty);
-    let ours = spec.scheduler_name.as_deref().is_none_or(|n| n == DEFAULT_SCHEDULER_NAME);
+    let ours = spec
+        .scheduler_name
+        .as_deref()
+        .is_none_or(|n| n == DEFAULT_SCHEDULER_NAME);
     unbound && ours && pod.metadata.deletion_timestamp.is_none()
 }
 
@@ -72,7 +91,9 @@ pub fn pending_pod(pod: &Pod) -> PendingPod {
     PendingPod {
         key: pod_key(pod),
         requests: pod_requests(pod),
-        node_selector: spec.and_then(|s| s.node_selector.clone()).unwrap_or_default(),
+        node_selector: spec
+            .and_then(|s| s.node_selector.clone())
+            .unwrap_or_default(),
         tolerations: spec
             .and_then(|s| s.tolerations.as_ref())
             .map(|ts| {
@@ -93,7 +114,10 @@ pub fn pending_pod(pod: &Pod) -> PendingPod {
 pub fn node_info(node: &Node) -> NodeInfo {
     let alloc = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
     let get = |name: &str, f: fn(&str) -> Result<i64, quantity::QuantityError>| {
-        alloc.and_then(|m| m.get(name)).and_then(|q| f(&q.0).ok()).unwrap_or(0)
+        alloc
+            .and_then(|m| m.get(name))
+            .and_then(|q| f(&q.0).ok())
+            .unwrap_or(0)
     };
     let spec = node.spec.as_ref();
     NodeInfo {
@@ -104,12 +128,16 @@ pub fn node_info(node: &Node) -> NodeInfo {
             pods: get("pods", quantity::base_units),
         },
         requested: Resources::default(),
-        labels: node.metadata.labels.clone().unwrap_or_else(BTreeMap::new),
+        labels: node.metadata.labels.clone().unwrap_or_default(),
         taints: spec
             .and_then(|s| s.taints.as_ref())
             .map(|ts| {
                 ts.iter()
-                    .map(|t| Taint { key: t.key.clone(), value: t.value.clone().unwrap_or_default(), effect: t.effect.clone() })
+                    .map(|t| Taint {
+                        key: t.key.clone(),
+                        value: t.value.clone().unwrap_or_default(),
+                        effect: t.effect.clone(),
+                    })
                     .collect()
             })
             .unwrap_or_default(),
@@ -122,6 +150,7 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{PodSpec, ResourceRequirements};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use std::collections::BTreeMap;
 
     fn container(cpu: &str, mem: &str) -> Container {
         Container {
@@ -147,6 +176,13 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(pod_requests(&pod), Resources { cpu_millis: 1000, memory: 128 << 20, pods: 1 });
+        assert_eq!(
+            pod_requests(&pod),
+            Resources {
+                cpu_millis: 1000,
+                memory: 128 << 20,
+                pods: 1
+            }
+        );
     }
 }

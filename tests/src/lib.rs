@@ -61,9 +61,17 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a server and waits until the API answers and the node is Ready.
     pub fn start(opts: ClusterOptions) -> anyhow::Result<Cluster> {
-        let dir = tempfile::Builder::new().prefix("skiff-e2e-").tempdir_in("/var/tmp")?;
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-e2e-")
+            .tempdir_in("/var/tmp")?;
         let port = free_port()?;
-        let mut cluster = Cluster { dir, port, bridge: format!("skt{}", opts.subnet), subnet: opts.subnet, child: None };
+        let mut cluster = Cluster {
+            dir,
+            port,
+            bridge: format!("skt{}", opts.subnet),
+            subnet: opts.subnet,
+            child: None,
+        };
         cluster.spawn()?;
         cluster.wait_ready(Duration::from_secs(120))?;
         Ok(cluster)
@@ -136,12 +144,21 @@ impl Cluster {
             if !self.kubeconfig().exists() {
                 return Ok(false);
             }
-            let out = self.kubectl(&["get", "node", &node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])?;
+            let out = self.kubectl(&[
+                "get",
+                "node",
+                &node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ])?;
             Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "True")
         });
         match ok {
             Ok(()) => Ok(()),
-            Err(e) => bail!("cluster not ready: {e:#}\n--- server log ---\n{}", tail(&self.server_log(), 80)),
+            Err(e) => bail!(
+                "cluster not ready: {e:#}\n--- server log ---\n{}",
+                tail(&self.server_log(), 80)
+            ),
         }
     }
 
@@ -166,7 +183,11 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .context("running kubectl")?;
-        child.stdin.take().context("kubectl stdin")?.write_all(stdin.as_bytes())?;
+        child
+            .stdin
+            .take()
+            .context("kubectl stdin")?
+            .write_all(stdin.as_bytes())?;
         Ok(child.wait_with_output()?)
     }
 
@@ -203,9 +224,16 @@ impl Cluster {
         let socket = self.containerd_socket();
         if socket.exists() {
             // Remove every pod through CRI while containerd still runs.
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 let _ = rt.block_on(async {
-                    tokio::time::timeout(Duration::from_secs(60), skiff_agent::cleanup_all_pods(&socket)).await
+                    tokio::time::timeout(
+                        Duration::from_secs(60),
+                        skiff_agent::cleanup_all_pods(&socket),
+                    )
+                    .await
                 });
             }
         }
@@ -213,7 +241,9 @@ impl Cluster {
         // containerd and shims of this cluster name its socket in their command line.
         kill_matching(&self.dir.path().to_string_lossy());
         unmount_under(self.dir.path());
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
     }
 }
 
@@ -224,7 +254,10 @@ impl Drop for Cluster {
 }
 
 /// Polls `f` every 250 ms until it returns true, an error, or `timeout`.
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+pub fn wait_until(
+    timeout: Duration,
+    mut f: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         if f()? {
@@ -259,22 +292,33 @@ fn terminate(child: &mut Child, grace: Duration) {
 
 /// SIGKILLs every process whose command line contains `needle`.
 fn kill_matching(needle: &str) {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
     for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if pid == std::process::id() as i32 {
             continue;
         }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         if String::from_utf8_lossy(&cmdline).contains(needle) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
 
 /// Unmounts everything mounted below `dir`, deepest first.
 fn unmount_under(dir: &Path) {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else { return };
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return;
+    };
     let prefix = dir.to_string_lossy().to_string();
     let mut targets: Vec<&str> = mounts
         .lines()

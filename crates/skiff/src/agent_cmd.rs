@@ -58,7 +58,8 @@ impl AgentOptions {
 }
 
 fn hostname_lowercase() -> anyhow::Result<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the host name; pass --node-name")?;
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("reading the host name; pass --node-name")?;
     Ok(name.trim().to_lowercase())
 }
 
@@ -83,7 +84,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading the node token from {}", args.token_file.display()))?
         .trim()
         .to_string();
-    let config = args.agent.into_config(args.server, token, None, args.data_dir)?;
-    skiff_agent::run(config, crate::shutdown_signal()).await.context("agent")?;
+    let config = args
+        .agent
+        .into_config(args.server, token, None, args.data_dir)?;
+    skiff_agent::run(config, crate::shutdown_signal())
+        .await
+        .context("agent")?;
     Ok(())
 }

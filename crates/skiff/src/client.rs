@@ -23,7 +23,11 @@ fn pem_to_der(pem: &str) -> anyhow::Result<Vec<Vec<u8>>> {
             body.clear();
         } else if line.starts_with("-----END CERTIFICATE") {
             inside = false;
-            out.push(base64::engine::general_purpose::STANDARD.decode(&body).context("CA certificate is not valid PEM")?);
+            out.push(
+                base64::engine::general_purpose::STANDARD
+                    .decode(&body)
+                    .context("CA certificate is not valid PEM")?,
+            );
         } else if inside {
             body.push_str(line);
         }

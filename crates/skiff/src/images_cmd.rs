@@ -20,7 +20,10 @@ enum ImagesCommand {
         /// The archive (`docker save`, `ctr export`, or an OCI layout tar).
         file: PathBuf,
         /// containerd socket (default: the one `skiff server` starts).
-        #[arg(long, default_value = "/var/lib/skiff/agent/containerd/containerd.sock")]
+        #[arg(
+            long,
+            default_value = "/var/lib/skiff/agent/containerd/containerd.sock"
+        )]
         containerd_socket: PathBuf,
     },
     /// Write a small OCI image archive made from the host's busybox-static.
@@ -35,7 +38,10 @@ enum ImagesCommand {
 
 pub async fn run(args: ImagesArgs) -> anyhow::Result<()> {
     match args.command {
-        ImagesCommand::Import { file, containerd_socket } => {
+        ImagesCommand::Import {
+            file,
+            containerd_socket,
+        } => {
             anyhow::ensure!(
                 containerd_socket.exists(),
                 "no containerd at {}: start `skiff server` (or pass --containerd-socket)",

@@ -2,6 +2,7 @@
 //! command line and hands over to the library crates (see ARCHITECTURE.md).
 
 mod agent_cmd;
+mod bench_cmd;
 mod client;
 mod images_cmd;
 mod server_cmd;
@@ -25,23 +26,31 @@ enum Command {
     Agent(agent_cmd::AgentArgs),
     /// Manage container images without a registry.
     Images(images_cmd::ImagesArgs),
+    /// Measure parts of Skiff and print tables.
+    Bench(bench_cmd::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn,openraft=warn,sled=warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
+                    "info,kube=warn,tower=warn,hyper=warn,openraft=warn,sled=warn",
+                )
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server_cmd::run(args).await,
             Command::Agent(args) => agent_cmd::run(args).await,
             Command::Images(args) => images_cmd::run(args).await,
+            Command::Bench(args) => bench_cmd::run(args).await,
         }
     })
 }

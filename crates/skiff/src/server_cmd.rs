@@ -31,10 +31,12 @@ pub struct ServerArgs {
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let store = skiff_store::Store::open(skiff_store::StoreConfig::new(args.data_dir.join("store")))
-        .await
-        .context("opening the store")?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let store =
+        skiff_store::Store::open(skiff_store::StoreConfig::new(args.data_dir.join("store")))
+            .await
+            .context("opening the store")?;
     let config = skiff_apiserver::ApiServerConfig {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
@@ -46,7 +48,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let url = api.url().to_string();
     println!("skiff server is up at {url}");
     println!("kubeconfig: {}", api.kubeconfig_path().display());
-    println!("try: KUBECONFIG={} kubectl get nodes", api.kubeconfig_path().display());
+    println!(
+        "try: KUBECONFIG={} kubectl get nodes",
+        api.kubeconfig_path().display()
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -59,8 +64,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let agent = if args.no_agent {
         None
     } else {
-        let config = args.agent.into_config(url.clone(), api.node_token().to_string(), Some(api.ca_pem().to_string()), args.data_dir.join("agent"))?;
-        Some(tokio::spawn(skiff_agent::run(config, stopped(stop_rx.clone()))))
+        let config = args.agent.into_config(
+            url.clone(),
+            api.node_token().to_string(),
+            Some(api.ca_pem().to_string()),
+            args.data_dir.join("agent"),
+        )?;
+        Some(tokio::spawn(skiff_agent::run(
+            config,
+            stopped(stop_rx.clone()),
+        )))
     };
 
     crate::shutdown_signal().await;

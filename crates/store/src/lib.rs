@@ -83,10 +83,10 @@
 //! at most sled's unflushed tail, which openraft re-applies from the log.
 //!
 //! Measured on the 2-core development VM (release build, 1 KiB values,
-//! `tests/perf_test.rs`, three runs, the machine shared with other builds):
-//! about 2,100–2,500 sequential puts/s (one fdatasync each), about
-//! 14,000–19,000 puts/s from 64 concurrent tasks (group commit), and
-//! 13,000–100,000 linearizable single-key reads/s (very sensitive to load).
+//! `skiff bench store`, medians of three runs): about 2,150 sequential
+//! puts/s (one fdatasync each), about 19,700 puts/s from 64 concurrent tasks
+//! (group commit), about 99,000 linearizable single-key reads/s. Numbers
+//! drop sharply while other builds share the machine (reads fell to 13,000).
 //!
 //! # Caveats (what etcd does that this store does not, yet)
 //!
@@ -97,9 +97,12 @@
 //! - Past-revision reads undo history from the latest state: their cost grows
 //!   with the number of revisions since the requested one (bounded by
 //!   automatic compaction).
-//! - Snapshots are a full dump of the sled tree, built every 2,000 entries;
-//!   fine for edge-sized data sets, costly for very large ones. Unpurged log
-//!   entries are also held in memory.
+//! - Snapshots are a full dump of the sled tree, streamed to `snapshot.bin`
+//!   in step with apply every 2,000 entries (writes pause meanwhile); fine
+//!   for edge-sized data sets, slow for very large ones. Sending or
+//!   installing one (followers, later) holds it in memory.
+//! - History stores each event with its previous value, so with the default
+//!   10,000 retained revisions it can outweigh the live data several times.
 //! - Automatic compaction counts revisions, not time, and its setting must be
 //!   the same on every node.
 //! - A Txn may put the same key twice (etcd refuses duplicate keys in a txn).
