@@ -41,6 +41,10 @@
 //!   `io.kubernetes.container.name` on every sandbox/container: the agent's
 //!   whole pod state can be rebuilt from CRI, so an agent restart adopts
 //!   running pods, and sandboxes of pods that vanished meanwhile are removed.
+//! - **Pod volumes** at `<data_dir>/pod-volumes/<uid>/volumes/kubernetes.io~<kind>/<name>`
+//!   (kubelet's layout under its root dir); removed, tmpfs unmounted, when
+//!   the worker tears the pod down. ConfigMaps/Secrets are read with
+//!   `Api::get` in the pod's namespace and re-read every 10 s.
 //! - **Logs** at `<data_dir>/pods/<ns>_<name>_<uid>/<container>/<restart>.log`
 //!   in the CRI log format.
 //! - **Node**: labels `kubernetes.io/{hostname,os,arch}`; `Ready` etc.
@@ -51,9 +55,22 @@
 //!   [`cleanup_all_pods`] before stopping containerd.
 //!
 //! # Caveats (what kubelet does that Skiff does not, yet)
-//! - No init containers, probes (containers are ready when running), resource
-//!   limits/cgroups, volumes, `env.valueFrom`/`envFrom`, service-account
-//!   tokens, cluster DNS config, static pods, evictions, or events.
+//! - Pods: init containers run in order; liveness/readiness/startup probes
+//!   (exec via CRI `ExecSync`, httpGet, tcpSocket to the pod IP) with
+//!   kubelet's timing fields; postStart/preStop hooks; env from
+//!   ConfigMaps, Secrets, fieldRef, resourceFieldRef, envFrom, `$(VAR)`;
+//!   resources → CRI (cpu shares/quota, memory limit), QoS class;
+//!   securityContext → CRI, `runAsNonRoot`; volumes emptyDir (tmpfs for
+//!   `medium: Memory`), hostPath, configMap, secret, downwardAPI under
+//!   `<data_dir>/pod-volumes/<uid>`, projected files re-read every 10 s and
+//!   swapped atomically (`..data`). See `pod` for the files.
+//! - Not done: sidecar init containers (`restartPolicy: Always` on an init
+//!   container), projected/PVC/CSI volumes, fsGroup and file ownership,
+//!   HTTPS probes and hooks, probe events, secret volumes on tmpfs (they are
+//!   plain files under the data dir), `terminationMessagePath`,
+//!   service-account tokens, cluster DNS config, static pods, evictions, or
+//!   events. Probes run inside the pod worker's 1 s sync (a slow probe
+//!   delays that pod's sync by at most its timeout).
 //! - `imagePullPolicy: Always` falls back to a present local image when the
 //!   pull fails (no registry on edge nodes); kubelet would fail.
 //! - Log files are not rotated.
@@ -74,6 +91,9 @@
 //! - `ContainerStatus.log_path` is the absolute path (log directory joined);
 //!   the CRI log lines carry RFC 3339 times with trailing zeros trimmed.
 //! - `ListContainers` has no exit codes or times; `ContainerStatus` does.
+//! - `ExecSync` works for exec probes and hooks; a 16Mi memory limit makes
+//!   containerd report the terminated reason `OOMKilled` even when a child
+//!   of PID 1 is the one killed (cgroups v1, `tests/pod_lifecycle_containerd.rs`).
 //! - `sh` as PID 1 ignores SIGTERM, so a busybox pod is killed only when the
 //!   grace period runs out: deletion takes `deletionGracePeriodSeconds`.
 #![deny(missing_docs)]
@@ -84,6 +104,7 @@ pub mod cni;
 pub mod config;
 pub mod containerd;
 pub mod cri;
+pub mod hollow;
 pub mod images;
 pub mod logs;
 pub mod node;

@@ -8,10 +8,15 @@
 //! pkg/apis/core/helper/qos), the namespace strategy (finalizer
 //! `kubernetes`) and the Priority admission plugin (`priority: 0`,
 //! `preemptionPolicy: PreemptLowerPriority` when no class is named). The
-//! workload kinds (Deployment, ReplicaSet, DaemonSet, StatefulSet, Job; from
-//! pkg/apis/apps/v1 and batch/v1 defaults.go) get their own defaults and the
+//! workload kinds (Deployment, ReplicaSet, DaemonSet, StatefulSet, Job,
+//! CronJob; from pkg/apis/apps/v1 and batch/v1 defaults.go) get their own
+//! defaults and the
 //! pod-spec defaults on `spec.template.spec`, so the pods their controllers
 //! stamp out look like Kubernetes' (pod-only defaults stay off templates).
+//! Services, persistent volumes and claims, endpoints, priority classes,
+//! role-binding subjects and HorizontalPodAutoscalers (autoscaling/v2's
+//! defaults; v1 objects are defaulted after conversion to v2) get theirs
+//! from the same files.
 //!
 //! Caveats: `spec.serviceAccountName`/`serviceAccount: default` and the
 //! token volume come from the ServiceAccount admission plugin, and the
@@ -39,8 +44,178 @@ pub fn apply_defaults(resource: &ResourceInfo, obj: &mut Value) {
         ("", "Namespace") => default_namespace(obj),
         ("", "Secret") => set_default(obj, "type", json!("Opaque")),
         ("", "Node") => default_node(obj),
+        ("", "Service") => default_service(obj),
+        ("", "Endpoints") => {
+            for_each_item(obj, "subsets", |s| {
+                for_each_item(s, "ports", |p| set_default(p, "protocol", json!("TCP")))
+            });
+        }
+        ("discovery.k8s.io", "EndpointSlice") => {
+            for_each_item(obj, "ports", |p| {
+                set_default(p, "protocol", json!("TCP"));
+                set_default(p, "name", json!(""));
+            });
+        }
+        ("", "PersistentVolume") => {
+            // SetDefaults_PersistentVolume.
+            if let Some(spec) = child(obj, "spec") {
+                set_default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+                set_default(spec, "volumeMode", json!("Filesystem"));
+            }
+            if let Some(status) = child(obj, "status") {
+                set_default(status, "phase", json!("Pending"));
+            }
+        }
+        ("", "PersistentVolumeClaim") => {
+            // SetDefaults_PersistentVolumeClaim(Spec).
+            if let Some(spec) = child(obj, "spec") {
+                set_default(spec, "volumeMode", json!("Filesystem"));
+            }
+            if let Some(status) = child(obj, "status") {
+                set_default(status, "phase", json!("Pending"));
+            }
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            set_default(obj, "preemptionPolicy", json!("PreemptLowerPriority"));
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") if resource.version == "v2" => {
+            default_hpa_v2(obj)
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            if let Some(spec) = child(obj, "spec") {
+                set_default(spec, "minReplicas", json!(1));
+            }
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            // SetDefaults_Subject: users and groups are RBAC subjects.
+            for_each_item(obj, "subjects", |subject| {
+                let kind = subject.get("kind").and_then(Value::as_str).unwrap_or("");
+                let group = match kind {
+                    "User" | "Group" => "rbac.authorization.k8s.io",
+                    _ => "",
+                };
+                set_default(subject, "apiGroup", json!(group));
+            });
+        }
         ("apps", kind) | ("batch", kind) => default_workload(kind, obj),
         _ => {}
+    }
+}
+
+/// The priority classes every Kubernetes cluster has
+/// (pkg/apis/scheduling `SystemPriorityClasses`), for the server to create
+/// at start-up: `system-node-critical` (2000001000) and
+/// `system-cluster-critical` (2000000000), defaulted, without
+/// server-set metadata (pass them through `strategy::prepare_for_create`).
+pub fn builtin_priority_classes() -> Vec<Value> {
+    [
+        ("system-node-critical", 2_000_001_000, "Used for system critical pods that must not be moved from their current node."),
+        ("system-cluster-critical", 2_000_000_000, "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."),
+    ]
+    .iter()
+    .map(|(name, value, description)| {
+        json!({
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": name},
+            "value": value,
+            "globalDefault": false,
+            "description": description,
+            "preemptionPolicy": "PreemptLowerPriority",
+        })
+    })
+    .collect()
+}
+
+/// `SetDefaults_Service` (pkg/apis/core/v1/defaults.go): type ClusterIP,
+/// sessionAffinity None, ports TCP with `targetPort` = `port`, and the
+/// traffic policies. Cluster IP allocation is the registry's job in
+/// Kubernetes and is not done here (see the crate caveats).
+fn default_service(svc: &mut Value) {
+    let Some(spec) = child(svc, "spec") else {
+        return;
+    };
+    set_default(spec, "type", json!("ClusterIP"));
+    set_default(spec, "sessionAffinity", json!("None"));
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if spec.get("sessionAffinity").and_then(Value::as_str) == Some("ClientIP") {
+        if let Some(cfg) = child(spec, "sessionAffinityConfig").and_then(|c| child(c, "clientIP")) {
+            // 3 hours, Kubernetes' DefaultClientIPServiceAffinitySeconds.
+            set_default(cfg, "timeoutSeconds", json!(10800));
+        }
+    }
+    for_each_item(spec, "ports", |p| {
+        set_default(p, "protocol", json!("TCP"));
+        let target_unset = match p.get("targetPort") {
+            None | Some(Value::Null) => true,
+            Some(Value::Number(n)) => n.as_i64() == Some(0),
+            Some(Value::String(s)) => s.is_empty(),
+            Some(_) => false,
+        };
+        if target_unset {
+            if let Some(port) = p.get("port").cloned() {
+                if let Some(m) = p.as_object_mut() {
+                    m.insert("targetPort".into(), port);
+                }
+            }
+        }
+    });
+    if ty == "NodePort" || ty == "LoadBalancer" {
+        set_default(spec, "externalTrafficPolicy", json!("Cluster"));
+    }
+    if ty != "ExternalName" {
+        set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+    }
+    if ty == "LoadBalancer" {
+        set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
+    }
+}
+
+/// autoscaling/v2 `SetDefaults_HorizontalPodAutoscaler`: minReplicas 1, a
+/// cpu utilization target of 80% when no metric is given, and, when
+/// `behavior` is given, its missing rules from the default scale-up and
+/// scale-down rules (`GenerateHPAScaleUpRules`/`…ScaleDownRules`).
+fn default_hpa_v2(hpa: &mut Value) {
+    let Some(spec) = child(hpa, "spec") else {
+        return;
+    };
+    set_default(spec, "minReplicas", json!(1));
+    let no_metrics = spec
+        .get("metrics")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    if no_metrics {
+        spec["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 80}}}]);
+    }
+    if !spec.get("behavior").is_some_and(Value::is_object) {
+        return;
+    }
+    let Some(behavior) = child(spec, "behavior") else {
+        return;
+    };
+    if let Some(up) = child(behavior, "scaleUp") {
+        set_default(up, "stabilizationWindowSeconds", json!(0));
+        set_default(up, "selectPolicy", json!("Max"));
+        set_default(
+            up,
+            "policies",
+            json!([{"type": "Pods", "value": 4, "periodSeconds": 15},
+                   {"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        );
+    }
+    if let Some(down) = child(behavior, "scaleDown") {
+        set_default(down, "stabilizationWindowSeconds", json!(300));
+        set_default(down, "selectPolicy", json!("Max"));
+        set_default(
+            down,
+            "policies",
+            json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        );
     }
 }
 
@@ -155,6 +330,22 @@ fn default_workload(kind: &str, obj: &mut Value) {
             }
         }
         "ReplicaSet" => set_default(spec, "replicas", json!(1)),
+        "CronJob" => {
+            // SetDefaults_CronJob. The job template gets the pod-template
+            // defaults but not the Job's own (those are on the Job type).
+            set_default(spec, "concurrencyPolicy", json!("Allow"));
+            set_default(spec, "suspend", json!(false));
+            set_default(spec, "successfulJobsHistoryLimit", json!(3));
+            set_default(spec, "failedJobsHistoryLimit", json!(1));
+            if let Some(template_spec) = child(spec, "jobTemplate")
+                .and_then(|j| child(j, "spec"))
+                .and_then(|j| child(j, "template"))
+                .and_then(|t| child(t, "spec"))
+            {
+                default_pod_spec(template_spec);
+            }
+            return;
+        }
         "DaemonSet" => {
             set_default(spec, "revisionHistoryLimit", json!(10));
             if let Some(strategy) = child(spec, "updateStrategy") {

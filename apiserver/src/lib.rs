@@ -47,8 +47,19 @@
 //! - `GET pods/<name>/log` is proxied to the agent at the Node's
 //!   InternalIP and `daemonEndpoints.kubeletEndpoint.Port`, path
 //!   `/containerLogs/<ns>/<pod>/<container>`, with the node token as Bearer.
+//! - Lists and watches are served from one in-memory watch cache
+//!   ([`watchcache`]) fed by a single store watch over every key: a list
+//!   without resourceVersion first waits until the cache has the store's
+//!   current revision (KEP-2340), so it sees every write acknowledged
+//!   before it; `continue` tokens carry the snapshot revision and work from
+//!   the cache or the store alike; a watch resumes from the cache's ring
+//!   (410 Expired when older than the ring or compacted in the store);
+//!   a watcher more than [`watchcache::WatchCacheConfig::watcher_buffer`]
+//!   events behind is closed and its client rewatches. Gets are read from
+//!   the store. Until the cache has loaded, the store serves everything.
 //! - Embedding: [`ApiServer::start`] (or [`ApiServer::start_with_hooks`]
-//!   with an [`auth::Authorizer`] and [`auth::Admission`]) over any
+//!   with an [`auth::Authorizer`] and [`auth::Admission`], or
+//!   [`ApiServer::start_with_cache`] with watch cache sizes) over any
 //!   `Arc<dyn Kv>`; [`ApiServer::shutdown`] returns once no request or
 //!   watch holds the store any more, so the store can be closed next.
 //! - On start: PKI under `DATA_DIR/pki/`, `DATA_DIR/node-token`
@@ -57,8 +68,13 @@
 //!   `kube-node-lease`.
 //!
 //! # Caveats (what Kubernetes does that Skiff does not, yet)
-//! - No watch cache: each watch opens a store watch; bookmarks every 30 s;
-//!   watches without `timeoutSeconds` end after 30 min.
+//! - The watch cache ([`watchcache`]) keeps a fixed number of events per
+//!   resource (default 4,096), not kube-apiserver's time-sized window, and
+//!   tests each change against every watcher of the resource (no index by
+//!   namespace or `spec.nodeName`). `resourceVersion="0"` lists are served
+//!   as consistent reads (the list handler passes "0" and unset alike).
+//!   Bookmarks every 30 s; watches without `timeoutSeconds` end after
+//!   30 min.
 //! - Strategic merge patch knows merge keys by field name, not from the
 //!   Go type's tags (see [`patch`]); server-side apply is 415.
 //! - Authorization allows every authenticated user; no admission plugins;
@@ -70,11 +86,25 @@
 //!   (like kube-apiserver without `--kubelet-certificate-authority`).
 //! - Responses are JSON (or YAML) only; protobuf request bodies are
 //!   decoded only for Namespace, ConfigMap, Secret and ServiceAccount
-//!   (what `kubectl create <kind>` sends; see [`protobuf`]). No aggregated
-//!   discovery (clients fall back to `/api` and `/apis`).
+//!   (what `kubectl create <kind>` sends; see [`protobuf`]): `kubectl
+//!   create deployment|job|…` and `kubectl autoscale` get 415. No
+//!   aggregated discovery (clients fall back to `/api` and `/apis`).
+//! - Resources served ([`resources::RESOURCES`]): core/v1, apps/v1,
+//!   batch/v1, autoscaling/v2 and v1, policy/v1, coordination, discovery,
+//!   events.k8s.io, scheduling and RBAC kinds, with Kubernetes' defaults,
+//!   basic validation and `kubectl get` columns. autoscaling/v1
+//!   HorizontalPodAutoscalers are stored as v2 and converted on each
+//!   request (`rest.rs` → `schema_hpa_v1.rs`); events.k8s.io/v1 Events are
+//!   stored apart from core/v1 Events (Kubernetes stores one and converts).
+//! - `*/scale` ([`scale`]) sets only `spec.replicas`; `pods/eviction`
+//!   deletes the pod without checking PodDisruptionBudgets (no disruption
+//!   controller computes `disruptionsAllowed` yet).
+//! - Services get no cluster IP or node ports allocated (CLUSTER-IP
+//!   `<none>`); RBAC objects are stored and printed but not enforced.
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod bench;
 pub mod codec;
 pub mod defaults;
 pub mod delete;
@@ -93,12 +123,15 @@ pub mod resources;
 pub mod response;
 pub mod rest;
 pub mod router;
+pub mod scale;
 pub mod selectors;
 pub mod server;
 pub mod strategy;
 pub mod table;
 pub mod validation;
 pub mod watch;
+pub mod watchcache;
+mod watchcache_state;
 
 pub use auth::UserInfo;
 pub use error::ApiError;

@@ -154,6 +154,18 @@ fn build_document(path: &str) -> Value {
             stamped.push((name, gvk("", "v1", "Binding")));
         }
     }
+    // Subresources whose kind lives in another group (`*/scale` is
+    // autoscaling/v1 Scale, `pods/eviction` policy/v1 Eviction).
+    for (sub, group, kind) in [
+        ("scale", "autoscaling", "Scale"),
+        ("eviction", "policy", "Eviction"),
+    ] {
+        if served.iter().any(|r| r.subresources.contains(&sub)) {
+            if let Some(name) = visit_kind(group, "v1", kind, Register(&mut generator)) {
+                stamped.push((name, gvk(group, "v1", kind)));
+            }
+        }
+    }
     generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta>();
     generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>();
     generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>();

@@ -1,6 +1,7 @@
 //! Pod-specific REST behaviour: binding a pod to a node (the scheduler's
-//! write, `pods/binding` or the older `bindings` collection) and the grace
-//! period of a pod deletion.
+//! write, `pods/binding` or the older `bindings` collection), eviction
+//! (`pods/eviction`, what `kubectl drain` posts) and the grace period of a
+//! pod deletion.
 
 use chrono::Utc;
 use http::Response;
@@ -177,6 +178,52 @@ pub async fn bind(
         }
     }
     Err(ApiError::modified(res, &pod_name))
+}
+
+/// POST `pods/<name>/eviction` with a `policy/v1` `Eviction`: deletes the
+/// pod gracefully with the eviction's `deleteOptions`, answering 201 with a
+/// Success Status (Kubernetes' `EvictionREST.Create`).
+///
+/// Caveat: Kubernetes first checks the PodDisruptionBudgets that select the
+/// pod and answers 429 when one allows no disruption; Skiff has no
+/// disruption controller computing `status.disruptionsAllowed` yet, so the
+/// check is not made and every eviction proceeds.
+pub async fn evict(
+    ctx: &mut RequestContext,
+    ns: &str,
+    name: &str,
+) -> Result<Response<Body>, ApiError> {
+    let body = ctx.body_object()?;
+    match body.get("kind").and_then(Value::as_str) {
+        None | Some("" | "Eviction") => {}
+        Some(k) => {
+            return Err(ApiError::BadRequest(format!(
+                "the kind in the data ({k}) does not match the expected kind (Eviction)"
+            )))
+        }
+    }
+    if let Some(n) = meta_str(&body, "name").filter(|n| !n.is_empty() && *n != name) {
+        return Err(ApiError::BadRequest(format!(
+            "name in URL does not match name in Eviction object: {name} != {n}"
+        )));
+    }
+    let options = body.get("deleteOptions").cloned().unwrap_or(Value::Null);
+    let opts = crate::delete::DeleteOptions {
+        grace_period_seconds: options
+            .get("gracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .map(|g| g.max(0)),
+        uid: options
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resource_version: options
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    };
+    crate::delete::delete_one(ctx, pods(), Some(ns), name, &opts).await?;
+    Ok(response::success(201))
 }
 
 #[cfg(test)]

@@ -11,6 +11,14 @@
 //! - a list reads one snapshot: the first page's revision is pinned in the
 //!   `continue` token and every later page reads at it (410 Expired once
 //!   compacted).
+//! - with a [`WatchCache`], lists are served from memory (KEP-2340,
+//!   consistent reads from cache): without a resourceVersion the cache
+//!   first catches up with the store's current revision; with
+//!   `resourceVersion=N` it waits until it reaches N. A page at an exact
+//!   revision (a `continue` token, `resourceVersionMatch=Exact`) comes from
+//!   the cache when nothing of the resource changed since, else from the
+//!   store at that revision, so tokens stay valid across both paths. When
+//!   the cache cannot answer in time, the store does.
 
 use std::sync::Arc;
 
@@ -23,6 +31,7 @@ use skiff_store::{
 
 use crate::error::ApiError;
 use crate::resources::ResourceInfo;
+use crate::watchcache::{CachedPage, WatchCache, FRESHNESS_TIMEOUT};
 
 /// An object read from the store with its revision.
 #[derive(Clone, Debug)]
@@ -105,21 +114,54 @@ fn continue_gone() -> ApiError {
     )
 }
 
+fn encode_continue(rv: Revision, start: String) -> String {
+    let tok = ContinueToken { rv, start };
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&tok).unwrap_or_default())
+}
+
+fn decode_continue(token: &str, prefix: &str) -> Result<ContinueToken, ApiError> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| ApiError::BadRequest("continue key is not valid: illegal base64".into()))?;
+    let tok: ContinueToken = serde_json::from_slice(&raw)
+        .map_err(|_| ApiError::BadRequest("continue key is not valid: not a token".into()))?;
+    if !tok.start.starts_with(prefix) {
+        return Err(ApiError::BadRequest(
+            "continue key is not valid: wrong collection".into(),
+        ));
+    }
+    Ok(tok)
+}
+
 /// The store, seen as Kubernetes objects.
 #[derive(Clone)]
 pub struct Registry {
     kv: Arc<dyn Kv>,
+    cache: Option<Arc<WatchCache>>,
 }
 
 impl Registry {
-    /// A registry over `kv`.
+    /// A registry over `kv`, every read from the store.
     pub fn new(kv: Arc<dyn Kv>) -> Self {
-        Registry { kv }
+        Registry { kv, cache: None }
+    }
+
+    /// A registry over `kv` that serves lists from `cache`.
+    pub fn with_cache(kv: Arc<dyn Kv>, cache: Arc<WatchCache>) -> Self {
+        Registry {
+            kv,
+            cache: Some(cache),
+        }
     }
 
     /// The underlying store.
     pub fn kv(&self) -> &Arc<dyn Kv> {
         &self.kv
+    }
+
+    /// The watch cache, if lists and watches are served from one.
+    pub fn watch_cache(&self) -> Option<&Arc<WatchCache>> {
+        self.cache.as_ref()
     }
 
     /// Reads one object, `None` if absent.
@@ -158,8 +200,72 @@ impl Registry {
             .ok_or_else(|| ApiError::not_found(resource, name))
     }
 
-    /// Lists objects matching `filter`, one page at a time.
+    /// Lists objects matching `filter`, one page at a time: from the watch
+    /// cache when it can answer (see the module doc), else from the store.
     pub async fn list(
+        &self,
+        resource: &ResourceInfo,
+        ns: Option<&str>,
+        opts: &ListOptions,
+        filter: impl Fn(&Value) -> bool,
+    ) -> Result<ListPage, ApiError> {
+        if let Some(cache) = &self.cache {
+            if let Some(page) = self
+                .list_from_cache(cache, resource, ns, opts, &filter)
+                .await?
+            {
+                return Ok(page);
+            }
+        }
+        self.list_from_store(resource, ns, opts, filter).await
+    }
+
+    /// The cached answer to a list, `None` when the store must answer.
+    async fn list_from_cache(
+        &self,
+        cache: &WatchCache,
+        resource: &ResourceInfo,
+        ns: Option<&str>,
+        opts: &ListOptions,
+        filter: &impl Fn(&Value) -> bool,
+    ) -> Result<Option<ListPage>, ApiError> {
+        if !cache.is_ready() {
+            return Ok(None);
+        }
+        let prefix = collection_prefix(resource, ns);
+        let limit = opts.limit.max(0) as usize;
+        let (start, at) = match &opts.continue_token {
+            Some(t) => {
+                let tok = decode_continue(t, &prefix)?;
+                (tok.start, Some(tok.rv))
+            }
+            None => (prefix.clone(), opts.exact_revision),
+        };
+        let page = match at {
+            Some(rv) => cache.list_at(resource, &prefix, &start, rv, limit, filter),
+            None => {
+                // resourceVersion unset: a consistent read, so first catch up
+                // with the store; resourceVersion=N: not older than N.
+                let wanted = match opts.min_revision {
+                    Some(n) => n,
+                    None => self.kv.current_revision().await?,
+                };
+                if !cache.wait_for(wanted, FRESHNESS_TIMEOUT).await {
+                    return Ok(None);
+                }
+                cache.list(resource, &prefix, &start, limit, filter)
+            }
+        };
+        Ok(page.map(|p: CachedPage| ListPage {
+            // The one copy a response needs; the cache keeps its own.
+            items: p.items.iter().map(|o| Value::clone(o)).collect(),
+            revision: p.revision,
+            continue_token: p.next_start.map(|s| encode_continue(p.revision, s)),
+        }))
+    }
+
+    /// [`Registry::list`] straight from the store.
+    pub async fn list_from_store(
         &self,
         resource: &ResourceInfo,
         ns: Option<&str>,
@@ -170,19 +276,7 @@ impl Registry {
         let end = prefix_end(prefix.as_bytes());
         let (mut start, mut revision) = match &opts.continue_token {
             Some(t) => {
-                let raw = base64::engine::general_purpose::STANDARD
-                    .decode(t)
-                    .map_err(|_| {
-                        ApiError::BadRequest("continue key is not valid: illegal base64".into())
-                    })?;
-                let tok: ContinueToken = serde_json::from_slice(&raw).map_err(|_| {
-                    ApiError::BadRequest("continue key is not valid: not a token".into())
-                })?;
-                if !tok.start.starts_with(&prefix) {
-                    return Err(ApiError::BadRequest(
-                        "continue key is not valid: wrong collection".into(),
-                    ));
-                }
+                let tok = decode_continue(t, &prefix)?;
                 (tok.start.into_bytes(), tok.rv)
             }
             None => (
@@ -236,12 +330,7 @@ impl Registry {
                     let continue_token = more.then(|| {
                         let mut next = kv.key.clone();
                         next.push(0);
-                        let tok = ContinueToken {
-                            rv: revision,
-                            start: String::from_utf8_lossy(&next).into_owned(),
-                        };
-                        base64::engine::general_purpose::STANDARD
-                            .encode(serde_json::to_vec(&tok).unwrap_or_default())
+                        encode_continue(revision, String::from_utf8_lossy(&next).into_owned())
                     });
                     return Ok(ListPage {
                         items,

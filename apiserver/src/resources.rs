@@ -4,7 +4,16 @@
 //! (`APIResource`): group, version, plural, kind, scope, verbs, short names,
 //! and the subresources it has. Everything generic (routing, storage keys,
 //! discovery, OpenAPI paths, tables) is driven by this table, so adding a
-//! plain resource is one entry here.
+//! plain resource is one entry here (plus its type in `schema_kinds.rs`,
+//! and, if Kubernetes has them, defaults, validation and printer columns).
+//!
+//! Versions of one resource share a storage key (the key has no version).
+//! [`storage_version`] names the representation that is stored; today only
+//! `autoscaling/v1` HorizontalPodAutoscalers differ, stored as `v2` and
+//! converted by [`hpa_conversion`].
+
+#[path = "schema_hpa_conversion.rs"]
+pub mod hpa_conversion;
 
 /// One served resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,15 +105,60 @@ macro_rules! resource {
 
 /// Every resource served, in discovery order.
 pub static RESOURCES: &[ResourceInfo] = &[
+    // core/v1
     resource!("", "v1", "namespaces", "namespace", "Namespace", false, short: ["ns"], categories: [], sub: ["status"]),
     resource!("", "v1", "nodes", "node", "Node", false, short: ["no"], categories: [], sub: ["status"]),
-    resource!("", "v1", "pods", "pod", "Pod", true, short: ["po"], categories: ["all"], sub: ["status", "binding", "log"]),
+    resource!("", "v1", "pods", "pod", "Pod", true, short: ["po"], categories: ["all"], sub: ["status", "binding", "log", "eviction"]),
+    resource!("", "v1", "services", "service", "Service", true, short: ["svc"], categories: ["all"], sub: ["status"]),
+    resource!("", "v1", "endpoints", "endpoints", "Endpoints", true, short: ["ep"], categories: [], sub: []),
     resource!("", "v1", "configmaps", "configmap", "ConfigMap", true, short: ["cm"], categories: [], sub: []),
     resource!("", "v1", "secrets", "secret", "Secret", true, short: [], categories: [], sub: []),
     resource!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, short: ["sa"], categories: [], sub: []),
     resource!("", "v1", "events", "event", "Event", true, short: ["ev"], categories: [], sub: []),
+    resource!("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", true, short: ["quota"], categories: [], sub: ["status"]),
+    resource!("", "v1", "limitranges", "limitrange", "LimitRange", true, short: ["limits"], categories: [], sub: []),
+    resource!("", "v1", "persistentvolumes", "persistentvolume", "PersistentVolume", false, short: ["pv"], categories: [], sub: ["status"]),
+    resource!("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, short: ["pvc"], categories: [], sub: ["status"]),
+    // apps/v1
+    resource!("apps", "v1", "deployments", "deployment", "Deployment", true, short: ["deploy"], categories: ["all"], sub: ["status", "scale"]),
+    resource!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, short: ["rs"], categories: ["all"], sub: ["status", "scale"]),
+    resource!("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, short: ["sts"], categories: ["all"], sub: ["status", "scale"]),
+    resource!("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true, short: ["ds"], categories: ["all"], sub: ["status"]),
+    resource!("apps", "v1", "controllerrevisions", "controllerrevision", "ControllerRevision", true, short: [], categories: [], sub: []),
+    // batch/v1
+    resource!("batch", "v1", "jobs", "job", "Job", true, short: [], categories: ["all"], sub: ["status"]),
+    resource!("batch", "v1", "cronjobs", "cronjob", "CronJob", true, short: ["cj"], categories: ["all"], sub: ["status"]),
+    // autoscaling: v2 first, so discovery prefers it; both share one
+    // storage key and v2 is what is stored (see `storage_version`).
+    resource!("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", true, short: ["hpa"], categories: ["all"], sub: ["status"]),
+    resource!("autoscaling", "v1", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", true, short: ["hpa"], categories: ["all"], sub: ["status"]),
+    // policy/v1
+    resource!("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", true, short: ["pdb"], categories: [], sub: ["status"]),
+    // coordination.k8s.io/v1
     resource!("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, short: [], categories: [], sub: []),
+    // discovery.k8s.io/v1
+    resource!("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, short: [], categories: [], sub: []),
+    // events.k8s.io/v1: stored apart from core/v1 events (Kubernetes
+    // stores both in one place and converts; see the crate caveats).
+    resource!("events.k8s.io", "v1", "events", "event", "Event", true, short: ["ev"], categories: [], sub: []),
+    // scheduling.k8s.io/v1
+    resource!("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", "PriorityClass", false, short: ["pc"], categories: [], sub: []),
+    // rbac.authorization.k8s.io/v1
+    resource!("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", true, short: [], categories: [], sub: []),
+    resource!("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", true, short: [], categories: [], sub: []),
+    resource!("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", false, short: [], categories: [], sub: []),
+    resource!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", false, short: [], categories: [], sub: []),
 ];
+
+/// The version whose representation is stored for `resource`: itself,
+/// except for `autoscaling/v1` HorizontalPodAutoscalers, which are stored as
+/// `autoscaling/v2` (kube-apiserver's storage version) and converted.
+pub fn storage_version(resource: &'static ResourceInfo) -> &'static ResourceInfo {
+    if (resource.group, resource.version) == ("autoscaling", "v1") {
+        return find("autoscaling", "v2", resource.plural).unwrap_or(resource);
+    }
+    resource
+}
 
 /// Finds a resource by group, version and plural.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {

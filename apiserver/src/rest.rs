@@ -26,6 +26,9 @@ use crate::selectors::{FieldSelector, LabelSelector};
 use crate::strategy::{self, meta_mut, meta_str};
 use crate::{defaults, pods, table, validation, watch};
 
+#[path = "schema_hpa_v1.rs"]
+mod hpa_v1;
+
 /// How often a write that lost a race to another writer is retried before
 /// answering 409 (kube-apiserver's `GuaranteedUpdate` loops; a handful of
 /// tries covers contention between a few controllers).
@@ -58,6 +61,22 @@ pub async fn handle(
     method: &Method,
     path: &ResourcePath,
 ) -> Result<Response<Body>, ApiError> {
+    if !std::ptr::eq(
+        crate::resources::storage_version(path.resource),
+        path.resource,
+    ) {
+        // A version stored as another one (autoscaling/v1 HPAs).
+        return hpa_v1::handle(ctx, method, path).await;
+    }
+    handle_stored(ctx, method, path).await
+}
+
+/// Serves one request on a resource in its stored version.
+async fn handle_stored(
+    ctx: &mut RequestContext,
+    method: &Method,
+    path: &ResourcePath,
+) -> Result<Response<Body>, ApiError> {
     let res = path.resource;
     let ns = path.namespace.as_deref();
     if res.namespaced && ns.is_none() && !(method == Method::GET && path.name.is_none()) {
@@ -76,6 +95,8 @@ pub async fn handle(
         ("POST", Some(n), Some("binding")) => {
             pods::bind(ctx, ns.unwrap_or_default(), Some(n)).await
         }
+        ("POST", Some(n), Some("eviction")) => pods::evict(ctx, ns.unwrap_or_default(), n).await,
+        (_, Some(n), Some("scale")) => crate::scale::serve(ctx, method, res, ns, n).await,
         ("PUT", Some(n), None) => update(ctx, res, ns, n, false).await,
         ("PUT", Some(n), Some("status")) => update(ctx, res, ns, n, true).await,
         ("PATCH", Some(n), None) => patch(ctx, res, ns, n, false).await,

@@ -246,7 +246,7 @@ mod tests {
             "/api/v1/namespaces/default/pods/x/exec",
             "/api/v1/namespaces/default/configmaps/x/status",
             "/api/v1/namespaces/default/pods/x/status/more",
-            "/apis/apps/v1/deployments",
+            "/apis/apps/v1/widgets",
         ] {
             assert_eq!(parse(p).unwrap_err().status_code(), 404, "{p}");
         }

@@ -1,10 +1,16 @@
 //! Tests for defaulting.
 
 use super::*;
-use crate::resources::{find, ResourceInfo};
+use crate::resources::ResourceInfo;
 
+/// Defaults `obj` as the first served resource named `plural` (core
+/// first; autoscaling/v2 for HPAs).
 fn defaulted(plural: &str, mut obj: Value) -> Value {
-    apply_defaults(find("", "v1", plural).unwrap(), &mut obj);
+    let res = crate::resources::RESOURCES
+        .iter()
+        .find(|r| r.plural == plural)
+        .unwrap();
+    apply_defaults(res, &mut obj);
     obj
 }
 
@@ -196,4 +202,95 @@ fn workload_defaults_and_templates() {
     let mut rs = json!({"spec": {"replicas": 3}});
     apply_defaults(&workload("apps", "ReplicaSet"), &mut rs);
     assert_eq!(rs["spec"]["replicas"], 3);
+}
+
+#[test]
+fn service_defaults() {
+    let svc = defaulted(
+        "services",
+        json!({"spec": {"selector": {"app": "web"}, "ports": [{"port": 80}, {"port": 53, "protocol": "UDP", "targetPort": "dns"}]}}),
+    );
+    let spec = &svc["spec"];
+    assert_eq!(spec["type"], "ClusterIP");
+    assert_eq!(spec["sessionAffinity"], "None");
+    assert_eq!(spec["internalTrafficPolicy"], "Cluster");
+    assert!(spec.get("externalTrafficPolicy").is_none());
+    assert_eq!(
+        spec["ports"][0],
+        json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+    );
+    assert_eq!(spec["ports"][1]["protocol"], "UDP");
+    assert_eq!(spec["ports"][1]["targetPort"], "dns");
+    let lb = defaulted(
+        "services",
+        json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 443}]}}),
+    );
+    assert_eq!(lb["spec"]["externalTrafficPolicy"], "Cluster");
+    assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], true);
+}
+
+#[test]
+fn batch_storage_and_scheduling_defaults() {
+    let cj = defaulted(
+        "cronjobs",
+        json!({"spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox"}]}}}}}}),
+    );
+    let spec = &cj["spec"];
+    assert_eq!(spec["concurrencyPolicy"], "Allow");
+    assert_eq!(spec["suspend"], false);
+    assert_eq!(spec["successfulJobsHistoryLimit"], 3);
+    assert_eq!(spec["failedJobsHistoryLimit"], 1);
+    // The template gets pod defaults, not the Job's own.
+    let job = &spec["jobTemplate"]["spec"];
+    assert!(job.get("backoffLimit").is_none());
+    assert_eq!(job["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+    assert_eq!(
+        job["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "Always"
+    );
+
+    let pvc = defaulted("persistentvolumeclaims", json!({"spec": {}}));
+    assert_eq!(pvc["spec"]["volumeMode"], "Filesystem");
+    assert_eq!(pvc["status"]["phase"], "Pending");
+    let pv = defaulted("persistentvolumes", json!({"spec": {}}));
+    assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+
+    let pc = defaulted("priorityclasses", json!({"value": 10}));
+    assert_eq!(pc["preemptionPolicy"], "PreemptLowerPriority");
+    let builtin = builtin_priority_classes();
+    assert_eq!(builtin.len(), 2);
+    assert_eq!(builtin[0]["metadata"]["name"], "system-node-critical");
+
+    let rb = defaulted(
+        "rolebindings",
+        json!({"subjects": [{"kind": "User", "name": "jane"}, {"kind": "ServiceAccount", "name": "sa", "namespace": "x"}]}),
+    );
+    assert_eq!(rb["subjects"][0]["apiGroup"], "rbac.authorization.k8s.io");
+    assert_eq!(rb["subjects"][1]["apiGroup"], "");
+}
+
+#[test]
+fn hpa_v2_defaults() {
+    let hpa = defaulted(
+        "horizontalpodautoscalers",
+        json!({"spec": {"maxReplicas": 3, "behavior": {"scaleDown": {"selectPolicy": "Min"}}}}),
+    );
+    let spec = &hpa["spec"];
+    assert_eq!(spec["minReplicas"], 1);
+    assert_eq!(
+        spec["metrics"][0]["resource"]["target"],
+        json!({"type": "Utilization", "averageUtilization": 80})
+    );
+    assert_eq!(spec["behavior"]["scaleDown"]["selectPolicy"], "Min");
+    assert_eq!(
+        spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"],
+        300
+    );
+    assert_eq!(spec["behavior"]["scaleUp"]["policies"][0]["value"], 4);
+    let plain = defaulted(
+        "horizontalpodautoscalers",
+        json!({"spec": {"maxReplicas": 3}}),
+    );
+    assert!(plain["spec"].get("behavior").is_none());
 }

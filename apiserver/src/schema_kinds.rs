@@ -23,8 +23,16 @@ pub fn visit_kind<V: KindVisitor>(
     kind: &str,
     visitor: V,
 ) -> Option<V::Output> {
+    use k8s_openapi::api::apps::v1 as apps;
+    use k8s_openapi::api::autoscaling::{v1 as autoscaling1, v2 as autoscaling2};
+    use k8s_openapi::api::batch::v1 as batch;
     use k8s_openapi::api::coordination::v1 as coordination;
     use k8s_openapi::api::core::v1 as core;
+    use k8s_openapi::api::discovery::v1 as discovery;
+    use k8s_openapi::api::events::v1 as events;
+    use k8s_openapi::api::policy::v1 as policy;
+    use k8s_openapi::api::rbac::v1 as rbac;
+    use k8s_openapi::api::scheduling::v1 as scheduling;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
     let out = match (group, version, kind) {
         ("", "v1", "Namespace") => visitor.visit::<core::Namespace>(),
@@ -36,6 +44,8 @@ pub fn visit_kind<V: KindVisitor>(
         ("", "v1", "Event") => visitor.visit::<core::Event>(),
         ("", "v1", "Service") => visitor.visit::<core::Service>(),
         ("", "v1", "Endpoints") => visitor.visit::<core::Endpoints>(),
+        ("", "v1", "ResourceQuota") => visitor.visit::<core::ResourceQuota>(),
+        ("", "v1", "LimitRange") => visitor.visit::<core::LimitRange>(),
         ("", "v1", "PersistentVolume") => visitor.visit::<core::PersistentVolume>(),
         ("", "v1", "PersistentVolumeClaim") => visitor.visit::<core::PersistentVolumeClaim>(),
         ("", "v1", "Binding") => visitor.visit::<core::Binding>(),
@@ -44,12 +54,33 @@ pub fn visit_kind<V: KindVisitor>(
             visitor.visit::<meta::DeleteOptions>()
         }
         ("coordination.k8s.io", "v1", "Lease") => visitor.visit::<coordination::Lease>(),
-        ("apps", "v1", "Deployment") => visitor.visit::<k8s_openapi::api::apps::v1::Deployment>(),
-        ("apps", "v1", "ReplicaSet") => visitor.visit::<k8s_openapi::api::apps::v1::ReplicaSet>(),
-        ("apps", "v1", "DaemonSet") => visitor.visit::<k8s_openapi::api::apps::v1::DaemonSet>(),
-        ("apps", "v1", "StatefulSet") => visitor.visit::<k8s_openapi::api::apps::v1::StatefulSet>(),
-        ("batch", "v1", "Job") => visitor.visit::<k8s_openapi::api::batch::v1::Job>(),
-        ("events.k8s.io", "v1", "Event") => visitor.visit::<k8s_openapi::api::events::v1::Event>(),
+        ("apps", "v1", "Deployment") => visitor.visit::<apps::Deployment>(),
+        ("apps", "v1", "ReplicaSet") => visitor.visit::<apps::ReplicaSet>(),
+        ("apps", "v1", "DaemonSet") => visitor.visit::<apps::DaemonSet>(),
+        ("apps", "v1", "StatefulSet") => visitor.visit::<apps::StatefulSet>(),
+        ("apps", "v1", "ControllerRevision") => visitor.visit::<apps::ControllerRevision>(),
+        ("batch", "v1", "Job") => visitor.visit::<batch::Job>(),
+        ("batch", "v1", "CronJob") => visitor.visit::<batch::CronJob>(),
+        ("autoscaling", "v1", "HorizontalPodAutoscaler") => {
+            visitor.visit::<autoscaling1::HorizontalPodAutoscaler>()
+        }
+        ("autoscaling", "v2", "HorizontalPodAutoscaler") => {
+            visitor.visit::<autoscaling2::HorizontalPodAutoscaler>()
+        }
+        ("autoscaling", "v1", "Scale") => visitor.visit::<autoscaling1::Scale>(),
+        ("policy", "v1", "PodDisruptionBudget") => visitor.visit::<policy::PodDisruptionBudget>(),
+        ("policy", "v1", "Eviction") => visitor.visit::<policy::Eviction>(),
+        ("discovery.k8s.io", "v1", "EndpointSlice") => visitor.visit::<discovery::EndpointSlice>(),
+        ("events.k8s.io", "v1", "Event") => visitor.visit::<events::Event>(),
+        ("scheduling.k8s.io", "v1", "PriorityClass") => {
+            visitor.visit::<scheduling::PriorityClass>()
+        }
+        ("rbac.authorization.k8s.io", "v1", "Role") => visitor.visit::<rbac::Role>(),
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding") => visitor.visit::<rbac::RoleBinding>(),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRole") => visitor.visit::<rbac::ClusterRole>(),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => {
+            visitor.visit::<rbac::ClusterRoleBinding>()
+        }
         _ => return None,
     };
     Some(out)

@@ -195,6 +195,32 @@ pub(super) fn add_paths(paths: &mut Map<String, Value>, r: &ResourceInfo, name: 
                     item_ops(r, name, &id, "status of ", item_params.clone(), false),
                 );
             }
+            "scale" => {
+                let scale = "io.k8s.api.autoscaling.v1.Scale";
+                let mut ops = item_ops(r, scale, &id, "scale of ", item_params.clone(), false);
+                for verb in ["get", "put", "patch"] {
+                    ops[verb]["x-kubernetes-group-version-kind"] =
+                        gvk("autoscaling", "v1", "Scale");
+                }
+                paths.insert(sub_path, ops);
+            }
+            "eviction" => {
+                let eviction = "io.k8s.api.policy.v1.Eviction";
+                let mut post = operation(
+                    r,
+                    &format!("create{id}"),
+                    "post",
+                    format!("create eviction of a {kind}"),
+                    write_params(),
+                    json!({"200": ok(eviction), "201": {"description": "Created", "content": json_content(eviction)}}),
+                );
+                post["requestBody"] = body(eviction);
+                post["x-kubernetes-group-version-kind"] = gvk("policy", "v1", "Eviction");
+                paths.insert(
+                    sub_path,
+                    json!({"post": post, "parameters": item_params.clone()}),
+                );
+            }
             "binding" => {
                 let mut post = operation(
                     r,

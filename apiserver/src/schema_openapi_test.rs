@@ -94,3 +94,36 @@ fn lease_document() {
             .is_object()
     );
 }
+
+#[test]
+fn apps_document_has_scale_and_deployment_schemas() {
+    let d = doc("apis/apps/v1");
+    let scale = &d["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"];
+    assert_eq!(
+        scale["put"]["x-kubernetes-group-version-kind"]["kind"],
+        "Scale"
+    );
+    assert!(d["components"]["schemas"]["io.k8s.api.autoscaling.v1.Scale"].is_object());
+    let deployment = &d["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
+    assert_eq!(
+        deployment["x-kubernetes-group-version-kind"][0]["kind"],
+        "Deployment"
+    );
+    let core = doc("api/v1");
+    let eviction = &core["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/eviction"];
+    assert_eq!(
+        eviction["post"]["x-kubernetes-group-version-kind"]["group"],
+        "policy"
+    );
+    for gv in [
+        "apis/rbac.authorization.k8s.io/v1",
+        "apis/autoscaling/v1",
+        "apis/autoscaling/v2",
+        "apis/batch/v1",
+    ] {
+        assert!(
+            doc(gv)["paths"].as_object().is_some_and(|p| !p.is_empty()),
+            "{gv}"
+        );
+    }
+}

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 const UPDATABLE_POD_SPEC_FIELDS: &str = "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 const MAX_INT32: i64 = 2_147_483_647;
 
-fn not_supported(field: String, value: &str, allowed: &[&str]) -> FieldError {
+pub(crate) fn not_supported(field: String, value: &str, allowed: &[&str]) -> FieldError {
     let list: Vec<String> = allowed.iter().map(|a| quote(a)).collect();
     FieldError {
         field,

@@ -20,11 +20,11 @@ pub fn text<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     at(v, path).as_str().unwrap_or("")
 }
 
-fn items<'a>(v: &'a Value, path: &[&str]) -> &'a [Value] {
+pub(super) fn items<'a>(v: &'a Value, path: &[&str]) -> &'a [Value] {
     at(v, path).as_array().map_or(&[], Vec::as_slice)
 }
 
-fn or_none(s: &str) -> String {
+pub(super) fn or_none(s: &str) -> String {
     if s.is_empty() {
         "<none>".to_string()
     } else {
@@ -371,7 +371,7 @@ pub fn event_row(ev: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 /// `metav1.LabelSelectorAsSelector(...).String()`: requirements sorted by
 /// key, `k=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`.
-fn selector_string(selector: &Value) -> String {
+pub(super) fn selector_string(selector: &Value) -> String {
     let mut reqs: Vec<(String, String)> = Vec::new();
     if let Some(labels) = at(selector, &["matchLabels"]).as_object() {
         for (k, v) in labels {
@@ -402,14 +402,14 @@ fn selector_string(selector: &Value) -> String {
 }
 
 /// `layoutContainerCells`: the template's container names and images.
-fn containers_and_images(obj: &Value) -> (String, String) {
+pub(super) fn containers_and_images(obj: &Value) -> (String, String) {
     let containers = items(obj, &["spec", "template", "spec", "containers"]);
     let names: Vec<&str> = containers.iter().map(|c| text(c, &["name"])).collect();
     let images: Vec<&str> = containers.iter().map(|c| text(c, &["image"])).collect();
     (names.join(","), images.join(","))
 }
 
-fn int(v: &Value, path: &[&str]) -> i64 {
+pub(super) fn int(v: &Value, path: &[&str]) -> i64 {
     at(v, path).as_i64().unwrap_or(0)
 }
 

@@ -404,3 +404,290 @@ fn deployment_and_replica_set_rows() {
     );
     assert_eq!(t["columnDefinitions"][1]["name"], "Desired");
 }
+
+fn cells_of(group: &str, version: &str, plural: &str, obj: Value) -> Value {
+    let t = to_table(
+        find(group, version, plural).unwrap(),
+        &[obj],
+        json!({}),
+        IncludeObject::None,
+        now(),
+    );
+    t["rows"][0]["cells"].clone()
+}
+
+fn names_of(group: &str, version: &str, plural: &str) -> Vec<String> {
+    let t = to_table(
+        find(group, version, plural).unwrap(),
+        &[],
+        json!({}),
+        IncludeObject::None,
+        now(),
+    );
+    t["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["priority"] == 0)
+        .map(|c| c["name"].as_str().unwrap().to_uppercase())
+        .collect()
+}
+
+const CREATED: &str = "2024-05-01T11:00:00Z";
+
+#[test]
+fn workload_columns_match_kubectl() {
+    for (group, plural, want) in [
+        ("apps", "statefulsets", "NAME READY AGE"),
+        (
+            "apps",
+            "daemonsets",
+            "NAME DESIRED CURRENT READY UP-TO-DATE AVAILABLE NODE SELECTOR AGE",
+        ),
+        ("batch", "jobs", "NAME STATUS COMPLETIONS DURATION AGE"),
+        (
+            "batch",
+            "cronjobs",
+            "NAME SCHEDULE TIMEZONE SUSPEND ACTIVE LAST SCHEDULE AGE",
+        ),
+        (
+            "policy",
+            "poddisruptionbudgets",
+            "NAME MIN AVAILABLE MAX UNAVAILABLE ALLOWED DISRUPTIONS AGE",
+        ),
+        (
+            "",
+            "services",
+            "NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE",
+        ),
+        ("", "endpoints", "NAME ENDPOINTS AGE"),
+        (
+            "",
+            "persistentvolumeclaims",
+            "NAME STATUS VOLUME CAPACITY ACCESS MODES STORAGECLASS VOLUMEATTRIBUTESCLASS AGE",
+        ),
+        ("", "resourcequotas", "NAME AGE REQUEST LIMIT"),
+        (
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            "NAME CREATED AT",
+        ),
+    ] {
+        let version = "v1";
+        assert_eq!(names_of(group, version, plural).join(" "), want, "{plural}");
+    }
+    assert_eq!(
+        names_of("autoscaling", "v2", "horizontalpodautoscalers").join(" "),
+        "NAME REFERENCE TARGETS MINPODS MAXPODS REPLICAS AGE"
+    );
+}
+
+#[test]
+fn workload_rows() {
+    let sts = json!({"metadata": {"name": "db", "creationTimestamp": CREATED},
+        "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "db", "image": "pg:16"}]}}},
+        "status": {"readyReplicas": 2}});
+    assert_eq!(
+        cells_of("apps", "v1", "statefulsets", sts),
+        json!(["db", "2/3", "60m", "db", "pg:16"])
+    );
+
+    let job = |status: Value, spec: Value| {
+        let mut j = json!({"metadata": {"name": "pi", "creationTimestamp": CREATED},
+            "spec": {"template": {"spec": {"containers": [{"name": "pi", "image": "perl"}]}},
+                     "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u"}}},
+            "status": status});
+        for (k, v) in spec.as_object().unwrap() {
+            j["spec"][k] = v.clone();
+        }
+        cells_of("batch", "v1", "jobs", j)
+    };
+    let done = job(
+        json!({"succeeded": 1, "startTime": "2024-05-01T11:00:00Z", "completionTime": "2024-05-01T11:00:42Z",
+               "conditions": [{"type": "Complete", "status": "True"}]}),
+        json!({"completions": 1, "parallelism": 1}),
+    );
+    assert_eq!(
+        done,
+        json!([
+            "pi",
+            "Complete",
+            "1/1",
+            "42s",
+            "60m",
+            "pi",
+            "perl",
+            "batch.kubernetes.io/controller-uid=u"
+        ])
+    );
+    let queue = job(
+        json!({"startTime": "2024-05-01T11:58:00Z"}),
+        json!({"parallelism": 3}),
+    );
+    assert_eq!(queue[1], "Running");
+    assert_eq!(queue[2], "0/1 of 3");
+    assert_eq!(queue[3], "2m");
+
+    let cj = json!({"metadata": {"name": "tick", "creationTimestamp": CREATED},
+        "spec": {"schedule": "*/5 * * * *", "suspend": false,
+                 "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "t", "image": "busybox"}]}}}}},
+        "status": {"active": [{"name": "tick-1"}], "lastScheduleTime": "2024-05-01T11:55:00Z"}});
+    assert_eq!(
+        cells_of("batch", "v1", "cronjobs", cj),
+        json!([
+            "tick",
+            "*/5 * * * *",
+            "<none>",
+            "False",
+            1,
+            "5m",
+            "60m",
+            "t",
+            "busybox",
+            ""
+        ])
+    );
+
+    let ds = json!({"metadata": {"name": "agent", "creationTimestamp": CREATED},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                 "template": {"spec": {"nodeSelector": {"kubernetes.io/os": "linux"}, "containers": []}}},
+        "status": {"desiredNumberScheduled": 2, "currentNumberScheduled": 2, "numberReady": 1,
+                   "updatedNumberScheduled": 2, "numberAvailable": 1}});
+    let cells = cells_of("apps", "v1", "daemonsets", ds);
+    assert_eq!(
+        cells.as_array().unwrap()[..8],
+        json!(["agent", 2, 2, 1, 2, 1, "kubernetes.io/os=linux", "60m"])
+            .as_array()
+            .unwrap()[..]
+    );
+
+    let hpa = json!({"metadata": {"name": "web", "creationTimestamp": CREATED},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 5,
+                 "metrics": [
+                    {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}},
+                    {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "100Mi"}}},
+                    {"type": "Pods", "pods": {"target": {"type": "AverageValue", "averageValue": "1k"}}}]},
+        "status": {"currentReplicas": 2, "currentMetrics": [
+            {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 12}}}]}});
+    assert_eq!(
+        cells_of("autoscaling", "v2", "horizontalpodautoscalers", hpa),
+        json!([
+            "web",
+            "Deployment/web",
+            "cpu: 12%/50%, memory: <unknown>/100Mi + 1 more...",
+            "1",
+            5,
+            2,
+            "60m"
+        ])
+    );
+
+    let pdb = json!({"metadata": {"name": "web", "creationTimestamp": CREATED},
+        "spec": {"maxUnavailable": "25%"}, "status": {"disruptionsAllowed": 1}});
+    assert_eq!(
+        cells_of("policy", "v1", "poddisruptionbudgets", pdb),
+        json!(["web", "N/A", "25%", 1, "60m"])
+    );
+
+    let rev = json!({"metadata": {"name": "agent-1", "creationTimestamp": CREATED,
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "u", "controller": true}]},
+        "revision": 1});
+    assert_eq!(
+        cells_of("apps", "v1", "controllerrevisions", rev),
+        json!(["agent-1", "daemonset.apps/agent", 1, "60m"])
+    );
+}
+
+#[test]
+fn service_storage_and_rbac_rows() {
+    let svc = |spec: Value, status: Value| {
+        cells_of(
+            "",
+            "v1",
+            "services",
+            json!({"metadata": {"name": "web", "creationTimestamp": CREATED}, "spec": spec, "status": status}),
+        )
+    };
+    assert_eq!(
+        svc(
+            json!({"type": "ClusterIP", "clusterIP": "10.96.0.10", "selector": {"app": "web"},
+                   "ports": [{"port": 80, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]}),
+            json!({})
+        ),
+        json!([
+            "web",
+            "ClusterIP",
+            "10.96.0.10",
+            "<none>",
+            "80/TCP,53/UDP",
+            "60m",
+            "app=web"
+        ])
+    );
+    let lb = svc(
+        json!({"type": "LoadBalancer", "ports": [{"port": 443, "nodePort": 30443, "protocol": "TCP"}]}),
+        json!({}),
+    );
+    assert_eq!(lb[2], "<none>");
+    assert_eq!(lb[3], "<pending>");
+    assert_eq!(lb[4], "443:30443/TCP");
+    assert_eq!(lb[6], "<none>");
+
+    let ep = json!({"metadata": {"name": "web", "creationTimestamp": CREATED}, "subsets": [
+        {"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}], "ports": [{"port": 80}, {"port": 81}]}]});
+    assert_eq!(
+        cells_of("", "v1", "endpoints", ep)[1],
+        "10.0.0.1:80,10.0.0.2:80,10.0.0.1:81 + 1 more..."
+    );
+
+    let pvc = json!({"metadata": {"name": "data", "creationTimestamp": CREATED},
+        "spec": {"volumeName": "pv1", "storageClassName": "local", "volumeMode": "Filesystem"},
+        "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce", "ReadOnlyMany"]}});
+    assert_eq!(
+        cells_of("", "v1", "persistentvolumeclaims", pvc),
+        json!([
+            "data",
+            "Bound",
+            "pv1",
+            "1Gi",
+            "RWO,ROX",
+            "local",
+            "<unset>",
+            "60m",
+            "Filesystem"
+        ])
+    );
+
+    let quota = json!({"metadata": {"name": "q", "creationTimestamp": CREATED},
+        "status": {"hard": {"pods": "10", "limits.cpu": "4", "requests.cpu": "2"},
+                   "used": {"pods": "3", "requests.cpu": "500m"}}});
+    assert_eq!(
+        cells_of("", "v1", "resourcequotas", quota),
+        json!([
+            "q",
+            "60m",
+            "pods: 3/10, requests.cpu: 500m/2",
+            "limits.cpu: 0/4"
+        ])
+    );
+
+    let rb = json!({"metadata": {"name": "rb", "creationTimestamp": CREATED},
+        "roleRef": {"kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "User", "name": "jane"}, {"kind": "Group", "name": "devs"},
+                     {"kind": "ServiceAccount", "name": "bot", "namespace": "ci"}]});
+    assert_eq!(
+        cells_of("rbac.authorization.k8s.io", "v1", "rolebindings", rb),
+        json!(["rb", "ClusterRole/view", "60m", "jane", "devs", "ci/bot"])
+    );
+    let role = json!({"metadata": {"name": "r", "creationTimestamp": CREATED}});
+    assert_eq!(
+        cells_of("rbac.authorization.k8s.io", "v1", "roles", role),
+        json!(["r", CREATED])
+    );
+    let pc = json!({"metadata": {"name": "high", "creationTimestamp": CREATED}, "value": 1000,
+        "preemptionPolicy": "PreemptLowerPriority"});
+    assert_eq!(
+        cells_of("scheduling.k8s.io", "v1", "priorityclasses", pc),
+        json!(["high", 1000, false, "60m", "PreemptLowerPriority"])
+    );
+}

@@ -286,3 +286,121 @@ fn realistic_pod_has_no_unknown_fields() {
     assert_eq!(unknown_fields(pods(), &p), Vec::<String>::new());
     assert_eq!(validate(pods(), &p, None), Vec::<FieldError>::new());
 }
+
+fn deployment(spec: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"}, "spec": spec})
+}
+
+#[test]
+fn workload_selectors_and_replicas() {
+    let deployments = find("apps", "v1", "deployments").unwrap();
+    let template = |labels: Value| json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    let ok = deployment(
+        json!({"selector": {"matchLabels": {"app": "web"}}, "template": template(json!({"app": "web", "x": "y"}))}),
+    );
+    assert_eq!(messages(deployments, ok, None), Vec::<String>::new());
+
+    let bad = deployment(
+        json!({"replicas": -1, "selector": {"matchLabels": {"app": "web"}},
+        "template": template(json!({"app": "api", "tier": "a"}))}),
+    );
+    assert_eq!(
+        messages(deployments, bad, None),
+        vec![
+            "spec.replicas: Invalid value: -1: must be greater than or equal to 0".to_string(),
+            "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"api\", \"tier\":\"a\"}: `selector` does not match template `labels`".to_string(),
+        ]
+    );
+    let missing = deployment(json!({"template": template(json!({"app": "web"}))}));
+    assert_eq!(
+        messages(deployments, missing, None),
+        vec!["spec.selector: Required value".to_string()]
+    );
+    let exprs = deployment(
+        json!({"selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["a", "b"]}]},
+        "template": template(json!({"app": "c"}))}),
+    );
+    assert_eq!(messages(deployments, exprs, None).len(), 1);
+    let wrong_policy = deployment(json!({"selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}));
+    assert_eq!(
+        messages(deployments, wrong_policy, None),
+        vec!["spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"".to_string()]
+    );
+    let no_containers = deployment(json!({"selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {}}}));
+    assert_eq!(
+        messages(deployments, no_containers, None),
+        vec!["spec.template.spec.containers: Required value".to_string()]
+    );
+}
+
+#[test]
+fn job_rules() {
+    let jobs = find("batch", "v1", "jobs").unwrap();
+    let mut job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "pi", "namespace": "default"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "perl"}]}}}});
+    crate::strategy::prepare_for_create(jobs, &mut job, chrono::Utc::now());
+    // restartPolicy defaults to Always, which a Job may not use.
+    assert_eq!(
+        messages(jobs, job.clone(), None),
+        vec!["spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"".to_string()]
+    );
+    job["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+    assert_eq!(messages(jobs, job.clone(), None), Vec::<String>::new());
+    job["spec"]["selector"]["matchLabels"]["app"] = json!("other");
+    let msgs = messages(jobs, job, None);
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("`selector` not auto-generated")),
+        "{msgs:?}"
+    );
+}
+
+#[test]
+fn service_rules() {
+    let services = find("", "v1", "services").unwrap();
+    let svc = |spec: Value| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"}, "spec": spec});
+    assert_eq!(
+        messages(services, svc(json!({"ports": [{"port": 80}]})), None),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        messages(services, svc(json!({"selector": {"a": "b"}})), None),
+        vec!["spec.ports: Required value".to_string()]
+    );
+    assert_eq!(
+        messages(services, svc(json!({"clusterIP": "None"})), None),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        messages(
+            services,
+            svc(json!({"type": "Bogus", "ports": [{"port": 0, "name": "a"}, {"port": 80, "protocol": "ICMP"}]})),
+            None
+        ),
+        vec![
+            "spec.type: Unsupported value: \"Bogus\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"".to_string(),
+            "spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive".to_string(),
+            // targetPort defaulted from the port, as in Kubernetes.
+            "spec.ports[0].targetPort: Invalid value: 0: must be between 1 and 65535, inclusive".to_string(),
+            "spec.ports[1].name: Required value".to_string(),
+            "spec.ports[1].protocol: Unsupported value: \"ICMP\": supported values: \"SCTP\", \"TCP\", \"UDP\"".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn new_kinds_report_unknown_fields() {
+    let hpa = find("autoscaling", "v1", "horizontalpodautoscalers").unwrap();
+    let obj = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},
+        "spec": {"maxReplicas": 2, "scaleTargetRef": {"kind": "Deployment", "name": "d"}, "targetCPU": 5}});
+    assert_eq!(
+        unknown_fields(hpa, &obj),
+        vec!["spec.targetCPU".to_string()]
+    );
+    let pdb = find("policy", "v1", "poddisruptionbudgets").unwrap();
+    let both = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "p", "namespace": "d"},
+        "spec": {"minAvailable": 1, "maxUnavailable": 1}});
+    assert_eq!(messages(pdb, both, None).len(), 1);
+}

@@ -22,6 +22,7 @@ use crate::dispatch::{self, ApiState};
 use crate::pki::{self, Pki, PkiError};
 use crate::registry::Registry;
 use crate::resources::find;
+use crate::watchcache::{WatchCache, WatchCacheConfig};
 
 /// The port kube-apiserver listens on by default.
 pub const DEFAULT_PORT: u16 = 6443;
@@ -112,6 +113,8 @@ pub struct ApiServer {
     kubeconfig_path: PathBuf,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+    /// The watch cache's reflector (holds the store until it ends).
+    cache_task: Option<JoinHandle<()>>,
     /// Alive while any request or watch still runs; shutdown waits for it
     /// so that the caller can close the store right after.
     state: Weak<ApiState>,
@@ -167,6 +170,16 @@ impl ApiServer {
         kv: Arc<dyn Kv>,
         hooks: Hooks,
     ) -> Result<ApiServer, ApiServerError> {
+        Self::start_with_cache(config, kv, hooks, WatchCacheConfig::default()).await
+    }
+
+    /// [`ApiServer::start_with_hooks`] with chosen watch cache sizes.
+    pub async fn start_with_cache(
+        config: ApiServerConfig,
+        kv: Arc<dyn Kv>,
+        hooks: Hooks,
+        cache: WatchCacheConfig,
+    ) -> Result<ApiServer, ApiServerError> {
         let pki = pki::load_or_create(&config.data_dir, &config.extra_sans)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&pki)?));
         let listener =
@@ -197,8 +210,12 @@ impl ApiServer {
         )?;
 
         let (stop, stop_rx) = watch::channel(false);
+        // The cache loads in the background; until it is ready, lists and
+        // watches go to the store.
+        let watch_cache = WatchCache::new(kv.clone(), cache);
+        let cache_task = watch_cache.spawn(stop_rx.clone());
         let state = Arc::new(ApiState {
-            registry: Registry::new(kv),
+            registry: Registry::with_cache(kv, watch_cache),
             authn: TokenAuthenticator::new(&pki.admin_token, &pki.node_token),
             authz: hooks.authorizer,
             admission: hooks.admission,
@@ -234,6 +251,7 @@ impl ApiServer {
             kubeconfig_path,
             stop,
             task: Some(task),
+            cache_task: Some(cache_task),
             state: weak_state,
         })
     }
@@ -275,6 +293,9 @@ impl ApiServer {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        if let Some(task) = self.cache_task.take() {
+            let _ = task.await;
+        }
         // HTTP/2 stream tasks and watch tasks finish just after their
         // connection closes.
         let deadline = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
@@ -288,6 +309,9 @@ impl Drop for ApiServer {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Some(task) = self.cache_task.take() {
             task.abort();
         }
     }

@@ -4,9 +4,12 @@
 //!
 //! - create: `uid`, `creationTimestamp`, `generation: 1`; `generateName`
 //!   expanded; server-owned fields cleared; pods start `Pending` with a QoS
-//!   class, namespaces `Active`.
+//!   class, namespaces `Active`; other kinds with a `status` subresource
+//!   (nodes excepted) start with no status; Jobs get their generated
+//!   selector and pod-template labels (`batch.kubernetes.io/controller-uid`).
 //! - update: identity and server-owned metadata copied from the stored
-//!   object; `generation` bumped only when `spec` changes; for kinds with a
+//!   object; `generation` bumped only when the defaulted `spec` changes
+//!   (a PUT leaving out defaulted fields is no change); for kinds with a
 //!   `status` subresource the main resource cannot change `status` and the
 //!   `status` subresource changes only `status`.
 
@@ -101,6 +104,21 @@ pub fn prepare_for_create(resource: &ResourceInfo, obj: &mut Value, now: DateTim
     ] {
         meta.remove(f);
     }
+    match (resource.group, resource.kind) {
+        ("batch", "Job") => generate_job_selector(obj),
+        // A node may register with its status (kubelet does); pods and
+        // namespaces get theirs below.
+        ("", "Node" | "Pod" | "Namespace") => {}
+        // Every other kind with a status subresource starts with an empty
+        // status: its controller writes it (the strategies'
+        // `PrepareForCreate`, e.g. `deployment.Status = DeploymentStatus{}`).
+        _ if has_status(resource) => {
+            if let Some(o) = obj.as_object_mut() {
+                o.remove("status");
+            }
+        }
+        _ => {}
+    }
     match resource.kind {
         "Pod" => {
             // A new pod's status is the server's: Pending, plus its QoS class
@@ -113,6 +131,62 @@ pub fn prepare_for_create(resource: &ResourceInfo, obj: &mut Value, now: DateTim
         }
         _ => {}
     }
+}
+
+/// The label the generated selector of a Job matches on, with the job's uid.
+pub const JOB_CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+/// The label a Job's pods carry with the job's name.
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+
+/// Kubernetes' job strategy `generateSelector`: unless
+/// `spec.manualSelector` is true, a new Job's pod template gets the
+/// `job-name` and `controller-uid` labels (legacy and
+/// `batch.kubernetes.io/` forms) and its selector matches on the uid.
+/// Labels the user already set are kept; validation rejects conflicts.
+fn generate_job_selector(job: &mut Value) {
+    if job.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let name = meta_str(job, "name").unwrap_or_default().to_string();
+    let uid = meta_str(job, "uid").unwrap_or_default().to_string();
+    let Some(spec) = job.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    let Some(template) = object_child(spec, "template") else {
+        return;
+    };
+    let Some(labels) = object_child(template, "metadata").and_then(|m| object_child(m, "labels"))
+    else {
+        return;
+    };
+    if let Some(labels) = labels.as_object_mut() {
+        for key in ["job-name", JOB_NAME_LABEL] {
+            labels.entry(key).or_insert_with(|| json!(name));
+        }
+        for key in ["controller-uid", JOB_CONTROLLER_UID_LABEL] {
+            labels.entry(key).or_insert_with(|| json!(uid));
+        }
+    }
+    let Some(match_labels) =
+        object_child(spec, "selector").and_then(|s| object_child(s, "matchLabels"))
+    else {
+        return;
+    };
+    if let Some(m) = match_labels.as_object_mut() {
+        m.entry(JOB_CONTROLLER_UID_LABEL)
+            .or_insert_with(|| json!(uid));
+    }
+}
+
+/// `obj[key]`, created as `{}` when absent or null; `None` when it holds
+/// something other than an object (validation reports that).
+fn object_child<'a>(obj: &'a mut Value, key: &str) -> Option<&'a mut Value> {
+    let map = obj.as_object_mut()?;
+    let slot = map.entry(key).or_insert_with(|| json!({}));
+    if slot.is_null() {
+        *slot = json!({});
+    }
+    Some(slot).filter(|v| v.is_object())
 }
 
 /// Prepares `new` (the client's desired object) for writing over `old`.
@@ -164,6 +238,9 @@ pub fn prepare_for_update(
         };
     }
     meta.remove("selfLink");
+    // Compare defaulted specs: Kubernetes defaults while decoding, so a
+    // PUT that leaves out defaulted fields does not change the spec.
+    crate::defaults::apply_defaults(resource, new);
     if new.get("spec") != old.get("spec") {
         let g = old_meta
             .get("generation")
@@ -236,25 +313,86 @@ mod tests {
     #[test]
     fn update_keeps_identity_status_and_bumps_generation_on_spec() {
         let pods = find("", "v1", "pods").unwrap();
-        let old = json!({"metadata": {"name": "p", "uid": "u1", "generation": 1, "creationTimestamp": "t"},
-                         "spec": {"a": 1}, "status": {"phase": "Running"}});
+        let spec = json!({"containers": [{"name": "a", "image": "i:1"}]});
+        let mut old = json!({"metadata": {"name": "p", "uid": "u1", "generation": 1, "creationTimestamp": "t"},
+                         "spec": spec, "status": {"phase": "Running"}});
+        crate::defaults::apply_defaults(pods, &mut old);
+        // The same spec without its defaults is no spec change.
         let mut new = json!({"metadata": {"name": "p", "uid": "other", "labels": {"x": "y"}},
-                             "spec": {"a": 1}, "status": {"phase": "Failed"}});
+                             "spec": spec, "status": {"phase": "Failed"}});
         prepare_for_update(pods, &mut new, &old, false);
         assert_eq!(new["metadata"]["uid"], "u1");
         assert_eq!(new["metadata"]["labels"]["x"], "y");
         assert_eq!(new["metadata"]["generation"], 1);
         assert_eq!(new["status"]["phase"], "Running");
 
-        let mut new = json!({"metadata": {"name": "p"}, "spec": {"a": 2}});
+        let mut new = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "i:2"}]}});
         prepare_for_update(pods, &mut new, &old, false);
         assert_eq!(new["metadata"]["generation"], 2);
 
         let mut new = json!({"metadata": {"name": "p", "labels": {"x": "y"}}, "spec": {"a": 9}, "status": {"phase": "Succeeded"}});
         prepare_for_update(pods, &mut new, &old, true);
-        assert_eq!(new["spec"]["a"], 1);
+        assert_eq!(new["spec"], old["spec"]);
         assert_eq!(new["status"]["phase"], "Succeeded");
         assert!(new["metadata"].get("labels").is_none());
+    }
+
+    #[test]
+    fn workload_generation_and_status_on_create() {
+        let deployments = find("apps", "v1", "deployments").unwrap();
+        let spec = json!({"selector": {"matchLabels": {"app": "a"}},
+                          "template": {"metadata": {"labels": {"app": "a"}},
+                                       "spec": {"containers": [{"name": "c", "image": "i:1"}]}}});
+        let mut d = json!({"metadata": {"name": "d"}, "spec": spec, "status": {"replicas": 5}});
+        prepare_for_create(deployments, &mut d, Utc::now());
+        // The controller owns a new object's status.
+        assert!(d.get("status").is_none());
+        crate::defaults::apply_defaults(deployments, &mut d);
+        d["status"] = json!({"replicas": 1});
+
+        // A PUT of the manifest as written (no defaults) keeps generation.
+        let mut same = json!({"metadata": {"name": "d"}, "spec": spec});
+        prepare_for_update(deployments, &mut same, &d, false);
+        assert_eq!(same["metadata"]["generation"], 1);
+        assert_eq!(same["status"]["replicas"], 1);
+
+        // A status write never bumps it.
+        let mut status = d.clone();
+        status["status"]["replicas"] = json!(3);
+        prepare_for_update(deployments, &mut status, &d, true);
+        assert_eq!(status["metadata"]["generation"], 1);
+
+        // A label change does not bump it; a spec change does.
+        let mut labelled = d.clone();
+        labelled["metadata"]["labels"] = json!({"x": "y"});
+        prepare_for_update(deployments, &mut labelled, &d, false);
+        assert_eq!(labelled["metadata"]["generation"], 1);
+        let mut scaled = d.clone();
+        scaled["spec"]["replicas"] = json!(3);
+        prepare_for_update(deployments, &mut scaled, &d, false);
+        assert_eq!(scaled["metadata"]["generation"], 2);
+    }
+
+    #[test]
+    fn job_selector_is_generated() {
+        let jobs = find("batch", "v1", "jobs").unwrap();
+        let mut j = json!({"metadata": {"name": "pi"},
+                           "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}], "restartPolicy": "Never"}}}});
+        prepare_for_create(jobs, &mut j, Utc::now());
+        let uid = meta_str(&j, "uid").unwrap().to_string();
+        assert_eq!(
+            j["spec"]["selector"],
+            json!({"matchLabels": {JOB_CONTROLLER_UID_LABEL: uid}})
+        );
+        let labels = &j["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels[JOB_NAME_LABEL], "pi");
+        assert_eq!(labels["job-name"], "pi");
+        assert_eq!(labels["controller-uid"], json!(uid));
+
+        let mut manual =
+            json!({"metadata": {"name": "m"}, "spec": {"manualSelector": true, "template": {}}});
+        prepare_for_create(jobs, &mut manual, Utc::now());
+        assert!(manual["spec"].get("selector").is_none());
     }
 
     #[test]

@@ -6,9 +6,12 @@
 //! columns too. Columns and cell rules follow Kubernetes'
 //! pkg/printers/internalversion/printers.go so `kubectl get` looks the same
 //! as against kube-apiserver. Printed kinds: pods, nodes, namespaces,
-//! configmaps, secrets, serviceaccounts, events, leases, and (ready for when
-//! they are served) deployments and replicasets; others get NAME and AGE
-//! (kube-apiserver's default convertor prints NAME and CREATED AT).
+//! configmaps, secrets, serviceaccounts, events, leases, deployments and
+//! replicasets here; the other workloads (statefulsets, daemonsets, jobs,
+//! cronjobs, HPAs, PDBs, controllerrevisions) in `schema_printers_workloads.rs`;
+//! services, endpoints, endpointslices, PVs, PVCs, quotas, limit ranges,
+//! priority classes and RBAC in `schema_printers_core.rs`. Others get NAME
+//! and AGE (kube-apiserver's default convertor prints NAME and CREATED AT).
 //!
 //! Each row carries the object as `includeObject` asks (`?includeObject=`):
 //! nothing, a `PartialObjectMetadata` (the default, which kubectl uses for
@@ -18,6 +21,10 @@
 pub mod duration;
 #[path = "schema_printers.rs"]
 mod printers;
+#[path = "schema_printers_core.rs"]
+mod printers_core;
+#[path = "schema_printers_workloads.rs"]
+mod printers_workloads;
 
 use crate::resources::ResourceInfo;
 use chrono::{DateTime, Utc};
@@ -73,6 +80,12 @@ const IMAGES: Column = (
 
 /// The columns of a resource, in printers.go's order.
 fn columns(resource: &ResourceInfo) -> Vec<Column> {
+    let (group, kind) = (resource.group, resource.kind);
+    if let Some(c) =
+        printers_workloads::columns(group, kind).or_else(|| printers_core::columns(group, kind))
+    {
+        return c;
+    }
     match (resource.group, resource.kind) {
         ("", "Pod") => vec![
             NAME,
@@ -154,6 +167,12 @@ fn cells(resource: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> (Vec<Value
         at(obj, &["metadata", "creationTimestamp"]),
         now
     ));
+    let (group, kind) = (resource.group, resource.kind);
+    if let Some(row) = printers_workloads::row(group, kind, obj, now)
+        .or_else(|| printers_core::row(group, kind, obj, now))
+    {
+        return (row, None);
+    }
     let row = match (resource.group, resource.kind) {
         ("", "Pod") => return printers::pod_row(obj, now),
         ("", "Node") => printers::node_row(obj, now),
@@ -187,6 +206,12 @@ fn cells(resource: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> (Vec<Value
         _ => vec![name, age],
     };
     (row, None)
+}
+
+/// A `metav1.LabelSelector` (JSON) as `LabelSelectorAsSelector(…).String()`
+/// prints it, e.g. `app=web,tier in (a,b)` (also the `Scale` status selector).
+pub fn selector_string(selector: &Value) -> String {
+    printers::selector_string(selector)
 }
 
 /// Builds the `Table` for `items` of `resource`. `list_metadata` becomes the

@@ -19,6 +19,8 @@
 //! Kubernetes' strict decoder does inside `unknown field "<path>"`, i.e.
 //! `spec.containers[0].imagePullPolcy` with no leading dot.
 //!
+//! Workload, Service, HPA and PDB rules live in [`workload`].
+//!
 //! Caveats: only the rules below are checked; Kubernetes has many more
 //! (volume sources, probes, security contexts, affinity, …). The pod update
 //! message lists the changed paths instead of Kubernetes' Go struct diff.
@@ -27,6 +29,8 @@
 pub mod names;
 #[path = "schema_pod_validation.rs"]
 mod pod;
+#[path = "schema_workload_validation.rs"]
+pub mod workload;
 
 use crate::openapi::kinds::{visit_kind, KindVisitor};
 use crate::resources::ResourceInfo;
@@ -231,7 +235,7 @@ pub fn validate(resource: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Ve
                 }
             }
         }
-        _ => {}
+        (group, kind) => errs.extend(workload::validate(group, kind, obj)),
     }
     errs
 }

@@ -16,9 +16,18 @@
 //! after: an object that stops matching is sent as `DELETED`, one that
 //! starts matching as `ADDED`.
 //!
-//! Caveat: every watch request opens its own store watch. kube-apiserver
-//! serves watches from a per-resource watch cache instead; that comes in a
-//! later Skiff issue.
+//! Watches are served from the [`crate::watchcache`]: a snapshot or a
+//! replay of the cache's ring, then live events through a bounded buffer
+//! (a watcher that falls too far behind is closed; its client rewatches).
+//! With the cache:
+//! - unset resourceVersion waits until the cache has caught up with the
+//!   store (a consistent start), `"0"` starts from whatever it holds;
+//! - `"N"` older than the ring, or compacted in the store, is 410;
+//!   newer than the cache for 3 s is a 504 `ERROR` event;
+//! - bookmarks carry the cache's revision.
+//!
+//! Until the cache is loaded (start-up, relist), a watch opens its own
+//! store watch as before.
 
 use std::time::Duration;
 
@@ -32,12 +41,15 @@ use tokio::sync::mpsc;
 
 use crate::codec::Output;
 use crate::error::ApiError;
-use crate::registry::{collection_prefix, decode, decode_at, ListOptions};
+use crate::registry::{collection_prefix, decode, decode_at, ListOptions, Registry};
 use crate::request::RequestContext;
 use crate::resources::ResourceInfo;
 use crate::response::{self, Body};
 use crate::selectors::{FieldRequirement, FieldSelector, LabelSelector};
 use crate::table::{self, IncludeObject};
+use crate::watchcache::{
+    Initial, WatchCache, WatchCacheError, WatchFilter, WatchItem, WatchStart, FRESHNESS_TIMEOUT,
+};
 
 /// How long a watch lasts when the client gives no `timeoutSeconds`
 /// (kube-apiserver's `--min-request-timeout` default, 1800 s).
@@ -66,26 +78,49 @@ impl Watcher {
 
     /// Sends one event; `false` once the client has gone.
     async fn send(&self, kind: &str, obj: &Value) -> bool {
-        let object = match (self.table, kind) {
+        let json = match (self.table, kind) {
             (Some(include), "ADDED" | "MODIFIED" | "DELETED") => {
                 let rv = obj
                     .pointer("/metadata/resourceVersion")
                     .cloned()
                     .unwrap_or(json!(""));
-                table::to_table(
+                let t = table::to_table(
                     self.resource,
                     std::slice::from_ref(obj),
                     json!({"resourceVersion": rv}),
                     include,
                     Utc::now(),
-                )
+                );
+                serde_json::to_vec(&t)
             }
-            _ => obj.clone(),
+            _ => serde_json::to_vec(obj),
         };
-        let mut line =
-            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-        line.push(b'\n');
+        self.send_json(kind, &json.unwrap_or_default()).await
+    }
+
+    /// Sends one event whose object is already JSON.
+    async fn send_json(&self, kind: &str, object: &[u8]) -> bool {
+        let mut line = Vec::with_capacity(object.len() + kind.len() + 24);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(object);
+        line.extend_from_slice(b"}\n");
         self.tx.send(Bytes::from(line)).await.is_ok()
+    }
+
+    /// Sends one cached event; the object's JSON is shared with every
+    /// other watcher of the event unless this one wants Table rows.
+    async fn send_item(&self, item: &WatchItem) -> bool {
+        let kind = item.kind.as_str();
+        if self.table.is_some() {
+            let Some(obj) = item.event.object(item.kind) else {
+                return true;
+            };
+            return self.send(kind, &obj).await;
+        }
+        self.send_json(kind, &item.event.object_json(item.kind))
+            .await
     }
 
     async fn send_error(&self, e: &ApiError) -> bool {
@@ -131,6 +166,7 @@ pub async fn serve(
     let bookmarks = ctx.query.flag("allowWatchBookmarks");
     let send_initial = ctx.query.flag("sendInitialEvents");
     let rv_param = ctx.query.get("resourceVersion").unwrap_or("").to_string();
+    let consistent = rv_param.is_empty();
     let client_rv: Option<Revision> = match rv_param.as_str() {
         "" | "0" => None,
         v => Some(
@@ -158,7 +194,7 @@ pub async fn serve(
         tokio::select! {
             _ = &mut deadline => {}
             _ = stopping.wait_for(|s| *s) => {}
-            _ = run(w, registry, ns, client_rv, send_initial, bookmarks) => {}
+            _ = run(w, registry, ns, Start { client_rv, send_initial, consistent }, bookmarks) => {}
         }
         // `state` (and with it the store handle) is released here.
         drop(state);
@@ -166,9 +202,136 @@ pub async fn serve(
     Ok(response::stream(200, "application/json", rx))
 }
 
-async fn run(
+/// Where a watch starts, from its query.
+#[derive(Clone, Copy)]
+struct Start {
+    /// `resourceVersion=N` (None for unset and `"0"`).
+    client_rv: Option<Revision>,
+    /// `sendInitialEvents=true`.
+    send_initial: bool,
+    /// resourceVersion unset: the snapshot must be current.
+    consistent: bool,
+}
+
+async fn run(w: Watcher, registry: Registry, ns: Option<String>, start: Start, bookmarks: bool) {
+    if let Some(cache) = registry.watch_cache().filter(|c| c.is_ready()).cloned() {
+        if run_cached(&w, &cache, ns.as_deref(), start, bookmarks).await {
+            return;
+        }
+    }
+    run_store(
+        w,
+        registry,
+        ns,
+        start.client_rv,
+        start.send_initial,
+        bookmarks,
+    )
+    .await
+}
+
+/// Serves the watch from the cache; `false` if the cache cannot (not
+/// ready, or not fresh in time for a snapshot) and the store must.
+async fn run_cached(
+    w: &Watcher,
+    cache: &std::sync::Arc<WatchCache>,
+    ns: Option<&str>,
+    start: Start,
+    bookmarks: bool,
+) -> bool {
+    let from = match start.client_rv {
+        Some(rv) if !start.send_initial => WatchStart::After(rv),
+        _ => WatchStart::Snapshot,
+    };
+    if from == WatchStart::Snapshot {
+        let fresh = match start.client_rv {
+            Some(n) => cache.wait_for(n, FRESHNESS_TIMEOUT).await,
+            None if start.consistent => cache.wait_fresh().await.unwrap_or(false),
+            None => true,
+        };
+        if !fresh {
+            return false;
+        }
+    }
+    let (labels, fields, res) = (w.labels.clone(), w.fields.clone(), w.resource);
+    let filter = WatchFilter {
+        prefix: collection_prefix(w.resource, ns),
+        matches: Box::new(move |o| labels.matches(o) && fields.matches(res, o)),
+    };
+    let mut cw = match cache.watch(w.resource, filter, from).await {
+        Ok(cw) => cw,
+        Err(WatchCacheError::NotReady) => return false,
+        Err(e) => {
+            w.send_error(&e.into()).await;
+            return true;
+        }
+    };
+    let mut last = cw.revision;
+    match std::mem::replace(&mut cw.initial, Initial::Replay(Vec::new())) {
+        Initial::Snapshot(objects) => {
+            for o in &objects {
+                if !w.send("ADDED", o).await {
+                    return true;
+                }
+            }
+            drop(objects);
+            if start.send_initial && !w.send_bookmark(last, true).await {
+                return true;
+            }
+        }
+        Initial::Replay(items) => {
+            for item in &items {
+                if !w.send_item(item).await {
+                    return true;
+                }
+            }
+        }
+    }
+
+    let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
+    ticker.tick().await; // the first tick is immediate
+    loop {
+        tokio::select! {
+            _ = ticker.tick(), if bookmarks => {
+                // Every event up to the cache's revision is already in our
+                // buffer (dispatch happens before the revision moves), so
+                // send those first; then the bookmark promises no more.
+                let revision = cache.revision();
+                loop {
+                    match cw.events.try_recv() {
+                        Ok(item) => {
+                            last = last.max(item.event.event.revision);
+                            if !w.send_item(&item).await {
+                                return true;
+                            }
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => return true,
+                    }
+                }
+                last = last.max(revision);
+                if !w.send_bookmark(last, false).await {
+                    return true;
+                }
+            }
+            _ = w.tx.closed() => return true,
+            item = cw.events.recv() => {
+                // None: the cache closed us (too slow, or it relisted); the
+                // client rewatches from its last resourceVersion.
+                let Some(item) = item else { return true };
+                last = last.max(item.event.event.revision);
+                if !w.send_item(&item).await {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+/// Serves the watch from its own store watch (no cache, or not ready).
+async fn run_store(
     w: Watcher,
-    registry: crate::registry::Registry,
+    registry: Registry,
     ns: Option<String>,
     client_rv: Option<Revision>,
     send_initial: bool,
@@ -179,7 +342,7 @@ async fn run(
         Some(rv) if !send_initial => rv,
         _ => {
             let page = match registry
-                .list(w.resource, ns.as_deref(), &ListOptions::default(), |o| {
+                .list_from_store(w.resource, ns.as_deref(), &ListOptions::default(), |o| {
                     w.matches(o)
                 })
                 .await

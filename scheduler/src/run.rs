@@ -1,29 +1,52 @@
-//! The scheduler's loop: watch nodes and pods, run the core, bind.
+//! The scheduler's loop: watch the API, run the core, write the results.
 //!
 //! ```text
-//!  watch nodes ─┐                         ┌─> POST pods/<name>/binding
-//!               ├─> snapshot ─> core ─────┤
-//!  watch pods ──┘                         └─> FailedScheduling event +
-//!                                              PodScheduled=False condition
+//!  watch nodes ──────────┐                       ┌─> POST pods/<name>/binding   (≤ max_in_flight at once)
+//!  watch pods ───────────┤                       ├─> PATCH status.nominatedNodeName,
+//!  watch priorityclasses ┼─> State ─> core ──────┤   POST pods/<victim>/eviction
+//!  watch pdbs ───────────┘  (incremental         └─> FailedScheduling event +
+//!                            Cluster)                 PodScheduled=False
+//!  Lease kube-system/skiff-scheduler ─> leading? (only the leader schedules)
 //! ```
 //!
-//! Unschedulable pods are retried only after the cluster changed (a node
-//! changed, or a bound pod was deleted or finished), never in a busy loop.
+//! - **Incremental**: the core's [`Cluster`] is kept up to date from watch
+//!   events (a bound pod added or removed is one update); it is rebuilt only
+//!   when a node's scheduling-relevant fields change (heartbeats do not).
+//! - **Batches**: every change already waiting is applied before one pass,
+//!   so a burst of creations (a ReplicaSet or Job scaling up) is placed as
+//!   one batch, and its bindings go out concurrently (up to
+//!   [`SchedulerOptions::max_in_flight`]) rather than one round trip at a
+//!   time. A binding in flight is *assumed* in the cluster until the watch
+//!   shows the pod bound; a failed binding is forgotten and retried.
+//! - **Retry on change**: a pod that fits nowhere is tried again only after
+//!   the cluster changed (a node changed, a bound pod went away or
+//!   finished), never in a busy loop.
+//! - **Priority**: `spec.priority`, or the pod's `priorityClassName` looked
+//!   up in the watched PriorityClasses (the API server's Priority admission
+//!   may not have resolved it).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
 
-use futures::{stream, StreamExt};
-use k8s_openapi::api::core::v1::{Binding, Event as CoreEvent, Node, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use futures::{stream, FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
+use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
 use kube::Client;
+use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::core::{schedule, Placement};
+use crate::actions;
+use crate::cluster::Cluster;
+use crate::core::schedule;
+use crate::model::{BoundPod, DisruptionBudget, NodeInfo, PendingPod, Placement};
+use crate::score::Config;
 use crate::snapshot::{
-    holds_resources, node_info, pending_pod, pod_key, wants_scheduling, DEFAULT_SCHEDULER_NAME,
+    bound_pod, holds_resources, label_selector, node_info, pending_pod, pod_key, pod_priority,
+    wants_scheduling,
 };
 
 /// What can stop the scheduler loop.
@@ -34,44 +57,159 @@ pub enum SchedulerError {
     WatchEnded(&'static str),
 }
 
+/// How the loop runs.
+#[derive(Clone, Debug)]
+pub struct SchedulerOptions {
+    /// The core's configuration (scoring strategy, weights, batch order).
+    pub config: Config,
+    /// Most API writes (bindings, evictions, events) in flight at once.
+    pub max_in_flight: usize,
+    /// Take part in leader election under this identity; `None` schedules
+    /// unconditionally (one server, or tests).
+    pub leader_identity: Option<String>,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> SchedulerOptions {
+        SchedulerOptions {
+            config: Config::default(),
+            max_in_flight: 32,
+            leader_identity: Some(default_identity()),
+        }
+    }
+}
+
+/// `<hostname>_<pid>`, client-go's usual leader identity shape.
+pub fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "skiff".into());
+    format!("{host}_{}", std::process::id())
+}
+
 enum Change {
     Node(Box<Event<Node>>),
     Pod(Box<Event<Pod>>),
+    Class(Box<Event<PriorityClass>>),
+    Budget(Box<Event<PodDisruptionBudget>>),
 }
 
-/// Cluster state as seen through the watches.
+/// An API write finished.
+enum Done {
+    Bound { pod: String, ok: bool },
+    Preempted { pod: String },
+    Reported,
+}
+
+/// What a pass decided to write.
+enum Action {
+    Bind {
+        pod: String,
+        node: String,
+    },
+    Preempt {
+        pod: String,
+        node: String,
+        victims: Vec<String>,
+        message: String,
+        uid: Option<String>,
+    },
+    Unschedulable {
+        pod: String,
+        message: String,
+        uid: Option<String>,
+        first: bool,
+    },
+}
+
+/// Cluster state as seen through the watches, plus the scheduler's own
+/// bookkeeping.
 #[derive(Default)]
-struct Cache {
-    nodes: BTreeMap<String, Node>,
-    pods: HashMap<String, Pod>,
-    /// Bumped whenever something that could make room or add a node changes.
+struct State {
+    nodes: BTreeMap<String, NodeInfo>,
+    bound: HashMap<String, BoundPod>,
+    pending: HashMap<String, Pod>,
+    /// Bindings written but not yet seen through the watch.
+    assumed: HashMap<String, BoundPod>,
+    /// Pods with an API write in flight (binding or preemption).
+    in_flight: HashSet<String>,
+    cluster: Cluster,
+    dirty: bool,
+    /// Bumped whenever something that could make room changes.
     epoch: u64,
     /// Pods that fit nowhere, with the epoch at which they were tried.
     unschedulable: HashMap<String, u64>,
+    classes: HashMap<String, i32>,
+    global_default: Option<(String, i32)>,
+    budgets: BTreeMap<String, DisruptionBudget>,
+    nodes_synced: bool,
+    pods_synced: bool,
 }
 
-impl Cache {
+fn obj_name(meta: &kube::api::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or(""),
+        meta.name.as_deref().unwrap_or("")
+    )
+}
+
+impl State {
+    fn priority(&self, pod: &Pod) -> i32 {
+        pod_priority(
+            pod,
+            &self.classes,
+            self.global_default.as_ref().map_or(0, |g| g.1),
+        )
+    }
+
     fn apply(&mut self, change: Change) {
         match change {
             Change::Node(e) => self.apply_node(*e),
             Change::Pod(e) => self.apply_pod(*e),
+            Change::Class(e) => self.apply_class(*e),
+            Change::Budget(e) => self.apply_budget(*e),
         }
     }
 
     fn apply_node(&mut self, event: Event<Node>) {
         match event {
             Event::Apply(n) | Event::InitApply(n) => {
-                self.epoch += 1;
-                self.nodes
-                    .insert(n.metadata.name.clone().unwrap_or_default(), n);
+                let info = node_info(&n);
+                if self.nodes.get(&info.name) != Some(&info) {
+                    self.nodes.insert(info.name.clone(), info);
+                    self.dirty = true;
+                    self.epoch += 1;
+                }
             }
             Event::Delete(n) => {
-                self.epoch += 1;
-                self.nodes
-                    .remove(n.metadata.name.as_deref().unwrap_or_default());
+                if self
+                    .nodes
+                    .remove(n.metadata.name.as_deref().unwrap_or_default())
+                    .is_some()
+                {
+                    self.dirty = true;
+                    self.epoch += 1;
+                }
             }
-            Event::Init => self.nodes.clear(),
-            Event::InitDone => self.epoch += 1,
+            Event::Init => {
+                self.nodes.clear();
+                self.nodes_synced = false;
+            }
+            Event::InitDone => {
+                self.nodes_synced = true;
+                self.dirty = true;
+                self.epoch += 1;
+            }
+        }
+    }
+
+    fn forget_bound(&mut self, key: &str) {
+        if self.bound.remove(key).is_some() {
+            if !self.dirty {
+                self.cluster.remove_pod(key);
+            }
+            self.epoch += 1;
         }
     }
 
@@ -79,236 +217,394 @@ impl Cache {
         match event {
             Event::Apply(p) | Event::InitApply(p) => {
                 let key = pod_key(&p);
-                // A pod that stopped holding resources frees room.
-                if self
-                    .pods
-                    .get(&key)
-                    .is_some_and(|old| holds_resources(old) && !holds_resources(&p))
-                {
-                    self.epoch += 1;
+                if wants_scheduling(&p) {
+                    self.pending.insert(key, p);
+                    return;
                 }
-                self.pods.insert(key, p);
+                self.pending.remove(&key);
+                self.unschedulable.remove(&key);
+                if let Some(b) = holds_resources(&p)
+                    .then(|| bound_pod(&p, self.priority(&p)))
+                    .flatten()
+                {
+                    self.in_flight.remove(&key);
+                    self.assumed.remove(&key);
+                    if self.bound.get(&key) != Some(&b) {
+                        if !self.dirty {
+                            self.cluster.add_pod(b.clone());
+                        }
+                        self.bound.insert(key, b);
+                    }
+                } else {
+                    // Finished (Succeeded/Failed) or unbound and being deleted.
+                    self.forget_bound(&key);
+                }
             }
             Event::Delete(p) => {
                 let key = pod_key(&p);
-                if self
-                    .pods
-                    .remove(&key)
-                    .is_some_and(|old| holds_resources(&old))
-                {
-                    self.epoch += 1;
-                }
+                self.pending.remove(&key);
                 self.unschedulable.remove(&key);
+                if self.assumed.remove(&key).is_some() && !self.dirty {
+                    self.cluster.remove_pod(&key);
+                }
+                self.forget_bound(&key);
             }
-            Event::Init => self.pods.clear(),
-            Event::InitDone => self.epoch += 1,
+            Event::Init => {
+                self.pending.clear();
+                self.bound.clear();
+                self.pods_synced = false;
+                self.dirty = true;
+            }
+            Event::InitDone => {
+                self.pods_synced = true;
+                self.dirty = true;
+                self.epoch += 1;
+            }
+        }
+    }
+
+    fn apply_class(&mut self, event: Event<PriorityClass>) {
+        match event {
+            Event::Apply(c) | Event::InitApply(c) => {
+                let name = c.metadata.name.clone().unwrap_or_default();
+                if c.global_default == Some(true) {
+                    self.global_default = Some((name.clone(), c.value.unwrap_or(0)));
+                } else if self.global_default.as_ref().is_some_and(|g| g.0 == name) {
+                    self.global_default = None;
+                }
+                self.classes.insert(name, c.value.unwrap_or(0));
+            }
+            Event::Delete(c) => {
+                let name = c.metadata.name.clone().unwrap_or_default();
+                self.classes.remove(&name);
+                if self.global_default.as_ref().is_some_and(|g| g.0 == name) {
+                    self.global_default = None;
+                }
+            }
+            Event::Init => {
+                self.classes.clear();
+                self.global_default = None;
+            }
+            Event::InitDone => {}
+        }
+    }
+
+    fn apply_budget(&mut self, event: Event<PodDisruptionBudget>) {
+        match event {
+            Event::Apply(b) | Event::InitApply(b) => {
+                let budget = DisruptionBudget {
+                    namespace: b.metadata.namespace.clone().unwrap_or_default(),
+                    selector: b
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.selector.as_ref())
+                        .map(label_selector)
+                        .unwrap_or_default(),
+                    disruptions_allowed: b
+                        .status
+                        .as_ref()
+                        .map_or(0, |s| s.disruptions_allowed.unwrap_or(0)),
+                };
+                self.budgets.insert(obj_name(&b.metadata), budget);
+            }
+            Event::Delete(b) => {
+                self.budgets.remove(&obj_name(&b.metadata));
+            }
+            Event::Init => self.budgets.clear(),
+            Event::InitDone => {}
+        }
+    }
+
+    fn rebuild(&mut self) {
+        let mut cluster = Cluster::new(self.nodes.values().cloned().collect());
+        for b in self.bound.values().chain(self.assumed.values()) {
+            cluster.add_pod(b.clone());
+        }
+        self.cluster = cluster;
+        self.dirty = false;
+    }
+
+    /// One scheduling pass over the pods waiting now.
+    fn pass(&mut self, config: &Config) -> Vec<Action> {
+        if !(self.nodes_synced && self.pods_synced) {
+            return Vec::new();
+        }
+        let epoch = self.epoch;
+        let mut waiting: Vec<&Pod> = self
+            .pending
+            .iter()
+            .filter(|(k, _)| !self.in_flight.contains(*k))
+            .filter(|(k, _)| self.unschedulable.get(*k).is_none_or(|t| *t < epoch))
+            .map(|(_, p)| p)
+            .collect();
+        if waiting.is_empty() {
+            return Vec::new();
+        }
+        // kube-scheduler's queue order within a priority: oldest first.
+        waiting.sort_by_cached_key(|p| {
+            (
+                p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                pod_key(p),
+            )
+        });
+        let inputs: Vec<PendingPod> = waiting
+            .iter()
+            .map(|p| pending_pod(p, self.priority(p)))
+            .collect();
+        let uids: HashMap<String, Option<String>> = waiting
+            .iter()
+            .map(|p| (pod_key(p), p.metadata.uid.clone()))
+            .collect();
+        if self.dirty {
+            self.rebuild();
+        }
+        self.cluster.budgets = self.budgets.values().cloned().collect();
+        let by_key: HashMap<&str, &PendingPod> =
+            inputs.iter().map(|p| (p.key.as_str(), p)).collect();
+        let mut actions = Vec::new();
+        for placement in schedule(&mut self.cluster, &inputs, config) {
+            match placement {
+                Placement::Bind { pod, node } => {
+                    if let Some(p) = by_key.get(pod.as_str()) {
+                        self.assumed.insert(pod.clone(), p.bound_to(&node));
+                    }
+                    self.in_flight.insert(pod.clone());
+                    actions.push(Action::Bind { pod, node });
+                }
+                Placement::Preempt {
+                    pod,
+                    node,
+                    victims,
+                    message,
+                } => {
+                    // The victims stay counted until the watch shows them
+                    // gone; the pod is retried then (the epoch moves).
+                    self.cluster.remove_pod(&pod);
+                    for v in &victims {
+                        if let Some(b) = self.bound.get(v) {
+                            self.cluster.add_pod(b.clone());
+                        }
+                    }
+                    self.unschedulable.insert(pod.clone(), epoch);
+                    self.in_flight.insert(pod.clone());
+                    let uid = uids.get(&pod).cloned().flatten();
+                    actions.push(Action::Preempt {
+                        pod,
+                        node,
+                        victims,
+                        message,
+                        uid,
+                    });
+                }
+                Placement::Unschedulable { pod, message } => {
+                    let first = !self.unschedulable.contains_key(&pod);
+                    self.unschedulable.insert(pod.clone(), epoch);
+                    let uid = uids.get(&pod).cloned().flatten();
+                    actions.push(Action::Unschedulable {
+                        pod,
+                        message,
+                        uid,
+                        first,
+                    });
+                }
+            }
+        }
+        actions
+    }
+
+    fn done(&mut self, done: Done) {
+        match done {
+            Done::Bound { pod, ok: true } => tracing::debug!(%pod, "bound"),
+            Done::Bound { pod, ok: false } => {
+                self.in_flight.remove(&pod);
+                if self.assumed.remove(&pod).is_some() && !self.dirty {
+                    self.cluster.remove_pod(&pod);
+                }
+            }
+            Done::Preempted { pod } => {
+                self.in_flight.remove(&pod);
+            }
+            Done::Reported => {}
         }
     }
 }
 
-/// Runs the scheduler until `shutdown` completes.
+/// Runs the scheduler with [`SchedulerOptions::default`] until `shutdown`
+/// completes.
 pub async fn run(
     client: Client,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), SchedulerError> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let node_events = watcher::watcher(nodes, watcher::Config::default())
-        .map(|e| e.map(|e| Change::Node(Box::new(e))))
-        .boxed();
-    let pod_events = watcher::watcher(pods, watcher::Config::default())
-        .map(|e| e.map(|e| Change::Pod(Box::new(e))))
-        .boxed();
-    let mut changes = stream::select(node_events, pod_events);
-    let mut cache = Cache::default();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            next = changes.next() => {
-                match next {
-                    None => return Err(SchedulerError::WatchEnded("nodes/pods")),
-                    Some(Ok(change)) => cache.apply(change),
-                    Some(Err(e)) => {
-                        // kube's watcher retries by itself; back off a little.
-                        tracing::warn!(error = %e, "scheduler watch error");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
-                }
-                // Take every change already waiting before one pass, so a burst
-                // of pod creations is placed as one batch.
-                while let Some(Some(Ok(change))) = changes.next().now_or_never_ready() {
-                    cache.apply(change);
-                }
-                schedule_pass(&client, &mut cache).await;
-            }
-        }
-    }
+    run_with(client, SchedulerOptions::default(), shutdown).await
 }
 
-/// `StreamExt::next().now_or_never()` spelled for readability.
-trait NowOrNever: Future + Sized {
-    fn now_or_never_ready(self) -> Option<Self::Output> {
-        futures::FutureExt::now_or_never(self)
-    }
-}
-impl<F: Future> NowOrNever for F {}
-
-async fn schedule_pass(client: &Client, cache: &mut Cache) {
-    let epoch = cache.epoch;
-    let mut pending: Vec<&Pod> = cache
-        .pods
-        .values()
-        .filter(|p| wants_scheduling(p))
-        .filter(|p| {
-            cache
-                .unschedulable
-                .get(&pod_key(p))
-                .is_none_or(|tried| *tried < epoch)
-        })
-        .collect();
-    if pending.is_empty() {
-        return;
-    }
-    // Oldest first, as kube-scheduler's default queue sort (by creation, then name).
-    pending.sort_by(|a, b| {
-        (
-            a.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            pod_key(a),
-        )
-            .cmp(&(
-                b.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                pod_key(b),
-            ))
-    });
-    let mut nodes: Vec<_> = cache.nodes.values().map(node_info).collect();
-    let index: HashMap<String, usize> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.clone(), i))
-        .collect();
-    for pod in cache.pods.values().filter(|p| holds_resources(p)) {
-        let node = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.as_deref())
-            .unwrap_or_default();
-        if let Some(&i) = index.get(node) {
-            let r = crate::snapshot::pod_requests(pod);
-            let n = &mut nodes[i].requested;
-            n.cpu_millis += r.cpu_millis;
-            n.memory += r.memory;
-            n.pods += r.pods;
-        }
-    }
-    let inputs: Vec<_> = pending.iter().map(|p| pending_pod(p)).collect();
-    let placements = schedule(&mut nodes, &inputs);
-    for placement in placements {
-        match placement {
-            Placement::Bind { pod, node } => {
-                if let Err(e) = bind(client, &pod, &node).await {
-                    tracing::warn!(%pod, %node, error = %e, "binding failed; will retry on the next change");
-                    continue;
-                }
-                cache.unschedulable.remove(&pod);
-                // Assume the binding so the next pass counts it before the watch
-                // delivers the update.
-                if let Some(p) = cache.pods.get_mut(&pod) {
-                    if let Some(spec) = p.spec.as_mut() {
-                        spec.node_name = Some(node.clone());
-                    }
-                }
-                tracing::info!(%pod, %node, "bound");
-            }
-            Placement::Unschedulable { pod, message } => {
-                let first_time = !cache.unschedulable.contains_key(&pod);
-                cache.unschedulable.insert(pod.clone(), epoch);
-                if let Some(p) = cache.pods.get(&pod) {
-                    report_unschedulable(client, p, &message, first_time).await;
-                }
-            }
-        }
-    }
-}
-
-fn split_key(key: &str) -> (&str, &str) {
-    key.split_once('/').unwrap_or(("default", key))
-}
-
-async fn bind(client: &Client, key: &str, node: &str) -> Result<(), kube::Error> {
-    let (ns, name) = split_key(key);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let binding = Binding {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: Some(ns.to_string()),
-            ..Default::default()
-        },
-        target: ObjectReference {
-            kind: Some("Node".into()),
-            name: Some(node.to_string()),
-            api_version: Some("v1".into()),
-            ..Default::default()
-        },
-    };
-    let _: serde_json::Value = pods
-        .create_subresource("binding", name, &PostParams::default(), &binding)
-        .await?;
-    Ok(())
-}
-
-/// Sets `PodScheduled=False` with reason `Unschedulable` and records a
-/// `FailedScheduling` warning event, as kube-scheduler does.
-async fn report_unschedulable(client: &Client, pod: &Pod, message: &str, first_time: bool) {
-    let key = pod_key(pod);
-    let (ns, name) = split_key(&key);
-    let (ns, name) = (ns.to_string(), name.to_string());
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let status = serde_json::json!({"status": {"conditions": [{
-        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-        "message": message, "lastTransitionTime": now, "lastProbeTime": null,
-    }]}});
-    if let Err(e) = pods
-        .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&status))
-        .await
+fn changes(client: &Client) -> impl futures::Stream<Item = Change> + Send + Unpin {
+    // Each watch backs off by itself on errors; an API without PriorityClass
+    // or PDB support only costs a retry now and then.
+    fn watch<K>(api: Api<K>, f: fn(Event<K>) -> Change) -> stream::BoxStream<'static, Change>
+    where
+        K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
     {
-        tracing::warn!(pod = %name, error = %e, "could not set PodScheduled=False");
+        watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .filter_map(move |e| {
+                let out = match e {
+                    Ok(e) => Some(f(e)),
+                    Err(err) => {
+                        tracing::debug!(error = %err, "scheduler watch error");
+                        None
+                    }
+                };
+                futures::future::ready(out)
+            })
+            .boxed()
     }
-    if !first_time {
-        return;
-    }
-    let events: Api<CoreEvent> = Api::namespaced(client.clone(), &ns);
-    let event = CoreEvent {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{name}.")),
-            namespace: Some(ns.clone()),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            kind: Some("Pod".into()),
-            api_version: Some("v1".into()),
-            namespace: Some(ns.clone()),
-            name: Some(name.clone()),
-            uid: pod.metadata.uid.clone(),
-            ..Default::default()
-        },
-        reason: Some("FailedScheduling".into()),
-        message: Some(message.to_string()),
-        type_: Some("Warning".into()),
-        reporting_component: Some(DEFAULT_SCHEDULER_NAME.into()),
-        source: Some(k8s_openapi::api::core::v1::EventSource {
-            component: Some(DEFAULT_SCHEDULER_NAME.into()),
-            host: None,
+    stream::select_all(vec![
+        watch(Api::<Node>::all(client.clone()), |e| {
+            Change::Node(Box::new(e))
         }),
-        first_timestamp: Some(now.clone()),
-        last_timestamp: Some(now.clone()),
-        event_time: Some(MicroTime(now.0)),
-        count: Some(1),
-        ..Default::default()
-    };
-    if let Err(e) = events.create(&PostParams::default(), &event).await {
-        tracing::warn!(pod = %name, error = %e, "could not record FailedScheduling event");
-    }
+        watch(Api::<Pod>::all(client.clone()), |e| {
+            Change::Pod(Box::new(e))
+        }),
+        watch(Api::<PriorityClass>::all(client.clone()), |e| {
+            Change::Class(Box::new(e))
+        }),
+        watch(Api::<PodDisruptionBudget>::all(client.clone()), |e| {
+            Change::Budget(Box::new(e))
+        }),
+    ])
 }
+
+/// Runs the scheduler until `shutdown` completes.
+pub async fn run_with(
+    client: Client,
+    options: SchedulerOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), SchedulerError> {
+    let (leading_tx, mut leading) = watch::channel(options.leader_identity.is_none());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let elector = options.leader_identity.clone().map(|id| {
+        tokio::spawn(crate::leader::elect(
+            client.clone(),
+            id,
+            leading_tx,
+            stop_rx,
+        ))
+    });
+    let mut changes = changes(&client);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let slots = Arc::new(Semaphore::new(options.max_in_flight.max(1)));
+    let mut state = State::default();
+    tokio::pin!(shutdown);
+    let result = loop {
+        tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            next = changes.next() => {
+                let Some(change) = next else {
+                    break Err(SchedulerError::WatchEnded("nodes/pods"));
+                };
+                state.apply(change);
+                // Take every change already waiting before one pass, so a
+                // burst of pod creations is placed as one batch.
+                while let Some(Some(change)) = changes.next().now_or_never() {
+                    state.apply(change);
+                }
+            }
+            Some(done) = done_rx.recv() => {
+                state.done(done);
+                while let Ok(done) = done_rx.try_recv() {
+                    state.done(done);
+                }
+            }
+            Ok(()) = leading.changed() => {
+                if *leading.borrow() {
+                    state.epoch += 1;
+                }
+            }
+        }
+        if !*leading.borrow() {
+            continue;
+        }
+        for action in state.pass(&options.config) {
+            spawn_action(&client, action, &slots, &done_tx);
+        }
+    };
+    let _ = stop_tx.send(true);
+    if let Some(elector) = elector {
+        let _ = elector.await;
+    }
+    result
+}
+
+fn spawn_action(
+    client: &Client,
+    action: Action,
+    slots: &Arc<Semaphore>,
+    done: &mpsc::UnboundedSender<Done>,
+) {
+    let client = client.clone();
+    let slots = slots.clone();
+    let done = done.clone();
+    tokio::spawn(async move {
+        // The semaphore is never closed, so acquiring only waits.
+        let Ok(_permit) = slots.acquire_owned().await else {
+            return;
+        };
+        let result = match action {
+            Action::Bind { pod, node } => {
+                let ok = match actions::bind(&client, &pod, &node).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(%pod, %node, error = %e, "binding failed; will retry");
+                        false
+                    }
+                };
+                Done::Bound { pod, ok }
+            }
+            Action::Preempt {
+                pod,
+                node,
+                victims,
+                message,
+                uid,
+            } => {
+                actions::report_unschedulable(&client, &pod, uid.clone(), &message, true).await;
+                if let Err(e) = actions::nominate(&client, &pod, &node).await {
+                    tracing::warn!(%pod, error = %e, "could not set nominatedNodeName");
+                }
+                for v in &victims {
+                    match actions::evict(&client, v).await {
+                        Ok(()) => {
+                            actions::record_event(
+                                &client,
+                                v,
+                                None,
+                                "Normal",
+                                "Preempted",
+                                &format!("Preempted by pod {pod} on node {node}"),
+                            )
+                            .await
+                        }
+                        Err(e) => tracing::warn!(victim = %v, error = %e, "could not evict"),
+                    }
+                }
+                tracing::info!(%pod, %node, ?victims, "preempting");
+                Done::Preempted { pod }
+            }
+            Action::Unschedulable {
+                pod,
+                message,
+                uid,
+                first,
+            } => {
+                actions::report_unschedulable(&client, &pod, uid, &message, first).await;
+                Done::Reported
+            }
+        };
+        let _ = done.send(result);
+    });
+}
+
+#[cfg(test)]
+#[path = "run_test.rs"]
+mod tests;

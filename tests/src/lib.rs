@@ -108,6 +108,8 @@ impl Cluster {
             .arg(self.data_dir())
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--etcd-listen")
+            .arg("127.0.0.1:0")
             .arg("--node-name")
             .arg(self.node_name())
             .arg("--node-ip")

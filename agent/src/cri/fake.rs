@@ -25,6 +25,9 @@ struct State {
     images: HashSet<String>,
     calls: Vec<String>,
     fail_next_start: Option<String>,
+    /// Exit code `ExecSync` returns per container name (default 0).
+    exec_exit: HashMap<String, i32>,
+    configs: HashMap<String, cri::ContainerConfig>,
 }
 
 /// An in-memory [`RuntimeService`] + [`ImageService`].
@@ -69,6 +72,19 @@ impl FakeRuntime {
     /// Makes the next `StartContainer` fail with this message.
     pub fn fail_next_start(&self, message: &str) {
         self.lock().fail_next_start = Some(message.into());
+    }
+
+    /// Makes every later `ExecSync` in containers named `name` exit with
+    /// `exit_code` (probes and hooks see a failure when it is not 0).
+    pub fn set_exec_exit_code(&self, name: &str, exit_code: i32) {
+        self.lock().exec_exit.insert(name.into(), exit_code);
+    }
+
+    /// The config a container was created with (its `ContainerStatus`
+    /// keeps labels, annotations, image and log path; this is for tests
+    /// that check the mapping of the rest).
+    pub fn created_config(&self, container_id: &str) -> Option<cri::ContainerConfig> {
+        self.lock().configs.get(container_id).cloned()
     }
 
     /// Marks a sandbox NOTREADY, as when its pause process dies.
@@ -234,6 +250,7 @@ impl RuntimeService for FakeRuntime {
             .map(|m| m.name.clone())
             .unwrap_or_default();
         self.record(&mut s, format!("CreateContainer {name} {id}"));
+        s.configs.insert(id.clone(), config.clone());
         let image = config.image.clone().map(|i| i.image).unwrap_or_default();
         let status = cri::ContainerStatus {
             id: id.clone(),
@@ -333,6 +350,30 @@ impl RuntimeService for FakeRuntime {
             .cloned()
             .ok_or_else(|| CriError::NotFound(format!("container {container_id}")))
     }
+
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        _timeout_seconds: i64,
+    ) -> CriResult<cri::ExecSyncResponse> {
+        let mut s = self.lock();
+        self.record(&mut s, format!("ExecSync {container_id} {}", cmd.join(" ")));
+        let c = s
+            .containers
+            .get(container_id)
+            .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+            .ok_or_else(|| CriError::NotFound(format!("running container {container_id}")))?;
+        let name = c
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        Ok(cri::ExecSyncResponse {
+            exit_code: s.exec_exit.get(&name).copied().unwrap_or(0),
+            ..Default::default()
+        })
+    }
 }
 
 #[async_trait]
@@ -342,6 +383,8 @@ impl ImageService for FakeRuntime {
         Ok(s.images.contains(image).then(|| cri::Image {
             id: format!("sha256:{image}"),
             repo_tags: vec![image.into()],
+            // containerd reports uid 0 for an image without a USER.
+            uid: Some(cri::Int64Value { value: 0 }),
             ..Default::default()
         }))
     }

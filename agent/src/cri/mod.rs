@@ -152,6 +152,22 @@ pub trait RuntimeService: Send + Sync {
     ) -> CriResult<Vec<cri::Container>>;
     /// `ContainerStatus`.
     async fn container_status(&self, container_id: &str) -> CriResult<cri::ContainerStatus>;
+    /// `ExecSync`: runs `cmd` in the container and waits up to
+    /// `timeout_seconds` (0 = no limit) for it; used by exec probes and
+    /// lifecycle hooks. The default answers `Unimplemented`, so runtimes
+    /// written before it (test doubles) keep compiling.
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        timeout_seconds: i64,
+    ) -> CriResult<cri::ExecSyncResponse> {
+        let _ = (container_id, cmd, timeout_seconds);
+        Err(CriError::Rpc {
+            code: tonic::Code::Unimplemented,
+            message: "ExecSync is not implemented by this runtime".into(),
+        })
+    }
 }
 
 /// The subset of CRI `ImageService` the agent uses.

@@ -224,6 +224,25 @@ impl RuntimeService for RemoteRuntime {
             "ContainerStatusResponse.status missing",
         ))
     }
+
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        timeout_seconds: i64,
+    ) -> CriResult<cri::ExecSyncResponse> {
+        let mut req = tonic::Request::new(cri::ExecSyncRequest {
+            container_id: container_id.into(),
+            cmd,
+            timeout: timeout_seconds,
+        });
+        // The runtime enforces `timeout`; the gRPC deadline gets a little
+        // more so that the runtime's answer, not ours, reports the timeout.
+        if timeout_seconds > 0 {
+            req.set_timeout(Duration::from_secs(timeout_seconds.unsigned_abs() + 5));
+        }
+        ok(self.runtime.clone().exec_sync(req).await)
+    }
 }
 
 #[async_trait]

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod};
 
+use super::env::{expand_command, ConfigError};
+use super::resources::ContainerResources;
+use super::security::container_security_context;
 use crate::cri::labels;
 
 /// Identity of a pod as CRI labels carry it.
@@ -124,7 +127,6 @@ pub fn pod_hostname(pod: &Pod, r: &PodRef) -> String {
 /// `PodSandboxConfig` for attempt `attempt` of this pod on node `node`.
 pub fn sandbox_config(
     node: &str,
-
     pod: &Pod,
     r: &PodRef,
     data_dir: &Path,
@@ -187,15 +189,27 @@ pub fn sandbox_config(
     }
 }
 
-/// `ContainerConfig` for attempt `attempt` (= its restart count) of a container.
+/// What a container's config needs besides its spec, resolved by the
+/// worker from API objects and the node ([`super::env`], [`super::volumes`]).
+#[derive(Clone, Debug, Default)]
+pub struct Resolved {
+    /// The environment, in order.
+    pub env: Vec<(String, String)>,
+    /// CRI mounts of its volumes.
+    pub mounts: Vec<cri::Mount>,
+}
+
+/// `ContainerConfig` for attempt `attempt` (= its restart count) of a
+/// container: `$(VAR)` expanded in command and args, resources and the
+/// security context mapped (kubelet `generateContainerConfig`).
 pub fn container_config(
     node: &str,
-
     pod: &Pod,
     r: &PodRef,
     c: &Container,
     attempt: u32,
-) -> cri::ContainerConfig {
+    resolved: &Resolved,
+) -> Result<cri::ContainerConfig, ConfigError> {
     let mut l = HashMap::new();
     l.insert(labels::POD_NAME.into(), r.name.clone());
     l.insert(labels::POD_NAMESPACE.into(), r.namespace.clone());
@@ -219,13 +233,9 @@ pub fn container_config(
             grace.to_string(),
         );
     }
-    let pod_sc = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.security_context.clone())
-        .unwrap_or_default();
-    let sc = c.security_context.clone().unwrap_or_default();
-    cri::ContainerConfig {
+    let resources = ContainerResources::of(c).map_err(|e| ConfigError(e.to_string()))?;
+    let (command, args) = expand_command(c, &resolved.env);
+    Ok(cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
             name: c.name.clone(),
             attempt,
@@ -235,18 +245,18 @@ pub fn container_config(
             user_specified_image: c.image.clone().unwrap_or_default(),
             ..Default::default()
         }),
-        command: c.command.clone().unwrap_or_default(),
-        args: c.args.clone().unwrap_or_default(),
+        command,
+        args,
         working_dir: c.working_dir.clone().unwrap_or_default(),
-        // Only literal values for now: valueFrom (fieldRef, secrets, config
-        // maps) needs the API objects and is a caveat in the crate doc.
-        envs: c
+        envs: resolved
             .env
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|e| e.value.map(|value| cri::KeyValue { key: e.name, value }))
+            .iter()
+            .map(|(key, value)| cri::KeyValue {
+                key: key.clone(),
+                value: value.clone(),
+            })
             .collect(),
+        mounts: resolved.mounts.clone(),
         labels: l,
         annotations,
         log_path: container_log_path(&c.name, attempt),
@@ -254,25 +264,14 @@ pub fn container_config(
         stdin_once: c.stdin_once.unwrap_or(false),
         tty: c.tty.unwrap_or(false),
         linux: Some(cri::LinuxContainerConfig {
-            resources: None,
-            security_context: Some(cri::LinuxContainerSecurityContext {
-                privileged: sc.privileged.unwrap_or(false),
-                namespace_options: Some(namespace_options(pod)),
-                run_as_user: sc
-                    .run_as_user
-                    .or(pod_sc.run_as_user)
-                    .map(|value| cri::Int64Value { value }),
-                run_as_group: sc
-                    .run_as_group
-                    .or(pod_sc.run_as_group)
-                    .map(|value| cri::Int64Value { value }),
-                readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
-                supplemental_groups: pod_sc.supplemental_groups.clone().unwrap_or_default(),
-                no_new_privs: !sc.allow_privilege_escalation.unwrap_or(true),
-                seccomp: unconfined(),
-                ..Default::default()
-            }),
+            resources: Some(resources.to_cri()),
+            security_context: Some(container_security_context(
+                pod,
+                c,
+                namespace_options(pod),
+                unconfined(),
+            )),
         }),
         ..Default::default()
-    }
+    })
 }

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::backoff::BackOff;
 use super::observed::{ContainerObs, ObservedPod, RunState};
+use super::probe::ProbeResults;
 
 /// Dead attempts of one container kept for `lastState` and `logs --previous`
 /// (kubelet keeps one dead container per name by default, plus the
@@ -71,6 +72,17 @@ pub enum Action {
         /// When it may go.
         retry_at: Instant,
     },
+    /// Stop one running container (preStop hook, then `StopContainer` with
+    /// the grace period) because its liveness or startup probe failed; the
+    /// restart policy then decides whether it runs again.
+    KillContainer {
+        /// CRI id.
+        id: String,
+        /// Container name.
+        name: String,
+        /// Why, for `lastState.terminated.message`.
+        message: String,
+    },
     /// `RemoveContainer` of a dead attempt (garbage collection), or of a
     /// container that was created but never started.
     RemoveContainer {
@@ -96,8 +108,54 @@ pub struct PlanInput<'a> {
     pub restart_backoff: &'a BackOff,
     /// Image pull back-off per container name.
     pub pull_backoff: &'a BackOff,
+    /// Probe verdicts per container id (containers without an entry have
+    /// nothing to say).
+    pub probes: &'a ProbeResults,
     /// The current time.
     pub now: Instant,
+}
+
+/// Where the init containers are (kubelet `computeInitContainerActions`,
+/// for init containers without `restartPolicy: Always`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InitProgress {
+    /// Every init container exited 0 in the current sandbox (or there are none).
+    Done,
+    /// This init container is to be started (first time, or after a failure).
+    Start(String),
+    /// This init container is running: wait for it.
+    Running(String),
+    /// This init container failed and `restartPolicy: Never` forbids a retry:
+    /// the pod fails.
+    Failed(String),
+}
+
+/// The state of the init containers in the sandbox `sandbox_id`.
+pub fn init_progress(pod: &Pod, observed: &ObservedPod, sandbox_id: Option<&str>) -> InitProgress {
+    let Some(spec) = pod.spec.as_ref() else {
+        return InitProgress::Done;
+    };
+    let policy = restart_policy(pod);
+    for c in spec.init_containers.iter().flatten() {
+        // Only attempts in the current sandbox count: a new sandbox runs the
+        // init containers again, as in kubelet.
+        let latest = observed
+            .attempts(&c.name)
+            .find(|a| Some(a.sandbox_id.as_str()) == sandbox_id);
+        match latest {
+            None => return InitProgress::Start(c.name.clone()),
+            Some(a) if a.state == RunState::Exited && a.exit_code == 0 => continue,
+            Some(a) if a.state == RunState::Exited => {
+                return if policy == "Never" {
+                    InitProgress::Failed(c.name.clone())
+                } else {
+                    InitProgress::Start(c.name.clone())
+                }
+            }
+            Some(_) => return InitProgress::Running(c.name.clone()),
+        }
+    }
+    InitProgress::Done
 }
 
 /// The pod's `spec.restartPolicy`, defaulting to `Always`.
@@ -149,6 +207,13 @@ pub fn pod_is_done(pod: &Pod, observed: &ObservedPod) -> bool {
         .sandbox()
         .filter(|s| s.ready)
         .map(|s| s.id.as_str());
+    let newest = observed.sandbox().map(|s| s.id.as_str());
+    if matches!(
+        init_progress(pod, observed, newest),
+        InitProgress::Failed(_)
+    ) {
+        return true;
+    }
     !spec.containers.is_empty()
         && spec.containers.iter().all(|c| {
             let latest = observed.latest(&c.name);
@@ -164,6 +229,7 @@ pub fn next_actions(input: &PlanInput<'_>) -> Vec<Action> {
         observed,
         restart_backoff,
         pull_backoff,
+        probes,
         now,
     } = *input;
     let mut actions = vec![];
@@ -184,11 +250,17 @@ pub fn next_actions(input: &PlanInput<'_>) -> Vec<Action> {
 
     let policy = restart_policy(pod);
     let sandbox_id = ready_sandbox.map(|s| s.id.as_str());
-    let to_start: Vec<_> = spec
-        .containers
-        .iter()
-        .filter(|c| needs_start(policy, observed.latest(&c.name), sandbox_id))
-        .collect();
+    let init = init_progress(pod, observed, sandbox_id);
+    let to_start: Vec<&str> = match &init {
+        InitProgress::Done => spec
+            .containers
+            .iter()
+            .filter(|c| needs_start(policy, observed.latest(&c.name), sandbox_id))
+            .map(|c| c.name.as_str())
+            .collect(),
+        InitProgress::Start(name) => vec![name.as_str()],
+        InitProgress::Running(_) | InitProgress::Failed(_) => vec![],
+    };
 
     let Some(sandbox) = ready_sandbox else {
         // No usable sandbox: kill what is left of old ones, then make a new one.
@@ -217,7 +289,26 @@ pub fn next_actions(input: &PlanInput<'_>) -> Vec<Action> {
         return actions;
     };
 
-    for c in &spec.containers {
+    // Probes that failed: kill, and let the restart policy decide.
+    for c in observed
+        .containers
+        .iter()
+        .filter(|c| c.state == RunState::Running && c.sandbox_id == sandbox.id)
+    {
+        if let Some(message) = probes.get(&c.id).and_then(|v| v.kill.clone()) {
+            actions.push(Action::KillContainer {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                message,
+            });
+        }
+    }
+    let all = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter());
+    for c in all {
         let latest = observed.latest(&c.name);
         // Created but never started (an agent crash between the two calls):
         // remove it and start the same attempt again.
@@ -231,7 +322,7 @@ pub fn next_actions(input: &PlanInput<'_>) -> Vec<Action> {
             });
             continue;
         }
-        if !to_start.iter().any(|s| s.name == c.name) {
+        if !to_start.contains(&c.name.as_str()) {
             continue;
         }
         if let Some(retry_at) = pull_backoff.not_before(&c.name, now) {
@@ -259,7 +350,12 @@ pub fn next_actions(input: &PlanInput<'_>) -> Vec<Action> {
     }
 
     // Garbage-collect old dead attempts.
-    for c in &spec.containers {
+    for c in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+    {
         for old in observed.attempts(&c.name).skip(KEEP_ATTEMPTS) {
             if old.state == RunState::Exited || old.sandbox_id != sandbox.id {
                 actions.push(Action::RemoveContainer { id: old.id.clone() });

@@ -100,6 +100,7 @@ fn plan(
         observed: obs,
         restart_backoff: restart,
         pull_backoff: pull,
+        probes: &Default::default(),
         now,
     })
 }

@@ -11,7 +11,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::observed::{ContainerObs, ObservedPod, RunState};
-use super::plan::{pod_is_done, restart_policy};
+use super::plan::{init_progress, pod_is_done, restart_policy, InitProgress};
+use super::probe::ProbeResults;
+use super::resources::qos_class;
 
 /// A reason a container is waiting, set by the worker (image pull errors,
 /// back-off, create/start errors).
@@ -33,6 +35,11 @@ pub struct StatusInput<'a> {
     pub waiting: &'a HashMap<String, Waiting>,
     /// The node's IP.
     pub host_ip: &'a str,
+    /// Probe verdicts per container id.
+    pub probes: &'a ProbeResults,
+    /// Why the agent killed a container attempt (liveness, startup,
+    /// postStart), by container id: shown as its terminated message.
+    pub kill_messages: &'a HashMap<String, String>,
     /// The current time (for startTime and condition transitions).
     pub now: Timestamp,
 }
@@ -48,7 +55,11 @@ fn time_ns(ns: i64) -> Option<Time> {
     Timestamp::from_nanosecond(i128::from(ns)).ok().map(Time)
 }
 
-fn terminated(c: &ContainerObs) -> ContainerState {
+fn terminated(c: &ContainerObs, kill_messages: &HashMap<String, String>) -> ContainerState {
+    let message = kill_messages
+        .get(&c.id)
+        .cloned()
+        .or_else(|| (!c.message.is_empty()).then(|| c.message.clone()));
     ContainerState {
         terminated: Some(ContainerStateTerminated {
             exit_code: c.exit_code,
@@ -62,7 +73,7 @@ fn terminated(c: &ContainerObs) -> ContainerState {
             } else {
                 c.reason.clone()
             }),
-            message: (!c.message.is_empty()).then(|| c.message.clone()),
+            message,
             started_at: time_ns(c.started_at),
             finished_at: time_ns(c.finished_at),
             container_id: Some(format!("{CONTAINER_ID_PREFIX}{}", c.id)),
@@ -82,7 +93,13 @@ fn waiting_state(reason: &str, message: Option<&str>) -> ContainerState {
     }
 }
 
-fn container_status(input: &StatusInput<'_>, name: &str, image: &str) -> ContainerStatus {
+fn container_status(
+    input: &StatusInput<'_>,
+    name: &str,
+    image: &str,
+    init: bool,
+) -> ContainerStatus {
+    let km = input.kill_messages;
     let latest = input.observed.latest(name);
     let previous = input.observed.previous(name);
     let waiting = input.waiting.get(name);
@@ -96,19 +113,19 @@ fn container_status(input: &StatusInput<'_>, name: &str, image: &str) -> Contain
             },
             previous
                 .filter(|p| p.state == RunState::Exited)
-                .map(terminated),
+                .map(|p| terminated(p, km)),
         ),
         // Exited and about to be restarted (or backing off): waiting now,
         // the exit shows as lastState, as kubectl expects for CrashLoopBackOff.
         (Some(l), Some(w)) if l.state == RunState::Exited => (
             waiting_state(&w.reason, Some(&w.message)),
-            Some(terminated(l)),
+            Some(terminated(l, km)),
         ),
         (Some(l), None) if l.state == RunState::Exited => (
-            terminated(l),
+            terminated(l, km),
             previous
                 .filter(|p| p.state == RunState::Exited)
-                .map(terminated),
+                .map(|p| terminated(p, km)),
         ),
         (Some(l), _) if l.state == RunState::Unknown => {
             (waiting_state("ContainerStatusUnknown", None), None)
@@ -117,12 +134,21 @@ fn container_status(input: &StatusInput<'_>, name: &str, image: &str) -> Contain
         _ => (waiting_state("ContainerCreating", None), None),
     };
     let running = state.running.is_some();
+    // Probes decide `started` and `ready` of a running attempt; without
+    // probes both follow "running". A finished init container is ready.
+    let verdict = latest.and_then(|l| input.probes.get(&l.id));
+    let started = running && verdict.is_none_or(|v| v.started);
+    let ready = if init {
+        state.terminated.as_ref().is_some_and(|t| t.exit_code == 0)
+    } else {
+        running && verdict.is_none_or(|v| v.ready)
+    };
     ContainerStatus {
         name: name.into(),
         state: Some(state),
         last_state,
-        ready: running,
-        started: Some(running),
+        ready,
+        started: Some(started),
         restart_count: latest.map_or(0, |l| i32::try_from(l.attempt).unwrap_or(i32::MAX)),
         image: image.into(),
         image_id: latest.map(|l| l.image_ref.clone()).unwrap_or_default(),
@@ -207,16 +233,47 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
     let pod = input.pod;
     let old = pod.status.as_ref();
     let spec = pod.spec.clone().unwrap_or_default();
-    let statuses: Vec<ContainerStatus> = spec
+    let init_statuses: Vec<ContainerStatus> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| container_status(input, &c.name, c.image.as_deref().unwrap_or_default(), true))
+        .collect();
+    let sandbox_id = input.observed.sandbox().map(|s| s.id.as_str());
+    let init = init_progress(pod, input.observed, sandbox_id);
+    let initialized = init == InitProgress::Done;
+    let mut statuses: Vec<ContainerStatus> = spec
         .containers
         .iter()
-        .map(|c| container_status(input, &c.name, c.image.as_deref().unwrap_or_default()))
+        .map(|c| {
+            container_status(
+                input,
+                &c.name,
+                c.image.as_deref().unwrap_or_default(),
+                false,
+            )
+        })
         .collect();
+    if !initialized {
+        // Kubelet's reason for app containers while init containers run.
+        for s in statuses.iter_mut() {
+            let creating = s
+                .state
+                .as_ref()
+                .and_then(|st| st.waiting.as_ref())
+                .is_some_and(|w| w.reason.as_deref() == Some("ContainerCreating"));
+            if creating && s.container_id.is_none() {
+                s.state = Some(waiting_state("PodInitializing", None));
+            }
+        }
+    }
     let old_phase = old.and_then(|s| s.phase.as_deref());
-    let phase = match old_phase {
+    let phase = match (old_phase, &init) {
         // Terminal phases are final (kubelet never leaves them).
-        Some(p @ ("Succeeded" | "Failed")) => p.to_string(),
-        _ => phase(pod, &statuses).to_string(),
+        (Some(p @ ("Succeeded" | "Failed")), _) => p.to_string(),
+        (_, InitProgress::Failed(_)) => "Failed".to_string(),
+        (_, InitProgress::Start(_) | InitProgress::Running(_)) => "Pending".to_string(),
+        (_, InitProgress::Done) => phase(pod, &statuses).to_string(),
     };
     let terminal = phase == "Succeeded" || phase == "Failed" || pod_is_done(pod, input.observed);
     let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
@@ -226,7 +283,13 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
         "ContainersNotReady"
     };
     let conditions = vec![
-        condition(old, "Initialized", true, None, input.now),
+        condition(
+            old,
+            "Initialized",
+            initialized || terminal,
+            Some("ContainersNotInitialized"),
+            input.now,
+        ),
         condition(old, "Ready", all_ready, Some(not_ready_reason), input.now),
         condition(
             old,
@@ -262,6 +325,7 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
         phase: Some(phase),
         conditions: Some(conditions),
         container_statuses: Some(statuses),
+        init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         host_ip: Some(input.host_ip.into()),
         host_ips: Some(vec![HostIP {
             ip: input.host_ip.into(),
@@ -271,7 +335,9 @@ pub fn compute_status(input: &StatusInput<'_>) -> PodStatus {
         start_time: old
             .and_then(|s| s.start_time.clone())
             .or(Some(Time(input.now))),
-        qos_class: old.and_then(|s| s.qos_class.clone()),
+        qos_class: old
+            .and_then(|s| s.qos_class.clone())
+            .or_else(|| Some(qos_class(pod).to_string())),
         ..Default::default()
     }
 }

@@ -54,6 +54,8 @@ fn compute(
         observed: obs,
         waiting: w,
         host_ip: "192.0.2.10",
+        probes: &Default::default(),
+        kill_messages: &HashMap::new(),
         now: Timestamp::from_second(1_700_000_000).unwrap(),
     })
 }
@@ -218,6 +220,8 @@ fn stable_fields_are_kept_from_the_previous_status() {
         observed: &obs,
         waiting: &HashMap::new(),
         host_ip: "192.0.2.10",
+        probes: &Default::default(),
+        kill_messages: &HashMap::new(),
         now: Timestamp::from_second(1_800_000_000).unwrap(),
     });
     assert_eq!(later, first);

@@ -20,12 +20,18 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::backoff::BackOff;
-use super::config::{container_config, pod_log_dir, sandbox_config, PodRef};
+use super::config::{pod_log_dir, sandbox_config, PodRef};
+use super::env::{referenced_objects, EnvSources};
 use super::lifecycle::{LifecycleEvent, PodLifecycle};
-use super::observed::{observe, ObserveCache, ObservedPod};
+use super::observed::{observe, ObserveCache, ObservedPod, RunState};
 use super::plan::{next_actions, Action, BackOffReason, PlanInput, SANDBOX_BACKOFF_KEY};
+use super::probe::{ContainerProbes, ProbeResults};
+use super::prober::run_probes;
+use super::sources::{node_allocatable, SourceCache};
+use super::start::{find_container, kill_container, pod_ip, start_container, StartInput};
 use super::status::{compute_status, StatusInput, Waiting};
 use super::teardown::teardown_pod;
+use super::volumes;
 use crate::cri::Cri;
 
 /// How often a pod's CRI state is looked at when nothing else happens
@@ -66,12 +72,31 @@ pub struct WorkerContext {
 /// last status it wrote. Lost on agent restart (kubelet's is too); what
 /// matters is rebuilt from CRI labels.
 #[derive(Default)]
-struct Memory {
-    restart_backoff: BackOff,
-    pull_backoff: BackOff,
-    waiting: HashMap<String, Waiting>,
-    last_status: Option<PodStatus>,
-    cache: ObserveCache,
+pub(super) struct Memory {
+    pub(super) restart_backoff: BackOff,
+    pub(super) pull_backoff: BackOff,
+    pub(super) waiting: HashMap<String, Waiting>,
+    pub(super) last_status: Option<PodStatus>,
+    pub(super) cache: ObserveCache,
+    /// Probe trackers per running container id.
+    pub(super) probes: HashMap<String, ContainerProbes>,
+    /// Why the agent killed a container attempt, by container id.
+    pub(super) kill_messages: HashMap<String, String>,
+    /// ConfigMaps and Secrets the pod reads.
+    pub(super) sources: SourceCache,
+    /// Projected volume payloads last written.
+    pub(super) volumes: volumes::Written,
+}
+
+impl Memory {
+    /// The probe verdicts of the containers being probed.
+    fn probes_view(&self) -> ProbeResults {
+        self.probes
+            .iter()
+            .filter(|(_, p)| !p.trackers.is_empty())
+            .map(|(id, p)| (id.clone(), p.verdict("")))
+            .collect()
+    }
 }
 
 /// The grace period for a pod's kill: the deletion's, else the spec's.
@@ -131,21 +156,23 @@ pub async fn run_pod_worker(ctx: Arc<WorkerContext>, mut updates: watch::Receive
             PodLifecycle::Terminating {
                 grace_period_seconds,
                 delete_from_api,
-            } => match terminate(&ctx, &pod_ref, grace_period_seconds, delete_from_api).await {
-                Ok(()) => {
-                    info!(pod = %pod_ref.name, ns = %pod_ref.namespace, "pod terminated");
-                    match lifecycle.on(LifecycleEvent::TeardownComplete) {
-                        Ok(next) => lifecycle = next,
-                        Err(e) => warn!("{e}"),
+            } => {
+                match terminate(&ctx, pod, &pod_ref, grace_period_seconds, delete_from_api).await {
+                    Ok(()) => {
+                        info!(pod = %pod_ref.name, ns = %pod_ref.namespace, "pod terminated");
+                        match lifecycle.on(LifecycleEvent::TeardownComplete) {
+                            Ok(next) => lifecycle = next,
+                            Err(e) => warn!("{e}"),
+                        }
+                        // Go round once more: the Terminated state ends the worker.
+                        Duration::ZERO
                     }
-                    // Go round once more: the Terminated state ends the worker.
-                    Duration::ZERO
+                    Err(e) => {
+                        warn!(pod = %pod_ref.name, ns = %pod_ref.namespace, "teardown failed: {e}");
+                        RETRY_PERIOD
+                    }
                 }
-                Err(e) => {
-                    warn!(pod = %pod_ref.name, ns = %pod_ref.namespace, "teardown failed: {e}");
-                    RETRY_PERIOD
-                }
-            },
+            }
             PodLifecycle::Terminated => return,
         };
         if wait.is_zero() {
@@ -165,7 +192,9 @@ pub async fn run_pod_worker(ctx: Arc<WorkerContext>, mut updates: watch::Receive
 
 /// Errors inside one sync; the worker logs them and retries.
 #[derive(Debug, thiserror::Error)]
-enum SyncError {
+pub(super) enum SyncError {
+    #[error(transparent)]
+    Volume(#[from] super::volumes::VolumeError),
     #[error(transparent)]
     Cri(#[from] crate::cri::CriError),
     #[error("writing pod status: {0}")]
@@ -176,8 +205,9 @@ enum SyncError {
     Json(#[from] serde_json::Error),
 }
 
-/// One round: observe, act, write status. Returns whether it changed
-/// something in CRI (then the worker goes again at once).
+/// One round: observe, read sources and set up volumes, probe, act, write
+/// status. Returns whether it changed something in CRI (then the worker
+/// goes again at once).
 async fn sync_pod(
     ctx: &WorkerContext,
     pod: &Pod,
@@ -185,17 +215,67 @@ async fn sync_pod(
     mem: &mut Memory,
 ) -> Result<bool, SyncError> {
     let mut observed = observe(ctx.cri.as_ref(), &r.uid, &mut mem.cache).await?;
+    let (node_cpu_milli, node_memory_bytes) = node_allocatable();
+    let mut sources = EnvSources {
+        pod_ip: pod_ip(ctx, pod, &observed),
+        host_ip: ctx.host_ip.clone(),
+        node_cpu_milli,
+        node_memory_bytes,
+        ..Default::default()
+    };
+    mem.sources
+        .load(
+            &ctx.client,
+            &r.namespace,
+            &referenced_objects(pod),
+            &mut sources,
+        )
+        .await?;
+    let pod_dir = volumes::pod_dir(&ctx.data_dir, &r.uid);
+    // Volumes first (kubelet waits for them before the sandbox); a missing
+    // source keeps a new pod in ContainerCreating, as `FailedMount` does.
+    if !super::plan::is_terminal_phase(pod) {
+        match volumes::setup(&pod_dir, pod, &sources, &mut mem.volumes) {
+            Ok(changed) => {
+                if !changed.is_empty() {
+                    debug!(pod = %r.name, ?changed, "volumes updated");
+                }
+            }
+            Err(e @ volumes::VolumeError::Source { .. }) if observed.sandboxes.is_empty() => {
+                let message = e.to_string();
+                for c in all_containers(pod) {
+                    set_waiting(mem, &c.name, "ContainerCreating", message.clone());
+                }
+                write_status(ctx, pod, r, &observed, mem).await?;
+                return Ok(false);
+            }
+            Err(e) => warn!(pod = %r.name, "volumes: {e}"),
+        }
+    }
+    mem.kill_messages
+        .retain(|id, _| observed.containers.iter().any(|c| &c.id == id));
+    let probes = run_probes(ctx, pod, &observed, &sources.pod_ip, mem).await;
     let actions = next_actions(&PlanInput {
         pod,
         observed: &observed,
         restart_backoff: &mem.restart_backoff,
         pull_backoff: &mem.pull_backoff,
+        probes: &probes,
         now: Instant::now(),
     });
     let mut changed = false;
+    let start = StartInput {
+        ctx,
+        pod,
+        r,
+        observed: &observed,
+        sources: &sources,
+        pod_dir: &pod_dir,
+        grace_seconds: grace_period(pod),
+    };
     for action in actions {
         debug!(pod = %r.name, ?action, "action");
-        changed |= run_action(ctx, pod, r, &observed, mem, action).await?;
+        changed |= run_action(&start, mem, action).await?;
     }
     if changed {
         observed = observe(ctx.cri.as_ref(), &r.uid, &mut mem.cache).await?;
@@ -204,16 +284,40 @@ async fn sync_pod(
     Ok(changed)
 }
 
+fn all_containers(pod: &Pod) -> impl Iterator<Item = &k8s_openapi::api::core::v1::Container> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+}
+
 async fn run_action(
-    ctx: &WorkerContext,
-    pod: &Pod,
-    r: &PodRef,
-    observed: &ObservedPod,
+    start: &StartInput<'_>,
     mem: &mut Memory,
     action: Action,
 ) -> Result<bool, SyncError> {
+    let StartInput {
+        ctx,
+        pod,
+        r,
+        observed,
+        ..
+    } = *start;
     let cri = ctx.cri.as_ref();
     match action {
+        Action::KillContainer { id, name, message } => {
+            info!(pod = %r.name, container = %name, "{message}");
+            mem.kill_messages.insert(id.clone(), message);
+            mem.probes.remove(&id);
+            let ip = pod_ip(ctx, pod, observed);
+            kill_container(
+                cri,
+                find_container(pod, &name),
+                &id,
+                &ip,
+                start.grace_seconds,
+            )
+            .await?;
+        }
         Action::KillSandbox { sandbox_id } | Action::StopSandbox { sandbox_id } => {
             not_found_ok(cri.stop_pod_sandbox(&sandbox_id).await)?;
         }
@@ -229,7 +333,7 @@ async fn run_action(
                 mem.restart_backoff
                     .next(SANDBOX_BACKOFF_KEY, Instant::now());
                 let message = format!("failed to create pod sandbox: {}", e.message());
-                for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+                for c in all_containers(pod) {
                     mem.waiting.insert(
                         c.name.clone(),
                         Waiting {
@@ -241,7 +345,7 @@ async fn run_action(
                 return Ok(false);
             }
             mem.restart_backoff.reset(SANDBOX_BACKOFF_KEY);
-            for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+            for c in all_containers(pod) {
                 mem.waiting.remove(&c.name);
             }
         }
@@ -255,11 +359,7 @@ async fn run_action(
             }
             let message = match reason {
                 BackOffReason::ImagePullBackOff => {
-                    let image = pod
-                        .spec
-                        .iter()
-                        .flat_map(|s| s.containers.iter())
-                        .find(|c| c.name == name)
+                    let image = find_container(pod, &name)
                         .and_then(|c| c.image.clone())
                         .unwrap_or_default();
                     format!("Back-off pulling image \"{image}\"")
@@ -288,101 +388,20 @@ async fn run_action(
             return Ok(false);
         }
         Action::StartContainer { name, attempt } => {
-            return start_container(ctx, pod, r, observed, mem, &name, attempt).await;
+            return start_container(start, mem, &name, attempt).await;
         }
     }
     Ok(true)
 }
 
-fn not_found_ok(r: crate::cri::CriResult<()>) -> Result<(), crate::cri::CriError> {
+pub(super) fn not_found_ok(r: crate::cri::CriResult<()>) -> Result<(), crate::cri::CriError> {
     match r {
         Err(e) if e.is_not_found() => Ok(()),
         other => other,
     }
 }
 
-/// Ensure the image, create, start (kubelet `startContainer`). Failures
-/// become waiting reasons, not errors: the pod keeps going.
-async fn start_container(
-    ctx: &WorkerContext,
-    pod: &Pod,
-    r: &PodRef,
-    observed: &ObservedPod,
-    mem: &mut Memory,
-    name: &str,
-    attempt: u32,
-) -> Result<bool, SyncError> {
-    let cri = ctx.cri.as_ref();
-    let Some(spec) = pod
-        .spec
-        .iter()
-        .flat_map(|s| s.containers.iter())
-        .find(|c| c.name == name)
-    else {
-        return Ok(false);
-    };
-    let Some(sandbox) = observed.sandbox().filter(|s| s.ready) else {
-        return Ok(false);
-    };
-    let now = Instant::now();
-    let image = spec.image.clone().unwrap_or_default();
-    let sb_config = sandbox_config(&ctx.node_name, pod, r, &ctx.data_dir, sandbox.attempt);
-
-    // Image: present → use it; else pull (which fails on a node without a
-    // registry, which is the expected path for un-imported images).
-    let present = match cri.image_status(&image).await {
-        Ok(i) => i.is_some(),
-        Err(e) => {
-            set_waiting(mem, name, "ErrImagePull", e.message());
-            mem.pull_backoff.next(name, now);
-            return Ok(false);
-        }
-    };
-    let always = spec.image_pull_policy.as_deref() == Some("Always");
-    if !present || always {
-        match cri.pull_image(&image, Some(sb_config.clone())).await {
-            Ok(_) => mem.pull_backoff.reset(name),
-            // Caveat: kubelet fails an `Always` pull even when the image is
-            // present; an edge node without a registry uses the local copy.
-            Err(e) if present => {
-                debug!(%image, "pull failed, using the local image: {e}");
-            }
-            Err(e) => {
-                info!(pod = %r.name, container = %name, %image, "image pull failed: {e}");
-                set_waiting(mem, name, "ErrImagePull", e.message());
-                mem.pull_backoff.next(name, now);
-                return Ok(false);
-            }
-        }
-    }
-
-    tokio::fs::create_dir_all(pod_log_dir(&ctx.data_dir, r).join(name)).await?;
-    if attempt > 0 || mem.restart_backoff.delay(name).is_some() {
-        // A restart: grow the back-off for the one after it.
-        mem.restart_backoff.next(name, now);
-    }
-    let config = container_config(&ctx.node_name, pod, r, spec, attempt);
-    let id = match cri.create_container(&sandbox.id, config, sb_config).await {
-        Ok(id) => id,
-        Err(e) => {
-            set_waiting(mem, name, "CreateContainerError", e.message());
-            mem.restart_backoff.next(name, now);
-            return Ok(false);
-        }
-    };
-    if let Err(e) = cri.start_container(&id).await {
-        set_waiting(mem, name, "RunContainerError", e.message());
-        mem.restart_backoff.next(name, now);
-        // Remove it so the next attempt starts clean.
-        not_found_ok(cri.remove_container(&id).await)?;
-        return Ok(true);
-    }
-    info!(pod = %r.name, ns = %r.namespace, container = %name, attempt, "container started");
-    mem.waiting.remove(name);
-    Ok(true)
-}
-
-fn set_waiting(mem: &mut Memory, name: &str, reason: &str, message: String) {
+pub(super) fn set_waiting(mem: &mut Memory, name: &str, reason: &str, message: String) {
     mem.waiting.insert(
         name.into(),
         Waiting {
@@ -412,6 +431,8 @@ async fn write_status(
         observed,
         waiting: &mem.waiting,
         host_ip: &ctx.host_ip,
+        probes: &mem.probes_view(),
+        kill_messages: &mem.kill_messages,
         now: Timestamp::now(),
     });
     if mem.last_status.as_ref() == Some(&status) {
@@ -431,11 +452,46 @@ async fn write_status(
 /// status manager does once the pod's containers are gone.
 async fn terminate(
     ctx: &WorkerContext,
+    pod: &Pod,
     r: &PodRef,
     grace_period_seconds: i64,
     delete_from_api: bool,
 ) -> Result<(), SyncError> {
-    teardown_pod(ctx.cri.as_ref(), &r.uid, grace_period_seconds).await?;
+    // preStop hooks of running containers, in parallel, within the grace
+    // period; the runtime's SIGTERM/SIGKILL gets what is left (at least 2 s
+    // when a hook ran, as kubelet).
+    let observed = observe(ctx.cri.as_ref(), &r.uid, &mut ObserveCache::default()).await?;
+    let ip = pod_ip(ctx, pod, &observed);
+    let mut grace = grace_period_seconds;
+    let hooks: Vec<_> = observed
+        .containers
+        .iter()
+        .filter(|c| c.state == RunState::Running)
+        .filter_map(|c| {
+            let spec = find_container(pod, &c.name)?;
+            let h = super::hooks::handler(spec, super::hooks::Hook::PreStop)?;
+            Some((c.id.clone(), spec, h))
+        })
+        .collect();
+    if !hooks.is_empty() {
+        let t0 = Instant::now();
+        let budget = Duration::from_secs(grace_period_seconds.max(0).unsigned_abs());
+        let runs = hooks.iter().map(|(id, spec, h)| {
+            super::hooks::run_hook(ctx.cri.as_ref(), id, spec, &ip, h, budget)
+        });
+        for (r, (id, ..)) in futures::future::join_all(runs)
+            .await
+            .into_iter()
+            .zip(&hooks)
+        {
+            if let Err(e) = r {
+                info!(container = %id, "preStop hook failed: {e}");
+            }
+        }
+        grace = super::hooks::grace_after_hook(grace_period_seconds, t0.elapsed());
+    }
+    teardown_pod(ctx.cri.as_ref(), &r.uid, grace).await?;
+    volumes::teardown(&volumes::pod_dir(&ctx.data_dir, &r.uid))?;
     if delete_from_api {
         let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &r.namespace);
         let params = DeleteParams {

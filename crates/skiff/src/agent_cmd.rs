@@ -77,9 +77,38 @@ pub struct AgentArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     agent: AgentOptions,
+    /// Hollow mode for scale tests: register this many simulated nodes
+    /// (named `<node-name>-00000`, …) that report their pods Running without
+    /// running containers, like kubemark. No containerd is started.
+    #[arg(long, default_value_t = 0)]
+    simulate: usize,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if args.simulate > 0 {
+        let token = std::fs::read_to_string(&args.token_file).with_context(|| {
+            format!("reading the node token from {}", args.token_file.display())
+        })?;
+        let client = skiff_agent::bootstrap::connect(&args.server, token.trim(), None)
+            .await
+            .context("joining the server")?;
+        let prefix = format!(
+            "{}-",
+            args.agent
+                .node_name
+                .clone()
+                .unwrap_or_else(|| "hollow".into())
+        );
+        skiff_agent::hollow::run_hollow_nodes(
+            client,
+            args.simulate,
+            &prefix,
+            crate::shutdown_signal(),
+        )
+        .await
+        .context("hollow nodes")?;
+        return Ok(());
+    }
     let token = std::fs::read_to_string(&args.token_file)
         .with_context(|| format!("reading the node token from {}", args.token_file.display()))?
         .trim()

@@ -17,6 +17,59 @@ pub struct BenchArgs {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// The scheduler: its pure core on a synthetic cluster (pods/s, nodes
+    /// used against the lower bound and First-Fit-Decreasing) and, with
+    /// --kubeconfig, end to end through a running `skiff server --no-agent`
+    /// with hollow nodes started by this command.
+    Scheduler {
+        /// Nodes (4 cpu, 16Gi, 110 pods each).
+        #[arg(long, default_value_t = 5_000)]
+        nodes: usize,
+        /// Pods of mixed sizes.
+        #[arg(long, default_value_t = 50_000)]
+        pods: usize,
+        /// Seed of the pod mix.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Admin kubeconfig of a server to also measure end to end.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
+    /// The API server over HTTPS: create pods with concurrent clients, list
+    /// them, and time watchers that each wait for one update.
+    Apiserver {
+        /// Admin kubeconfig of the server to measure.
+        #[arg(long, default_value = "/var/lib/skiff/admin.kubeconfig")]
+        kubeconfig: PathBuf,
+        /// Pods to create.
+        #[arg(long, default_value_t = 10_000)]
+        pods: usize,
+        /// Concurrent creating clients.
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        /// Watchers that each wait for one update.
+        #[arg(long, default_value_t = 1_000)]
+        watchers: usize,
+        /// The server's pid, to report its resident memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
+    /// Drive any etcd v3 endpoint (Skiff's `--etcd-listen`, or a real etcd)
+    /// with concurrent gRPC clients: puts, then linearizable gets.
+    Etcd {
+        /// `host:port` of the etcd API.
+        #[arg(long, default_value = "127.0.0.1:2379")]
+        endpoint: String,
+        /// Concurrent clients; repeat for several rows.
+        #[arg(long, default_values_t = [1usize, 16, 256])]
+        clients: Vec<usize>,
+        /// Operations per phase.
+        #[arg(long, default_value_t = 5000)]
+        ops: usize,
+        /// Value size in bytes.
+        #[arg(long, default_value_t = 1024)]
+        value_size: usize,
+    },
     /// The embedded store, in process: sequential and concurrent puts,
     /// linearizable gets (single node).
     Store {
@@ -37,6 +90,51 @@ enum BenchCommand {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
+        BenchCommand::Scheduler {
+            nodes,
+            pods,
+            seed,
+            kubeconfig,
+        } => {
+            println!("{}", skiff_scheduler::bench_core(nodes, pods, seed));
+            if let Some(kubeconfig) = kubeconfig {
+                bench_scheduler_end_to_end(&kubeconfig, nodes, pods, seed).await?;
+            }
+            Ok(())
+        }
+        BenchCommand::Apiserver {
+            kubeconfig,
+            pods,
+            clients,
+            watchers,
+            server_pid,
+        } => {
+            let (url, ca_pem, token) = read_kubeconfig(&kubeconfig)?;
+            let config = skiff_apiserver::bench::BenchConfig {
+                pods,
+                clients,
+                watchers,
+                server_pid,
+                keep_namespace: false,
+            };
+            let table = skiff_apiserver::bench::bench_api(&url, &ca_pem, &token, &config).await?;
+            println!("{table}");
+            Ok(())
+        }
+        BenchCommand::Etcd {
+            endpoint,
+            clients,
+            ops,
+            value_size,
+        } => {
+            for c in clients {
+                let result = skiff_store::etcd::drive_etcd_api(&endpoint, c, ops, value_size)
+                    .await
+                    .with_context(|| format!("driving {endpoint}"))?;
+                println!("{result}");
+            }
+            Ok(())
+        }
         BenchCommand::Store {
             dir,
             value_size,
@@ -187,4 +285,86 @@ async fn puts(
         all.extend(t.await.context("bench task")??);
     }
     Ok((ops as f64 / start.elapsed().as_secs_f64(), all))
+}
+
+/// The server URL, CA (PEM) and bearer token of a kubeconfig's current
+/// context, as `skiff server` writes it.
+fn read_kubeconfig(path: &std::path::Path) -> anyhow::Result<(String, String, String)> {
+    use base64::Engine;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))?;
+    let field = |section: &str, key: &str| -> anyhow::Result<String> {
+        doc[section][0][section.trim_end_matches('s')][key]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("{}: no {section}[0].{key}", path.display()))
+    };
+    let url = field("clusters", "server")?;
+    let ca = base64::engine::general_purpose::STANDARD
+        .decode(field("clusters", "certificate-authority-data")?)
+        .context("certificate-authority-data is not base64")?;
+    let token = field("users", "token")?;
+    Ok((
+        url,
+        String::from_utf8(ca).context("CA is not PEM text")?,
+        token,
+    ))
+}
+
+/// Starts `nodes` hollow nodes against the server of `kubeconfig`, waits
+/// until they are registered, then creates `pods` pods and times them until
+/// bound.
+async fn bench_scheduler_end_to_end(
+    kubeconfig: &std::path::Path,
+    nodes: usize,
+    pods: usize,
+    seed: u64,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Api, ListParams};
+    let (url, ca_pem, token) = read_kubeconfig(kubeconfig)?;
+    let client = crate::client::kube_client(&url, &ca_pem, &token)?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let hollow = tokio::spawn(skiff_agent::hollow::run_hollow_nodes(
+        client.clone(),
+        nodes,
+        "hollow-",
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let started = Instant::now();
+    let api: Api<Node> = Api::all(client.clone());
+    loop {
+        let registered = api
+            .list(&ListParams::default().labels(skiff_agent::hollow::HOLLOW_LABEL))
+            .await?
+            .items
+            .iter()
+            .filter(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.allocatable.as_ref())
+                    .is_some()
+            })
+            .count();
+        if registered >= nodes {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "hollow nodes not registered after 5 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("{nodes} hollow nodes registered in {:?}", started.elapsed());
+    let table =
+        skiff_scheduler::bench_end_to_end(client, nodes, pods, seed, Duration::from_secs(1800))
+            .await;
+    let _ = stop_tx.send(());
+    let _ = hollow.await;
+    println!("{}", table?);
+    Ok(())
 }

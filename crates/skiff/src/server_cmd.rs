@@ -20,6 +20,13 @@ pub struct ServerArgs {
     /// Address the Kubernetes API listens on (HTTPS).
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
+    /// Address of the etcd v3 gRPC API (plain HTTP/2, no TLS: keep it on
+    /// loopback). `etcdctl --endpoints=127.0.0.1:2379` talks to it.
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    etcd_listen: SocketAddr,
+    /// Do not serve the etcd v3 API.
+    #[arg(long)]
+    no_etcd_api: bool,
     /// Extra names or IPs for the serving certificate.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
@@ -37,6 +44,30 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         skiff_store::Store::open(skiff_store::StoreConfig::new(args.data_dir.join("store")))
             .await
             .context("opening the store")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let etcd_api = if args.no_etcd_api {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(args.etcd_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "etcd API: listen on {} (or pass --no-etcd-api)",
+                    args.etcd_listen
+                )
+            })?;
+        println!("etcd v3 API at {}", listener.local_addr()?);
+        Some(tokio::spawn(skiff_store::serve_etcd_api(
+            store.clone(),
+            listener,
+            stopped(stop_rx.clone()),
+        )))
+    };
+
     let config = skiff_apiserver::ApiServerConfig {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
@@ -53,13 +84,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         api.kubeconfig_path().display()
     );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-
     let client = crate::client::kube_client(&url, api.ca_pem(), api.admin_token())?;
-    let scheduler = tokio::spawn(skiff_scheduler::run(client, stopped(stop_rx.clone())));
+    let scheduler = tokio::spawn(skiff_scheduler::run(
+        client.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let controllers = tokio::spawn(skiff_controllers::run_controllers(
+        client,
+        skiff_controllers::ControllersConfig::default(),
+        stopped(stop_rx.clone()),
+    ));
 
     let agent = if args.no_agent {
         None
@@ -86,6 +120,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
     let _ = scheduler.await;
+    match controllers.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "controllers stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "controllers task failed"),
+        Ok(Ok(())) => {}
+    }
+    if let Some(etcd_api) = etcd_api {
+        match etcd_api.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "etcd API stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "etcd API task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     api.shutdown().await;
     store.shutdown().await;
     Ok(())

@@ -26,8 +26,10 @@ use openraft::{EntryPayload, StoredMembership};
 use crate::keys::{self, KeyRange};
 use crate::kv::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, EventType,
-    KeyValue, PutRequest, PutResponse, RequestOp, ResponseOp, Revision, TxnRequest, TxnResponse,
+    KeyValue, LeaseRevokeResponse, PutRequest, PutResponse, RequestOp, ResponseOp, Revision,
+    TxnRequest, TxnResponse,
 };
+use crate::lease_apply::{reattach, LeaseChange};
 use crate::mvcc::{
     check_read_revision, check_value_size, encode, respond, HistoryEvent, Mvcc, MvccError, Overlay,
 };
@@ -39,6 +41,8 @@ pub(crate) struct Applied {
     pub response: CommandResponse,
     /// The events of each new revision, in order, for watchers.
     pub events: Vec<(Revision, Vec<HistoryEvent>)>,
+    /// Leases granted or revoked, for the leader's lessor.
+    pub lease_changes: Vec<LeaseChange>,
 }
 
 /// The revision window while an entry is applied.
@@ -111,6 +115,29 @@ impl Mvcc {
                 None => batch.remove(keys::kv_key(k)),
             }
         }
+        let mut lease_changes = Vec::with_capacity(overlay.leases.len());
+        for (id, lease) in &overlay.leases {
+            match lease {
+                Some(l) => {
+                    batch.insert(keys::lease_key(*id), encode("lease", l)?);
+                    lease_changes.push(LeaseChange::Granted(*id, l.ttl));
+                }
+                None => {
+                    batch.remove(keys::lease_key(*id));
+                    lease_changes.push(LeaseChange::Revoked(*id));
+                }
+            }
+        }
+        for ((id, key), attached) in &overlay.attach {
+            if *attached {
+                batch.insert(keys::attach_key(*id, key), Vec::new());
+            } else {
+                batch.remove(keys::attach_key(*id, key));
+            }
+        }
+        if let Some(next) = overlay.lease_next {
+            batch.insert(keys::META_LEASE_NEXT, encode("lease id", &next)?);
+        }
         if w.current != start_rev {
             batch.insert(keys::META_REVISION, encode("revision", &w.current)?);
         }
@@ -125,7 +152,11 @@ impl Mvcc {
         }
         batch.insert(keys::META_LAST_APPLIED, encode("log id", &entry.log_id)?);
         self.write_batch(batch)?;
-        Ok(Applied { response, events })
+        Ok(Applied {
+            response,
+            events,
+            lease_changes,
+        })
     }
 
     /// Apply one command inside an entry. Refusals become the command's
@@ -194,6 +225,25 @@ impl Mvcc {
                 w.compact = *to;
                 Ok(CommandResponse::Compacted(w.current))
             }
+            Command::LeaseGrant { id, ttl } => Ok(CommandResponse::LeaseGrant(
+                self.apply_lease_grant(*id, *ttl, w.current, overlay)?,
+            )),
+            Command::LeaseRevoke(id) => {
+                if self.lease_with(overlay, *id)?.is_none() {
+                    return Err(ApplyError::LeaseNotFound(*id).into());
+                }
+                for key in self.attached_keys(overlay, *id)? {
+                    let del = DeleteRangeRequest {
+                        key,
+                        ..Default::default()
+                    };
+                    self.delete_range(&del, rev, w, overlay)?;
+                }
+                overlay.leases.insert(*id, None);
+                Ok(CommandResponse::LeaseRevoke(LeaseRevokeResponse {
+                    revision: rev,
+                }))
+            }
             Command::Batch(_) => {
                 Err(ApplyError::InvalidRequest("a batch cannot be nested in a batch".into()).into())
             }
@@ -207,7 +257,14 @@ impl Mvcc {
         overlay: &mut Overlay,
     ) -> Result<PutResponse, MvccError> {
         check_value_size(&req.value)?;
+        self.check_lease(overlay, req.lease)?;
         let prev = self.get_with(overlay, &req.key)?;
+        reattach(
+            overlay,
+            &req.key,
+            prev.as_ref().map_or(0, |p| p.lease),
+            req.lease,
+        );
         let kv = KeyValue {
             key: req.key.clone(),
             value: req.value.clone(),
@@ -240,6 +297,7 @@ impl Mvcc {
         let mut prev_kvs = Vec::new();
         let deleted = live.len() as i64;
         for (key, prev) in live {
+            reattach(overlay, &key, prev.lease, 0);
             overlay.kvs.insert(key.clone(), None);
             overlay.events.push(HistoryEvent {
                 kind: EventType::Delete,
@@ -287,7 +345,10 @@ impl Mvcc {
         for op in branch {
             match op {
                 RequestOp::Range(r) => check_read_revision(r.revision, w.current, w.compact)?,
-                RequestOp::Put(p) => check_value_size(&p.value)?,
+                RequestOp::Put(p) => {
+                    check_value_size(&p.value)?;
+                    self.check_lease(overlay, p.lease)?;
+                }
                 RequestOp::DeleteRange(_) => {}
             }
         }
@@ -355,6 +416,8 @@ fn set_revision(resp: &mut CommandResponse, rev: Revision) {
                 }
             }
         }
+        CommandResponse::LeaseGrant(r) => r.revision = rev,
+        CommandResponse::LeaseRevoke(r) => r.revision = rev,
         CommandResponse::Compacted(_)
         | CommandResponse::Failed(_)
         | CommandResponse::None

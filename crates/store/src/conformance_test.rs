@@ -39,6 +39,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
                 lock,
             },
             Arc::new(WatchHub::new()),
+            Arc::default(),
             0,
             None,
         );

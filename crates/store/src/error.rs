@@ -1,6 +1,6 @@
 //! The store's error type.
 
-use crate::kv::Revision;
+use crate::kv::{LeaseId, Revision};
 
 /// Everything the store can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -46,4 +46,17 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// No lease has this id (never granted, revoked or expired; etcd's
+    /// `ErrLeaseNotFound`). Not retryable.
+    #[error("requested lease not found: {0:x}")]
+    LeaseNotFound(LeaseId),
+    /// A lease with this id already exists (etcd's `ErrLeaseExist`).
+    #[error("lease already exists: {0:x}")]
+    LeaseExists(LeaseId),
+    /// The requested TTL is over etcd's `MaxLeaseTTL`.
+    #[error("too large lease TTL: {0} s")]
+    LeaseTtlTooLarge(i64),
+    /// A network server or client failed (the etcd gRPC API).
+    #[error("transport: {0}")]
+    Transport(String),
 }

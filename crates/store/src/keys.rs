@@ -8,17 +8,26 @@
 //! k<key>                      -> KeyValue       the latest version of each live key
 //! h<rev: u64 BE><sub: u32 BE> -> HistoryEvent   every change, in revision order
 //! m<name>                     -> meta           revision, compact revision,
-//!                                               last applied log id, membership
+//!                                               last applied log id, membership,
+//!                                               next lease id
+//! l<lease: u64 BE>            -> LeaseRecord    each live lease and its granted TTL
+//! a<lease: u64 BE><key>       -> (empty)        keys attached to each lease
 //! ```
 //!
 //! Big-endian numbers make sled's byte order equal to revision order.
 
-use crate::kv::Revision;
+use crate::kv::{LeaseId, Revision};
 
 /// Prefix of the latest key-values.
 pub(crate) const KV_PREFIX: u8 = b'k';
 /// Prefix of the history events.
 pub(crate) const HISTORY_PREFIX: u8 = b'h';
+/// Prefix of the lease records.
+pub(crate) const LEASE_PREFIX: u8 = b'l';
+/// Prefix of the lease attachments.
+pub(crate) const ATTACH_PREFIX: u8 = b'a';
+/// The next lease id apply hands out when a grant leaves the choice to it.
+pub(crate) const META_LEASE_NEXT: &[u8] = b"mlease_next";
 /// The current revision.
 pub(crate) const META_REVISION: &[u8] = b"mrevision";
 /// The compaction point.
@@ -32,6 +41,29 @@ pub(crate) const META_MEMBERSHIP: &[u8] = b"mmembership";
 pub(crate) fn kv_key(key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
     k.push(KV_PREFIX);
+    k.extend_from_slice(key);
+    k
+}
+
+/// The sled key of lease `id`'s record.
+pub(crate) fn lease_key(id: LeaseId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(LEASE_PREFIX);
+    k.extend_from_slice(&(id as u64).to_be_bytes());
+    k
+}
+
+/// The prefix of lease `id`'s attachment keys.
+pub(crate) fn attach_prefix(id: LeaseId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(ATTACH_PREFIX);
+    k.extend_from_slice(&(id as u64).to_be_bytes());
+    k
+}
+
+/// The sled key recording that `key` is attached to lease `id`.
+pub(crate) fn attach_key(id: LeaseId, key: &[u8]) -> Vec<u8> {
+    let mut k = attach_prefix(id);
     k.extend_from_slice(key);
     k
 }

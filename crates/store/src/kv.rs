@@ -279,3 +279,82 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     // All 0xff (or empty): etcd uses "\0", meaning "to the end of the keyspace".
     vec![0]
 }
+
+/// A lease's id (etcd's `LeaseID`); 0 means "no lease".
+pub type LeaseId = i64;
+
+/// Grant a lease (etcd's `LeaseGrantRequest`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGrantRequest {
+    /// The id to give it; 0 lets the store choose.
+    pub id: LeaseId,
+    /// Time to live, in seconds. Raised to the store's minimum (etcd's
+    /// `minLeaseTTL`) if shorter.
+    pub ttl: i64,
+}
+
+/// Answer to a [`LeaseGrantRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGrantResponse {
+    /// The store's revision (a grant does not change it).
+    pub revision: Revision,
+    /// The lease's id.
+    pub id: LeaseId,
+    /// The granted time to live, in seconds.
+    pub ttl: i64,
+}
+
+/// Answer to a lease revoke.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRevokeResponse {
+    /// The store's revision after the revoke (new if it deleted keys).
+    pub revision: Revision,
+}
+
+/// Answer to a lease keep-alive.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseKeepAliveResponse {
+    /// The lease's id.
+    pub id: LeaseId,
+    /// Seconds left after the refresh (the granted TTL).
+    pub ttl: i64,
+}
+
+/// Answer to a lease time-to-live query.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseTimeToLiveResponse {
+    /// The store's revision.
+    pub revision: Revision,
+    /// The lease's id.
+    pub id: LeaseId,
+    /// Seconds left before the lease expires.
+    pub ttl: i64,
+    /// The TTL the lease was granted with.
+    pub granted_ttl: i64,
+    /// The keys attached to the lease, if asked for.
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// etcd's lease service: keys attached to a lease are deleted when it is
+/// revoked or expires.
+#[async_trait]
+pub trait Lease: Send + Sync + 'static {
+    /// Grant a lease. Fails with [`StoreError::LeaseExists`] if the id is
+    /// taken.
+    async fn lease_grant(&self, req: LeaseGrantRequest) -> Result<LeaseGrantResponse, StoreError>;
+    /// Revoke a lease, deleting its keys in one revision. Fails with
+    /// [`StoreError::LeaseNotFound`] if there is no such lease.
+    async fn lease_revoke(&self, id: LeaseId) -> Result<LeaseRevokeResponse, StoreError>;
+    /// Restart the lease's TTL. Fails with [`StoreError::LeaseNotFound`] if
+    /// there is no such lease.
+    async fn lease_keep_alive(&self, id: LeaseId) -> Result<LeaseKeepAliveResponse, StoreError>;
+    /// The lease's remaining and granted TTL, and its keys if `keys`. Fails
+    /// with [`StoreError::LeaseNotFound`] if there is no such lease.
+    async fn lease_time_to_live(
+        &self,
+        id: LeaseId,
+        keys: bool,
+    ) -> Result<LeaseTimeToLiveResponse, StoreError>;
+    /// Every live lease's id.
+    async fn lease_leases(&self) -> Result<Vec<LeaseId>, StoreError>;
+}

@@ -7,8 +7,11 @@
 //! (`/registry/pods/NS/NAME`). The API server reads and writes through the
 //! [`Kv`] trait (etcd v3's Range, Put, DeleteRange, Txn, Watch, Compact);
 //! every committed write gets a [`Revision`], which becomes the object's
-//! `resourceVersion`. [`Store`] is the embedded implementation; an external
-//! etcd can implement [`Kv`] too.
+//! `resourceVersion`. Leases (etcd's: keys that vanish when their lease is
+//! revoked or expires) are the [`Lease`] trait. [`Store`] is the embedded
+//! implementation; an external etcd can implement [`Kv`] too. The
+//! [`etcd`] module serves the store over etcd's v3 gRPC API
+//! ([`serve_etcd_api`]), so `etcdctl` and other etcd clients work against it.
 //!
 //! ```text
 //!  API server ── Arc<dyn Kv> ──► Store
@@ -20,6 +23,8 @@
 //!                                 │ watch:  WatchHub (broadcast) ◄────────┘                │
 //!                                 │         + history replay from sled ◄──────────────────┘
 //!                                 │ reads:  ensure_linearizable (read index), then sled
+//!                                 │ leases: Lessor (leader, in memory: deadlines) ──expired──► LeaseRevoke via raft
+//!  etcdctl ── gRPC (etcd/) ───────┘
 //! ```
 //!
 //! Files in the data directory:
@@ -31,6 +36,7 @@
 //! raft-vote         the raft vote, replaced atomically            (log_store.rs)
 //! sm/               sled: the MVCC state machine                  (keys.rs, mvcc.rs, apply.rs)
 //! snapshot.bin      the last raft snapshot                        (state_machine.rs)
+//! (leases live in the sled tree: l<id>, a<id><key>                (keys.rs, lease_apply.rs))
 //! ```
 //!
 //! # Contracts
@@ -63,6 +69,16 @@
 //!   [`StoreError::Stopped`] at shutdown.
 //! - Apply is deterministic (no clock, no randomness, no local state), so
 //!   replicas that apply the same log hold the same data.
+//! - Leases follow etcd: a grant stores the lease and its TTL (raised to
+//!   [`MIN_LEASE_TTL_SECS`]) without a new revision; a put naming an unknown
+//!   lease fails with [`StoreError::LeaseNotFound`]; a revoke deletes the
+//!   attached keys at one revision (watchers see Delete events). Expiry is
+//!   the leader's decision (`lessor.rs`): every 500 ms it proposes a
+//!   `LeaseRevoke` for each lease past its deadline, so apply never reads a
+//!   clock. Deadlines live only in the leader's memory; on becoming leader
+//!   (and so after every restart) each lease gets its full TTL again, like
+//!   etcd's lessor `Promote`. Keep-alive and time-to-live are served by the
+//!   leader only.
 //!
 //! # Durability
 //!
@@ -93,7 +109,15 @@
 //! - One node only: the raft network (`network.rs`) reports every peer
 //!   unreachable; multi-node gRPC transport comes later, behind the same
 //!   `RaftNetworkFactory` boundary.
-//! - Leases are stored on keys but never granted, kept alive or expired.
+//! - Lease ids chosen by the store come from a replicated counter (1, 2, …),
+//!   not etcd's random ids. A lease lives up to 500 ms past its TTL.
+//! - The etcd gRPC API (`etcd/`) serves KV, Watch, Lease and Maintenance's
+//!   `Status` only, without TLS or auth (bind it to localhost); nested txns,
+//!   range compares and `ignore_value`/`ignore_lease` are refused;
+//!   `serializable` reads are served linearizably; `Status` reports version
+//!   [`etcd::ETCD_API_VERSION`] (the API spoken, not a Skiff version).
+//!   Progress notifications report the store's current revision, which may
+//!   run ahead of events still queued for that watch.
 //! - Past-revision reads undo history from the latest state: their cost grows
 //!   with the number of revisions since the requested one (bounded by
 //!   automatic compaction).
@@ -106,7 +130,8 @@
 //! - Automatic compaction counts revisions, not time, and its setting must be
 //!   the same on every node.
 //! - A Txn may put the same key twice (etcd refuses duplicate keys in a txn).
-//! - Watches have no progress notifications, filters or fragmenting.
+//! - The [`Kv`] watch has no progress notifications, filters or fragmenting
+//!   (the etcd gRPC layer adds filters and periodic progress notifications).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -114,9 +139,12 @@ mod apply;
 mod crc32;
 mod dir_lock;
 pub mod error;
+pub mod etcd;
 mod fsutil;
 mod keys;
 pub mod kv;
+mod lease_apply;
+mod lessor;
 mod log_flusher;
 mod log_record;
 mod log_store;
@@ -131,9 +159,13 @@ mod store;
 mod watch;
 
 pub use error::StoreError;
+pub use etcd::serve_etcd_api;
 pub use kv::*;
+pub use lease_apply::{MAX_LEASE_TTL_SECS, MIN_LEASE_TTL_SECS};
 pub use mvcc::MAX_VALUE_BYTES;
-pub use store::{Store, StoreConfig, DEFAULT_AUTO_COMPACTION_RETAIN, DEFAULT_CACHE_CAPACITY_BYTES};
+pub use store::{
+    Store, StoreConfig, StoreStatus, DEFAULT_AUTO_COMPACTION_RETAIN, DEFAULT_CACHE_CAPACITY_BYTES,
+};
 
 #[cfg(test)]
 mod conformance_test;

@@ -114,6 +114,12 @@ pub(crate) struct Overlay {
     pub kvs: BTreeMap<Vec<u8>, Option<KeyValue>>,
     /// Events so far, in order; each carries its revision in `kv.mod_revision`.
     pub events: Vec<HistoryEvent>,
+    /// Leases granted (Some) or revoked (None) so far.
+    pub leases: BTreeMap<crate::kv::LeaseId, Option<crate::lease_apply::LeaseRecord>>,
+    /// Keys attached to (true) or detached from (false) a lease so far.
+    pub attach: BTreeMap<(crate::kv::LeaseId, Vec<u8>), bool>,
+    /// The lease id counter, if a grant moved it.
+    pub lease_next: Option<crate::kv::LeaseId>,
 }
 
 impl Mvcc {

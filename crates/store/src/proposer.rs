@@ -79,7 +79,8 @@ fn approx_bytes(cmd: &Command) -> usize {
                 .sum::<usize>()
                 + t.compare.iter().map(|c| c.key.len() + 16).sum::<usize>()
         }
-        Command::Compact(_) => 8,
+        Command::Compact(_) | Command::LeaseRevoke(_) => 8,
+        Command::LeaseGrant { .. } => 16,
         Command::Batch(cmds) => cmds.iter().map(approx_bytes).sum(),
     }
 }

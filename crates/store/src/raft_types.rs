@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
 use crate::kv::{
-    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, Revision, TxnRequest,
-    TxnResponse,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, LeaseId, LeaseRevokeResponse,
+    PutRequest, PutResponse, Revision, TxnRequest, TxnResponse,
 };
 
 openraft::declare_raft_types!(
@@ -43,6 +43,17 @@ pub enum Command {
     /// Several commands proposed together (group commit), applied in order
     /// as if they were separate entries; never nested.
     Batch(Vec<Command>),
+    /// etcd's LeaseGrant. `id` 0: apply picks the next free id from a
+    /// replicated counter (deterministic, unlike etcd's random ids).
+    LeaseGrant {
+        /// The id, or 0.
+        id: LeaseId,
+        /// Requested TTL in seconds (raised to the minimum by apply).
+        ttl: i64,
+    },
+    /// etcd's LeaseRevoke, also proposed by the leader when a lease expires:
+    /// delete the lease and its keys, in one revision.
+    LeaseRevoke(LeaseId),
 }
 
 /// The outcome of applying one log entry. Only deterministic failures appear
@@ -64,6 +75,10 @@ pub enum CommandResponse {
     None,
     /// Answer to [`Command::Batch`]: one answer per command, in order.
     Batch(Vec<CommandResponse>),
+    /// Answer to [`Command::LeaseGrant`].
+    LeaseGrant(LeaseGrantResponse),
+    /// Answer to [`Command::LeaseRevoke`].
+    LeaseRevoke(LeaseRevokeResponse),
 }
 
 /// A deterministic refusal found while applying a command.
@@ -88,6 +103,12 @@ pub enum ApplyError {
     /// A malformed request.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A put or revoke names a lease that does not exist.
+    #[error("requested lease not found: {0:x}")]
+    LeaseNotFound(LeaseId),
+    /// A grant names a lease id that is taken.
+    #[error("lease already exists: {0:x}")]
+    LeaseExists(LeaseId),
 }
 
 impl From<ApplyError> for StoreError {
@@ -104,6 +125,8 @@ impl From<ApplyError> for StoreError {
                 StoreError::FutureRevision { requested, current }
             }
             ApplyError::InvalidRequest(m) => StoreError::InvalidRequest(m),
+            ApplyError::LeaseNotFound(id) => StoreError::LeaseNotFound(id),
+            ApplyError::LeaseExists(id) => StoreError::LeaseExists(id),
         }
     }
 }

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::dir_lock::DirLock;
 use crate::fsutil;
+use crate::lessor::Lessor;
 use crate::mvcc::{Mvcc, MvccError};
 use crate::raft_types::{CommandResponse, Entry, NodeId, TypeConfig};
 use crate::snapshot_file::{self, Meta};
@@ -38,6 +39,7 @@ pub(crate) struct StateMachine {
     sled_dir: PathBuf,
     dir: PathBuf,
     hub: Arc<WatchHub>,
+    lessor: Arc<Lessor>,
     auto_compact_retain: i64,
     current: Arc<Mutex<Option<Meta>>>,
     snapshot_seq: u64,
@@ -127,6 +129,7 @@ impl StateMachine {
         db: sled::Db,
         files: SmFiles,
         hub: Arc<WatchHub>,
+        lessor: Arc<Lessor>,
         auto_compact_retain: i64,
         current: Option<Meta>,
     ) -> StateMachine {
@@ -136,6 +139,7 @@ impl StateMachine {
             sled_dir: files.sled_dir,
             dir: files.data_dir,
             hub,
+            lessor,
             auto_compact_retain,
             current: Arc::new(Mutex::new(current)),
             snapshot_seq: 0,
@@ -201,6 +205,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for (revision, events) in applied.events {
                 self.hub.publish(LiveBatch { revision, events });
             }
+            self.lessor.apply(&applied.lease_changes);
             out.push(applied.response);
         }
         Ok(out)

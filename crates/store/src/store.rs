@@ -16,6 +16,7 @@ use crate::kv::{
     DeleteRangeRequest, DeleteRangeResponse, Kv, PutRequest, PutResponse, RangeRequest,
     RangeResponse, RequestOp, Revision, TxnRequest, TxnResponse, WatchRequest, WatchStream,
 };
+use crate::lessor::Lessor;
 use crate::log_store::{LogOpenError, LogStore, LOG_FILE};
 use crate::marker;
 use crate::mvcc::{Mvcc, MvccError, SharedMvcc, MAX_VALUE_BYTES};
@@ -88,6 +89,10 @@ impl StoreConfig {
     }
 }
 
+#[path = "store_lease.rs"]
+mod lease;
+pub use lease::StoreStatus;
+
 /// The embedded store. Cheap to clone; all clones share one raft node.
 #[derive(Clone)]
 pub struct Store {
@@ -96,6 +101,12 @@ pub struct Store {
 
 struct Inner {
     raft: Raft<TypeConfig>,
+    /// This node's raft id (etcd's member id).
+    node_id: NodeId,
+    /// The cluster id of the marker, as a number for etcd's headers.
+    cluster_id: u64,
+    /// The leader's lease deadlines.
+    lessor: Arc<Lessor>,
     proposer: Proposer,
     mvcc: SharedMvcc,
     /// Taken at shutdown, so sled's files are released.
@@ -176,6 +187,7 @@ impl Store {
         let snapshot_meta = state_machine::load_snapshot_meta(&dir)
             .map_err(|e| bad_dir(&config, format!("{}: {e}", state_machine::SNAPSHOT_FILE)))?;
         let hub = Arc::new(WatchHub::new());
+        let lessor = Arc::new(Lessor::default());
         let sm = StateMachine::new(
             mvcc.clone(),
             db.clone(),
@@ -185,6 +197,7 @@ impl Store {
                 lock,
             },
             hub.clone(),
+            lessor.clone(),
             config.auto_compaction_retain,
             snapshot_meta,
         );
@@ -212,17 +225,25 @@ impl Store {
         let revision = mvcc.revision().map_err(from_mvcc)?;
         tracing::info!(dir = %dir.display(), revision, "store open");
 
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 proposer: Proposer::start(raft.clone()),
                 raft,
+                node_id: config.node_id,
+                cluster_id: fnv1a64(marker.cluster_id.as_bytes()),
+                lessor,
                 mvcc: SharedMvcc::new(mvcc),
                 db: std::sync::Mutex::new(Some(db)),
                 sled_dir,
                 hub,
                 stopped: AtomicBool::new(false),
             }),
-        })
+        };
+        // This node leads now: every lease starts a fresh TTL (etcd's
+        // lessor `Promote`), then the expiry loop takes over.
+        let term = store.promote_leases()?;
+        tokio::spawn(lease::expiry_loop(Arc::downgrade(&store.inner), Some(term)));
+        Ok(store)
     }
 
     /// Stop raft, end every watch, and flush the state machine to disk.
@@ -292,6 +313,17 @@ impl Store {
             other => Ok(other),
         }
     }
+}
+
+/// FNV-1a, 64 bits: a stable hash of the cluster id string for etcd's
+/// numeric `cluster_id` header (std's hasher may change between releases).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// Initialize a brand-new cluster if needed, then wait until this node

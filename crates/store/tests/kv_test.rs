@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use skiff_store::{
-    CompareResult, CompareTarget, DeleteRangeRequest, Kv, RangeRequest, RequestOp, ResponseOp,
-    StoreError, TxnRequest, MAX_VALUE_BYTES,
+    CompareResult, CompareTarget, DeleteRangeRequest, Kv, Lease, LeaseGrantRequest, RangeRequest,
+    RequestOp, ResponseOp, StoreError, TxnRequest, MAX_VALUE_BYTES,
 };
 
 #[tokio::test]
@@ -36,6 +36,10 @@ async fn revisions_and_metadata() {
     let mut req = put_req("a", "3");
     req.prev_kv = true;
     req.lease = 7;
+    // A lease grant does not change the revision.
+    s.lease_grant(LeaseGrantRequest { id: 7, ttl: 60 })
+        .await
+        .unwrap();
     let resp = s.put(req).await.unwrap();
     assert_eq!(resp.revision, 5);
     assert_eq!(resp.prev_kv.unwrap().value, b"2");

@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::*;
 use futures::StreamExt;
 use skiff_store::{
-    CompareResult, CompareTarget, DeleteRangeRequest, Event, EventType, KeyValue, Kv, RequestOp,
-    ResponseOp, TxnRequest, WatchRequest,
+    CompareResult, CompareTarget, DeleteRangeRequest, Event, EventType, KeyValue, Kv, Lease,
+    LeaseGrantRequest, RequestOp, ResponseOp, TxnRequest, WatchRequest,
 };
 
 fn kv_text(kv: &KeyValue) -> String {
@@ -56,6 +56,9 @@ async fn apply_trace_matches_golden() {
     writeln!(out, "put /a=1 -> revision {}", r.revision).unwrap();
     let mut req = put_req("/a", "2");
     req.lease = 42;
+    s.lease_grant(LeaseGrantRequest { id: 42, ttl: 60 })
+        .await
+        .unwrap();
     let r = s.put(req).await.unwrap();
     writeln!(out, "put /a=2 lease 42 -> revision {}", r.revision).unwrap();
     let r = s.put(put_req("/b", "1")).await.unwrap();

@@ -1,0 +1,121 @@
+//! The API objects a pod's containers and volumes read (ConfigMaps and
+//! Secrets of its namespace), fetched with `Api::get` through a small
+//! per-pod cache. Entries are refreshed after [`RESYNC_PERIOD`], which is
+//! how an updated ConfigMap reaches a running pod's volume (kubelet's
+//! configMap manager re-reads on its own TTL too). Secrets stay in memory
+//! only for as long as the pod's worker lives.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Api;
+
+use super::env::{EnvSources, Refs};
+
+/// How long a fetched object is trusted before it is read again.
+pub const RESYNC_PERIOD: Duration = Duration::from_secs(10);
+
+/// A cached read: the object, or `None` when the API said 404.
+struct Entry<T> {
+    fetched: Instant,
+    object: Option<T>,
+}
+
+/// Per-pod cache of ConfigMaps and Secrets.
+#[derive(Default)]
+pub struct SourceCache {
+    config_maps: HashMap<String, Entry<ConfigMap>>,
+    secrets: HashMap<String, Entry<Secret>>,
+}
+
+async fn refresh<T>(
+    api: &Api<T>,
+    cache: &mut HashMap<String, Entry<T>>,
+    names: &BTreeSet<String>,
+    now: Instant,
+) -> Result<(), kube::Error>
+where
+    T: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    cache.retain(|k, _| names.contains(k));
+    for name in names {
+        if cache
+            .get(name)
+            .is_some_and(|e| now.saturating_duration_since(e.fetched) < RESYNC_PERIOD)
+        {
+            continue;
+        }
+        let object = match api.get(name).await {
+            Ok(o) => Some(o),
+            Err(kube::Error::Api(s)) if s.code == 404 => None,
+            Err(e) => {
+                // Keep serving a stale copy rather than failing the pod.
+                if cache.contains_key(name) {
+                    tracing::debug!(%name, "refresh failed, keeping cached copy: {e}");
+                    continue;
+                }
+                return Err(e);
+            }
+        };
+        cache.insert(
+            name.clone(),
+            Entry {
+                fetched: now,
+                object,
+            },
+        );
+    }
+    Ok(())
+}
+
+impl SourceCache {
+    /// Makes sure every referenced object is fresh, and fills the
+    /// ConfigMaps and Secrets that exist into `out`.
+    pub async fn load(
+        &mut self,
+        client: &kube::Client,
+        namespace: &str,
+        refs: &Refs,
+        out: &mut EnvSources,
+    ) -> Result<(), kube::Error> {
+        let now = Instant::now();
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        refresh(&cms, &mut self.config_maps, &refs.config_maps, now).await?;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        refresh(&secrets, &mut self.secrets, &refs.secrets, now).await?;
+        out.config_maps = self
+            .config_maps
+            .iter()
+            .filter_map(|(k, e)| e.object.clone().map(|o| (k.clone(), o)))
+            .collect();
+        out.secrets = self
+            .secrets
+            .iter()
+            .filter_map(|(k, e)| e.object.clone().map(|o| (k.clone(), o)))
+            .collect();
+        Ok(())
+    }
+}
+
+/// The node's CPU (millicores) and memory (bytes), for `resourceFieldRef`
+/// on limits a container does not set (kubelet uses node allocatable).
+pub fn node_allocatable() -> (i64, i64) {
+    let cpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<i64>().ok())
+                })
+        })
+        .unwrap_or(0);
+    (
+        i64::try_from(cpu).unwrap_or(1).saturating_mul(1000),
+        mem_kib.saturating_mul(1024),
+    )
+}

@@ -1,0 +1,119 @@
+//! Projected volume payloads, the atomic writer, and CRI mounts.
+#![allow(clippy::field_reassign_with_default)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use serde_json::json;
+
+use super::atomic_writer;
+use super::env::EnvSources;
+use super::volumes::{container_mounts, payload, VolumeError};
+
+fn pod() -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"b": "2", "a": "1"}},
+        "spec": {
+            "volumes": [
+                {"name": "cfg", "configMap": {"name": "cm", "items": [{"key": "k", "path": "sub/file", "mode": 0o600}]}},
+                {"name": "all", "configMap": {"name": "cm"}},
+                {"name": "missing", "configMap": {"name": "nope"}},
+                {"name": "info", "downwardAPI": {"items": [
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                    {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "host", "hostPath": {"path": "/srv/data"}},
+            ],
+            "containers": [{"name": "c", "volumeMounts": [
+                {"name": "cfg", "mountPath": "/etc/cfg"},
+                {"name": "scratch", "mountPath": "/tmp/s", "subPath": "x"},
+                {"name": "host", "mountPath": "/data", "readOnly": true}]}],
+        },
+    }))
+    .unwrap()
+}
+
+fn sources(v: &str) -> EnvSources {
+    let mut s = EnvSources::default();
+    let mut cm = ConfigMap::default();
+    cm.data = Some(BTreeMap::from([
+        ("k".into(), v.into()),
+        ("other".into(), "o".into()),
+    ]));
+    s.config_maps.insert("cm".into(), cm);
+    s
+}
+
+#[test]
+fn payloads_follow_items_modes_and_downward_api_format() {
+    let p = pod();
+    let vols = p.spec.as_ref().unwrap().volumes.clone().unwrap();
+    let cfg = payload(&p, &vols[0], &sources("v1")).unwrap().unwrap();
+    assert_eq!(cfg.keys().collect::<Vec<_>>(), vec!["sub/file"]);
+    assert_eq!(cfg["sub/file"].mode, 0o600);
+    let all = payload(&p, &vols[1], &sources("v1")).unwrap().unwrap();
+    assert_eq!(all["other"].mode, 0o644);
+    match payload(&p, &vols[2], &sources("v1")) {
+        Err(VolumeError::Source { message, .. }) => {
+            assert_eq!(message, "configmap \"nope\" not found")
+        }
+        other => panic!("{other:?}"),
+    }
+    let info = payload(&p, &vols[3], &sources("v1")).unwrap().unwrap();
+    assert_eq!(info["labels"].data, b"a=\"1\"\nb=\"2\"\n");
+    assert_eq!(info["name"].data, b"p");
+    assert!(payload(&p, &vols[4], &sources("v1")).unwrap().is_none());
+}
+
+#[test]
+fn atomic_writer_swaps_data_and_prunes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pod();
+    let vols = p.spec.as_ref().unwrap().volumes.clone().unwrap();
+    let v1 = payload(&p, &vols[1], &sources("v1")).unwrap().unwrap();
+    assert!(atomic_writer::write(dir.path(), &v1).unwrap());
+    assert!(
+        !atomic_writer::write(dir.path(), &v1).unwrap(),
+        "unchanged payload is left alone"
+    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("k")).unwrap(), "v1");
+    assert!(std::fs::symlink_metadata(dir.path().join("k"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let mut v2 = payload(&p, &vols[1], &sources("v2")).unwrap().unwrap();
+    v2.remove("other");
+    assert!(atomic_writer::write(dir.path(), &v2).unwrap());
+    assert_eq!(std::fs::read_to_string(dir.path().join("k")).unwrap(), "v2");
+    assert!(!dir.path().join("other").exists());
+    // Only one timestamped dir remains, plus ..data and the user link.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(!atomic_writer::valid_path("../escape") && !atomic_writer::valid_path("/abs"));
+}
+
+#[test]
+fn mounts_resolve_volumes_and_force_projected_read_only() {
+    let p = pod();
+    let c = &p.spec.as_ref().unwrap().containers[0];
+    let m = container_mounts(&p, c, std::path::Path::new("/pd")).unwrap();
+    let got: Vec<_> = m
+        .iter()
+        .map(|m| (m.container_path.as_str(), m.host_path.as_str(), m.readonly))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("/etc/cfg", "/pd/volumes/kubernetes.io~configmap/cfg", true),
+            (
+                "/tmp/s",
+                "/pd/volumes/kubernetes.io~empty-dir/scratch/x",
+                false
+            ),
+            ("/data", "/srv/data", true),
+        ]
+    );
+}

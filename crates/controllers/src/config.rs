@@ -1,0 +1,35 @@
+//! Settings of the controllers, with kube-controller-manager's defaults.
+
+use std::time::Duration;
+
+/// What `run_controllers` runs and how.
+#[derive(Clone, Debug)]
+pub struct ControllersConfig {
+    /// Workers per queue-driven controller (`--concurrent-*-syncs`;
+    /// Kubernetes defaults to 5, Skiff to 2 for its 2-core targets).
+    pub workers: usize,
+    /// How often node health is checked (`--node-monitor-period`, 5 s).
+    pub node_monitor_period: Duration,
+    /// How long a node may miss heartbeats before it is `Unknown`
+    /// (`--node-monitor-grace-period`, 40 s).
+    pub node_monitor_grace_period: Duration,
+    /// `tolerationSeconds` assumed for pods without a toleration of the
+    /// `not-ready`/`unreachable` taints (the `DefaultTolerationSeconds`
+    /// admission plugin's 300 s).
+    pub default_toleration_seconds: i64,
+    /// How often the garbage collector rescans for dependents whose owners
+    /// are gone (it also reacts to watch events).
+    pub gc_resync_period: Duration,
+}
+
+impl Default for ControllersConfig {
+    fn default() -> Self {
+        ControllersConfig {
+            workers: 2,
+            node_monitor_period: Duration::from_secs(5),
+            node_monitor_grace_period: Duration::from_secs(40),
+            default_toleration_seconds: 300,
+            gc_resync_period: Duration::from_secs(60),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Skiff's controllers: they turn what users declare (Deployments,
+//! ReplicaSets, namespaces) into what runs, and keep it so when pods die and
+//! nodes go silent. They run inside `skiff server`, on the active server
+//! only, and talk to the API server over HTTPS with kube-rs like any other
+//! client.
+//!
+//! ```text
+//!          API server (watch)                          API server (writes)
+//!               │                                             ▲
+//!   Informer<Pod>, <ReplicaSet>, <Deployment>, …              │
+//!     │ cache (Store)        │ handler → keys                 │
+//!     │                      ▼                                │
+//!     │              WorkQueue (de-duplicating, back-off)     │
+//!     │                      │ key                            │
+//!     └──── read ──> Reconciler::reconcile(key)               │
+//!                      │ snapshot + clock                     │
+//!                      ▼                                      │
+//!                pure core: reconcile(Input) -> Plan ──> execute(Plan)
+//! ```
+//!
+//! # Controllers
+//! - [`replicaset`]: keeps `replicas` pods, named `<rs>-<5 chars>`, each
+//!   with a controller `ownerReference` (`blockOwnerDeletion: true`); adopts
+//!   orphans that match the selector and releases pods that stop matching;
+//!   on scale-down deletes the least valuable pods first (Kubernetes'
+//!   `ActivePodsWithRanks`); writes `replicas`, `fullyLabeledReplicas`,
+//!   `readyReplicas`, `availableReplicas` (`minReadySeconds`) and
+//!   `observedGeneration` through the status subresource. [`expectations`]
+//!   stop a burst of creations being repeated before the watch shows them.
+//! - [`deployment`]: one ReplicaSet per pod template, named
+//!   `<deployment>-<pod-template-hash>`; `RollingUpdate` within
+//!   `maxSurge` (rounded up) and `maxUnavailable` (rounded down), gated on
+//!   the ReplicaSets' `availableReplicas`; `Recreate`; proportional scaling;
+//!   `paused`; revisions in `deployment.kubernetes.io/revision` (and
+//!   `revision-history` when `rollout undo` reuses a ReplicaSet);
+//!   `revisionHistoryLimit`; conditions `Available` and `Progressing` with
+//!   Kubernetes' reasons, including `ProgressDeadlineExceeded`.
+//! - [`gc`]: the garbage collector: background deletion of dependents whose
+//!   owners are all gone; `orphan` and `foregroundDeletion` finalizers.
+//! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
+//! - [`nodelifecycle`]: a node whose Lease (`kube-node-lease`) and `Ready`
+//!   heartbeat stop for `node_monitor_grace_period` (40 s) becomes
+//!   `Unknown` and gets the `node.kubernetes.io/unreachable:NoExecute`
+//!   taint (`not-ready` when the agent reports `Ready=False`); its pods are
+//!   marked not ready, then evicted when their `tolerationSeconds` (300 s by
+//!   default) run out, and their ReplicaSets replace them elsewhere.
+//!
+//! # Contracts
+//! - Level-triggered: a reconcile reads only the current caches and the
+//!   clock, so running it twice, late, or after a restart is harmless. Each
+//!   decision is a pure function (`core.rs`, `health.rs`, `eviction.rs`,
+//!   `gc/core.rs`) tested table-driven on fixed inputs; the
+//!   `controller.rs` files only do I/O.
+//! - One reconcile per key at a time ([`runtime::WorkQueue`]); failures are
+//!   retried with per-key exponential back-off; time-driven conditions
+//!   (`minReadySeconds`, progress deadlines) requeue themselves.
+//! - Workers start only after the caches they read have listed everything.
+//! - Writes are conditional where a stale cache could do harm: pod and
+//!   ReplicaSet deletions carry a uid precondition, ownerReference and
+//!   finalizer patches carry the `resourceVersion` they were computed from,
+//!   and the garbage collector confirms a missing owner with a live GET.
+//! - [`run_controllers`] must run on one server at a time.
+//!
+//! # Facts learned the hard way
+//! - kube-rs 5's `Store::wait_until_ready` wakes only the last of several
+//!   concurrent waiters; informers here expose their own
+//!   [`runtime::informer::Synced`] flag instead.
+//! - Skiff's API server rejects `generateName` values ending in `.` (as
+//!   `<object>.`), so events are named `<object>.<unix-nanos-hex>`, the way
+//!   Kubernetes' event recorder names them.
+//! - Replacement pods stay off a silent node only because of the
+//!   `NoSchedule` taint: pods tolerate `unreachable:NoExecute` for a while,
+//!   and the scheduler honours that toleration.
+//!
+//! # Caveats (what Kubernetes does that Skiff does not, yet)
+//! - No leader election: with several servers, run the controllers on one
+//!   (a Lease `kube-system/skiff-controller-manager` is the plan).
+//! - `pod-template-hash` is FNV-1a of the template's JSON, not of Go's
+//!   `spew` dump: values differ from Kubernetes', names are still stable.
+//! - The scale-down rank counts co-located pods of the same ReplicaSet, not
+//!   of all ReplicaSets of the Deployment.
+//! - The ReplicaSet controller does not set the `ReplicaFailure` condition
+//!   (it records `FailedCreate` events); `terminatingReplicas` is not
+//!   computed.
+//! - The garbage collector watches every discovered resource with full
+//!   objects (Kubernetes uses metadata-only watches); it needs the API
+//!   server to add the `orphan`/`foregroundDeletion` finalizers for
+//!   `propagationPolicy=Orphan`/`Foreground` and to keep such objects until
+//!   the finalizer is removed.
+//! - Node lifecycle: no zone-aware rate limiting of evictions, no
+//!   `NoSchedule` condition taints (`TaintNodesByCondition`), and pods
+//!   without `not-ready`/`unreachable` tolerations get the 300 s default
+//!   here rather than at admission.
+//! - Not yet: DaemonSet, StatefulSet, Job, CronJob, HPA, PodDisruptionBudget
+//!   and eviction API, namespace finalization, ResourceQuota, event TTL.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod config;
+pub mod deployment;
+pub mod error;
+pub mod events;
+pub mod expectations;
+pub mod gc;
+pub mod names;
+pub mod nodelifecycle;
+pub mod owner;
+pub mod pod_util;
+pub mod replicaset;
+pub mod run;
+pub mod runtime;
+pub mod selector;
+pub mod serviceaccount;
+
+#[cfg(test)]
+mod test_fixtures;
+
+pub use config::ControllersConfig;
+pub use error::ControllerError;
+pub use run::run_controllers;

@@ -1,0 +1,139 @@
+//! `run_controllers`: builds the shared informers, the controllers on top of
+//! them, and runs everything until shutdown.
+//!
+//! One informer per kind, shared by every controller that reads it (pods
+//! are watched once for the ReplicaSet, Deployment and node lifecycle
+//! controllers). Workers of a controller start only once the caches it
+//! reads have listed everything: acting on a half-filled cache would, for
+//! example, make the ReplicaSet controller create pods that already exist.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio::task::JoinSet;
+
+use crate::config::ControllersConfig;
+use crate::deployment::controller::DeploymentController;
+use crate::error::ControllerError;
+use crate::gc::controller::GarbageCollector;
+use crate::nodelifecycle::controller::{NodeLifecycleController, NODE_LEASE_NAMESPACE};
+use crate::replicaset::controller::ReplicaSetController;
+use crate::runtime::{run_workers, Informer, WorkQueue};
+use crate::serviceaccount::ServiceAccountController;
+
+/// Runs every controller until `shutdown` completes. Call it on the active
+/// (leader) server only: two controller managers would both act.
+pub async fn run_controllers(
+    client: Client,
+    config: ControllersConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ControllerError> {
+    if config.workers == 0 {
+        return Err(ControllerError::Config("workers must be at least 1".into()));
+    }
+    let wc = watcher::Config::default();
+    let mut pods = Informer::new(Api::<Pod>::all(client.clone()), wc.clone());
+    let mut replicasets = Informer::new(Api::<ReplicaSet>::all(client.clone()), wc.clone());
+    let mut deployments = Informer::new(Api::<Deployment>::all(client.clone()), wc.clone());
+    let mut namespaces = Informer::new(Api::<Namespace>::all(client.clone()), wc.clone());
+    let mut accounts = Informer::new(Api::<ServiceAccount>::all(client.clone()), wc.clone());
+    let nodes = Informer::new(Api::<Node>::all(client.clone()), wc.clone());
+    let leases = Informer::new(
+        Api::<Lease>::namespaced(client.clone(), NODE_LEASE_NAMESPACE),
+        wc.clone(),
+    );
+
+    let rs_queue = WorkQueue::new();
+    let d_queue = WorkQueue::new();
+    let sa_queue = WorkQueue::new();
+    let rs_ctl = ReplicaSetController::new(client.clone(), &mut replicasets, &mut pods, &rs_queue);
+    let d_ctl = DeploymentController::new(
+        client.clone(),
+        &mut deployments,
+        &mut replicasets,
+        &mut pods,
+        &d_queue,
+    );
+    let sa_ctl =
+        ServiceAccountController::new(client.clone(), &mut namespaces, &mut accounts, &sa_queue);
+    let node_ctl = NodeLifecycleController::new(
+        client.clone(),
+        nodes.store(),
+        leases.store(),
+        pods.store(),
+        config.clone(),
+    );
+    let gc = GarbageCollector::new(client.clone(), config.clone());
+
+    let (pod_synced, rs_synced, d_synced) =
+        (pods.synced(), replicasets.synced(), deployments.synced());
+    let (ns_synced, sa_synced) = (namespaces.synced(), accounts.synced());
+    let (node_synced, lease_synced) = (nodes.synced(), leases.synced());
+
+    let mut informers = JoinSet::new();
+    informers.spawn(pods.run());
+    informers.spawn(replicasets.run());
+    informers.spawn(deployments.run());
+    informers.spawn(namespaces.run());
+    informers.spawn(accounts.run());
+    informers.spawn(nodes.run());
+    informers.spawn(leases.run());
+
+    let mut workers = JoinSet::new();
+    let n = config.workers;
+    {
+        let (q, p, r) = (rs_queue.clone(), pod_synced.clone(), rs_synced.clone());
+        workers.spawn(async move {
+            tokio::join!(p.wait(), r.wait());
+            run_workers(rs_ctl, q, n).await;
+        });
+    }
+    {
+        let (q, p, r, d) = (d_queue.clone(), pod_synced.clone(), rs_synced, d_synced);
+        workers.spawn(async move {
+            tokio::join!(p.wait(), r.wait(), d.wait());
+            run_workers(d_ctl, q, n).await;
+        });
+    }
+    {
+        let q = sa_queue.clone();
+        workers.spawn(async move {
+            tokio::join!(ns_synced.wait(), sa_synced.wait());
+            run_workers(sa_ctl, q, 1).await;
+        });
+    }
+    let mut loops = JoinSet::new();
+    {
+        let p = pod_synced;
+        loops.spawn(async move {
+            tokio::join!(p.wait(), node_synced.wait(), lease_synced.wait());
+            node_ctl.run().await;
+        });
+    }
+    loops.spawn(Arc::clone(&gc).run());
+
+    tracing::info!("controllers started");
+    shutdown.await;
+    tracing::info!("controllers stopping");
+    for q in [&rs_queue, &d_queue, &sa_queue] {
+        q.shut_down();
+    }
+    loops.abort_all();
+    informers.abort_all();
+    // Workers finish the reconcile they are in, then see the shut-down queue.
+    let drain = async { while workers.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        workers.abort_all();
+    }
+    while loops.join_next().await.is_some() {}
+    while informers.join_next().await.is_some() {}
+    Ok(())
+}
