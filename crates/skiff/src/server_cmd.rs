@@ -61,11 +61,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 )
             })?;
         println!("etcd v3 API at {}", listener.local_addr()?);
-        Some(tokio::spawn(skiff_store::serve_etcd_api(
-            store.clone(),
-            listener,
-            stopped(stop_rx.clone()),
-        )))
+        Some(spawn_logged(
+            "etcd API",
+            skiff_store::serve_etcd_api(store.clone(), listener, stopped(stop_rx.clone())),
+        ))
     };
 
     let config = skiff_apiserver::ApiServerConfig {
@@ -85,15 +84,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
 
     let client = crate::client::kube_client(&url, api.ca_pem(), api.admin_token())?;
-    let scheduler = tokio::spawn(skiff_scheduler::run(
-        client.clone(),
-        stopped(stop_rx.clone()),
-    ));
-    let controllers = tokio::spawn(skiff_controllers::run_controllers(
-        client,
-        skiff_controllers::ControllersConfig::default(),
-        stopped(stop_rx.clone()),
-    ));
+    let scheduler = spawn_logged(
+        "scheduler",
+        skiff_scheduler::run(client.clone(), stopped(stop_rx.clone())),
+    );
+    let controllers = spawn_logged(
+        "controllers",
+        skiff_controllers::run_controllers(
+            client,
+            skiff_controllers::ControllersConfig::default(),
+            stopped(stop_rx.clone()),
+        ),
+    );
 
     let agent = if args.no_agent {
         None
@@ -104,35 +106,36 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             Some(api.ca_pem().to_string()),
             args.data_dir.join("agent"),
         )?;
-        Some(tokio::spawn(skiff_agent::run(
-            config,
-            stopped(stop_rx.clone()),
-        )))
+        Some(spawn_logged(
+            "agent",
+            skiff_agent::run(config, stopped(stop_rx.clone())),
+        ))
     };
 
     crate::shutdown_signal().await;
     let _ = stop_tx.send(true);
-    if let Some(agent) = agent {
-        match agent.await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "agent stopped with an error"),
-            Err(e) => tracing::warn!(error = %e, "agent task failed"),
-            Ok(Ok(())) => {}
-        }
-    }
-    let _ = scheduler.await;
-    match controllers.await {
-        Ok(Err(e)) => tracing::warn!(error = %e, "controllers stopped with an error"),
-        Err(e) => tracing::warn!(error = %e, "controllers task failed"),
-        Ok(Ok(())) => {}
-    }
-    if let Some(etcd_api) = etcd_api {
-        match etcd_api.await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "etcd API stopped with an error"),
-            Err(e) => tracing::warn!(error = %e, "etcd API task failed"),
-            Ok(Ok(())) => {}
-        }
+    // Each task logs its own error when it ends; here we only wait for them.
+    for task in [agent, Some(scheduler), Some(controllers), etcd_api]
+        .into_iter()
+        .flatten()
+    {
+        let _ = task.await;
     }
     api.shutdown().await;
     store.shutdown().await;
     Ok(())
+}
+
+/// Spawns a component and logs, when it ends, the error it ended with, so a
+/// failing component (say, the agent finding no containerd) is reported at
+/// once rather than at shutdown.
+fn spawn_logged<E: std::fmt::Display>(
+    component: &'static str,
+    task: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = task.await {
+            tracing::error!(component, error = %e, "stopped with an error");
+        }
+    })
 }
