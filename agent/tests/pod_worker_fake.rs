@@ -80,6 +80,16 @@ fn last_state(seen: &Seen, container: &str) -> Option<(String, String, i64)> {
     ))
 }
 
+/// Whether any status patch showed `container` waiting with `reason`.
+fn ever_reason(seen: &Seen, container: &str, reason: &str) -> bool {
+    let seen = seen.lock().unwrap();
+    seen.iter()
+        .filter(|(m, p, _)| m == "PATCH" && p.contains("/status"))
+        .filter_map(|(_, _, body)| body["status"]["containerStatuses"].as_array())
+        .flatten()
+        .any(|c| c["name"] == container && c["state"]["waiting"]["reason"] == reason)
+}
+
 async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..100 {
         if f() {
@@ -109,9 +119,11 @@ async fn pod_worker_runs_restarts_and_deletes_a_pod() {
     let worker = tokio::spawn(run_pod_worker(ctx, rx));
 
     // The present image runs; the missing one fails to pull, then backs off.
+    // A loaded machine may poll after the back-off patch already replaced the
+    // ErrImagePull one, so look through every patch, not only the newest.
     wait_for("app running, side ErrImagePull", || {
         last_state(&seen, "app").is_some_and(|s| s.0 == "running")
-            && last_state(&seen, "side").is_some_and(|s| s.1 == "ErrImagePull")
+            && ever_reason(&seen, "side", "ErrImagePull")
     })
     .await;
     wait_for("side ImagePullBackOff", || {
