@@ -16,17 +16,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use sha2::{Digest, Sha256};
 
 /// Token prefix: Skiff token format version 1.0.
 pub const TOKEN_PREFIX: &str = "SK10";
-/// Connect timeout for the API client.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Write timeout for the API client. No read timeout: watches are long.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long fetching `/cacerts` may take.
 const CACERTS_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -129,14 +123,7 @@ pub fn ca_hash(der: &[u8]) -> String {
 
 /// All certificates of a PEM bundle, as DER.
 pub fn pem_certs(pem: &str) -> Result<Vec<Vec<u8>>, BootstrapError> {
-    let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut pem.as_bytes())
-        .filter_map(Result::ok)
-        .map(|c| c.as_ref().to_vec())
-        .collect();
-    if certs.is_empty() {
-        return Err(BootstrapError::NoCertificate);
-    }
-    Ok(certs)
+    skiff_client::pem_certs(pem).map_err(|_| BootstrapError::NoCertificate)
 }
 
 /// Checks that a CA bundle contains the certificate the token pins; returns
@@ -150,57 +137,6 @@ pub fn verify_ca(pem: &str, token: &NodeToken) -> Result<Vec<Vec<u8>>, Bootstrap
         expected: token.ca_hash.clone(),
         actual: ca_hash(&certs[0]),
     })
-}
-
-/// Accepts any server certificate. Used only for `/cacerts`, whose answer
-/// is then checked against the token's hash (trust on first use, pinned).
-/// Handshake signatures are still verified, so the peer holds its key.
-#[derive(Debug)]
-struct AcceptAnyServerCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 fn parse_https(url: &str) -> Result<(http::Uri, String, u16), BootstrapError> {
@@ -232,13 +168,8 @@ pub async fn fetch_cacerts(server_url: &str) -> Result<String, BootstrapError> {
         reason,
     };
     let fetch = async {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| fail(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider)))
-            .with_no_client_auth();
+        // Not verified: the answer is checked against the token's hash.
+        let tls = skiff_client::unverified_tls_config(&[]).map_err(|e| fail(e.to_string()))?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
         let name = ServerName::try_from(host.clone()).map_err(|e| fail(e.to_string()))?;
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
@@ -303,17 +234,10 @@ pub fn kube_config(
     token: &NodeToken,
     ca_der: Vec<Vec<u8>>,
 ) -> Result<kube::Config, BootstrapError> {
-    let (uri, _, _) = parse_https(server_url)?;
-    let mut config = kube::Config::new(uri);
-    config.root_cert = Some(ca_der);
-    config.connect_timeout = Some(CONNECT_TIMEOUT);
-    config.write_timeout = Some(WRITE_TIMEOUT);
-    config.read_timeout = None;
-    // AuthInfo's token is a secrecy::SecretString; building it through serde
-    // avoids another direct dependency.
-    config.auth_info = serde_json::from_value(serde_json::json!({ "token": token.raw }))
-        .map_err(|e| BootstrapError::Client(e.to_string()))?;
-    Ok(config)
+    // An agent only talks to its server over https.
+    parse_https(server_url)?;
+    skiff_client::kube_config(server_url, ca_der, &token.raw)
+        .map_err(|e| BootstrapError::Client(e.to_string()))
 }
 
 /// From token (and maybe CA) to a ready API client.

@@ -55,20 +55,7 @@ pub enum BenchError {
 const WATCH_WAIT: Duration = Duration::from_secs(60);
 
 fn client(url: &str, ca_pem: &str, token: &str) -> Result<kube::Client, BenchError> {
-    let uri = url
-        .parse()
-        .map_err(|e| BenchError::Client(format!("URL {url}: {e}")))?;
-    let mut config = kube::Config::new(uri);
-    let ca = rustls_pemfile::certs(&mut ca_pem.as_bytes())
-        .map(|c| c.map(|c| c.to_vec()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| BenchError::Client(format!("CA: {e}")))?;
-    config.root_cert = Some(ca);
-    // AuthInfo's token is a secrecy::SecretString; serde builds it without
-    // another direct dependency.
-    config.auth_info = serde_json::from_value(json!({ "token": token }))
-        .map_err(|e| BenchError::Client(e.to_string()))?;
-    kube::Client::try_from(config).map_err(|e| BenchError::Client(e.to_string()))
+    skiff_client::kube_client(url, ca_pem, token).map_err(|e| BenchError::Client(e.to_string()))
 }
 
 /// Resident memory of `pid` in MiB (`VmRSS`).

@@ -20,10 +20,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -207,7 +204,11 @@ async fn fetch(
     .await
     .map_err(|_| unreachable(&"dial tcp: i/o timeout"))?
     .map_err(|e| unreachable(&e))?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(insecure_client_config()?));
+    // The agent's serving certificate is self-signed and not verified (see
+    // the module caveat); `skiff_client` says why in one place.
+    let tls = skiff_client::unverified_tls_config(&[b"http/1.1"])
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let server_name = ServerName::try_from(host.to_string()).map_err(|e| unreachable(&e))?;
     let stream = tls
         .connect(server_name, tcp)
@@ -267,68 +268,6 @@ async fn fetch(
         }
     });
     Ok(rx)
-}
-
-/// A TLS client config that accepts any server certificate (see the
-/// module caveat) but still checks the handshake signatures.
-fn insecure_client_config() -> Result<rustls::ClientConfig, ApiError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider)))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
-}
-
-#[derive(Debug)]
-struct AcceptAnyServerCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

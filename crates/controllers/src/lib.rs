@@ -112,6 +112,7 @@ pub mod run;
 pub mod runtime;
 pub mod selector;
 pub mod serviceaccount;
+pub mod status;
 
 #[cfg(test)]
 mod test_fixtures;

@@ -325,7 +325,7 @@ async fn bench_scheduler_end_to_end(
     use k8s_openapi::api::core::v1::Node;
     use kube::api::{Api, ListParams};
     let (url, ca_pem, token) = read_kubeconfig(kubeconfig)?;
-    let client = crate::client::kube_client(&url, &ca_pem, &token)?;
+    let client = skiff_client::kube_client(&url, &ca_pem, &token)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let hollow = tokio::spawn(skiff_agent::hollow::run_hollow_nodes(
         client.clone(),

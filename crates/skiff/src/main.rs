@@ -3,7 +3,7 @@
 
 mod agent_cmd;
 mod bench_cmd;
-mod client;
+
 mod images_cmd;
 mod server_cmd;
 

@@ -83,7 +83,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         api.kubeconfig_path().display()
     );
 
-    let client = crate::client::kube_client(&url, api.ca_pem(), api.admin_token())?;
+    let client = skiff_client::kube_client(&url, api.ca_pem(), api.admin_token())?;
     let scheduler = spawn_logged(
         "scheduler",
         skiff_scheduler::run(client.clone(), stopped(stop_rx.clone())),

@@ -257,24 +257,7 @@ impl DeploymentController {
         d: &Deployment,
         status: &DeploymentStatus,
     ) -> Result<(), ControllerError> {
-        let ns = d.namespace().unwrap_or_default();
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
-        let patch = json!({ "status": status });
-        match api
-            .patch_status(
-                &d.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 404) => Ok(()),
-            Err(e) => Err(ControllerError::api(
-                format!("updating status of deployment {ns}/{}", d.name_any()),
-                e,
-            )),
-        }
+        crate::status::write_status(&self.client, d, status).await
     }
 
     async fn execute(&self, d: &Deployment, plan: &Plan) -> Result<(), ControllerError> {

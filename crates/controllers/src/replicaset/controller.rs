@@ -288,24 +288,7 @@ impl ReplicaSetController {
         rs: &ReplicaSet,
         status: &ReplicaSetStatus,
     ) -> Result<(), ControllerError> {
-        let ns = rs.namespace().unwrap_or_default();
-        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &ns);
-        let patch = json!({ "status": status });
-        match api
-            .patch_status(
-                &rs.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 404) => Ok(()),
-            Err(e) => Err(ControllerError::api(
-                format!("updating status of replicaset {ns}/{}", rs.name_any()),
-                e,
-            )),
-        }
+        crate::status::write_status(&self.client, rs, status).await
     }
 
     async fn execute(
