@@ -12,8 +12,9 @@ CARGO ?= cargo
 # containerd (1.6, with its CRI plugin), runc and the CNI plugins run pods;
 # busybox-static makes Skiff's own pause and busybox images (no registry);
 # protobuf-compiler builds the CRI bindings; iproute2 and curl are used by
-# the tests; etcd-client gives the stock etcdctl the store is tested with.
-APT_PACKAGES = containerd runc containernetworking-plugins busybox-static protobuf-compiler iproute2 curl ca-certificates etcd-client
+# the tests; etcd-client gives the stock etcdctl the store is tested with;
+# nftables is what the agent's service proxy and NetworkPolicy program.
+APT_PACKAGES = containerd runc containernetworking-plugins busybox-static protobuf-compiler iproute2 curl ca-certificates etcd-client nftables
 
 .PHONY: up test deps tools build release fmt lint unit e2e clean-test-leftovers
 

@@ -37,7 +37,21 @@ pub struct AgentConfig {
     pub pod_cidr: String,
     /// CNI bridge name.
     pub cni_bridge: String,
+    /// The cluster domain (`--cluster-domain`).
+    pub cluster_domain: String,
+    /// Run the node-local cluster DNS on the pod gateway (`:53`) and point
+    /// `ClusterFirst` pods at it.
+    pub cluster_dns: bool,
+    /// How long to wait after registration for the server to assign
+    /// `spec.podCIDR` before falling back to [`AgentConfig::pod_cidr`].
+    pub pod_cidr_wait: std::time::Duration,
 }
+
+/// The default cluster domain.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+/// How long the agent waits for the server's node IPAM by default (it
+/// normally takes well under a second).
+pub const DEFAULT_POD_CIDR_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl AgentConfig {
     /// A config with every default filled in.
@@ -57,6 +71,9 @@ impl AgentConfig {
             containerd_socket: None,
             pod_cidr: DEFAULT_POD_CIDR.into(),
             cni_bridge: DEFAULT_CNI_BRIDGE.into(),
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.into(),
+            cluster_dns: true,
+            pod_cidr_wait: DEFAULT_POD_CIDR_WAIT,
         }
     }
 

@@ -11,7 +11,7 @@
 //!   │                           │  pod status   │   lifecycle → plan → CRI calls   │
 //!   │                           │◄──────────────│   status → PATCH pods/status     │
 //!   │                           │  node, lease  │ node: register, status, Lease    │
-//!   │ kubectl logs ─proxy──────────────────────►│ server: /containerLogs, /healthz │
+//!   │ kubectl logs/exec ─proxy─────────────────►│ server: /containerLogs, /exec, … │
 //!   └───────────────────────────┘               └──────────────┬───────────────────┘
 //!                                                 CRI (gRPC, unix socket)
 //!                                               containerd (managed or given) → runc
@@ -25,8 +25,11 @@
 //! | [`pod`] | pod lifecycle, the pure planner and status, the workers |
 //! | [`node`] | Node registration, status, Lease heartbeat |
 //! | [`server`], [`logs`], [`tls`] | the HTTPS endpoint and CRI log reading |
+//! | [`stats`] | `/stats/summary`: node and container cpu/memory for `kubectl top` |
+//! | [`stream`] | exec/attach/port-forward: WebSocket ↔ SPDY to the runtime's streaming server |
 //! | [`run`](mod@run) | wiring: [`run()`], [`cleanup_all_pods`] |
 //! | [`containerd`], [`cni`], [`images`] | private containerd, CNI config, image import |
+//! | [`net`] | routes between nodes, service proxy (nftables), NetworkPolicy |
 //!
 //! # Contracts
 //! - **Node token** `SK10<sha256 hex of CA DER>::node:<secret>`; the API server
@@ -74,11 +77,16 @@
 //! - `imagePullPolicy: Always` falls back to a present local image when the
 //!   pull fails (no registry on edge nodes); kubelet would fail.
 //! - Log files are not rotated.
-//! - The node does not set `spec.podCIDR`; it uses the configured CIDR when
-//!   no controller assigned one. Pod status uses merge patches, so fields
+//! - The node does not set `spec.podCIDR`; it uses the configured CIDR until
+//!   a controller assigns one, then [`net`] rewrites the CNI config (pods
+//!   started before keep their old addresses). Pod status uses merge patches, so fields
 //!   the agent stops sending are not cleared.
 //! - The HTTPS endpoint authenticates by the shared node token, not client
-//!   certificates or TokenReview; no exec/attach/port-forward/stats yet.
+//!   certificates or TokenReview.
+//! - Streams (see [`stream`] for the design): WebSocket `v5`/`v4.channel.k8s.io`
+//!   and SPDY for exec/attach, WebSocket-tunnelled SPDY and SPDY for
+//!   port-forward; not the base64 or v1–v3 WebSocket protocols. No idle
+//!   timeout on streams (kubelet's `--streaming-connection-idle-timeout`).
 //! - Each pod worker polls CRI every second (two list calls when nothing
 //!   changed); kubelet has one relist for the node (PLEG) and CRI events.
 //! - With `containerd_socket` given, the CNI config is still written under
@@ -94,6 +102,12 @@
 //! - `ExecSync` works for exec probes and hooks; a 16Mi memory limit makes
 //!   containerd report the terminated reason `OOMKilled` even when a child
 //!   of PID 1 is the one killed (cgroups v1, `tests/pod_lifecycle_containerd.rs`).
+//! - CRI `Exec`/`Attach`/`PortForward` return `http://127.0.0.1:<port>/…`
+//!   URLs of containerd's streaming server, which accepts SPDY/3.1
+//!   `v4.channel.k8s.io` / `portforward.k8s.io` upgrades and a header
+//!   block compressed without the SPDY dictionary (`tests/tests/streams.rs`).
+//!   Inside `kubectl exec -it`, busybox `stty size` fails on stdin ("No
+//!   child processes"); `stty -F $(tty) size` shows the size kubectl sent.
 //! - `sh` as PID 1 ignores SIGTERM, so a busybox pod is killed only when the
 //!   grace period runs out: deletion takes `deletionGracePeriodSeconds`.
 #![deny(missing_docs)]
@@ -107,10 +121,13 @@ pub mod cri;
 pub mod hollow;
 pub mod images;
 pub mod logs;
+pub mod net;
 pub mod node;
 pub mod pod;
 pub mod run;
 pub mod server;
+pub mod stats;
+pub mod stream;
 pub mod tls;
 
 pub use config::AgentConfig;

@@ -7,8 +7,11 @@
 //!   3. CRI client; built-in images (pause, busybox) + <data_dir>/images/*.tar
 //!   4. HTTPS server (logs, healthz) on listen_port
 //!   5. register the Node (its status carries the server's real port)
-//!   6. CNI config for node.spec.podCIDR (else config.pod_cidr)
-//!   7. lease + node status loops; pod manager, until `shutdown`
+//!   6. CNI config for node.spec.podCIDR (waiting up to pod_cidr_wait for
+//!      the server to assign it, else config.pod_cidr); cluster DNS on the
+//!      CIDR's gateway :53 (skiff_dns)
+//!   7. lease + node status loops; networking (net::run); pod manager,
+//!      until `shutdown`
 //!   8. stop the server and our containerd; pods keep running
 //! ```
 //!
@@ -209,6 +212,7 @@ async fn run_with_runtime(
             token: config.token.clone(),
             data_dir: data.clone(),
             node_name: config.node_name.clone(),
+            stats: Default::default(),
         }),
     )
     .await?;
@@ -251,11 +255,13 @@ async fn run_with_runtime(
             None => return Ok(()),
             Some(r) => r?,
         };
-        let pod_cidr = node_obj
-            .spec
-            .as_ref()
-            .and_then(|s| s.pod_cidr.clone())
-            .unwrap_or_else(|| config.pod_cidr.clone());
+        let pod_cidr = match wait_for_pod_cidr(&client, &node_obj, config.pod_cidr_wait).await {
+            Some(c) => c,
+            None => {
+                warn!(fallback = %config.pod_cidr, "the server assigned no spec.podCIDR; using --pod-cidr");
+                config.pod_cidr.clone()
+            }
+        };
         let net = CniNetwork {
             name: CNI_NETWORK_NAME.into(),
             bridge: config.cni_bridge.clone(),
@@ -271,6 +277,29 @@ async fn run_with_runtime(
         })?;
         info!(file = %written.display(), cidr = %net.pod_cidr, "CNI config written");
 
+        // The node-local cluster DNS on the bridge gateway (skiff_dns doc).
+        let mut dns = None;
+        let cluster_dns = match cni::parse_cidr(&net.pod_cidr) {
+            Ok(c) if config.cluster_dns && c.addr.is_ipv4() => {
+                let gw = gateway(&c);
+                match skiff_dns::start(client.clone(), SocketAddr::new(gw, 53), &config.cluster_domain).await {
+                    Ok(d) => {
+                        dns = Some(d);
+                        Some(crate::pod::dns::ClusterDns { server: gw, domain: config.cluster_domain.clone() })
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cluster DNS did not start; pods get the host's resolv.conf");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let network = tokio::spawn(crate::net::run(
+            client.clone(),
+            crate::net::NetConfig::new(&config.node_name, &net, &conf_dir),
+            std::future::pending::<()>(),
+        ));
         let lease = tokio::spawn(node::lease::lease_loop(
             client.clone(),
             config.node_name.clone(),
@@ -288,16 +317,61 @@ async fn run_with_runtime(
             data_dir: data.clone(),
             host_ip: node_ip.to_string(),
             node_name: config.node_name.clone(),
+            cluster_dns,
         });
         let pods = PodManager::new(ctx).run(shutdown).await;
+        if let Some((server, watches)) = dns {
+            server.stop();
+            watches.abort();
+        }
         lease.abort();
         node_status.abort();
+        network.abort();
         pods.map_err(AgentError::from)
     }
     .await;
     server.stop();
     info!("agent stopped; pods keep running");
     result
+}
+
+/// The bridge gateway of a pod CIDR: its first address (the CNI bridge
+/// plugin's default gateway).
+fn gateway(c: &cni::Cidr) -> IpAddr {
+    match c.addr {
+        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) + 1)),
+        v6 => v6,
+    }
+}
+
+/// The node's `spec.podCIDR`, waiting up to `wait` for the server's node
+/// IPAM controller to assign it when registration returned none.
+async fn wait_for_pod_cidr(
+    client: &kube::Client,
+    node: &k8s_openapi::api::core::v1::Node,
+    wait: Duration,
+) -> Option<String> {
+    let of = |n: &k8s_openapi::api::core::v1::Node| {
+        n.spec
+            .as_ref()
+            .and_then(|s| s.pod_cidr.clone())
+            .filter(|c| !c.is_empty())
+    };
+    if let Some(c) = of(node) {
+        return Some(c);
+    }
+    let name = node.metadata.name.clone()?;
+    let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Ok(n) = api.get(&name).await {
+            if let Some(c) = of(&n) {
+                return Some(c);
+            }
+        }
+    }
+    None
 }
 
 /// Stops and removes every sandbox and container known to the CRI runtime

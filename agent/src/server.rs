@@ -1,6 +1,10 @@
-//! The agent's HTTPS endpoint (kubelet's port 10250): `/healthz` and
+//! The agent's HTTPS endpoint (kubelet's port 10250): `/healthz`,
 //! `/containerLogs/{namespace}/{pod}/{container}`, which the API server
-//! proxies `kubectl logs` to.
+//! proxies `kubectl logs` to, and kubelet's streaming paths
+//! `/exec/{namespace}/{pod}/{container}?command=…`,
+//! `/attach/{namespace}/{pod}/{container}` and
+//! `/portForward/{namespace}/{pod}` (HTTP upgrades, see [`crate::stream`]),
+//! and `/stats/summary` (usage for `kubectl top`, see [`crate::stats`]).
 //!
 //! ```text
 //!  apiserver ──HTTPS, Bearer <node token>──► /containerLogs/ns/pod/c?follow=…
@@ -36,13 +40,15 @@ use tracing::{debug, warn};
 use crate::cri::{container_state, labels, Cri};
 use crate::logs::{ByteLimit, LogAssembler, LogOptions, Tail};
 use crate::pod::config::{pod_log_dir, PodRef};
+use crate::stream;
 
 /// How often a followed log file is checked for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// How often a followed container is checked for having exited.
 const FOLLOW_STATE_CHECK: Duration = Duration::from_secs(1);
 
-type Body = BoxBody<Bytes, Infallible>;
+/// Response bodies.
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +67,7 @@ pub enum ServerError {
 /// A failed request; the one place these become HTTP responses is
 /// [`RequestError::into_response`].
 #[derive(Debug, thiserror::Error)]
-enum RequestError {
+pub(crate) enum RequestError {
     #[error("Unauthorized")]
     Unauthorized,
     #[error("{0}")]
@@ -104,6 +110,8 @@ pub struct ServerState {
     pub data_dir: PathBuf,
     /// This node's name: only its own containers are served.
     pub node_name: String,
+    /// Previous cpu samples for `/stats/summary` rates.
+    pub stats: crate::stats::CpuRates,
 }
 
 /// A running server.
@@ -173,7 +181,10 @@ async fn accept_loop(
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(handle(state, req).await) }
             });
-            if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
                 debug!(%peer, "agent connection: {e}");
             }
         });
@@ -212,6 +223,56 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Bod
                 }
             }
         }
+        (&Method::GET | &Method::POST, [sub @ ("exec" | "attach"), ns, pod, container]) => {
+            let kind = if *sub == "exec" {
+                stream::Kind::Exec
+            } else {
+                stream::Kind::Attach
+            };
+            if !authorized(&state, &req) {
+                Err(RequestError::Unauthorized)
+            } else {
+                let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+                stream::serve(state.clone(), req, kind, &ns, &pod, Some(&container)).await
+            }
+        }
+        (&Method::GET, ["stats", "summary"]) => {
+            if !authorized(&state, &req) {
+                Err(RequestError::Unauthorized)
+            } else {
+                match state
+                    .stats
+                    .summary(state.cri.as_ref(), &state.node_name)
+                    .await
+                {
+                    Ok(v) => {
+                        let mut r = text(StatusCode::OK, v.to_string());
+                        r.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/json"),
+                        );
+                        Ok(r)
+                    }
+                    Err(e) => Err(RequestError::Internal(e.to_string())),
+                }
+            }
+        }
+        (&Method::GET | &Method::POST, ["portForward", ns, pod]) => {
+            if !authorized(&state, &req) {
+                Err(RequestError::Unauthorized)
+            } else {
+                let (ns, pod) = (ns.to_string(), pod.to_string());
+                stream::serve(
+                    state.clone(),
+                    req,
+                    stream::Kind::PortForward,
+                    &ns,
+                    &pod,
+                    None,
+                )
+                .await
+            }
+        }
         _ => Err(RequestError::NotFound(format!(
             "no handler for {} {path}",
             req.method()
@@ -226,7 +287,7 @@ fn parse_bool(v: &str) -> bool {
 
 /// Decodes `%XX` escapes and `+` in a query value (RFC 3986 / HTML forms);
 /// malformed escapes are kept as they are.
-fn percent_decode(v: &str) -> String {
+pub(crate) fn percent_decode(v: &str) -> String {
     let b = v.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -282,7 +343,7 @@ fn parse_log_options(query: &str) -> Result<LogOptions, RequestError> {
 
 /// The log file and id of a pod's container (newest attempt, or the one
 /// before with `previous`), found through CRI labels.
-async fn find_container(
+pub(crate) async fn find_container(
     state: &ServerState,
     ns: &str,
     pod: &str,

@@ -90,6 +90,7 @@ async fn run(pod: Value, data: &std::path::Path) -> (Seen, Arc<Mutex<bool>>, Arc
         data_dir: data.to_path_buf(),
         host_ip: "192.0.2.10".into(),
         node_name: "testnode".into(),
+        cluster_dns: None,
     });
     let pod: Pod = serde_json::from_value(pod).unwrap();
     let (tx, rx) = watch::channel(PodUpdate {

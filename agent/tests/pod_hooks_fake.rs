@@ -94,6 +94,7 @@ async fn post_start_failure_kills_and_pre_stop_runs_before_stop() {
         data_dir: data.path().to_path_buf(),
         host_ip: "192.0.2.10".into(),
         node_name: "testnode".into(),
+        cluster_dns: None,
     });
     let p = pod();
     let (tx, rx) = watch::channel(PodUpdate {

@@ -310,6 +310,7 @@ async fn pod_lifecycle_on_real_containerd() {
         data_dir: data.clone(),
         host_ip: "127.0.0.1".into(),
         node_name: "testnode".into(),
+        cluster_dns: None,
     });
     let uid = format!("uid-life-{}", std::process::id());
     let host_dir = root.join("hostdir");

@@ -156,6 +156,7 @@ async fn manager_follows_the_watch() {
         data_dir: data.path().to_path_buf(),
         host_ip: "192.0.2.10".into(),
         node_name: "n1".into(),
+        cluster_dns: None,
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let manager = tokio::spawn(

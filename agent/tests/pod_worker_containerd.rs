@@ -272,6 +272,7 @@ async fn pod_on_real_containerd() {
         data_dir: data.clone(),
         host_ip: "127.0.0.1".into(),
         node_name: "testnode".into(),
+        cluster_dns: None,
     });
     let p = pod();
     let (tx, rx) = watch::channel(PodUpdate {
@@ -323,6 +324,7 @@ async fn pod_on_real_containerd() {
             token: TOKEN.into(),
             data_dir: data.clone(),
             node_name: "testnode".into(),
+            stats: Default::default(),
         }),
     )
     .await

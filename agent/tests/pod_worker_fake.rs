@@ -111,6 +111,7 @@ async fn pod_worker_runs_restarts_and_deletes_a_pod() {
         data_dir: data.path().to_path_buf(),
         host_ip: "192.0.2.10".into(),
         node_name: "testnode".into(),
+        cluster_dns: None,
     });
     let (tx, rx) = watch::channel(PodUpdate {
         pod: Arc::new(pod()),
@@ -183,6 +184,7 @@ async fn removed_pod_is_torn_down_without_api_delete() {
         data_dir: data.path().to_path_buf(),
         host_ip: "192.0.2.10".into(),
         node_name: "testnode".into(),
+        cluster_dns: None,
     });
     let mut p = pod();
     p.spec.as_mut().unwrap().containers.truncate(1);

@@ -8,7 +8,7 @@
 //! which Skiff does not serve: the plain `application/json` answer makes
 //! client-go fall back to `/api` and `/apis`. Protobuf is never chosen
 //! for responses (clients always list JSON as a fallback); protobuf
-//! request bodies are decoded for the few kinds kubectl sends that way
+//! request bodies are decoded by the kind's generated schema
 //! ([`crate::protobuf`]).
 
 use serde_json::Value;

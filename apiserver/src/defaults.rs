@@ -129,8 +129,8 @@ pub fn builtin_priority_classes() -> Vec<Value> {
 
 /// `SetDefaults_Service` (pkg/apis/core/v1/defaults.go): type ClusterIP,
 /// sessionAffinity None, ports TCP with `targetPort` = `port`, and the
-/// traffic policies. Cluster IP allocation is the registry's job in
-/// Kubernetes and is not done here (see the crate caveats).
+/// traffic policies. Cluster IPs and node ports are allocated later, in
+/// the store write (`crate::services`), as Kubernetes' registry does.
 fn default_service(svc: &mut Value) {
     let Some(spec) = child(svc, "spec") else {
         return;

@@ -9,9 +9,15 @@
 //! - An object with finalizers only gets `deletionTimestamp`; the update
 //!   that removes its last finalizer deletes it ([`crate::rest::write_update`]).
 //! - Otherwise the key is deleted by a Txn on its `mod_revision`.
+//! - `propagationPolicy` (or the deprecated `orphanDependents`): `Orphan`
+//!   adds the `orphan` finalizer and `Foreground` the `foregroundDeletion`
+//!   finalizer, so the object only gets `deletionTimestamp` and the
+//!   garbage collector (`crates/controllers/src/gc`) orphans or deletes
+//!   its dependents before removing the finalizer; `Background` (the
+//!   default) deletes at once and leaves the dependents to the collector.
+//!   batch/v1 Jobs default to `Orphan` with Kubernetes' warning.
 //! - Caveat: deleting a namespace removes its contents at once (Kubernetes
-//!   marks it Terminating and its controller empties it), and
-//!   `propagationPolicy` is accepted but there is no garbage collector yet.
+//!   marks it Terminating and its controller empties it).
 
 use chrono::Utc;
 use http::Response;
@@ -36,6 +42,89 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     /// `preconditions.resourceVersion`.
     pub resource_version: Option<String>,
+    /// `propagationPolicy` (`orphanDependents` folded in); `None`: the
+    /// kind's default.
+    pub propagation: Option<Propagation>,
+}
+
+/// How dependents are treated (`metav1.DeletionPropagation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Propagation {
+    /// Dependents lose their owner reference; `orphan` finalizer.
+    Orphan,
+    /// The object is deleted now; the collector deletes dependents.
+    Background,
+    /// Dependents go first; `foregroundDeletion` finalizer.
+    Foreground,
+}
+
+impl Propagation {
+    /// The finalizer that makes the garbage collector act, if any.
+    pub fn finalizer(self) -> Option<&'static str> {
+        match self {
+            Propagation::Orphan => Some("orphan"),
+            Propagation::Foreground => Some("foregroundDeletion"),
+            Propagation::Background => None,
+        }
+    }
+}
+
+/// `propagationPolicy` and `orphanDependents` from the query or body;
+/// 422 on an unknown value or on both set, as `ValidateDeleteOptions`.
+fn propagation(ctx: &RequestContext, body: &Value) -> Result<Option<Propagation>, ApiError> {
+    let invalid = |field: &str, detail: String| {
+        let mut e = crate::validation::FieldError::required(field);
+        e.kind = crate::validation::FieldErrorKind::Forbidden;
+        e.detail = detail;
+        ApiError::Invalid {
+            kind: "DeleteOptions".into(),
+            group: "meta.k8s.io".into(),
+            name: String::new(),
+            causes: vec![e],
+        }
+    };
+    let policy = ctx
+        .query
+        .get("propagationPolicy")
+        .map(str::to_string)
+        .or_else(|| {
+            body.get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(|p| !p.is_empty());
+    let orphan = match ctx.query.get("orphanDependents") {
+        Some(v) => Some(v == "true"),
+        None => body.get("orphanDependents").and_then(Value::as_bool),
+    };
+    let from_policy = match policy.as_deref() {
+        None => None,
+        Some("Orphan") => Some(Propagation::Orphan),
+        Some("Background") => Some(Propagation::Background),
+        Some("Foreground") => Some(Propagation::Foreground),
+        Some(other) => {
+            let mut e = crate::validation::FieldError::required("propagationPolicy");
+            e.kind = crate::validation::FieldErrorKind::NotSupported;
+            e.value = Some(format!("{other:?}"));
+            e.detail = "supported values: \"Foreground\", \"Background\", \"Orphan\"".into();
+            return Err(ApiError::Invalid {
+                kind: "DeleteOptions".into(),
+                group: "meta.k8s.io".into(),
+                name: String::new(),
+                causes: vec![e],
+            });
+        }
+    };
+    match (from_policy, orphan) {
+        (Some(_), Some(_)) => Err(invalid(
+            "propagationPolicy",
+            "orphanDependents and deletionPropagation cannot be both set".into(),
+        )),
+        (p @ Some(_), None) => Ok(p),
+        (None, Some(true)) => Ok(Some(Propagation::Orphan)),
+        (None, Some(false)) => Ok(Some(Propagation::Background)),
+        (None, None) => Ok(None),
+    }
 }
 
 fn delete_options(ctx: &RequestContext) -> Result<DeleteOptions, ApiError> {
@@ -54,6 +143,7 @@ fn delete_options(ctx: &RequestContext) -> Result<DeleteOptions, ApiError> {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string),
+        propagation: propagation(ctx, &body)?,
     };
     if let Some(g) = ctx.query.int("gracePeriodSeconds")? {
         opts.grace_period_seconds = Some(g);
@@ -72,6 +162,11 @@ pub async fn delete(
     name: &str,
 ) -> Result<Response<Body>, ApiError> {
     let opts = delete_options(ctx)?;
+    if opts.propagation.is_none() && (res.group, res.kind) == ("batch", "Job") {
+        // batch/v1 Jobs keep Kubernetes' legacy default (job strategy's
+        // DefaultGarbageCollectionPolicy) and its warning.
+        ctx.warnings.push("child pods are preserved by default when jobs are deleted; set propagationPolicy=Background to remove them or set propagationPolicy=Orphan to suppress this warning".into());
+    }
     let obj = delete_one(ctx, res, ns, name, &opts).await?;
     respond_object(ctx, 200, res, &obj)
 }
@@ -124,12 +219,25 @@ pub async fn delete_one(
         } else {
             0
         };
+        let deleting = current.obj.pointer("/metadata/deletionTimestamp").is_some();
+        let policy = opts.propagation.unwrap_or(default_propagation(res));
+        let mut current = current;
+        if let (Some(f), false) = (policy.finalizer(), deleting) {
+            // The finalizer goes in with the deletionTimestamp below.
+            let list = meta_mut(&mut current.obj)
+                .entry("finalizers")
+                .or_insert_with(|| json!([]));
+            if let Some(a) = list.as_array_mut() {
+                if !a.iter().any(|x| x == f) {
+                    a.push(json!(f));
+                }
+            }
+        }
         let finalizers = current
             .obj
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_some_and(|f| !f.is_empty());
-        let deleting = current.obj.pointer("/metadata/deletionTimestamp").is_some();
         let old_grace = current
             .obj
             .pointer("/metadata/deletionGracePeriodSeconds")
@@ -181,6 +289,9 @@ pub async fn delete_one(
             .await?
             .is_some()
         {
+            if crate::services::is_service(res) {
+                crate::services::release(&ctx.state.registry, &current.obj).await;
+            }
             if res.kind == "Namespace" {
                 // Caveat: Kubernetes marks the namespace Terminating and its
                 // controller deletes the contents gracefully; Skiff removes
@@ -196,6 +307,16 @@ pub async fn delete_one(
         }
     }
     Err(ApiError::modified(res, name))
+}
+
+/// The propagation policy of a delete that names none: Kubernetes'
+/// `DefaultGarbageCollectionPolicy` per strategy — Orphan for batch/v1
+/// Jobs, Background for everything else served here.
+pub fn default_propagation(res: &ResourceInfo) -> Propagation {
+    match (res.group, res.kind) {
+        ("batch", "Job") => Propagation::Orphan,
+        _ => Propagation::Background,
+    }
 }
 
 /// DELETE on a collection (`deletecollection`): deletes every object the

@@ -57,7 +57,11 @@ pub fn api_group_list() -> Value {
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": groups.iter().filter_map(|g| group_body(g)).collect::<Vec<_>>(),
+        "groups": groups
+            .iter()
+            .filter_map(|g| group_body(g))
+            .chain([crate::metrics::group_json()])
+            .collect::<Vec<_>>(),
     })
 }
 

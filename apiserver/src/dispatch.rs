@@ -47,6 +47,8 @@ pub struct ApiState {
     /// Turns `true` when the server shuts down; long-lived tasks (watches)
     /// end on it so that they release the store.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Where Services' cluster IPs and node ports come from.
+    pub service_ranges: crate::service_ranges::ServiceRanges,
 }
 
 /// The `/version` body (`version.Info`).
@@ -99,6 +101,15 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let user = state.authn.authenticate(auth_header)?;
+    // metrics.k8s.io is served here rather than from the resource table
+    // (no storage behind it).
+    if crate::metrics::is_metrics_path(req.uri().path()) {
+        if req.method() != Method::GET {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let query = Query::parse(req.uri().query());
+        return crate::metrics::serve(&state, req.uri().path(), &query).await;
+    }
     let route = route?;
 
     let method = req.method().clone();
@@ -139,6 +150,13 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
         }
     };
     state.authz.authorize(&user, &attrs).await?;
+
+    // exec/attach/portforward take over the connection: no body to read.
+    if let Route::Resource(p) = &route {
+        if crate::streams::is_stream(p) {
+            return crate::streams::serve(state.clone(), req, p).await;
+        }
+    }
 
     if !matches!(route, Route::Resource(_) | Route::Bindings { .. }) {
         if method != Method::GET {

@@ -133,6 +133,14 @@ pub enum ApiError {
         /// The store's revision.
         current: i64,
     },
+    /// 409 `Conflict` of a server-side apply: fields other managers own.
+    #[error("{message}")]
+    ApplyConflict {
+        /// Kubernetes' "Apply failed with N conflicts: …" text.
+        message: String,
+        /// (`conflict with "manager" …`, field path) per conflict.
+        causes: Vec<(String, String)>,
+    },
     /// An error answered by a node agent while proxying (logs), passed on
     /// with the agent's code and text, as kube-apiserver's
     /// `GenericHttpResponseChecker` does.
@@ -200,6 +208,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) | ApiError::PathNotFound => 404,
             ApiError::AlreadyExists(_) | ApiError::Conflict { .. } => 409,
+            ApiError::ApplyConflict { .. } => 409,
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => 422,
             ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized => 401,
@@ -221,7 +230,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) | ApiError::PathNotFound => "NotFound",
             ApiError::AlreadyExists(_) => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
@@ -281,6 +290,13 @@ impl ApiError {
                 let causes: Vec<Value> = causes
                     .iter()
                     .map(|c| json!({"reason": c.kind.reason(), "message": cause_body(c), "field": c.field}))
+                    .collect();
+                details.insert("causes".into(), Value::Array(causes));
+            }
+            ApiError::ApplyConflict { causes, .. } => {
+                let causes: Vec<Value> = causes
+                    .iter()
+                    .map(|(m, f)| json!({"type": "FieldManagerConflict", "message": m, "field": f}))
                     .collect();
                 details.insert("causes".into(), Value::Array(causes));
             }

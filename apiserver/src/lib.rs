@@ -19,8 +19,8 @@
 //!    ▼
 //!  read body (≤ 3 MiB, 413) · negotiate Accept (JSON, YAML, Table)
 //!    ▼                                                   dispatch.rs, codec.rs
-//!  REST verb on the resource      rest.rs, delete.rs, pods.rs, watch.rs, logs.rs
-//!    decode (JSON, YAML, protobuf for a few kinds; 400)   codec.rs, protobuf.rs
+//!  REST verb on the resource      rest.rs, delete.rs, pods.rs, watch.rs, logs.rs, streams.rs
+//!    decode (JSON, YAML, protobuf; 400)   codec.rs, protobuf.rs, k8s_schema.rs
 //!    → kind/identity checks → fieldValidation (Strict 400 / Warn header)
 //!    → server-set fields (strategy.rs) → defaults (defaults.rs)
 //!    → validate (validation.rs, 422) → admission (auth.rs)
@@ -47,6 +47,12 @@
 //! - `GET pods/<name>/log` is proxied to the agent at the Node's
 //!   InternalIP and `daemonEndpoints.kubeletEndpoint.Port`, path
 //!   `/containerLogs/<ns>/<pod>/<container>`, with the node token as Bearer.
+//! - `pods/<name>/exec`, `attach` and `portforward` ([`streams`]) proxy the
+//!   HTTP upgrade to the same agent (`/exec/…`, `/attach/…`,
+//!   `/portForward/…`) and then copy bytes; the agent speaks WebSocket
+//!   (`v5.channel.k8s.io`, SPDY-over-WebSocket for port-forward) and SPDY.
+//! - `metrics.k8s.io/v1beta1` ([`metrics`]) is answered from the agents'
+//!   `/stats/summary`, cached for a few seconds, for `kubectl top`.
 //! - Lists and watches are served from one in-memory watch cache
 //!   ([`watchcache`]) fed by a single store watch over every key: a list
 //!   without resourceVersion first waits until the cache has the store's
@@ -76,7 +82,10 @@
 //!   Bookmarks every 30 s; watches without `timeoutSeconds` end after
 //!   30 min.
 //! - Strategic merge patch knows merge keys by field name, not from the
-//!   Go type's tags (see [`patch`]); server-side apply is 415.
+//!   Go type's tags (see [`patch`]). Server-side apply ([`apply`],
+//!   [`apply_rest`]) merges lists by the generated schema's list types
+//!   and tracks `managedFields` on every write; no version conversion of
+//!   field sets, and the default manager is `unknown`, not the User-Agent.
 //! - Authorization allows every authenticated user; no admission plugins;
 //!   no client-certificate authentication.
 //! - Deleting a namespace removes its contents at once (no Terminating
@@ -85,10 +94,9 @@
 //! - The agent's serving certificate is not verified when proxying logs
 //!   (like kube-apiserver without `--kubelet-certificate-authority`).
 //! - Responses are JSON (or YAML) only; protobuf request bodies are
-//!   decoded only for Namespace, ConfigMap, Secret and ServiceAccount
-//!   (what `kubectl create <kind>` sends; see [`protobuf`]): `kubectl
-//!   create deployment|job|…` and `kubectl autoscale` get 415. No
-//!   aggregated discovery (clients fall back to `/api` and `/apis`).
+//!   decoded for every kind in the generated schema table
+//!   ([`k8s_schema`], [`protobuf`]). No aggregated discovery (clients
+//!   fall back to `/api` and `/apis`).
 //! - Resources served ([`resources::RESOURCES`]): core/v1, apps/v1,
 //!   batch/v1, autoscaling/v2 and v1, policy/v1, coordination, discovery,
 //!   events.k8s.io, scheduling and RBAC kinds, with Kubernetes' defaults,
@@ -99,10 +107,15 @@
 //! - `*/scale` ([`scale`]) sets only `spec.replicas`; `pods/eviction`
 //!   deletes the pod without checking PodDisruptionBudgets (no disruption
 //!   controller computes `disruptionsAllowed` yet).
-//! - Services get no cluster IP or node ports allocated (CLUSTER-IP
-//!   `<none>`); RBAC objects are stored and printed but not enforced.
+//! - Services get a cluster IP from the service CIDR and node ports from
+//!   30000–32767 ([`service_ranges`], [`services`]): IPv4 only, one store
+//!   key per allocation written in the Service's own Txn. The `kubernetes`
+//!   Service points at this server's listen address. RBAC objects are
+//!   stored and printed but not enforced.
 #![deny(missing_docs)]
 
+pub mod apply;
+pub mod apply_rest;
 pub mod auth;
 pub mod bench;
 pub mod codec;
@@ -111,7 +124,10 @@ pub mod delete;
 pub mod discovery;
 pub mod dispatch;
 pub mod error;
+pub mod fieldpath;
+pub mod k8s_schema;
 pub mod logs;
+pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
@@ -126,7 +142,10 @@ pub mod router;
 pub mod scale;
 pub mod selectors;
 pub mod server;
+pub mod service_ranges;
+pub mod services;
 pub mod strategy;
+pub mod streams;
 pub mod table;
 pub mod validation;
 pub mod watch;

@@ -24,6 +24,7 @@ use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::dispatch::ApiState;
 use crate::error::ApiError;
 use crate::request::RequestContext;
 use crate::resources::find;
@@ -120,34 +121,29 @@ pub fn agent_address(node: &Value) -> Option<(String, u64)> {
     Some((host.to_string(), port))
 }
 
-/// Serves `GET namespaces/<ns>/pods/<name>/log`.
-pub async fn serve(
-    ctx: &mut RequestContext,
+/// Where a pod's agent listens: the pod (as stored) and the agent's
+/// `host` and `port`, from the pod's node.
+pub(crate) async fn locate(
+    state: &ApiState,
     ns: &str,
     name: &str,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<(Value, String, u64), ApiError> {
     let pods = find("", "v1", "pods").ok_or(ApiError::PathNotFound)?;
     let nodes = find("", "v1", "nodes").ok_or(ApiError::PathNotFound)?;
-    let pod = ctx
-        .state
-        .registry
-        .get_required(pods, Some(ns), name)
-        .await?
-        .obj;
-    let container = choose_container(&pod, name, ctx.query.get("container"))?;
+    let pod = state.registry.get_required(pods, Some(ns), name).await?.obj;
     let node_name = pod
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .to_string();
     if node_name.is_empty() {
         return Err(ApiError::BadRequest(format!(
             "pod {name} does not have a host assigned"
         )));
     }
-    let node = ctx
-        .state
+    let node = state
         .registry
-        .get_required(nodes, None, node_name)
+        .get_required(nodes, None, &node_name)
         .await?
         .obj;
     let (host, port) = agent_address(&node).ok_or_else(|| {
@@ -155,6 +151,17 @@ pub async fn serve(
             "node {node_name} has no InternalIP, ExternalIP or Hostname address"
         ))
     })?;
+    Ok((pod, host, port))
+}
+
+/// Serves `GET namespaces/<ns>/pods/<name>/log`.
+pub async fn serve(
+    ctx: &mut RequestContext,
+    ns: &str,
+    name: &str,
+) -> Result<Response<Body>, ApiError> {
+    let (pod, host, port) = locate(&ctx.state, ns, name).await?;
+    let container = choose_container(&pod, name, ctx.query.get("container"))?;
 
     let mut query = Vec::new();
     for key in PASSED_OPTIONS {
@@ -176,7 +183,7 @@ pub async fn serve(
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters kept).
-fn encode_component(v: &str) -> String {
+pub(crate) fn encode_component(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -187,13 +194,13 @@ fn encode_component(v: &str) -> String {
         .collect()
 }
 
-/// GETs `path` from the agent and streams the body into a channel.
-async fn fetch(
+/// Opens a TLS connection (HTTP/1.1) to the agent at `host:port`; `path`
+/// only names the request in errors.
+pub(crate) async fn dial(
     host: &str,
     port: u64,
     path: &str,
-    token: &str,
-) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ApiError> {
     let url = format!("https://{host}:{port}{path}");
     let unreachable = |e: &dyn std::fmt::Display| ApiError::Internal(format!("Get \"{url}\": {e}"));
     let port = u16::try_from(port).map_err(|_| unreachable(&"invalid port"))?;
@@ -204,16 +211,28 @@ async fn fetch(
     .await
     .map_err(|_| unreachable(&"dial tcp: i/o timeout"))?
     .map_err(|e| unreachable(&e))?;
+    let _ = tcp.set_nodelay(true);
     // The agent's serving certificate is self-signed and not verified (see
     // the module caveat); `skiff_client` says why in one place.
     let tls = skiff_client::unverified_tls_config(&[b"http/1.1"])
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let server_name = ServerName::try_from(host.to_string()).map_err(|e| unreachable(&e))?;
-    let stream = tls
-        .connect(server_name, tcp)
+    tls.connect(server_name, tcp)
         .await
-        .map_err(|e| unreachable(&e))?;
+        .map_err(|e| unreachable(&e))
+}
+
+/// GETs `path` from the agent and streams the body into a channel.
+pub(crate) async fn fetch(
+    host: &str,
+    port: u64,
+    path: &str,
+    token: &str,
+) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+    let stream = dial(host, port, path).await?;
+    let url = format!("https://{host}:{port}{path}");
+    let unreachable = |e: &dyn std::fmt::Display| ApiError::Internal(format!("Get \"{url}\": {e}"));
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| unreachable(&e))?;

@@ -11,7 +11,8 @@
 //! kubectl emits are honoured: `$patch: replace|delete|merge`,
 //! `$retainKeys`, `$setElementOrder/<field>` and
 //! `$deleteFromPrimitiveList/<field>`. Server-side apply
-//! (`application/apply-patch+yaml`) is not implemented yet (415).
+//! (`application/apply-patch+yaml`) is [`crate::apply_rest`]; CBOR apply
+//! patches are 415.
 
 use serde_json::{Map, Value};
 

@@ -221,6 +221,7 @@ pub async fn evict(
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string),
+        ..Default::default()
     };
     crate::delete::delete_one(ctx, pods(), Some(ns), name, &opts).await?;
     Ok(response::success(201))

@@ -1,140 +1,47 @@
 //! Decoding Kubernetes protobuf request bodies
-//! (`application/vnd.kubernetes.protobuf`) into JSON objects, for the few
-//! kinds stock kubectl sends that way.
+//! (`application/vnd.kubernetes.protobuf`) into JSON objects, for every
+//! kind in [`crate::k8s_schema`].
 //!
-//! kubectl's typed clientset (client-go ≥ 1.32 defaults built-in types to
-//! protobuf) POSTs protobuf for `kubectl create namespace|configmap|secret|
-//! serviceaccount`; everything else kubectl does (apply, get, label,
-//! delete, patch) is JSON. The envelope (apimachinery's protobuf
-//! serializer) is the 4-byte magic `k8s\0` followed by a `runtime.Unknown`
-//! message whose `raw` field holds the typed object encoded per its
-//! `generated.proto`.
+//! client-go ≥ 1.32 defaults built-in types to protobuf, so kubectl's
+//! typed requests (`kubectl create deployment|job|cronjob|service|quota|
+//! priorityclass|role|…`, `kubectl expose`, `kubectl autoscale`) POST
+//! protobuf; apply, label, patch and the rest send JSON. The envelope
+//! (apimachinery's protobuf serializer) is the 4-byte magic `k8s\0`
+//! followed by a `runtime.Unknown` message: `typeMeta` (1: apiVersion,
+//! kind), `raw` (2: the object encoded per its `generated.proto`),
+//! `contentEncoding` (3), `contentType` (4).
 //!
-//! Skiff has no protobuf schema at runtime, so the field numbers of the
-//! kinds above (and `ObjectMeta`) are tabled here from the Kubernetes
-//! `generated.proto` files. Caveat: any other kind in protobuf is a 415
-//! asking for JSON; Skiff never *answers* in protobuf (clients always
-//! accept JSON too).
+//! The decoder walks the raw bytes with the kind's message schema and
+//! builds the JSON the Go types would marshal to:
+//! - JSON names and inlined embedded structs (`Volume` ← `VolumeSource`)
+//!   come from the Go struct tags;
+//! - gogo-protobuf writes every non-pointer field, zero or not, so a zero
+//!   scalar is dropped unless the field is a Go pointer or has no
+//!   `omitempty` ([`crate::k8s_schema::Field::keep_zero`]), which is what
+//!   `encoding/json` would have produced;
+//! - the apimachinery types with their own JSON form: `Time` and
+//!   `MicroTime` (`{seconds, nanos}` → RFC 3339), `Duration` (nanoseconds
+//!   → Go's `1h2m3s`), `Quantity` (its string), `IntOrString`,
+//!   `RawExtension` and `FieldsV1` (embedded JSON bytes), and named string
+//!   slices such as `ExtraValue` (a message wrapping the list);
+//! - unknown field numbers are skipped, as a proto decoder does.
+//!
+//! Caveat: Skiff never *answers* in protobuf: clients that send it also
+//! accept JSON (client-go's `Accept` lists both), and the answer's
+//! `Content-Type` tells them which they got.
 
 use base64::Engine;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map, Number, Value};
 
 use crate::error::ApiError;
+use crate::k8s_schema::{self, Field, Message, Scalar, Type};
 
 /// The protobuf envelope's magic prefix (`k8s` and a zero byte).
 pub const MAGIC: &[u8] = b"k8s\0";
 
-/// A field's type, enough for the tabled kinds.
-#[derive(Clone, Copy)]
-enum Ty {
-    Str,
-    Int,
-    Bool,
-    /// `meta.v1.Time`: `{seconds, nanos}` → RFC 3339.
-    Time,
-    Msg(&'static [Field]),
-    MapStr,
-    MapBytes,
-}
-
-/// One field of a message: number, JSON name, type, repeated or not.
-#[derive(Clone, Copy)]
-struct Field(u32, &'static str, Ty, bool);
-
-const OWNER_REFERENCE: &[Field] = &[
-    Field(5, "apiVersion", Ty::Str, false),
-    Field(1, "kind", Ty::Str, false),
-    Field(3, "name", Ty::Str, false),
-    Field(4, "uid", Ty::Str, false),
-    Field(6, "controller", Ty::Bool, false),
-    Field(7, "blockOwnerDeletion", Ty::Bool, false),
-];
-
-// meta/v1 ObjectMeta; managedFields (17) is server-owned and skipped.
-const OBJECT_META: &[Field] = &[
-    Field(1, "name", Ty::Str, false),
-    Field(2, "generateName", Ty::Str, false),
-    Field(3, "namespace", Ty::Str, false),
-    Field(5, "uid", Ty::Str, false),
-    Field(6, "resourceVersion", Ty::Str, false),
-    Field(7, "generation", Ty::Int, false),
-    Field(8, "creationTimestamp", Ty::Time, false),
-    Field(9, "deletionTimestamp", Ty::Time, false),
-    Field(10, "deletionGracePeriodSeconds", Ty::Int, false),
-    Field(11, "labels", Ty::MapStr, false),
-    Field(12, "annotations", Ty::MapStr, false),
-    Field(13, "ownerReferences", Ty::Msg(OWNER_REFERENCE), true),
-    Field(14, "finalizers", Ty::Str, true),
-];
-
-const NAMESPACE_CONDITION: &[Field] = &[
-    Field(1, "type", Ty::Str, false),
-    Field(2, "status", Ty::Str, false),
-    Field(4, "lastTransitionTime", Ty::Time, false),
-    Field(5, "reason", Ty::Str, false),
-    Field(6, "message", Ty::Str, false),
-];
-
-const NAMESPACE: &[Field] = &[
-    Field(1, "metadata", Ty::Msg(OBJECT_META), false),
-    Field(
-        2,
-        "spec",
-        Ty::Msg(&[Field(1, "finalizers", Ty::Str, true)]),
-        false,
-    ),
-    Field(
-        3,
-        "status",
-        Ty::Msg(&[
-            Field(1, "phase", Ty::Str, false),
-            Field(2, "conditions", Ty::Msg(NAMESPACE_CONDITION), true),
-        ]),
-        false,
-    ),
-];
-
-const CONFIG_MAP: &[Field] = &[
-    Field(1, "metadata", Ty::Msg(OBJECT_META), false),
-    Field(4, "immutable", Ty::Bool, false),
-    Field(2, "data", Ty::MapStr, false),
-    Field(3, "binaryData", Ty::MapBytes, false),
-];
-
-const SECRET: &[Field] = &[
-    Field(1, "metadata", Ty::Msg(OBJECT_META), false),
-    Field(5, "immutable", Ty::Bool, false),
-    Field(2, "data", Ty::MapBytes, false),
-    Field(4, "stringData", Ty::MapStr, false),
-    Field(3, "type", Ty::Str, false),
-];
-
-const OBJECT_REFERENCE: &[Field] = &[
-    Field(1, "kind", Ty::Str, false),
-    Field(2, "namespace", Ty::Str, false),
-    Field(3, "name", Ty::Str, false),
-    Field(4, "uid", Ty::Str, false),
-    Field(5, "apiVersion", Ty::Str, false),
-    Field(6, "resourceVersion", Ty::Str, false),
-    Field(7, "fieldPath", Ty::Str, false),
-];
-
-const SERVICE_ACCOUNT: &[Field] = &[
-    Field(1, "metadata", Ty::Msg(OBJECT_META), false),
-    Field(2, "secrets", Ty::Msg(OBJECT_REFERENCE), true),
-    Field(
-        3,
-        "imagePullSecrets",
-        Ty::Msg(&[Field(1, "name", Ty::Str, false)]),
-        true,
-    ),
-    Field(4, "automountServiceAccountToken", Ty::Bool, false),
-];
-
-const TYPE_META: &[Field] = &[
-    Field(1, "apiVersion", Ty::Str, false),
-    Field(2, "kind", Ty::Str, false),
-];
+/// Deepest message nesting accepted; Kubernetes objects nest far less
+/// (a CronJob's container port is ~10 deep).
+const MAX_DEPTH: usize = 64;
 
 fn bad(why: &str) -> ApiError {
     ApiError::BadRequest(format!("couldn't decode protobuf body: {why}"))
@@ -145,11 +52,12 @@ struct Reader<'a> {
     buf: &'a [u8],
 }
 
-/// A field's raw value.
+/// A field's raw value by wire type.
+#[derive(Clone, Copy)]
 enum Raw<'a> {
     Varint(u64),
-    /// A fixed32/fixed64 value: no tabled field uses one; skipped.
-    Fixed,
+    Fixed64(u64),
+    Fixed32(u32),
     Len(&'a [u8]),
 }
 
@@ -189,16 +97,16 @@ impl<'a> Reader<'a> {
         let raw = match key & 7 {
             0 => Raw::Varint(self.varint()?),
             1 => {
-                self.take(8)?;
-                Raw::Fixed
+                let b = self.take(8)?;
+                Raw::Fixed64(u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
             }
             2 => {
                 let n = usize::try_from(self.varint()?).map_err(|_| bad("length too large"))?;
                 Raw::Len(self.take(n)?)
             }
             5 => {
-                self.take(4)?;
-                Raw::Fixed
+                let b = self.take(4)?;
+                Raw::Fixed32(u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
             }
             w => return Err(bad(&format!("unsupported wire type {w}"))),
         };
@@ -210,87 +118,256 @@ fn string(bytes: &[u8]) -> Result<String, ApiError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| bad("string is not UTF-8"))
 }
 
-fn time(bytes: &[u8]) -> Result<Value, ApiError> {
+/// Reads every field of a small message into (number, value) pairs.
+fn fields(bytes: &[u8]) -> Result<Vec<(u32, Raw<'_>)>, ApiError> {
     let mut r = Reader { buf: bytes };
-    let (mut secs, mut nanos) = (0i64, 0i64);
-    while let Some((n, v)) = r.next()? {
-        match (n, v) {
-            (1, Raw::Varint(s)) => secs = s as i64,
-            (2, Raw::Varint(ns)) => nanos = ns as i64,
-            _ => {}
-        }
-    }
-    if secs == 0 && nanos == 0 {
-        return Ok(Value::Null);
-    }
-    let t = chrono::DateTime::from_timestamp(secs, 0).ok_or_else(|| bad("time out of range"))?;
-    Ok(json!(crate::strategy::timestamp(t)))
-}
-
-fn map_entry(bytes: &[u8], value_bytes: bool) -> Result<(String, Value), ApiError> {
-    let mut r = Reader { buf: bytes };
-    let (mut k, mut v) = (String::new(), json!(""));
-    while let Some((n, raw)) = r.next()? {
-        match (n, raw) {
-            (1, Raw::Len(b)) => k = string(b)?,
-            (2, Raw::Len(b)) if value_bytes => {
-                v = json!(base64::engine::general_purpose::STANDARD.encode(b))
-            }
-            (2, Raw::Len(b)) => v = json!(string(b)?),
-            _ => {}
-        }
-    }
-    Ok((k, v))
-}
-
-/// Decodes one message by its field table; zero values of strings and
-/// times are dropped, as JSON's `omitempty` would.
-fn message(bytes: &[u8], fields: &[Field]) -> Result<Map<String, Value>, ApiError> {
-    let mut out = Map::new();
-    let mut r = Reader { buf: bytes };
-    while let Some((num, raw)) = r.next()? {
-        // Unknown fields are skipped, as a proto decoder does.
-        let Some(Field(_, name, ty, repeated)) = fields.iter().find(|f| f.0 == num).copied() else {
-            continue;
-        };
-        let value = match (ty, raw) {
-            (Ty::Str, Raw::Len(b)) => json!(string(b)?),
-            (Ty::Int, Raw::Varint(v)) => json!(v as i64),
-            (Ty::Bool, Raw::Varint(v)) => json!(v != 0),
-            (Ty::Time, Raw::Len(b)) => time(b)?,
-            (Ty::Msg(f), Raw::Len(b)) => Value::Object(message(b, f)?),
-            (Ty::MapStr | Ty::MapBytes, Raw::Len(b)) => {
-                let (k, v) = map_entry(b, matches!(ty, Ty::MapBytes))?;
-                let entry = out.entry(name).or_insert_with(|| json!({}));
-                if let Some(m) = entry.as_object_mut() {
-                    m.insert(k, v);
-                }
-                continue;
-            }
-            _ => return Err(bad(&format!("field {name} has the wrong wire type"))),
-        };
-        if value.is_null() || (value.as_str() == Some("") && !repeated) {
-            continue;
-        }
-        if repeated {
-            if let Some(a) = out.entry(name).or_insert_with(|| json!([])).as_array_mut() {
-                a.push(value);
-            }
-        } else {
-            out.insert(name.to_string(), value);
-        }
+    let mut out = Vec::new();
+    while let Some(f) = r.next()? {
+        out.push(f);
     }
     Ok(out)
 }
 
-/// The field table of a kind sent in protobuf.
-fn schema(api_version: &str, kind: &str) -> Option<&'static [Field]> {
-    match (api_version, kind) {
-        ("v1", "Namespace") => Some(NAMESPACE),
-        ("v1", "ConfigMap") => Some(CONFIG_MAP),
-        ("v1", "Secret") => Some(SECRET),
-        ("v1", "ServiceAccount") => Some(SERVICE_ACCOUNT),
-        _ => None,
+fn varint_of(fs: &[(u32, Raw<'_>)], num: u32) -> i64 {
+    fs.iter()
+        .rev()
+        .find_map(|(n, r)| match r {
+            Raw::Varint(v) if *n == num => Some(*v as i64),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+fn bytes_of<'a>(fs: &[(u32, Raw<'a>)], num: u32) -> &'a [u8] {
+    fs.iter()
+        .rev()
+        .find_map(|(n, r)| match r {
+            Raw::Len(b) if *n == num => Some(*b),
+            _ => None,
+        })
+        .unwrap_or(&[])
+}
+
+/// `meta.v1.Time` / `MicroTime`; the zero time is JSON `null`.
+fn time(bytes: &[u8], micro: bool) -> Result<Value, ApiError> {
+    let fs = fields(bytes)?;
+    let (secs, nanos) = (varint_of(&fs, 1), varint_of(&fs, 2));
+    if secs == 0 && nanos == 0 {
+        return Ok(Value::Null);
+    }
+    let nanos = u32::try_from(nanos).map_err(|_| bad("time nanos out of range"))?;
+    let t =
+        chrono::DateTime::from_timestamp(secs, nanos).ok_or_else(|| bad("time out of range"))?;
+    Ok(json!(if micro {
+        t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    } else {
+        crate::strategy::timestamp(t)
+    }))
+}
+
+/// Go's `time.Duration.String()`: `1h2m3.5s`, `250ms`, `0s`.
+pub fn go_duration(nanos: i64) -> String {
+    if nanos == 0 {
+        return "0s".into();
+    }
+    let sign = if nanos < 0 { "-" } else { "" };
+    let n = nanos.unsigned_abs();
+    let frac = |v: u64, unit: u64| {
+        let (whole, rest) = (v / unit, v % unit);
+        if rest == 0 {
+            whole.to_string()
+        } else {
+            let width = unit.to_string().len() - 1;
+            let s = format!("{whole}.{rest:0width$}");
+            s.trim_end_matches('0').to_string()
+        }
+    };
+    if n < 1_000 {
+        return format!("{sign}{n}ns");
+    }
+    if n < 1_000_000 {
+        return format!("{sign}{}µs", frac(n, 1_000));
+    }
+    if n < 1_000_000_000 {
+        return format!("{sign}{}ms", frac(n, 1_000_000));
+    }
+    let (h, rest) = (n / 3_600_000_000_000, n % 3_600_000_000_000);
+    let (m, rest) = (rest / 60_000_000_000, rest % 60_000_000_000);
+    let s = frac(rest, 1_000_000_000);
+    match (h, m) {
+        (0, 0) => format!("{sign}{s}s"),
+        (0, m) => format!("{sign}{m}m{s}s"),
+        (h, m) => format!("{sign}{h}h{m}m{s}s"),
+    }
+}
+
+/// Embedded JSON bytes (`RawExtension.raw`, `FieldsV1.Raw`).
+fn embedded_json(bytes: &[u8], what: &str) -> Result<Value, ApiError> {
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(bytes).map_err(|e| bad(&format!("{what} is not JSON: {e}")))
+}
+
+/// The JSON of a message whose Go type marshals specially, or `None` for
+/// an ordinary message.
+fn special(name: &str, bytes: &[u8]) -> Result<Option<Value>, ApiError> {
+    const META: &str = "k8s.io.apimachinery.pkg.apis.meta.v1.";
+    let v = match name.strip_prefix(META) {
+        Some("Time") => time(bytes, false)?,
+        Some("MicroTime") => time(bytes, true)?,
+        Some("Duration") => json!(go_duration(varint_of(&fields(bytes)?, 1))),
+        Some("FieldsV1") => embedded_json(bytes_of(&fields(bytes)?, 1), "FieldsV1")?,
+        _ => match name {
+            "k8s.io.apimachinery.pkg.api.resource.Quantity" => {
+                let s = string(bytes_of(&fields(bytes)?, 1))?;
+                if s.is_empty() {
+                    Value::Null
+                } else {
+                    json!(s)
+                }
+            }
+            "k8s.io.apimachinery.pkg.util.intstr.IntOrString" => {
+                let fs = fields(bytes)?;
+                match varint_of(&fs, 1) {
+                    0 => json!(varint_of(&fs, 2) as i32),
+                    _ => json!(string(bytes_of(&fs, 3))?),
+                }
+            }
+            "k8s.io.apimachinery.pkg.runtime.RawExtension" => {
+                embedded_json(bytes_of(&fields(bytes)?, 1), "RawExtension")?
+            }
+            _ => return Ok(None),
+        },
+    };
+    Ok(Some(v))
+}
+
+/// Is this the zero value `encoding/json`'s `omitempty` would drop?
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(_) | Value::Object(_) => false,
+    }
+}
+
+fn scalar(s: Scalar, raw: Raw<'_>, field: &str) -> Result<Value, ApiError> {
+    Ok(match (s, raw) {
+        (Scalar::String, Raw::Len(b)) => json!(string(b)?),
+        (Scalar::Bytes, Raw::Len(b)) => json!(base64::engine::general_purpose::STANDARD.encode(b)),
+        (Scalar::Bool, Raw::Varint(v)) => json!(v != 0),
+        // int32 negatives arrive sign-extended to 64 bits.
+        (Scalar::Int, Raw::Varint(v)) => json!(v as i64),
+        (Scalar::Double, Raw::Fixed64(v)) => {
+            Number::from_f64(f64::from_bits(v)).map_or(Value::Null, Value::Number)
+        }
+        (Scalar::Float, Raw::Fixed32(v)) => {
+            Number::from_f64(f64::from(f32::from_bits(v))).map_or(Value::Null, Value::Number)
+        }
+        _ => return Err(bad(&format!("field {field} has the wrong wire type"))),
+    })
+}
+
+/// One value of a field's type (an element, for repeated fields).
+fn value(ty: &Type, raw: Raw<'_>, field: &str, depth: usize) -> Result<Value, ApiError> {
+    match (ty, raw) {
+        (Type::Scalar(s), raw) => scalar(*s, raw, field),
+        (Type::Message(name), Raw::Len(b)) => {
+            if let Some(v) = special(name, b)? {
+                return Ok(v);
+            }
+            let m = k8s_schema::message(name)
+                .ok_or_else(|| bad(&format!("no schema for message {name}")))?;
+            message(b, m, depth + 1)
+        }
+        (Type::Map(v), Raw::Len(b)) => {
+            let fs = fields(b)?;
+            let key = string(bytes_of(&fs, 1))?;
+            let val = match fs.iter().rev().find(|(n, _)| *n == 2) {
+                Some((_, raw)) => value(v, *raw, field, depth)?,
+                None => match **v {
+                    Type::Scalar(Scalar::Int) => json!(0),
+                    Type::Scalar(Scalar::Bool) => json!(false),
+                    Type::Scalar(_) => json!(""),
+                    _ => json!({}),
+                },
+            };
+            Ok(json!({ key: val }))
+        }
+        _ => Err(bad(&format!("field {field} has the wrong wire type"))),
+    }
+}
+
+/// Decodes one message into JSON by its schema.
+fn message(bytes: &[u8], m: &Message, depth: usize) -> Result<Value, ApiError> {
+    if depth > MAX_DEPTH {
+        return Err(bad("messages nested too deeply"));
+    }
+    let mut out = Map::new();
+    let mut r = Reader { buf: bytes };
+    while let Some((num, raw)) = r.next()? {
+        let Some(f) = m.by_num(num) else { continue };
+        decode_field(f, raw, &mut out, depth)?;
+    }
+    if m.wrap {
+        // `type ExtraValue []string`: the JSON is the list itself.
+        let items = m.fields.first().map_or("items", |f| f.json);
+        return Ok(out.remove(items).unwrap_or_else(|| json!([])));
+    }
+    Ok(Value::Object(out))
+}
+
+fn decode_field(
+    f: &Field,
+    raw: Raw<'_>,
+    out: &mut Map<String, Value>,
+    depth: usize,
+) -> Result<(), ApiError> {
+    // Packed repeated numbers (proto3 style) arrive as one length field.
+    if let (true, Type::Scalar(s @ (Scalar::Int | Scalar::Bool)), Raw::Len(b)) =
+        (f.repeated, &f.ty, raw)
+    {
+        let mut r = Reader { buf: b };
+        while !r.buf.is_empty() {
+            let v = scalar(*s, Raw::Varint(r.varint()?), f.json)?;
+            push(out, f.json, v);
+        }
+        return Ok(());
+    }
+    let v = value(&f.ty, raw, f.json, depth)?;
+    if f.inline {
+        if let Value::Object(inner) = v {
+            out.extend(inner);
+        }
+        return Ok(());
+    }
+    if let Type::Map(_) = f.ty {
+        if let (Some(m), Value::Object(entry)) = (
+            out.entry(f.json)
+                .or_insert_with(|| json!({}))
+                .as_object_mut(),
+            v,
+        ) {
+            m.extend(entry);
+        }
+        return Ok(());
+    }
+    if f.repeated {
+        push(out, f.json, v);
+    } else if v.is_null() || (is_zero(&v) && !f.keep_zero) {
+        // What `omitempty` (or a nil pointer) would have left out.
+    } else {
+        out.insert(f.json.to_string(), v);
+    }
+    Ok(())
+}
+
+fn push(out: &mut Map<String, Value>, name: &str, v: Value) {
+    if let Some(a) = out.entry(name).or_insert_with(|| json!([])).as_array_mut() {
+        a.push(v);
     }
 }
 
@@ -300,111 +377,27 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let rest = body
         .strip_prefix(MAGIC)
         .ok_or_else(|| bad("missing the k8s protobuf prefix"))?;
-    let mut r = Reader { buf: rest };
-    let (mut type_meta, mut raw): (Map<String, Value>, &[u8]) = (Map::new(), &[]);
-    while let Some((n, v)) = r.next()? {
-        match (n, v) {
-            (1, Raw::Len(b)) => type_meta = message(b, TYPE_META)?,
-            (2, Raw::Len(b)) => raw = b,
-            (3, Raw::Len(b)) if !b.is_empty() => {
-                return Err(bad("content encodings are not supported"))
-            }
-            _ => {}
-        }
+    let envelope = fields(rest)?;
+    let type_meta = fields(bytes_of(&envelope, 1))?;
+    let api_version = string(bytes_of(&type_meta, 1))?;
+    let kind = string(bytes_of(&type_meta, 2))?;
+    if !bytes_of(&envelope, 3).is_empty() {
+        return Err(bad("content encodings are not supported"));
     }
-    let api_version = type_meta
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let kind = type_meta
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let fields = schema(&api_version, &kind).ok_or_else(|| {
+    let m = k8s_schema::kind_message(&api_version, &kind).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!(
-            "Skiff accepts protobuf bodies only for v1 Namespace, ConfigMap, Secret and ServiceAccount (got {api_version} {kind}); send application/json"
+            "Skiff has no protobuf schema for {api_version} {kind}; send application/json"
         ))
     })?;
-    let mut obj = message(raw, fields)?;
+    let mut obj = match message(bytes_of(&envelope, 2), m, 0)? {
+        Value::Object(o) => o,
+        _ => Map::new(),
+    };
     obj.insert("apiVersion".into(), json!(api_version));
     obj.insert("kind".into(), json!(kind));
     Ok(Value::Object(obj))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
-
-    fn field(num: u32, bytes: &[u8], out: &mut Vec<u8>) {
-        varint(u64::from(num) << 3 | 2, out);
-        varint(bytes.len() as u64, out);
-        out.extend_from_slice(bytes);
-    }
-
-    /// What client-go sends for `kubectl create namespace demo`, built by
-    /// hand: empty strings and an empty Time are encoded too (gogo
-    /// protobuf writes non-pointer fields always).
-    #[test]
-    fn namespace_from_kubectl_create() {
-        let mut meta = Vec::new();
-        field(1, b"demo", &mut meta);
-        field(2, b"", &mut meta);
-        field(8, b"", &mut meta);
-        let mut label = Vec::new();
-        field(1, b"team", &mut label);
-        field(2, b"a", &mut label);
-        field(11, &label, &mut meta);
-        let mut ns = Vec::new();
-        field(1, &meta, &mut ns);
-        field(2, b"", &mut ns);
-        let mut status = Vec::new();
-        field(1, b"", &mut status);
-        field(3, &status, &mut ns);
-        let mut tm = Vec::new();
-        field(1, b"v1", &mut tm);
-        field(2, b"Namespace", &mut tm);
-        let mut unknown = Vec::new();
-        field(1, &tm, &mut unknown);
-        field(2, &ns, &mut unknown);
-        field(3, b"", &mut unknown);
-        let mut body = MAGIC.to_vec();
-        body.extend(unknown);
-
-        let v = decode(&body).unwrap();
-        assert_eq!(v["apiVersion"], "v1");
-        assert_eq!(v["kind"], "Namespace");
-        assert_eq!(
-            v["metadata"],
-            json!({"name": "demo", "labels": {"team": "a"}})
-        );
-        assert_eq!(v["spec"], json!({}));
-    }
-
-    #[test]
-    fn other_kinds_and_garbage() {
-        let mut tm = Vec::new();
-        field(1, b"v1", &mut tm);
-        field(2, b"Pod", &mut tm);
-        let mut unknown = Vec::new();
-        field(1, &tm, &mut unknown);
-        let mut body = MAGIC.to_vec();
-        body.extend(unknown);
-        assert_eq!(decode(&body).unwrap_err().status_code(), 415);
-        assert_eq!(decode(b"nope").unwrap_err().status_code(), 400);
-        assert_eq!(decode(b"k8s\0\x0a\xff").unwrap_err().status_code(), 400);
-    }
-}
+#[path = "protobuf_test.rs"]
+mod tests;

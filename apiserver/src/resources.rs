@@ -108,7 +108,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     // core/v1
     resource!("", "v1", "namespaces", "namespace", "Namespace", false, short: ["ns"], categories: [], sub: ["status"]),
     resource!("", "v1", "nodes", "node", "Node", false, short: ["no"], categories: [], sub: ["status"]),
-    resource!("", "v1", "pods", "pod", "Pod", true, short: ["po"], categories: ["all"], sub: ["status", "binding", "log", "eviction"]),
+    resource!("", "v1", "pods", "pod", "Pod", true, short: ["po"], categories: ["all"], sub: ["status", "binding", "log", "eviction", "exec", "attach", "portforward"]),
     resource!("", "v1", "services", "service", "Service", true, short: ["svc"], categories: ["all"], sub: ["status"]),
     resource!("", "v1", "endpoints", "endpoints", "Endpoints", true, short: ["ep"], categories: [], sub: []),
     resource!("", "v1", "configmaps", "configmap", "ConfigMap", true, short: ["cm"], categories: [], sub: []),
@@ -138,6 +138,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     resource!("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, short: [], categories: [], sub: []),
     // discovery.k8s.io/v1
     resource!("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, short: [], categories: [], sub: []),
+    resource!("networking.k8s.io", "v1", "networkpolicies", "networkpolicy", "NetworkPolicy", true, short: ["netpol"], categories: [], sub: []),
     // events.k8s.io/v1: stored apart from core/v1 events (Kubernetes
     // stores both in one place and converts; see the crate caveats).
     resource!("events.k8s.io", "v1", "events", "event", "Event", true, short: ["ev"], categories: [], sub: []),

@@ -317,16 +317,33 @@ async fn create(
     let mut obj = ctx.body_object()?;
     check_kind(res, &mut obj)?;
     ctx.check_unknown_fields(res, &obj)?;
+    create_object(ctx, res, ns, obj).await
+}
+
+/// The create pipeline for a decoded, kind-checked object (POST, and
+/// server-side apply of an object that does not exist).
+pub(crate) async fn create_object(
+    ctx: &mut RequestContext,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    mut obj: Value,
+) -> Result<Response<Body>, ApiError> {
     check_namespace(res, &mut obj, ns)?;
     strategy::expand_generate_name(&mut obj);
     strategy::prepare_for_create(res, &mut obj, Utc::now());
     prepare(ctx, res, Operation::Create, &mut obj, None).await?;
+    crate::apply_rest::track(ctx, res, None, &mut obj, false);
     let name = meta_str(&obj, "name").unwrap_or_default().to_string();
     namespace_exists(ctx, res, ns).await?;
     if ctx.dry_run()? {
         return respond_object(ctx, 201, res, &obj);
     }
-    let created = ctx.state.registry.create(res, ns, &name, &obj).await?;
+    let created = if crate::services::is_service(res) {
+        let ranges = &ctx.state.service_ranges;
+        crate::services::create(&ctx.state.registry, ranges, res, ns, &name, &obj).await?
+    } else {
+        ctx.state.registry.create(res, ns, &name, &obj).await?
+    };
     respond_object(ctx, 201, res, &created)
 }
 
@@ -365,6 +382,7 @@ pub async fn write_update(
 ) -> Result<Option<Value>, ApiError> {
     strategy::prepare_for_update(res, &mut new, &current.obj, status_only);
     prepare(ctx, res, Operation::Update, &mut new, Some(&current.obj)).await?;
+    crate::apply_rest::track(ctx, res, Some(&current.obj), &mut new, status_only);
     if ctx.dry_run()? {
         return Ok(Some(new));
     }
@@ -389,6 +407,11 @@ pub async fn write_update(
             Some(_) => Ok(Some(new)),
             None => Ok(None),
         };
+    }
+    if crate::services::is_service(res) && !status_only {
+        let ranges = &ctx.state.service_ranges;
+        let registry = &ctx.state.registry;
+        return crate::services::update(registry, ranges, res, ns, name, &new, current).await;
     }
     ctx.state
         .registry
@@ -436,7 +459,13 @@ async fn update(
                 if ctx.dry_run()? {
                     return respond_object(ctx, 201, res, &created);
                 }
-                let created = ctx.state.registry.create(res, ns, name, &created).await?;
+                let created = if crate::services::is_service(res) {
+                    let ranges = &ctx.state.service_ranges;
+                    let registry = &ctx.state.registry;
+                    crate::services::create(registry, ranges, res, ns, name, &created).await?
+                } else {
+                    ctx.state.registry.create(res, ns, name, &created).await?
+                };
                 return respond_object(ctx, 201, res, &created);
             }
             return Err(ApiError::not_found(res, name));
@@ -462,6 +491,9 @@ async fn patch(
     name: &str,
     status_only: bool,
 ) -> Result<Response<Body>, ApiError> {
+    if crate::apply_rest::is_apply(ctx.content_type.as_deref()) {
+        return crate::apply_rest::apply_patch(ctx, res, ns, name, status_only).await;
+    }
     let kind = PatchType::from_content_type(ctx.content_type.as_deref().unwrap_or(""))?;
     let patch_body: Value = serde_json::from_slice(&ctx.body)
         .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;

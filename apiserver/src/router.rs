@@ -243,7 +243,7 @@ mod tests {
             "/api/v1/widgets",
             "/api/v1/namespaces/default/widgets",
             "/api/v1/pods/x",
-            "/api/v1/namespaces/default/pods/x/exec",
+            "/api/v1/namespaces/default/pods/x/proxy",
             "/api/v1/namespaces/default/configmaps/x/status",
             "/api/v1/namespaces/default/pods/x/status/more",
             "/apis/apps/v1/widgets",

@@ -30,6 +30,7 @@ pub fn visit_kind<V: KindVisitor>(
     use k8s_openapi::api::core::v1 as core;
     use k8s_openapi::api::discovery::v1 as discovery;
     use k8s_openapi::api::events::v1 as events;
+    use k8s_openapi::api::networking::v1 as networking;
     use k8s_openapi::api::policy::v1 as policy;
     use k8s_openapi::api::rbac::v1 as rbac;
     use k8s_openapi::api::scheduling::v1 as scheduling;
@@ -71,6 +72,9 @@ pub fn visit_kind<V: KindVisitor>(
         ("policy", "v1", "PodDisruptionBudget") => visitor.visit::<policy::PodDisruptionBudget>(),
         ("policy", "v1", "Eviction") => visitor.visit::<policy::Eviction>(),
         ("discovery.k8s.io", "v1", "EndpointSlice") => visitor.visit::<discovery::EndpointSlice>(),
+        ("networking.k8s.io", "v1", "NetworkPolicy") => {
+            visitor.visit::<networking::NetworkPolicy>()
+        }
         ("events.k8s.io", "v1", "Event") => visitor.visit::<events::Event>(),
         ("scheduling.k8s.io", "v1", "PriorityClass") => {
             visitor.visit::<scheduling::PriorityClass>()

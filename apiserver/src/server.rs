@@ -52,6 +52,8 @@ pub struct ApiServerConfig {
     pub data_dir: PathBuf,
     /// Extra subject alternative names for the serving certificate.
     pub extra_sans: Vec<String>,
+    /// `--service-cidr` and the node port range.
+    pub service_ranges: crate::service_ranges::ServiceRanges,
 }
 
 impl ApiServerConfig {
@@ -61,6 +63,7 @@ impl ApiServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             data_dir: data_dir.into(),
             extra_sans: Vec::new(),
+            service_ranges: Default::default(),
         }
     }
 }
@@ -138,8 +141,10 @@ fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ApiServerError> {
     Ok(config)
 }
 
-/// Creates the system namespaces if missing; `false` if the store failed.
-async fn bootstrap(registry: &Registry) -> bool {
+/// Creates the system namespaces and the `kubernetes` Service if missing;
+/// `false` if the store failed.
+async fn bootstrap(state: &ApiState) -> bool {
+    let registry = &state.registry;
     let Some(namespaces) = find("", "v1", "namespaces") else {
         return true;
     };
@@ -150,6 +155,13 @@ async fn bootstrap(registry: &Registry) -> bool {
             tracing::warn!(namespace = ns, error = %e, "creating system namespace failed; will retry");
             return false;
         }
+    }
+    let ranges = &state.service_ranges;
+    if let Err(e) =
+        crate::services::ensure_kubernetes_service(registry, ranges, &state.server_address).await
+    {
+        tracing::warn!(error = %e, "creating the kubernetes Service failed; will retry");
+        return false;
     }
     true
 }
@@ -223,9 +235,10 @@ impl ApiServer {
             ca_pem: pki.ca_pem.clone(),
             server_address: reach.to_string(),
             stopping: stop_rx.clone(),
+            service_ranges: config.service_ranges,
         });
 
-        if !bootstrap(&state.registry).await {
+        if !bootstrap(&state).await {
             let mut stop_rx = stop_rx.clone();
             let state = state.clone();
             tokio::spawn(async move {
@@ -233,7 +246,7 @@ impl ApiServer {
                     tokio::select! {
                         _ = stop_rx.changed() => return,
                         _ = tokio::time::sleep(BOOTSTRAP_RETRY) => {
-                            if bootstrap(&state.registry).await {
+                            if bootstrap(&state).await {
                                 return;
                             }
                         }
@@ -355,7 +368,7 @@ async fn accept_loop(
                         async move { Ok::<_, Infallible>(dispatch::serve(state, req).await) }
                     });
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+                    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 });

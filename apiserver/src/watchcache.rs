@@ -220,8 +220,12 @@ impl WatchCache {
     /// `timeout` or if the cache is not ready.
     pub async fn wait_for(&self, revision: Revision, timeout: Duration) -> bool {
         let mut rx = self.revision.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await;
-        matches!(reached, Ok(Ok(_))) && self.is_ready()
+        let reached = tokio::time::timeout(
+            timeout,
+            rx.wait_for(|r| *r >= revision && self.is_ready()),
+        )
+        .await;
+        matches!(reached, Ok(Ok(_)))
     }
 
     /// Waits until the cache has caught up with the store's current
@@ -386,8 +390,10 @@ impl WatchCache {
         if closed > 0 {
             tracing::info!(closed, "watch cache relisted; closed its watchers");
         }
-        self.revision.send_replace(revision);
+        // Ready first, then the revision: a waiter woken by the revision
+        // must see the cache ready (wait_for checks both).
         self.ready.store(true, Ordering::Release);
+        self.revision.send_replace(revision);
         tracing::debug!(revision, "watch cache loaded");
         while let Some(batch) = stream.next().await {
             let batch = batch?;

@@ -128,7 +128,8 @@ async fn errors_are_kubernetes_statuses() {
             .unwrap()
             .contains("the object has been modified"));
 
-        // 415 for server-side apply, 405 for a verb the path lacks.
+        // 422 for server-side apply without fieldManager, 405 for a verb
+        // the path lacks.
         let (code, _, _) = h
             .curl_full(
                 "PATCH",
@@ -138,7 +139,7 @@ async fn errors_are_kubernetes_statuses() {
                 &[],
             )
             .await;
-        assert_eq!(code, 415);
+        assert_eq!(code, 422);
         let (code, _) = h
             .call("POST", "/api/v1/namespaces/default/pods/p", Some(pod("p")))
             .await;

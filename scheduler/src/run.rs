@@ -133,6 +133,10 @@ struct State {
     assumed: HashMap<String, BoundPod>,
     /// Pods with an API write in flight (binding or preemption).
     in_flight: HashSet<String>,
+    /// Keys of `pending` pods with no write in flight: what a pass looks
+    /// at. Kept alongside so a pass costs the pods it can place, not every
+    /// pod still waiting for its binding to come back through the watch.
+    candidates: HashSet<String>,
     cluster: Cluster,
     dirty: bool,
     /// Bumped whenever something that could make room changes.
@@ -204,6 +208,26 @@ impl State {
         }
     }
 
+    fn forget_pending(&mut self, key: &str) {
+        self.pending.remove(key);
+        self.candidates.remove(key);
+        self.unschedulable.remove(key);
+    }
+
+    /// An API write for `key` went out: no pass looks at it until it ends.
+    fn start_write(&mut self, key: &str) {
+        self.in_flight.insert(key.to_string());
+        self.candidates.remove(key);
+    }
+
+    /// The write for `key` ended without the watch showing it bound.
+    fn end_write(&mut self, key: &str) {
+        self.in_flight.remove(key);
+        if self.pending.contains_key(key) {
+            self.candidates.insert(key.to_string());
+        }
+    }
+
     fn forget_bound(&mut self, key: &str) {
         if self.bound.remove(key).is_some() {
             if !self.dirty {
@@ -218,11 +242,13 @@ impl State {
             Event::Apply(p) | Event::InitApply(p) => {
                 let key = pod_key(&p);
                 if wants_scheduling(&p) {
+                    if !self.in_flight.contains(&key) {
+                        self.candidates.insert(key.clone());
+                    }
                     self.pending.insert(key, p);
                     return;
                 }
-                self.pending.remove(&key);
-                self.unschedulable.remove(&key);
+                self.forget_pending(&key);
                 if let Some(b) = holds_resources(&p)
                     .then(|| bound_pod(&p, self.priority(&p)))
                     .flatten()
@@ -242,8 +268,7 @@ impl State {
             }
             Event::Delete(p) => {
                 let key = pod_key(&p);
-                self.pending.remove(&key);
-                self.unschedulable.remove(&key);
+                self.forget_pending(&key);
                 if self.assumed.remove(&key).is_some() && !self.dirty {
                     self.cluster.remove_pod(&key);
                 }
@@ -251,6 +276,7 @@ impl State {
             }
             Event::Init => {
                 self.pending.clear();
+                self.candidates.clear();
                 self.bound.clear();
                 self.pods_synced = false;
                 self.dirty = true;
@@ -331,11 +357,10 @@ impl State {
         }
         let epoch = self.epoch;
         let mut waiting: Vec<&Pod> = self
-            .pending
+            .candidates
             .iter()
-            .filter(|(k, _)| !self.in_flight.contains(*k))
-            .filter(|(k, _)| self.unschedulable.get(*k).is_none_or(|t| *t < epoch))
-            .map(|(_, p)| p)
+            .filter(|k| self.unschedulable.get(*k).is_none_or(|t| *t < epoch))
+            .filter_map(|k| self.pending.get(k))
             .collect();
         if waiting.is_empty() {
             return Vec::new();
@@ -368,7 +393,7 @@ impl State {
                     if let Some(p) = by_key.get(pod.as_str()) {
                         self.assumed.insert(pod.clone(), p.bound_to(&node));
                     }
-                    self.in_flight.insert(pod.clone());
+                    self.start_write(&pod);
                     actions.push(Action::Bind { pod, node });
                 }
                 Placement::Preempt {
@@ -386,7 +411,7 @@ impl State {
                         }
                     }
                     self.unschedulable.insert(pod.clone(), epoch);
-                    self.in_flight.insert(pod.clone());
+                    self.start_write(&pod);
                     let uid = uids.get(&pod).cloned().flatten();
                     actions.push(Action::Preempt {
                         pod,
@@ -416,13 +441,13 @@ impl State {
         match done {
             Done::Bound { pod, ok: true } => tracing::debug!(%pod, "bound"),
             Done::Bound { pod, ok: false } => {
-                self.in_flight.remove(&pod);
+                self.end_write(&pod);
                 if self.assumed.remove(&pod).is_some() && !self.dirty {
                     self.cluster.remove_pod(&pod);
                 }
             }
             Done::Preempted { pod } => {
-                self.in_flight.remove(&pod);
+                self.end_write(&pod);
             }
             Done::Reported => {}
         }

@@ -10,7 +10,8 @@
 //! - containerd and its shims: killed by matching the socket path, which lies
 //!   inside the test's temporary directory;
 //! - mounts under the temporary directory (overlay rootfs, shm): unmounted;
-//! - the CNI bridge, named per test: deleted;
+//! - the CNI bridge, named per test: deleted; so is the agent's nftables
+//!   table `ip skiff-<bridge>`;
 //! - the temporary directory: removed.
 //!
 //! The `skiff` binary is found through `SKIFF_BIN`, else in
@@ -92,6 +93,11 @@ impl Cluster {
         self.data_dir().join("agent/containerd/containerd.sock")
     }
 
+    /// The cluster's service CIDR, `10.198.<n>.0/24`.
+    pub fn service_cidr(&self) -> String {
+        format!("10.198.{}.0/24", self.subnet)
+    }
+
     /// Node name used by the test cluster.
     pub fn node_name(&self) -> String {
         format!("e2e-node-{}", self.subnet)
@@ -120,6 +126,14 @@ impl Cluster {
             .arg(format!("10.199.{}.0/24", self.subnet))
             .arg("--cni-bridge")
             .arg(&self.bridge)
+            // The node IPAM hands this node exactly the test's pod CIDR, and
+            // Service IPs come from a per-test range too.
+            .arg("--cluster-cidr")
+            .arg(format!("10.199.{}.0/24", self.subnet))
+            .arg("--node-cidr-mask-size")
+            .arg("24")
+            .arg("--service-cidr")
+            .arg(self.service_cidr())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -246,6 +260,11 @@ impl Cluster {
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
+        // The embedded agent's service-proxy table (named after the bridge).
+        let table = skiff_agent::net::ruleset::table_name(&self.bridge);
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &table])
+            .output();
     }
 }
 
@@ -332,3 +351,4 @@ fn unmount_under(dir: &Path) {
         let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
     }
 }
+pub mod linearizability;

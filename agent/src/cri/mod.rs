@@ -111,6 +111,14 @@ impl CriError {
     }
 }
 
+/// The error of a call a runtime does not implement.
+fn unimplemented(call: &str) -> CriError {
+    CriError::Rpc {
+        code: tonic::Code::Unimplemented,
+        message: format!("{call} is not implemented by this runtime"),
+    }
+}
+
 /// Result of a CRI call.
 pub type CriResult<T> = Result<T, CriError>;
 
@@ -167,6 +175,39 @@ pub trait RuntimeService: Send + Sync {
             code: tonic::Code::Unimplemented,
             message: "ExecSync is not implemented by this runtime".into(),
         })
+    }
+
+    /// `Exec`: prepares an interactive exec and returns the URL of the
+    /// runtime's streaming server that serves it (SPDY, `v4.channel.k8s.io`).
+    /// Default: `Unimplemented`.
+    async fn exec(&self, req: cri::ExecRequest) -> CriResult<String> {
+        let _ = req;
+        Err(unimplemented("Exec"))
+    }
+
+    /// `Attach`: like [`RuntimeService::exec`], for the container's main
+    /// process. Default: `Unimplemented`.
+    async fn attach(&self, req: cri::AttachRequest) -> CriResult<String> {
+        let _ = req;
+        Err(unimplemented("Attach"))
+    }
+
+    /// `PortForward`: the streaming URL that forwards into the sandbox's
+    /// network namespace (SPDY, `portforward.k8s.io`). Default:
+    /// `Unimplemented`.
+    async fn port_forward(&self, req: cri::PortForwardRequest) -> CriResult<String> {
+        let _ = req;
+        Err(unimplemented("PortForward"))
+    }
+
+    /// `ListContainerStats`: cpu and memory of containers. Default:
+    /// `Unimplemented`.
+    async fn list_container_stats(
+        &self,
+        filter: Option<cri::ContainerStatsFilter>,
+    ) -> CriResult<Vec<cri::ContainerStats>> {
+        let _ = filter;
+        Err(unimplemented("ListContainerStats"))
     }
 }
 

@@ -243,6 +243,30 @@ impl RuntimeService for RemoteRuntime {
         }
         ok(self.runtime.clone().exec_sync(req).await)
     }
+
+    async fn exec(&self, req: cri::ExecRequest) -> CriResult<String> {
+        Ok(ok(self.runtime.clone().exec(req).await)?.url)
+    }
+
+    async fn attach(&self, req: cri::AttachRequest) -> CriResult<String> {
+        Ok(ok(self.runtime.clone().attach(req).await)?.url)
+    }
+
+    async fn port_forward(&self, req: cri::PortForwardRequest) -> CriResult<String> {
+        Ok(ok(self.runtime.clone().port_forward(req).await)?.url)
+    }
+
+    async fn list_container_stats(
+        &self,
+        filter: Option<cri::ContainerStatsFilter>,
+    ) -> CriResult<Vec<cri::ContainerStats>> {
+        Ok(ok(self
+            .runtime
+            .clone()
+            .list_container_stats(cri::ListContainerStatsRequest { filter })
+            .await)?
+        .stats)
+    }
 }
 
 #[async_trait]

@@ -131,6 +131,7 @@ pub fn sandbox_config(
     r: &PodRef,
     data_dir: &Path,
     attempt: u32,
+    cluster_dns: Option<&super::dns::ClusterDns>,
 ) -> cri::PodSandboxConfig {
     let spec = pod.spec.clone().unwrap_or_default();
     let port_mappings = spec
@@ -163,7 +164,7 @@ pub fn sandbox_config(
             pod_hostname(pod, r)
         },
         log_directory: pod_log_dir(data_dir, r).display().to_string(),
-        dns_config: None,
+        dns_config: super::dns::dns_config(pod, cluster_dns),
         port_mappings,
         labels: pod_labels(pod, r, node),
         annotations: pod

@@ -26,6 +26,7 @@
 pub mod atomic_writer;
 pub mod backoff;
 pub mod config;
+pub mod dns;
 pub mod env;
 pub mod hooks;
 pub mod lifecycle;

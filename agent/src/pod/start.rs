@@ -64,7 +64,14 @@ pub(super) async fn start_container(
     };
     let now = Instant::now();
     let image = spec.image.clone().unwrap_or_default();
-    let sb_config = sandbox_config(&ctx.node_name, pod, r, &ctx.data_dir, sandbox.attempt);
+    let sb_config = sandbox_config(
+        &ctx.node_name,
+        pod,
+        r,
+        &ctx.data_dir,
+        sandbox.attempt,
+        ctx.cluster_dns.as_ref(),
+    );
 
     // Image: present → use it; else pull (which fails on a node without a
     // registry, which is the expected path for un-imported images).

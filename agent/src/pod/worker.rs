@@ -66,6 +66,9 @@ pub struct WorkerContext {
     pub host_ip: String,
     /// This node's name (labels every sandbox and container).
     pub node_name: String,
+    /// The node-local cluster DNS pods with `dnsPolicy: ClusterFirst` use
+    /// (`None`: the host's resolv.conf).
+    pub cluster_dns: Option<super::dns::ClusterDns>,
 }
 
 /// The worker's memory between syncs: back-offs, waiting reasons, and the
@@ -327,7 +330,14 @@ async fn run_action(
         Action::CreateSandbox { attempt } => {
             // Kubelet makes the log directory itself before RunPodSandbox.
             tokio::fs::create_dir_all(pod_log_dir(&ctx.data_dir, r)).await?;
-            let config = sandbox_config(&ctx.node_name, pod, r, &ctx.data_dir, attempt);
+            let config = sandbox_config(
+                &ctx.node_name,
+                pod,
+                r,
+                &ctx.data_dir,
+                attempt,
+                ctx.cluster_dns.as_ref(),
+            );
             if let Err(e) = cri.run_pod_sandbox(config).await {
                 warn!(pod = %r.name, "RunPodSandbox failed: {e}");
                 mem.restart_backoff

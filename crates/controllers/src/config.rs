@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// k3s's default `--cluster-cidr`.
+pub const DEFAULT_CLUSTER_CIDR: &str = "10.42.0.0/16";
+
 /// What `run_controllers` runs and how.
 #[derive(Clone, Debug)]
 pub struct ControllersConfig {
@@ -20,6 +23,11 @@ pub struct ControllersConfig {
     /// How often the garbage collector rescans for dependents whose owners
     /// are gone (it also reacts to watch events).
     pub gc_resync_period: Duration,
+    /// The cluster CIDR node pod CIDRs are carved from (`--cluster-cidr`);
+    /// `None` leaves `spec.podCIDR` alone.
+    pub cluster_cidr: Option<String>,
+    /// Prefix length of each node's pod CIDR (`--node-cidr-mask-size`, 24).
+    pub node_cidr_mask_size: u8,
 }
 
 impl Default for ControllersConfig {
@@ -30,6 +38,8 @@ impl Default for ControllersConfig {
             node_monitor_grace_period: Duration::from_secs(40),
             default_toleration_seconds: 300,
             gc_resync_period: Duration::from_secs(60),
+            cluster_cidr: Some(DEFAULT_CLUSTER_CIDR.into()),
+            node_cidr_mask_size: 24,
         }
     }
 }

@@ -35,6 +35,22 @@
 //!   `revision-history` when `rollout undo` reuses a ReplicaSet);
 //!   `revisionHistoryLimit`; conditions `Available` and `Progressing` with
 //!   Kubernetes' reasons, including `ProgressDeadlineExceeded`.
+//! - [`job`]: runs pods until `completions` succeed, `parallelism` at a
+//!   time (NonIndexed and Indexed, with the completion-index annotation,
+//!   label and `JOB_COMPLETION_INDEX`); `Failed` with `BackoffLimitExceeded`
+//!   or `DeadlineExceeded`; pod-failure back-off (10 s doubling); deletes
+//!   finished Jobs after `ttlSecondsAfterFinished`.
+//! - [`cronjob`]: five-field cron schedules and `@hourly`-style macros in
+//!   `spec.timeZone` (system zoneinfo via jiff); Jobs named
+//!   `<cronjob>-<minutes since epoch>`; `concurrencyPolicy`,
+//!   `startingDeadlineSeconds`, `suspend`, history limits, at most one
+//!   catch-up run and the `TooManyMissedTimes` warning; injectable
+//!   [`clock::Clock`].
+//! - [`daemonset`]: one pod per eligible node (nodeSelector, required node
+//!   affinity, taints against tolerations plus the default daemon
+//!   tolerations), pinned by `matchFields metadata.name` and bound by the
+//!   scheduler; `RollingUpdate` (`maxUnavailable`, `maxSurge`) and
+//!   `OnDelete`; template history in [`revision`] ControllerRevisions.
 //! - [`gc`]: the garbage collector: background deletion of dependents whose
 //!   owners are all gone; `orphan` and `foregroundDeletion` finalizers.
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
@@ -44,6 +60,13 @@
 //!   taint (`not-ready` when the agent reports `Ready=False`); its pods are
 //!   marked not ready, then evicted when their `tolerationSeconds` (300 s by
 //!   default) run out, and their ReplicaSets replace them elsewhere.
+//! - [`endpoints`]: Endpoints and EndpointSlices for every Service with a
+//!   selector: ready pods as ready addresses, the rest not ready,
+//!   terminating pods out of rotation at once, named target ports resolved
+//!   per pod, `publishNotReadyAddresses`.
+//! - [`nodeipam`]: gives each node a pod CIDR (`spec.podCIDR`) from the
+//!   cluster CIDR (`--cluster-cidr`, a /24 each by default), never the same
+//!   one twice, and takes it back when the node goes.
 //!
 //! # Contracts
 //! - Level-triggered: a reconcile reads only the current caches and the
@@ -91,23 +114,40 @@
 //!   `NoSchedule` condition taints (`TaintNodesByCondition`), and pods
 //!   without `not-ready`/`unreachable` tolerations get the 300 s default
 //!   here rather than at admission.
-//! - Not yet: DaemonSet, StatefulSet, Job, CronJob, HPA, PodDisruptionBudget
-//!   and eviction API, namespace finalization, ResourceQuota, event TTL.
+//! - Job: no job-tracking finalizer, so `succeeded`/`failed` count the
+//!   terminated pods that still exist (never counting down); no
+//!   `podFailurePolicy`, `backoffLimitPerIndex`, `successPolicy`; orphan
+//!   pods matching a Job's selector are not adopted.
+//! - CronJob: the `MissSchedule` check cannot fire once the look-back is
+//!   clipped to `startingDeadlineSeconds` (as in Kubernetes); `status.active`
+//!   is rebuilt from the Jobs each time.
+//! - DaemonSet: pods on nodes that no longer exist are deleted by this
+//!   controller (Kubernetes leaves that to the pod GC); no failed-pod
+//!   back-off; `pod-template-hash` of revisions is Skiff's FNV hash.
+//! - Not yet: StatefulSet (and the local-path provisioner), HPA,
+//!   PodDisruptionBudget and eviction API, namespace finalization,
+//!   ResourceQuota, event TTL.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod clock;
 pub mod config;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod expectations;
 pub mod gc;
+pub mod job;
 pub mod names;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod owner;
 pub mod pod_util;
 pub mod replicaset;
+pub mod revision;
 pub mod run;
 pub mod runtime;
 pub mod selector;

@@ -10,17 +10,24 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
 
 use crate::config::ControllersConfig;
+use crate::cronjob::controller::CronJobController;
+use crate::daemonset::controller::DaemonSetController;
 use crate::deployment::controller::DeploymentController;
+use crate::endpoints::controller::{EndpointSliceController, EndpointsController};
 use crate::error::ControllerError;
 use crate::gc::controller::GarbageCollector;
+use crate::job::controller::JobController;
+use crate::nodeipam::NodeIpamController;
 use crate::nodelifecycle::controller::{NodeLifecycleController, NODE_LEASE_NAMESPACE};
 use crate::replicaset::controller::ReplicaSetController;
 use crate::runtime::{run_workers, Informer, WorkQueue};
@@ -42,7 +49,14 @@ pub async fn run_controllers(
     let mut deployments = Informer::new(Api::<Deployment>::all(client.clone()), wc.clone());
     let mut namespaces = Informer::new(Api::<Namespace>::all(client.clone()), wc.clone());
     let mut accounts = Informer::new(Api::<ServiceAccount>::all(client.clone()), wc.clone());
-    let nodes = Informer::new(Api::<Node>::all(client.clone()), wc.clone());
+    let mut nodes = Informer::new(Api::<Node>::all(client.clone()), wc.clone());
+    let mut services = Informer::new(Api::<Service>::all(client.clone()), wc.clone());
+    let mut endpoints = Informer::new(Api::<Endpoints>::all(client.clone()), wc.clone());
+    let mut slices = Informer::new(Api::<EndpointSlice>::all(client.clone()), wc.clone());
+    let mut jobs = Informer::new(Api::<Job>::all(client.clone()), wc.clone());
+    let mut cronjobs = Informer::new(Api::<CronJob>::all(client.clone()), wc.clone());
+    let mut daemonsets = Informer::new(Api::<DaemonSet>::all(client.clone()), wc.clone());
+    let mut revisions = Informer::new(Api::<ControllerRevision>::all(client.clone()), wc.clone());
     let leases = Informer::new(
         Api::<Lease>::namespaced(client.clone(), NODE_LEASE_NAMESPACE),
         wc.clone(),
@@ -68,12 +82,53 @@ pub async fn run_controllers(
         pods.store(),
         config.clone(),
     );
+    let job_queue = WorkQueue::new();
+    let job_ctl = JobController::new(client.clone(), &mut jobs, &mut pods, &job_queue);
+    let cj_queue = WorkQueue::new();
+    let cj_ctl = CronJobController::new(
+        client.clone(),
+        &mut cronjobs,
+        &mut jobs,
+        &cj_queue,
+        crate::clock::system_clock(),
+    );
+    let ds_queue = WorkQueue::new();
+    let ds_ctl = DaemonSetController::new(
+        client.clone(),
+        &mut daemonsets,
+        &mut pods,
+        &mut nodes,
+        &mut revisions,
+        &ds_queue,
+    );
     let gc = GarbageCollector::new(client.clone(), config.clone());
+    let (ep_queue, eps_queue, ipam_queue) = (WorkQueue::new(), WorkQueue::new(), WorkQueue::new());
+    let ep_ctl = EndpointsController::new(
+        client.clone(),
+        &mut services,
+        &mut pods,
+        &mut endpoints,
+        &ep_queue,
+    );
+    let eps_ctl = EndpointSliceController::new(
+        client.clone(),
+        &mut services,
+        &mut pods,
+        &mut slices,
+        &nodes,
+        &eps_queue,
+    );
+    let ipam_ctl = NodeIpamController::new(client.clone(), &mut nodes, &ipam_queue, &config)?;
+    let (svc_synced, ep_synced, eps_synced) =
+        (services.synced(), endpoints.synced(), slices.synced());
 
     let (pod_synced, rs_synced, d_synced) =
         (pods.synced(), replicasets.synced(), deployments.synced());
     let (ns_synced, sa_synced) = (namespaces.synced(), accounts.synced());
     let (node_synced, lease_synced) = (nodes.synced(), leases.synced());
+    let job_synced = jobs.synced();
+    let cj_synced = cronjobs.synced();
+    let (ds_synced, rev_synced) = (daemonsets.synced(), revisions.synced());
 
     let mut informers = JoinSet::new();
     informers.spawn(pods.run());
@@ -83,6 +138,13 @@ pub async fn run_controllers(
     informers.spawn(accounts.run());
     informers.spawn(nodes.run());
     informers.spawn(leases.run());
+    informers.spawn(services.run());
+    informers.spawn(endpoints.run());
+    informers.spawn(slices.run());
+    informers.spawn(jobs.run());
+    informers.spawn(cronjobs.run());
+    informers.spawn(daemonsets.run());
+    informers.spawn(revisions.run());
 
     let mut workers = JoinSet::new();
     let n = config.workers;
@@ -107,6 +169,54 @@ pub async fn run_controllers(
             run_workers(sa_ctl, q, 1).await;
         });
     }
+    {
+        let (q, p, sv) = (ep_queue.clone(), pod_synced.clone(), svc_synced.clone());
+        workers.spawn(async move {
+            tokio::join!(p.wait(), sv.wait(), ep_synced.wait());
+            run_workers(ep_ctl, q, n).await;
+        });
+    }
+    {
+        let (q, p, sv, nd) = (
+            eps_queue.clone(),
+            pod_synced.clone(),
+            svc_synced,
+            node_synced.clone(),
+        );
+        workers.spawn(async move {
+            tokio::join!(p.wait(), sv.wait(), eps_synced.wait(), nd.wait());
+            run_workers(eps_ctl, q, n).await;
+        });
+    }
+    {
+        // One worker: CIDRs are handed out one node at a time.
+        let (q, nd) = (ipam_queue.clone(), node_synced.clone());
+        workers.spawn(async move {
+            nd.wait().await;
+            run_workers(ipam_ctl, q, 1).await;
+        });
+    }
+    {
+        let (q, p, js) = (job_queue.clone(), pod_synced.clone(), job_synced.clone());
+        workers.spawn(async move {
+            tokio::join!(p.wait(), js.wait());
+            run_workers(job_ctl, q, n).await;
+        });
+    }
+    {
+        let q = cj_queue.clone();
+        workers.spawn(async move {
+            tokio::join!(job_synced.wait(), cj_synced.wait());
+            run_workers(cj_ctl, q, 1).await;
+        });
+    }
+    {
+        let (q, p, nd) = (ds_queue.clone(), pod_synced.clone(), node_synced.clone());
+        workers.spawn(async move {
+            tokio::join!(p.wait(), nd.wait(), ds_synced.wait(), rev_synced.wait());
+            run_workers(ds_ctl, q, n).await;
+        });
+    }
     let mut loops = JoinSet::new();
     {
         let p = pod_synced;
@@ -120,7 +230,17 @@ pub async fn run_controllers(
     tracing::info!("controllers started");
     shutdown.await;
     tracing::info!("controllers stopping");
-    for q in [&rs_queue, &d_queue, &sa_queue] {
+    for q in [
+        &rs_queue,
+        &d_queue,
+        &sa_queue,
+        &ep_queue,
+        &eps_queue,
+        &ipam_queue,
+        &job_queue,
+        &cj_queue,
+        &ds_queue,
+    ] {
         q.shut_down();
     }
     loops.abort_all();

@@ -1,5 +1,6 @@
 //! Integration tests: the controllers, run in-process against a real
-//! `skiff server --no-agent`, with fake nodes and a fake kubelet.
+//! `skiff server --no-agent --no-controllers` (the test runs its own
+//! controller set, with shorter timings), with fake nodes and a fake kubelet.
 
 mod support;
 
@@ -105,7 +106,7 @@ async fn wait_rolled_out(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_rolls_out_replaces_pods_and_is_garbage_collected() -> anyhow::Result<()> {
-    let server = Server::start()?;
+    let server = Server::start_with(&["--no-controllers"])?;
     let client = server.client().await?;
     create_node(&client, "fake-1").await?;
     let kubelet = spawn_fake_kubelet(client.clone(), vec!["fake-1".into()]);
@@ -290,7 +291,7 @@ async fn deployment_rolls_out_replaces_pods_and_is_garbage_collected() -> anyhow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaces_get_a_default_service_account() -> anyhow::Result<()> {
-    let server = Server::start()?;
+    let server = Server::start_with(&["--no-controllers"])?;
     let client = server.client().await?;
     let (stop, controllers) = start_controllers(&client, ControllersConfig::default());
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -316,7 +317,7 @@ async fn namespaces_get_a_default_service_account() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_node_is_tainted_and_its_pods_evicted_then_replaced() -> anyhow::Result<()> {
-    let server = Server::start()?;
+    let server = Server::start_with(&["--no-controllers"])?;
     let client = server.client().await?;
     create_node(&client, "fake-a").await?;
     let kubelet = spawn_fake_kubelet(client.clone(), vec!["fake-a".into(), "fake-b".into()]);

@@ -28,6 +28,12 @@ pub struct AgentOptions {
     /// Port of the agent's HTTPS endpoint (logs, exec); 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     agent_port: u16,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = skiff_agent::config::DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
+    /// Do not run the node-local cluster DNS (pods get the host's resolv.conf).
+    #[arg(long)]
+    no_cluster_dns: bool,
 }
 
 impl AgentOptions {
@@ -53,6 +59,9 @@ impl AgentOptions {
             containerd_socket: self.containerd_socket,
             pod_cidr: self.pod_cidr,
             cni_bridge: self.cni_bridge,
+            cluster_domain: self.cluster_domain,
+            cluster_dns: !self.no_cluster_dns,
+            pod_cidr_wait: skiff_agent::config::DEFAULT_POD_CIDR_WAIT,
         })
     }
 }

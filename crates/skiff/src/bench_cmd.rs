@@ -70,6 +70,38 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1024)]
         value_size: usize,
     },
+    /// Pod startup latency on one real node (creation → Running through a
+    /// watch, p50/p99) and the agent's resident memory.
+    Startup {
+        /// Admin kubeconfig of the server.
+        #[arg(long, default_value = "/var/lib/skiff/admin.kubeconfig")]
+        kubeconfig: PathBuf,
+        /// Pods to create.
+        #[arg(long, default_value_t = 100)]
+        pods: usize,
+        /// Creations per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Pods left running when the agent's memory is read.
+        #[arg(long, default_value_t = 50)]
+        rss_pods: usize,
+        /// The agent's pid (a separate `skiff agent`), for its memory.
+        #[arg(long)]
+        agent_pid: Option<u32>,
+    },
+    /// The service proxy: rule sync time (render + `nft -f -`) for N
+    /// Services x M endpoints, in a network namespace of its own.
+    Proxy {
+        /// Services.
+        #[arg(long, default_value_t = 1_000)]
+        services: usize,
+        /// Endpoints per Service.
+        #[arg(long, default_value_t = 10)]
+        endpoints: usize,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// The embedded store, in process: sequential and concurrent puts,
     /// linearizable gets (single node).
     Store {
@@ -135,13 +167,53 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Startup {
+            kubeconfig,
+            pods,
+            rate,
+            rss_pods,
+            agent_pid,
+        } => {
+            let (url, ca_pem, token) = read_kubeconfig(&kubeconfig)?;
+            let client = crate::bench_startup::client(&url, &ca_pem, &token)?;
+            let cfg = crate::bench_startup::StartupBench {
+                pods,
+                rate,
+                rss_pods,
+                agent_pid,
+            };
+            println!("{}", crate::bench_startup::run(client, &cfg).await?);
+            Ok(())
+        }
         BenchCommand::Store {
             dir,
             value_size,
             ops,
             runs,
         } => bench_store(dir, value_size, ops, runs.max(1)).await,
+        BenchCommand::Proxy {
+            services,
+            endpoints,
+            runs,
+        } => bench_proxy(services, endpoints, runs).await,
     }
+}
+
+/// Creates a private network namespace for `skiff bench proxy` and removes
+/// it afterwards, also when the benchmark fails.
+async fn bench_proxy(services: usize, endpoints: usize, runs: usize) -> anyhow::Result<()> {
+    let netns = format!("skiff-bench-{}", std::process::id());
+    let status = std::process::Command::new("ip")
+        .args(["netns", "add", &netns])
+        .status()
+        .context("ip netns add")?;
+    anyhow::ensure!(status.success(), "ip netns add {netns} failed");
+    let result = skiff_agent::net::bench::bench_proxy(&netns, services, endpoints, runs).await;
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", &netns])
+        .status();
+    println!("{}", result.context("nft")?);
+    Ok(())
 }
 
 struct Measurement {

@@ -3,6 +3,8 @@
 
 mod agent_cmd;
 mod bench_cmd;
+mod bench_startup;
+mod cluster_cmd;
 
 mod images_cmd;
 mod server_cmd;
@@ -21,7 +23,7 @@ struct Cli {
 enum Command {
     /// Run a control-plane server (store, API server, scheduler) and, unless
     /// --no-agent, a node agent in the same process.
-    Server(server_cmd::ServerArgs),
+    Server(Box<server_cmd::ServerArgs>),
     /// Run a node agent that joins a server and runs its pods on containerd.
     Agent(agent_cmd::AgentArgs),
     /// Manage container images without a registry.
@@ -47,7 +49,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Server(args) => server_cmd::run(args).await,
+            Command::Server(args) => server_cmd::run(*args).await,
             Command::Agent(args) => agent_cmd::run(args).await,
             Command::Images(args) => images_cmd::run(args).await,
             Command::Bench(args) => bench_cmd::run(args).await,

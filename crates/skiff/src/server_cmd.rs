@@ -33,17 +33,41 @@ pub struct ServerArgs {
     /// Do not run a node agent in this process.
     #[arg(long)]
     no_agent: bool,
+    /// Do not run the controllers in this process (tests that run their own
+    /// controller set, with shorter timings, use it).
+    #[arg(long)]
+    no_controllers: bool,
+    /// Pod addresses of the whole cluster; each node gets a slice of it in
+    /// `spec.podCIDR` (empty: leave podCIDR to the nodes).
+    #[arg(long, default_value = skiff_controllers::config::DEFAULT_CLUSTER_CIDR)]
+    cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// Where Services' cluster IPs come from.
+    #[arg(long, default_value = skiff_apiserver::service_ranges::DEFAULT_SERVICE_CIDR)]
+    service_cidr: String,
     #[command(flatten)]
     agent: AgentOptions,
+    #[command(flatten)]
+    cluster: crate::cluster_cmd::ClusterArgs,
+    #[command(subcommand)]
+    action: Option<crate::cluster_cmd::ServerAction>,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    if let Some(action) = args.action {
+        return crate::cluster_cmd::run_action(action).await;
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let store =
-        skiff_store::Store::open(skiff_store::StoreConfig::new(args.data_dir.join("store")))
-            .await
-            .context("opening the store")?;
+    let mut store_config = skiff_store::StoreConfig::new(args.data_dir.join("store"));
+    store_config.cluster = crate::cluster_cmd::store_cluster_config(&args.cluster, &args.data_dir)?;
+    crate::cluster_cmd::tune_store(&args.cluster, &mut store_config);
+    let store = skiff_store::Store::open(store_config)
+        .await
+        .context("opening the store")?;
+    crate::cluster_cmd::announce(&store, &args.data_dir).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -71,6 +95,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
         extra_sans: args.tls_san.clone(),
+        service_ranges: skiff_apiserver::service_ranges::ServiceRanges {
+            cluster_ips: skiff_apiserver::service_ranges::Ipv4Net::parse(&args.service_cidr)
+                .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?,
+            ..Default::default()
+        },
     };
     let api = skiff_apiserver::ApiServer::start(config, Arc::new(store.clone()))
         .await
@@ -88,14 +117,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "scheduler",
         skiff_scheduler::run(client.clone(), stopped(stop_rx.clone())),
     );
-    let controllers = spawn_logged(
-        "controllers",
-        skiff_controllers::run_controllers(
-            client,
-            skiff_controllers::ControllersConfig::default(),
-            stopped(stop_rx.clone()),
-        ),
-    );
+    let controllers = (!args.no_controllers).then(|| {
+        spawn_logged(
+            "controllers",
+            skiff_controllers::run_controllers(
+                client,
+                skiff_controllers::ControllersConfig {
+                    cluster_cidr: Some(args.cluster_cidr.clone()).filter(|c| !c.is_empty()),
+                    node_cidr_mask_size: args.node_cidr_mask_size,
+                    ..Default::default()
+                },
+                stopped(stop_rx.clone()),
+            ),
+        )
+    });
 
     let agent = if args.no_agent {
         None
@@ -115,7 +150,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     crate::shutdown_signal().await;
     let _ = stop_tx.send(true);
     // Each task logs its own error when it ends; here we only wait for them.
-    for task in [agent, Some(scheduler), Some(controllers), etcd_api]
+    for task in [agent, Some(scheduler), controllers, etcd_api]
         .into_iter()
         .flatten()
     {

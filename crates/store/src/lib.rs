@@ -22,7 +22,8 @@
 //!                                 │                                       │ events      (kv, history, meta)
 //!                                 │ watch:  WatchHub (broadcast) ◄────────┘                │
 //!                                 │         + history replay from sled ◄──────────────────┘
-//!                                 │ reads:  ensure_linearizable (read index), then sled
+//!                                 │ reads:  read index (leader: ensure_linearizable; follower: asks the leader), then sled
+//!                                 │ follower: writes/keep-alives forwarded to the leader over the peer port (peer.rs)
 //!                                 │ leases: Lessor (leader, in memory: deadlines) ──expired──► LeaseRevoke via raft
 //!  etcdctl ── gRPC (etcd/) ───────┘
 //! ```
@@ -106,9 +107,23 @@
 //!
 //! # Caveats (what etcd does that this store does not, yet)
 //!
-//! - One node only: the raft network (`network.rs`) reports every peer
-//!   unreachable; multi-node gRPC transport comes later, behind the same
-//!   `RaftNetworkFactory` boundary.
+//! - Cluster transport (`network.rs`, `peer.rs`, `store_cluster.rs`):
+//!   openraft's AppendEntries/Vote/InstallSnapshot over gRPC
+//!   (`proto/skiff/raft.proto`, bincode-encoded openraft messages, one
+//!   pooled channel per peer, snapshots in 1 MiB chunks) on the peer port;
+//!   every call carries the cluster token, but there is no TLS yet.
+//!   Followers forward writes, lease keep-alives and read-index requests to
+//!   the leader (`Call`); a request gives up after 7 s without a leader or
+//!   quorum (`StoreError::NoLeader`, retryable; a timed-out write may still
+//!   be applied later). Membership: `Join` makes a new server a learner
+//!   with the next free id, `Promote` makes it a voter once it is within 64
+//!   entries of the leader, `Remove` drops one; a server that joins again
+//!   from a known address (a wiped data directory) replaces its old member.
+//!   Membership and peer URLs live in the raft log; `cluster.json` keeps
+//!   the token. Only a single-node store can still be made by `open`
+//!   without `cluster` (the default, unchanged).
+//! - A leader that has just lost leadership may answer one write with a
+//!   retryable "not the leader" instead of forwarding it.
 //! - Lease ids chosen by the store come from a replicated counter (1, 2, …),
 //!   not etcd's random ids. A lease lives up to 500 ms past its TTL.
 //! - The etcd gRPC API (`etcd/`) serves KV, Watch, Lease and Maintenance's
@@ -151,6 +166,7 @@ mod log_store;
 mod marker;
 mod mvcc;
 mod network;
+mod peer;
 mod proposer;
 mod raft_types;
 mod snapshot_file;
@@ -163,8 +179,10 @@ pub use etcd::serve_etcd_api;
 pub use kv::*;
 pub use lease_apply::{MAX_LEASE_TTL_SECS, MIN_LEASE_TTL_SECS};
 pub use mvcc::MAX_VALUE_BYTES;
+pub use peer::Member;
 pub use store::{
-    Store, StoreConfig, StoreStatus, DEFAULT_AUTO_COMPACTION_RETAIN, DEFAULT_CACHE_CAPACITY_BYTES,
+    members_via, remove_member_via, ClusterConfig, JoinConfig, Store, StoreConfig, StoreStatus,
+    DEFAULT_AUTO_COMPACTION_RETAIN, DEFAULT_CACHE_CAPACITY_BYTES,
 };
 
 #[cfg(test)]

@@ -43,10 +43,24 @@ fn bad(dir: &Path, reason: impl Into<String>) -> StoreError {
     }
 }
 
+/// The node id recorded in `dir`'s marker, if the directory has one (it is
+/// validated fully by [`check_or_create`] later).
+pub(crate) fn recorded_node_id(dir: &Path) -> Option<u64> {
+    let text = fs::read(dir.join(MARKER_FILE)).ok()?;
+    serde_json::from_slice::<Marker>(&text)
+        .ok()
+        .map(|m| m.node_id)
+}
+
 /// Validate the marker of `dir`, or create the directory and its marker when
 /// the directory is absent or empty. Returns the marker and whether it was
-/// just created (a fresh store).
-pub(crate) fn check_or_create(dir: &Path, node_id: u64) -> Result<(Marker, bool), StoreError> {
+/// just created (a fresh store). A new marker takes `cluster_id` (the
+/// cluster a joining server was admitted to) or a new random id.
+pub(crate) fn check_or_create(
+    dir: &Path,
+    node_id: u64,
+    cluster_id: Option<&str>,
+) -> Result<(Marker, bool), StoreError> {
     let io_err = |e: io::Error| bad(dir, format!("cannot access: {e}"));
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(io_err)?;
@@ -104,7 +118,7 @@ pub(crate) fn check_or_create(dir: &Path, node_id: u64) -> Result<(Marker, bool)
     let marker = Marker {
         kind: KIND.to_string(),
         format_version: FORMAT_VERSION,
-        cluster_id: new_cluster_id(),
+        cluster_id: cluster_id.map_or_else(new_cluster_id, str::to_string),
         node_id,
     };
     let json = serde_json::to_vec_pretty(&marker)
@@ -117,7 +131,7 @@ pub(crate) fn check_or_create(dir: &Path, node_id: u64) -> Result<(Marker, bool)
 /// (`/dev/urandom`) so the crate needs no RNG dependency; falls back to the
 /// clock and process id, which is unique enough for an identifier that only
 /// guards against mixing up directories.
-fn new_cluster_id() -> String {
+pub(crate) fn new_cluster_id() -> String {
     let mut bytes = [0u8; 16];
     let filled = fs::File::open("/dev/urandom")
         .and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes))

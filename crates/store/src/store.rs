@@ -20,7 +20,8 @@ use crate::lessor::Lessor;
 use crate::log_store::{LogOpenError, LogStore, LOG_FILE};
 use crate::marker;
 use crate::mvcc::{Mvcc, MvccError, SharedMvcc, MAX_VALUE_BYTES};
-use crate::network::NoNetwork;
+use crate::network::{PeerNetwork, Peers};
+use crate::peer;
 use crate::proposer::Proposer;
 use crate::raft_types::{Command, CommandResponse, NodeId, TypeConfig};
 use crate::state_machine::{self, SmFiles, StateMachine};
@@ -45,6 +46,13 @@ const SNAPSHOT_LOGS_SINCE_LAST: u64 = 2_000;
 const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 200;
 /// Raft heartbeat. Generous because the target machines have 2 cores.
 const HEARTBEAT_INTERVAL_MS: u64 = 250;
+/// Largest snapshot chunk sent in one InstallSnapshot RPC.
+const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
+/// Time allowed for one snapshot chunk to be sent and written.
+const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 10_000;
+/// Most entries in one AppendEntries. Entries are group-commit batches of
+/// up to 8 MiB, so this bounds a message (and the memory it takes).
+const MAX_PAYLOAD_ENTRIES: u64 = 16;
 /// Raft election timeout range (Raft §5.2: randomized, well above the
 /// heartbeat).
 const ELECTION_TIMEOUT_MIN_MS: u64 = 1_000;
@@ -73,6 +81,11 @@ pub struct StoreConfig {
     /// depend on it (the raft log holds every acknowledged write); it only
     /// bounds how much log a restart re-applies.
     pub sled_flush_interval: Option<Duration>,
+    /// Build a snapshot (and purge the log) every this many entries.
+    pub snapshot_logs_since_last: u64,
+    /// Run as one server of a cluster (peer port, join); `None`: a
+    /// single-node store that opens no port.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl StoreConfig {
@@ -85,6 +98,8 @@ impl StoreConfig {
             cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES,
             auto_compaction_retain: DEFAULT_AUTO_COMPACTION_RETAIN,
             sled_flush_interval: Some(Duration::from_millis(500)),
+            snapshot_logs_since_last: SNAPSHOT_LOGS_SINCE_LAST,
+            cluster: None,
         }
     }
 }
@@ -92,6 +107,10 @@ impl StoreConfig {
 #[path = "store_lease.rs"]
 mod lease;
 pub use lease::StoreStatus;
+#[path = "store_cluster.rs"]
+mod cluster;
+pub use cluster::{members_via, remove_member_via, ClusterConfig, JoinConfig};
+use cluster::{ClusterFile, Route};
 
 /// The embedded store. Cheap to clone; all clones share one raft node.
 #[derive(Clone)]
@@ -114,6 +133,18 @@ struct Inner {
     sled_dir: PathBuf,
     hub: Arc<WatchHub>,
     stopped: AtomicBool,
+    /// Connections to the other servers.
+    peers: Peers,
+    /// This server's peer URL (cluster mode).
+    advertise: Option<String>,
+    /// The cluster's token (cluster mode), for the join-token file.
+    token: Option<String>,
+    /// The marker's cluster id, given to joining servers.
+    cluster_name: String,
+    /// Membership changes one at a time (on the leader).
+    membership_lock: tokio::sync::Mutex<()>,
+    /// Stops the peer server.
+    peer_stop: tokio::sync::watch::Sender<bool>,
 }
 
 fn bad_dir(config: &StoreConfig, reason: impl Into<String>) -> StoreError {
@@ -139,11 +170,76 @@ fn from_fatal(f: Fatal<NodeId>) -> StoreError {
 
 impl Store {
     /// Open the store in `config.dir`, creating and initializing a
-    /// single-node cluster on first start. Fails with
-    /// [`StoreError::BadDataDir`] if the directory holds something else or
-    /// is damaged.
-    pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
-        let (marker, fresh) = marker::check_or_create(&config.dir, config.node_id)?;
+    /// single-node cluster on first start (or, with
+    /// [`StoreConfig::cluster`] and a join address, joining an existing
+    /// cluster). Fails with [`StoreError::BadDataDir`] if the directory
+    /// holds something else or is damaged.
+    pub async fn open(mut config: StoreConfig) -> Result<Store, StoreError> {
+        // Cluster mode: the node id comes from the marker (a restart), the
+        // leader (a join), or is 1 (a new cluster).
+        let mut admission_cluster_id = None;
+        let mut joined = false;
+        let mut cluster_file = None;
+        let mut peer_listener = None;
+        if let Some(cluster) = config.cluster.clone() {
+            // Bind first: a port in use should fail before anything is
+            // written.
+            peer_listener = Some(
+                tokio::net::TcpListener::bind(cluster.peer_listen)
+                    .await
+                    .map_err(|e| {
+                        StoreError::Transport(format!(
+                            "raft peer port: listen on {}: {e}",
+                            cluster.peer_listen
+                        ))
+                    })?,
+            );
+            let existing = ClusterFile::load(&config.dir).map_err(|m| bad_dir(&config, m))?;
+            match marker::recorded_node_id(&config.dir) {
+                Some(id) => {
+                    config.node_id = id;
+                    if cluster.join.is_some() {
+                        tracing::info!(
+                            node_id = id,
+                            "the data directory already belongs to a cluster; --join is ignored"
+                        );
+                    }
+                    let token = existing
+                        .as_ref()
+                        .map(|f| f.token.clone())
+                        .or_else(|| cluster.join.as_ref().map(|j| j.token.clone()))
+                        .unwrap_or_else(marker::new_cluster_id);
+                    cluster_file = Some(ClusterFile {
+                        token,
+                        promote_via: existing.and_then(|f| f.promote_via),
+                    });
+                }
+                None => match &cluster.join {
+                    Some(join) => {
+                        let admission = cluster::request_join(join, &cluster.advertise).await?;
+                        config.node_id = admission.node_id;
+                        admission_cluster_id = admission.cluster_id;
+                        joined = true;
+                        cluster_file = Some(ClusterFile {
+                            token: join.token.clone(),
+                            promote_via: Some(join.peer.clone()),
+                        });
+                    }
+                    None => {
+                        config.node_id = 1;
+                        cluster_file = Some(ClusterFile {
+                            token: marker::new_cluster_id(),
+                            promote_via: None,
+                        });
+                    }
+                },
+            }
+        }
+        let (marker, fresh) =
+            marker::check_or_create(&config.dir, config.node_id, admission_cluster_id.as_deref())?;
+        if let Some(f) = &cluster_file {
+            f.save(&config.dir)?;
+        }
         let dir = config.dir.clone();
         let sled_dir = dir.join(SLED_DIR);
         if !fresh && !dir.join(LOG_FILE).exists() && sled_dir.exists() {
@@ -207,24 +303,53 @@ impl Store {
             heartbeat_interval: HEARTBEAT_INTERVAL_MS,
             election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
             election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_LOGS_SINCE_LAST),
-            max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+            install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs_since_last),
+            max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT
+                .min(config.snapshot_logs_since_last / 2),
             ..Default::default()
         }
         .validate()
         .map_err(|e| StoreError::InvalidRequest(format!("raft config: {e}")))?;
-        let raft = Raft::new(config.node_id, Arc::new(raft_config), NoNetwork, log, sm)
+        let token = cluster_file.as_ref().map(|f| f.token.clone());
+        let peers = Peers::new(token.as_deref().unwrap_or(""));
+        let network = PeerNetwork {
+            peers: peers.clone(),
+        };
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(from_fatal)?;
+        let advertise = config.cluster.as_ref().map(|c| c.advertise.clone());
 
-        if let Err(e) = start_leading(&raft, config.node_id, pristine, &marker.cluster_id).await {
-            // Stop the node so its tasks release the data directory.
-            let _ = raft.shutdown().await;
-            return Err(e);
+        // A joining node waits for the leader to replicate to it; every
+        // other pristine node starts a cluster of its own.
+        if pristine && !joined {
+            let node = BasicNode::new(advertise.as_deref().unwrap_or(""));
+            if let Err(e) = initialize(&raft, config.node_id, node, &marker.cluster_id).await {
+                let _ = raft.shutdown().await;
+                return Err(e);
+            }
+        }
+        // Single-node (or a new cluster of one): this node leads at once.
+        // A server of a bigger cluster returns now and follows whoever
+        // leads (or waits for a quorum).
+        let alone = {
+            let m = raft.metrics().borrow().membership_config.clone();
+            let voters: Vec<NodeId> = m.membership().voter_ids().collect();
+            voters == [config.node_id]
+        };
+        if alone {
+            if let Err(e) = wait_leading(&raft, config.node_id).await {
+                let _ = raft.shutdown().await;
+                return Err(e);
+            }
         }
         let revision = mvcc.revision().map_err(from_mvcc)?;
-        tracing::info!(dir = %dir.display(), revision, "store open");
+        tracing::info!(dir = %dir.display(), revision, node_id = config.node_id, "store open");
 
+        let (peer_stop, peer_stop_rx) = tokio::sync::watch::channel(false);
         let store = Store {
             inner: Arc::new(Inner {
                 proposer: Proposer::start(raft.clone()),
@@ -237,13 +362,70 @@ impl Store {
                 sled_dir,
                 hub,
                 stopped: AtomicBool::new(false),
+                peers,
+                advertise,
+                token: token.clone(),
+                cluster_name: marker.cluster_id.clone(),
+                membership_lock: tokio::sync::Mutex::new(()),
+                peer_stop,
             }),
         };
-        // This node leads now: every lease starts a fresh TTL (etcd's
-        // lessor `Promote`), then the expiry loop takes over.
-        let term = store.promote_leases()?;
-        tokio::spawn(lease::expiry_loop(Arc::downgrade(&store.inner), Some(term)));
+        if let Some(listener) = peer_listener {
+            peer::spawn_server(
+                listener,
+                store.inner.raft.clone(),
+                token.unwrap_or_default(),
+                Arc::downgrade(&store.inner),
+                peer_stop_rx,
+            );
+        }
+        let led_term = if alone {
+            // This node leads now: every lease starts a fresh TTL (etcd's
+            // lessor `Promote`), then the expiry loop takes over.
+            Some(store.promote_leases()?)
+        } else {
+            None
+        };
+        tokio::spawn(lease::expiry_loop(Arc::downgrade(&store.inner), led_term));
+        if alone {
+            store.publish_own_address().await;
+        }
+
+        // A joined learner asks to become a voter (again after a restart).
+        if let Some(via) = cluster_file.and_then(|f| f.promote_via) {
+            if let Err(e) = store.request_promotion(&via).await {
+                store.shutdown().await;
+                return Err(e);
+            }
+            ClusterFile {
+                token: store.inner.token.clone().unwrap_or_default(),
+                promote_via: None,
+            }
+            .save(&dir)?;
+            tracing::info!(node_id = config.node_id, "joined the cluster as a voter");
+        }
         Ok(store)
+    }
+
+    /// This server's node id.
+    pub fn node_id(&self) -> u64 {
+        self.inner.node_id
+    }
+
+    /// The cluster token (cluster mode): what a joining server presents.
+    pub fn join_token(&self) -> Option<&str> {
+        self.inner.token.as_deref()
+    }
+
+    /// Wait until some server leads (cluster mode: a quorum is up).
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, StoreError> {
+        self.inner
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .map(|m| m.current_leader.unwrap_or(0))
+            .map_err(|e| StoreError::NoLeader(format!("no leader: {e}")))
     }
 
     /// Stop raft, end every watch, and flush the state machine to disk.
@@ -252,6 +434,7 @@ impl Store {
         if self.inner.stopped.swap(true, Ordering::SeqCst) {
             return;
         }
+        let _ = self.inner.peer_stop.send(true);
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
@@ -284,34 +467,102 @@ impl Store {
         Ok(())
     }
 
-    /// Wait until this node may serve a linearizable read (it is the leader
-    /// and has applied everything committed when the read began: openraft's
-    /// read-index, Raft §6.4).
+    /// Wait until this node may serve a linearizable read: it has applied
+    /// everything committed when the read began (Raft §6.4 read index).
+    /// The leader confirms its lead with a heartbeat round (openraft's
+    /// `ensure_linearizable`); a follower asks the leader for the index and
+    /// waits until it has applied that far.
     async fn linearize(&self) -> Result<(), StoreError> {
+        // A node that just lost (or restarted from) leadership may still
+        // think it leads: its check then names the real leader; go there.
+        match self.linearize_once().await {
+            Err(StoreError::NoLeader(m)) if m.starts_with("not the leader") => {
+                self.linearize_once().await
+            }
+            other => other,
+        }
+    }
+
+    async fn linearize_once(&self) -> Result<(), StoreError> {
         self.check_running()?;
-        self.inner
-            .raft
-            .ensure_linearizable()
-            .await
-            .map_err(|e| match e {
-                RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
-                    StoreError::NoLeader(format!("not the leader (leader: {:?})", f.leader_id))
+        match self.route().await? {
+            Route::Local => {
+                let r = tokio::time::timeout(
+                    cluster::REQUEST_TIMEOUT,
+                    self.inner.raft.ensure_linearizable(),
+                )
+                .await
+                .map_err(|_| {
+                    StoreError::NoLeader(format!(
+                        "read index timed out after {} s (is a quorum of servers up?)",
+                        cluster::REQUEST_TIMEOUT.as_secs()
+                    ))
+                })?;
+                r.map_err(check_is_leader_error)?;
+            }
+            Route::Leader(addr) => {
+                match self
+                    .call_leader(&addr, &peer::PeerRequest::ReadIndex)
+                    .await?
+                {
+                    peer::PeerReply::ReadIndex(index) => self.wait_applied(index).await?,
+                    other => {
+                        return Err(StoreError::Storage(format!(
+                            "unexpected answer to a read index: {other:?}"
+                        )))
+                    }
                 }
-                RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
-                    StoreError::NoLeader(q.to_string())
-                }
-                RaftError::Fatal(f) => from_fatal(f),
-            })?;
+            }
+        }
         Ok(())
     }
 
-    /// Propose a command and wait for its applied result.
+    /// Propose a command (on the leader: here, or forwarded) and wait for
+    /// its applied result.
     async fn write(&self, cmd: Command) -> Result<CommandResponse, StoreError> {
         self.check_running()?;
-        match self.inner.proposer.propose(cmd).await? {
+        let answer = match self.route().await? {
+            Route::Local => self.propose_local(cmd).await?,
+            Route::Leader(addr) => {
+                match self
+                    .call_leader(&addr, &peer::PeerRequest::Write(cmd))
+                    .await?
+                {
+                    peer::PeerReply::Write(r) => r,
+                    other => {
+                        return Err(StoreError::Storage(format!(
+                            "unexpected answer to a forwarded write: {other:?}"
+                        )))
+                    }
+                }
+            }
+        };
+        match answer {
             CommandResponse::Failed(e) => Err(e.into()),
             other => Ok(other),
         }
+    }
+
+    /// A Range served from this node's applied state without the read
+    /// index (etcd's `serializable`): possibly stale on a follower.
+    pub async fn range_serializable(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
+        self.check_running()?;
+        self.mvcc()?.range(&req).map_err(from_mvcc)
+    }
+}
+
+/// Translate openraft's answer to a leadership check.
+pub(crate) fn check_is_leader_error(
+    e: RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>,
+) -> StoreError {
+    match e {
+        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
+            StoreError::NoLeader(format!("not the leader (leader: {:?})", f.leader_id))
+        }
+        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
+            StoreError::NoLeader(q.to_string())
+        }
+        RaftError::Fatal(f) => from_fatal(f),
     }
 }
 
@@ -326,22 +577,25 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Initialize a brand-new cluster if needed, then wait until this node
-/// leads (a single node elects itself; a restarted one resumes at once).
-async fn start_leading(
+/// Initialize a brand-new cluster of this one node.
+async fn initialize(
     raft: &Raft<TypeConfig>,
     node_id: NodeId,
-    pristine: bool,
+    node: BasicNode,
     cluster_id: &str,
 ) -> Result<(), StoreError> {
-    if pristine {
-        let mut members = BTreeMap::new();
-        members.insert(node_id, BasicNode::default());
-        raft.initialize(members)
-            .await
-            .map_err(|e| StoreError::Storage(format!("initializing the cluster: {e}")))?;
-        tracing::info!(cluster_id, "initialized a new single-node cluster");
-    }
+    let mut members = BTreeMap::new();
+    members.insert(node_id, node);
+    raft.initialize(members)
+        .await
+        .map_err(|e| StoreError::Storage(format!("initializing the cluster: {e}")))?;
+    tracing::info!(cluster_id, "initialized a new cluster of one node");
+    Ok(())
+}
+
+/// Wait until this node leads (a single node elects itself; a restarted
+/// one resumes at once).
+async fn wait_leading(raft: &Raft<TypeConfig>, node_id: NodeId) -> Result<(), StoreError> {
     raft.wait(Some(OPEN_LEADER_TIMEOUT))
         .current_leader(node_id, "store open")
         .await
@@ -430,6 +684,7 @@ impl Drop for Inner {
         // background so its tasks release the files. Acknowledged writes are
         // already durable in the raft log, so nothing is lost either way.
         if !self.stopped.swap(true, Ordering::SeqCst) {
+            let _ = self.peer_stop.send(true);
             self.hub.close();
             self.mvcc.close();
             self.db.lock().unwrap_or_else(|p| p.into_inner()).take();

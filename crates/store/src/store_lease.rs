@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{from_mvcc, unexpected, Inner, Store};
+use super::{from_mvcc, unexpected, Inner, Route, Store};
 use crate::error::StoreError;
 use crate::kv::{
     Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseId, LeaseKeepAliveResponse,
@@ -16,6 +16,7 @@ use crate::kv::{
 use crate::lease_apply::MAX_LEASE_TTL_SECS;
 use crate::lessor::LEASE_CHECK_INTERVAL;
 use crate::mvcc::{MvccError, Overlay};
+use crate::peer::{PeerReply, PeerRequest};
 use crate::raft_types::{Command, CommandResponse};
 
 /// A node's view of itself, for etcd's `Status` and response headers.
@@ -112,6 +113,9 @@ pub(super) async fn expiry_loop(weak: Weak<Inner>, mut led_term: Option<u64>) {
             continue;
         }
         if led_term != Some(term) {
+            // A new leader: make sure followers can reach it.
+            let s = store.clone();
+            tokio::spawn(async move { s.publish_own_address().await });
             match store.promote_leases() {
                 Ok(t) => led_term = Some(t),
                 Err(e) => {
@@ -162,12 +166,24 @@ impl Lease for Store {
     async fn lease_keep_alive(&self, id: LeaseId) -> Result<LeaseKeepAliveResponse, StoreError> {
         // Only the leader's deadlines count (etcd forwards keep-alives to
         // the leader).
-        self.linearize().await?;
-        let ttl = self
-            .inner
-            .lessor
-            .keep_alive(id)
-            .ok_or(StoreError::LeaseNotFound(id))?;
+        self.check_running()?;
+        let ttl = match self.route().await? {
+            Route::Local => {
+                self.linearize().await?;
+                self.inner.lessor.keep_alive(id)
+            }
+            Route::Leader(addr) => {
+                match self.call_leader(&addr, &PeerRequest::KeepAlive(id)).await? {
+                    PeerReply::Ttl(ttl) => ttl,
+                    other => {
+                        return Err(StoreError::Storage(format!(
+                            "unexpected answer to a keep-alive: {other:?}"
+                        )))
+                    }
+                }
+            }
+        };
+        let ttl = ttl.ok_or(StoreError::LeaseNotFound(id))?;
         Ok(LeaseKeepAliveResponse { id, ttl })
     }
 
@@ -190,10 +206,23 @@ impl Lease for Store {
             })
             .map_err(from_mvcc)?;
         let lease = lease.ok_or(StoreError::LeaseNotFound(id))?;
+        // Time left is the leader's to say.
+        let remaining = match self.route().await? {
+            Route::Local => self.inner.lessor.remaining(id),
+            Route::Leader(addr) => {
+                match self
+                    .call_leader(&addr, &PeerRequest::LeaseRemaining(id))
+                    .await
+                {
+                    Ok(PeerReply::Ttl(ttl)) => ttl,
+                    _ => None,
+                }
+            }
+        };
         Ok(LeaseTimeToLiveResponse {
             revision,
             id,
-            ttl: self.inner.lessor.remaining(id).unwrap_or(lease.ttl),
+            ttl: remaining.unwrap_or(lease.ttl),
             granted_ttl: lease.ttl,
             keys: attached,
         })

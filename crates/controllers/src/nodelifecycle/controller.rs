@@ -68,7 +68,13 @@ impl NodeLifecycleController {
         let mut updates = Vec::new();
         {
             let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-            health.retain(|name, _| nodes.iter().any(|n| n.name_any() == *name));
+            // One set of names, not a scan of every node per entry: at
+            // 5,000 nodes the scan was 25 million string copies per tick.
+            let present: std::collections::HashSet<&str> = nodes
+                .iter()
+                .filter_map(|n| n.metadata.name.as_deref())
+                .collect();
+            health.retain(|name, _| present.contains(name.as_str()));
             for node in &nodes {
                 let name = node.name_any();
                 let lease = self

@@ -39,6 +39,12 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> anyhow::Result<Server> {
+        Self::start_with(&[])
+    }
+
+    /// Starts the server with extra arguments (e.g. `--no-controllers` for a
+    /// test that runs its own controller set).
+    pub fn start_with(extra: &[&str]) -> anyhow::Result<Server> {
         let dir = tempfile::Builder::new()
             .prefix("skiff-ctl-")
             .tempdir_in("/var/tmp")?;
@@ -49,6 +55,7 @@ impl Server {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(dir.path().join("data"))
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

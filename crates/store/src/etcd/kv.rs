@@ -77,7 +77,14 @@ impl kv_server::Kv for EtcdApi {
         if post {
             q.limit = 0;
         }
-        let resp = self.store.range(q).await.map_err(to_status)?;
+        // etcd: `serializable` reads skip the read index and may be stale
+        // on a follower.
+        let resp = if r.serializable {
+            self.store.range_serializable(q).await
+        } else {
+            self.store.range(q).await
+        }
+        .map_err(to_status)?;
         let mut out = range_to_pb(&self.store, resp);
         if post {
             out.more = post_process(&r, &mut out.kvs);

@@ -11,8 +11,9 @@
 //! ```
 //!
 //! The messages are Skiff's own `proto/etcd/*.proto` (etcd's field numbers,
-//! only the fields served). Requests are served linearizably whatever
-//! `serializable` says. Not served: sorting by anything but key order is
+//! only the fields served). Range is linearizable unless `serializable`
+//! is set (then it is served from this server's applied state, possibly
+//! stale on a follower). Not served: sorting by anything but key order is
 //! done in memory after the read; nested txns, range compares, `ignore_value`
 //! and `ignore_lease` are refused with `Unimplemented`; the Auth, Cluster and
 //! most Maintenance RPCs are absent (`Unimplemented`).
