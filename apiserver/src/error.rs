@@ -141,6 +141,15 @@ pub enum ApiError {
         /// (`conflict with "manager" …`, field path) per conflict.
         causes: Vec<(String, String)>,
     },
+    /// 429 `TooManyRequests`, e.g. an eviction a PodDisruptionBudget
+    /// blocks. Retryable later.
+    #[error("{message}")]
+    TooManyRequests {
+        /// The Status message.
+        message: String,
+        /// (`StatusCause.reason`, message) per cause.
+        causes: Vec<(String, String)>,
+    },
     /// An error answered by a node agent while proxying (logs), passed on
     /// with the agent's code and text, as kube-apiserver's
     /// `GenericHttpResponseChecker` does.
@@ -221,6 +230,7 @@ impl ApiError {
             ApiError::Internal(_) => 500,
             ApiError::Unavailable(_) => 503,
             ApiError::TooLargeResourceVersion { .. } => 504,
+            ApiError::TooManyRequests { .. } => 429,
             ApiError::Upstream { code, .. } => *code,
         }
     }
@@ -243,6 +253,7 @@ impl ApiError {
             ApiError::Internal(_) => "InternalError",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::TooLargeResourceVersion { .. } => "Timeout",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Upstream { code, .. } => match code {
                 400 => "BadRequest",
                 401 => "Unauthorized",
@@ -297,6 +308,13 @@ impl ApiError {
                 let causes: Vec<Value> = causes
                     .iter()
                     .map(|(m, f)| json!({"type": "FieldManagerConflict", "message": m, "field": f}))
+                    .collect();
+                details.insert("causes".into(), Value::Array(causes));
+            }
+            ApiError::TooManyRequests { causes, .. } => {
+                let causes: Vec<Value> = causes
+                    .iter()
+                    .map(|(r, m)| json!({"reason": r, "message": m}))
                     .collect();
                 details.insert("causes".into(), Value::Array(causes));
             }

@@ -105,8 +105,9 @@
 //!   request (`rest.rs` → `schema_hpa_v1.rs`); events.k8s.io/v1 Events are
 //!   stored apart from core/v1 Events (Kubernetes stores one and converts).
 //! - `*/scale` ([`scale`]) sets only `spec.replicas`; `pods/eviction`
-//!   deletes the pod without checking PodDisruptionBudgets (no disruption
-//!   controller computes `disruptionsAllowed` yet).
+//!   ([`eviction`]) spends one of the selecting PodDisruptionBudget's
+//!   `disruptionsAllowed` (computed by the disruption controller) or
+//!   answers 429, then deletes the pod gracefully.
 //! - Services get a cluster IP from the service CIDR and node ports from
 //!   30000–32767 ([`service_ranges`], [`services`]): IPv4 only, one store
 //!   key per allocation written in the Service's own Txn. The `kubernetes`
@@ -124,6 +125,7 @@ pub mod delete;
 pub mod discovery;
 pub mod dispatch;
 pub mod error;
+pub mod eviction;
 pub mod fieldpath;
 pub mod k8s_schema;
 pub mod logs;

@@ -180,14 +180,13 @@ pub async fn bind(
     Err(ApiError::modified(res, &pod_name))
 }
 
-/// POST `pods/<name>/eviction` with a `policy/v1` `Eviction`: deletes the
-/// pod gracefully with the eviction's `deleteOptions`, answering 201 with a
-/// Success Status (Kubernetes' `EvictionREST.Create`).
-///
-/// Caveat: Kubernetes first checks the PodDisruptionBudgets that select the
-/// pod and answers 429 when one allows no disruption; Skiff has no
-/// disruption controller computing `status.disruptionsAllowed` yet, so the
-/// check is not made and every eviction proceeds.
+/// POST `pods/<name>/eviction` with a `policy/v1` `Eviction` (Kubernetes'
+/// `EvictionREST.Create`): checks the PodDisruptionBudget that selects the
+/// pod ([`crate::eviction`]), spends one of its disruptions with an
+/// optimistic write of its status, then deletes the pod gracefully with
+/// the eviction's `deleteOptions`, answering 201 with a Success Status. A
+/// budget that allows no disruption answers 429, which `kubectl drain`
+/// retries every 5 s.
 pub async fn evict(
     ctx: &mut RequestContext,
     ns: &str,
@@ -223,8 +222,71 @@ pub async fn evict(
             .map(str::to_string),
         ..Default::default()
     };
+    spend_budget(ctx, ns, name).await?;
     crate::delete::delete_one(ctx, pods(), Some(ns), name, &opts).await?;
     Ok(response::success(201))
+}
+
+/// How many times an eviction retries a lost race on the budget's status
+/// (Kubernetes' `EvictionsRetry` allows a few; each try re-reads).
+const MAX_EVICTION_ATTEMPTS: usize = 8;
+
+/// The budget half of an eviction: `Ok` once the pod may go (a disruption
+/// spent and recorded, unless `dryRun`), the budget's 429 otherwise.
+async fn spend_budget(ctx: &RequestContext, ns: &str, name: &str) -> Result<(), ApiError> {
+    let budgets_res = find("policy", "v1", "poddisruptionbudgets")
+        .ok_or_else(|| ApiError::Internal("poddisruptionbudgets are not served".into()))?;
+    let dry_run = ctx.dry_run()?;
+    for _ in 0..MAX_EVICTION_ATTEMPTS {
+        let pod = ctx
+            .state
+            .registry
+            .get_required(pods(), Some(ns), name)
+            .await?;
+        if crate::eviction::can_ignore_budget(&pod.obj) {
+            return Ok(());
+        }
+        let page = ctx
+            .state
+            .registry
+            .list(budgets_res, Some(ns), &Default::default(), |_| true)
+            .await?;
+        let selecting = crate::eviction::selecting(&pod.obj, &page.items);
+        let now = timestamp(Utc::now());
+        let spent = match crate::eviction::decide(&pod.obj, &selecting, &now)? {
+            crate::eviction::Decision::Delete => return Ok(()),
+            crate::eviction::Decision::SpendAndDelete(spent) => spent,
+        };
+        if dry_run {
+            return Ok(());
+        }
+        // Written only if the budget is still the one listed (its
+        // resourceVersion is the key's mod_revision).
+        let budget_name = meta_str(&spent, "name").unwrap_or_default().to_string();
+        let listed = selecting[0];
+        let current = crate::registry::Stored {
+            obj: listed.clone(),
+            mod_revision: meta_str(listed, "resourceVersion")
+                .and_then(|rv| rv.parse().ok())
+                .unwrap_or_default(),
+        };
+        if ctx
+            .state
+            .registry
+            .update(budgets_res, Some(ns), &budget_name, &spent, &current)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+    }
+    Err(ApiError::TooManyRequests {
+        message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
+        causes: vec![(
+            "DisruptionBudget".into(),
+            "the disruption budget kept changing; try again".into(),
+        )],
+    })
 }
 
 #[cfg(test)]

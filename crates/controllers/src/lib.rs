@@ -51,6 +51,10 @@
 //!   tolerations), pinned by `matchFields metadata.name` and bound by the
 //!   scheduler; `RollingUpdate` (`maxUnavailable`, `maxSurge`) and
 //!   `OnDelete`; template history in [`revision`] ControllerRevisions.
+//! - [`disruption`]: PodDisruptionBudget status (`currentHealthy`,
+//!   `desiredHealthy`, `expectedPods` from the pods' controllers' scale,
+//!   `disruptionsAllowed`, `disruptedPods` left by evictions), which the
+//!   API server's eviction check spends.
 //! - [`gc`]: the garbage collector: background deletion of dependents whose
 //!   owners are all gone; `orphan` and `foregroundDeletion` finalizers.
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
@@ -135,6 +139,7 @@ pub mod config;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod error;
 pub mod events;

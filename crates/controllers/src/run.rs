@@ -10,11 +10,14 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
@@ -23,6 +26,7 @@ use crate::config::ControllersConfig;
 use crate::cronjob::controller::CronJobController;
 use crate::daemonset::controller::DaemonSetController;
 use crate::deployment::controller::DeploymentController;
+use crate::disruption::controller::{DisruptionController, Informers as DisruptionInformers};
 use crate::endpoints::controller::{EndpointSliceController, EndpointsController};
 use crate::error::ControllerError;
 use crate::gc::controller::GarbageCollector;
@@ -57,6 +61,8 @@ pub async fn run_controllers(
     let mut cronjobs = Informer::new(Api::<CronJob>::all(client.clone()), wc.clone());
     let mut daemonsets = Informer::new(Api::<DaemonSet>::all(client.clone()), wc.clone());
     let mut revisions = Informer::new(Api::<ControllerRevision>::all(client.clone()), wc.clone());
+    let mut budgets = Informer::new(Api::<PodDisruptionBudget>::all(client.clone()), wc.clone());
+    let mut statefulsets = Informer::new(Api::<StatefulSet>::all(client.clone()), wc.clone());
     let leases = Informer::new(
         Api::<Lease>::namespaced(client.clone(), NODE_LEASE_NAMESPACE),
         wc.clone(),
@@ -101,6 +107,18 @@ pub async fn run_controllers(
         &mut revisions,
         &ds_queue,
     );
+    let pdb_queue = WorkQueue::new();
+    let pdb_ctl = DisruptionController::new(
+        client.clone(),
+        DisruptionInformers {
+            budgets: &mut budgets,
+            pods: &mut pods,
+            replicasets: &mut replicasets,
+            deployments: &mut deployments,
+            statefulsets: &mut statefulsets,
+        },
+        &pdb_queue,
+    );
     let gc = GarbageCollector::new(client.clone(), config.clone());
     let (ep_queue, eps_queue, ipam_queue) = (WorkQueue::new(), WorkQueue::new(), WorkQueue::new());
     let ep_ctl = EndpointsController::new(
@@ -124,6 +142,7 @@ pub async fn run_controllers(
 
     let (pod_synced, rs_synced, d_synced) =
         (pods.synced(), replicasets.synced(), deployments.synced());
+    let (pdb_synced, sts_synced) = (budgets.synced(), statefulsets.synced());
     let (ns_synced, sa_synced) = (namespaces.synced(), accounts.synced());
     let (node_synced, lease_synced) = (nodes.synced(), leases.synced());
     let job_synced = jobs.synced();
@@ -145,6 +164,8 @@ pub async fn run_controllers(
     informers.spawn(cronjobs.run());
     informers.spawn(daemonsets.run());
     informers.spawn(revisions.run());
+    informers.spawn(budgets.run());
+    informers.spawn(statefulsets.run());
 
     let mut workers = JoinSet::new();
     let n = config.workers;
@@ -153,6 +174,24 @@ pub async fn run_controllers(
         workers.spawn(async move {
             tokio::join!(p.wait(), r.wait());
             run_workers(rs_ctl, q, n).await;
+        });
+    }
+    {
+        let (q, p, r, d) = (
+            pdb_queue.clone(),
+            pod_synced.clone(),
+            rs_synced.clone(),
+            d_synced.clone(),
+        );
+        workers.spawn(async move {
+            tokio::join!(
+                p.wait(),
+                r.wait(),
+                d.wait(),
+                pdb_synced.wait(),
+                sts_synced.wait()
+            );
+            run_workers(pdb_ctl, q, n).await;
         });
     }
     {
@@ -240,6 +279,7 @@ pub async fn run_controllers(
         &job_queue,
         &cj_queue,
         &ds_queue,
+        &pdb_queue,
     ] {
         q.shut_down();
     }
