@@ -136,6 +136,30 @@ async fn wait_members(c: &StoreCluster, i: usize, n: usize) -> anyhow::Result<Ve
     }
 }
 
+/// Stop the clients; check that every server holds every acknowledged
+/// write (how long each took to), and that the history is linearizable.
+async fn finish(
+    c: &StoreCluster,
+    w: Workload,
+) -> anyhow::Result<(skiff_tests::kv_history::Recorded, Vec<Duration>)> {
+    let rec = w.stop().await;
+    let acked: BTreeSet<String> = rec.acks.iter().map(|a| a.key.clone()).collect();
+    let mut took = Vec::new();
+    for s in &c.servers {
+        took.push(wait_holds(s, ACKED_PREFIX, &acked, CATCH_UP_BOUND).await?);
+    }
+    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+    for e in &rec.errors {
+        *kinds.entry(e.as_str()).or_default() += 1;
+    }
+    println!(
+        "figure: {} acknowledged writes on every server; errors seen by clients: {kinds:?}",
+        acked.len()
+    );
+    check_history(&rec);
+    Ok((rec, took))
+}
+
 fn check_history(rec: &skiff_tests::kv_history::Recorded) {
     let unknown = rec.history.iter().filter(|e| e.ret.is_none()).count();
     let keys: BTreeSet<&str> = rec.history.iter().map(|e| e.key.as_str()).collect();
@@ -188,33 +212,18 @@ async fn killing_the_leader_under_writes_loses_no_acknowledged_write() -> anyhow
     c.servers[old].wait_ready(START_TIMEOUT).await?;
     let ready = restarted_at.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rec = w.stop().await;
-
-    let acked: BTreeSet<String> = rec.acks.iter().map(|a| a.key.clone()).collect();
-    let mut caught_up = Duration::ZERO;
-    for (i, s) in c.servers.iter().enumerate() {
-        let took = wait_holds(s, ACKED_PREFIX, &acked, CATCH_UP_BOUND).await?;
-        if i == old {
-            caught_up = took;
-        }
-    }
+    let (rec, took) = finish(&c, w).await?;
     println!(
         "figure: kill -9 of the leader: new leader (s{} → s{}) agreed after {election:?} (goal {ELECTION_GOAL:?}), first write acknowledged {first_write:?} after the kill",
         old + 1,
         new + 1
     );
     println!(
-        "figure: old leader restarted: serving after {ready:?}, held every acknowledged write {caught_up:?} later; {} writes acknowledged ({acks_before} before the kill), {} errors seen by clients",
-        acked.len(),
-        rec.errors.len()
+        "figure: old leader restarted: serving after {ready:?}, held every acknowledged write {:?} later; {} writes acknowledged ({acks_before} before the kill)",
+        took[old],
+        rec.acks.len(),
     );
-    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
-    for e in &rec.errors {
-        *kinds.entry(e.as_str()).or_default() += 1;
-    }
-    println!("figure: errors seen by clients: {kinds:?}");
     assert!(election < ELECTION_BOUND, "election took {election:?}");
-    check_history(&rec);
     Ok(())
 }
 
@@ -231,6 +240,8 @@ async fn a_wiped_server_rejoins_by_snapshot() -> anyhow::Result<()> {
         kv.put(put(&key, b"before")).await?;
         want.insert(key);
     }
+    let endpoints: Vec<String> = c.servers.iter().map(|s| s.endpoint()).collect();
+    let w = Workload::start(&endpoints, 4, 4, 2);
     let leader = c.wait_leader(Duration::from_secs(30)).await?;
     let victim = (leader + 1) % 3;
     let old_id = c.servers[victim]
@@ -253,6 +264,8 @@ async fn a_wiped_server_rejoins_by_snapshot() -> anyhow::Result<()> {
     c.servers[victim].wait_ready(START_TIMEOUT).await?;
     let ready = started.elapsed();
     let caught_up = wait_holds(&c.servers[victim], "/snap/", &want, CATCH_UP_BOUND).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    finish(&c, w).await?;
     println!(
         "figure: wiped server rejoined: serving after {ready:?}, held all {} keys {caught_up:?} later",
         want.len()
@@ -291,6 +304,9 @@ async fn a_minority_cannot_commit() -> anyhow::Result<()> {
     let _one_at_a_time = SERIAL.lock().await;
     let mut c = StoreCluster::start(3, None).await?;
     c.servers[0].kv().put(put("/m/before", b"1")).await?;
+    let endpoints: Vec<String> = c.servers.iter().map(|s| s.endpoint()).collect();
+    let w = Workload::start(&endpoints, 4, 4, 2);
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let leader = c.wait_leader(Duration::from_secs(30)).await?;
     let (f1, f2) = ((leader + 1) % 3, (leader + 2) % 3);
 
@@ -360,6 +376,9 @@ async fn a_minority_cannot_commit() -> anyhow::Result<()> {
     for s in &c.servers {
         s.wait_ready(START_TIMEOUT).await?;
     }
+    // Whoever leads now commits a write: the lone leader's entry is
+    // committed before it, or was truncated; either way every read agrees.
+    c.servers[0].kv().put(put("/m/sync", b"1")).await?;
     let after: Vec<Option<Vec<u8>>> = [
         get(&c.servers[0], "/m/maybe").await?,
         get(&c.servers[1], "/m/maybe").await?,
@@ -378,6 +397,8 @@ async fn a_minority_cannot_commit() -> anyhow::Result<()> {
             "dropped"
         }
     );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    finish(&c, w).await?;
     Ok(())
 }
 
