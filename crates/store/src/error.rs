@@ -29,7 +29,8 @@ pub enum StoreError {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     /// No leader is known right now (election in progress, or no quorum).
-    /// Retryable.
+    /// Retryable: a write that fails with it was not committed (compare
+    /// [`StoreError::Timeout`]).
     #[error("no leader: {0}")]
     NoLeader(String),
     /// A write was not answered in time and may still take effect: it

@@ -11,6 +11,14 @@
 //!             ─ Call Promote{id} ─► leader: wait until the learner is close, then make it a voter
 //! ```
 //!
+//! A write is tried again only when it surely did not commit: the route
+//! found no leader, the leader was unreachable (connection refused), or the
+//! node that proposed it was no longer the leader (openraft's
+//! `ForwardToLeader`, answered before appending or when the uncommitted
+//! entry is truncated). A write that timed out at a leader without quorum,
+//! or whose forwarding connection broke mid-call, may still commit: it
+//! fails with [`StoreError::Timeout`] and is not repeated.
+//!
 //! Membership lives in raft itself (openraft's membership log entries, with
 //! each node's peer URL as its [`BasicNode`] address), so it is persisted in
 //! the log and the state machine like any write; the data directory adds
