@@ -366,6 +366,9 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable(format!("the storage has no leader: {m}"))
             }
             StoreError::Stopped(m) => ApiError::Unavailable(format!("the storage is stopped: {m}")),
+            StoreError::Timeout(m) => ApiError::Unavailable(format!(
+                "the storage did not commit the write in time (it may still be applied): {m}"
+            )),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -14,6 +14,11 @@
 //!   table `ip skiff-<bridge>`;
 //! - the temporary directory: removed.
 //!
+//! For the replicated store there is [`store_servers`] (several `skiff
+//! server` processes without agents, talked to over the etcd v3 API),
+//! [`kv_history`] (concurrent clients recording what they saw) and
+//! [`linearizability`] (the checker for those recordings).
+//!
 //! The `skiff` binary is found through `SKIFF_BIN`, else in
 //! `$CARGO_TARGET_DIR/debug/skiff`, else `<workspace>/target/debug/skiff`
 //! (the Makefile builds it before running the tests).
@@ -351,4 +356,6 @@ fn unmount_under(dir: &Path) {
         let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
     }
 }
+pub mod kv_history;
 pub mod linearizability;
+pub mod store_servers;

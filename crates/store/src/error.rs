@@ -29,9 +29,17 @@ pub enum StoreError {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     /// No leader is known right now (election in progress, or no quorum).
-    /// Retryable.
+    /// Retryable: a write that fails with it was not committed (compare
+    /// [`StoreError::Timeout`]).
     #[error("no leader: {0}")]
     NoLeader(String),
+    /// A write was not answered in time and may still take effect: it
+    /// reached the leader, but no quorum committed it within the request
+    /// timeout (servers are down), or the connection to the leader broke
+    /// while it was in flight. Retry only what is safe to repeat, or read
+    /// first (etcd's `ErrTimeout`, "request timed out").
+    #[error("request timed out: {0}")]
+    Timeout(String),
     /// The store is shutting down or has stopped. Not retryable on this node.
     #[error("store stopped: {0}")]
     Stopped(String),

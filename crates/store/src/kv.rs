@@ -22,6 +22,7 @@ pub struct KeyValue {
     /// The key.
     pub key: Vec<u8>,
     /// The value (empty for keys-only ranges).
+    #[serde(with = "crate::byte_string")]
     pub value: Vec<u8>,
     /// Revision of the write that created this key (since its last deletion).
     pub create_revision: Revision,
@@ -70,6 +71,7 @@ pub struct PutRequest {
     /// The key.
     pub key: Vec<u8>,
     /// The value.
+    #[serde(with = "crate::byte_string")]
     pub value: Vec<u8>,
     /// Lease to attach, 0 for none.
     pub lease: i64,
@@ -118,7 +120,7 @@ pub enum CompareTarget {
     /// The key's `mod_revision` (0 if absent).
     ModRevision(Revision),
     /// The key's value (an absent key never matches).
-    Value(Vec<u8>),
+    Value(#[serde(with = "crate::byte_string")] Vec<u8>),
     /// The key's lease (0 if absent or none).
     Lease(i64),
 }

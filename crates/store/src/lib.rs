@@ -113,17 +113,19 @@
 //!   pooled channel per peer, snapshots in 1 MiB chunks) on the peer port;
 //!   every call carries the cluster token, but there is no TLS yet.
 //!   Followers forward writes, lease keep-alives and read-index requests to
-//!   the leader (`Call`); a request gives up after 7 s without a leader or
-//!   quorum (`StoreError::NoLeader`, retryable; a timed-out write may still
-//!   be applied later). Membership: `Join` makes a new server a learner
+//!   the leader (`Call`). A write that surely did not commit (no leader
+//!   yet, the leader unreachable, a node that had just lost the lead and
+//!   so never appended it or truncated it) is tried again at whoever leads
+//!   now; a request gives up after 7 s, with `StoreError::NoLeader` if
+//!   nothing was proposed, or `StoreError::Timeout` (etcd's "request timed
+//!   out") if the write reached a leader that could not commit it, or the
+//!   connection broke mid-call: it may still be applied. Membership: `Join` makes a new server a learner
 //!   with the next free id, `Promote` makes it a voter once it is within 64
 //!   entries of the leader, `Remove` drops one; a server that joins again
 //!   from a known address (a wiped data directory) replaces its old member.
 //!   Membership and peer URLs live in the raft log; `cluster.json` keeps
 //!   the token. Only a single-node store can still be made by `open`
 //!   without `cluster` (the default, unchanged).
-//! - A leader that has just lost leadership may answer one write with a
-//!   retryable "not the leader" instead of forwarding it.
 //! - Lease ids chosen by the store come from a replicated counter (1, 2, …),
 //!   not etcd's random ids. A lease lives up to 500 ms past its TTL.
 //! - The etcd gRPC API (`etcd/`) serves KV, Watch, Lease and Maintenance's
@@ -151,6 +153,7 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+mod byte_string;
 mod crc32;
 mod dir_lock;
 pub mod error;

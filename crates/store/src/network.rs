@@ -19,7 +19,9 @@
 //! restarts. Every request carries the cluster token in
 //! [`TOKEN_HEADER`]. openraft splits snapshots into chunks of
 //! `snapshot_max_chunk_size` (set to 1 MiB in `store.rs`), so no message
-//! comes near [`MAX_PEER_MESSAGE_BYTES`].
+//! comes near [`MAX_PEER_MESSAGE_BYTES`]; AppendEntries carry at most
+//! [`APPEND_ENTRIES_BUDGET_BYTES`] of entries (plus one), the rest follows
+//! in the next call (`PartialSuccess`).
 
 use std::collections::HashMap;
 use std::io;
@@ -34,7 +36,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, Entry, EntryPayload};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
@@ -43,6 +45,7 @@ use crate::error::StoreError;
 use crate::peer::pb::raft_peer_client::RaftPeerClient;
 use crate::peer::pb::RaftRequest;
 use crate::peer::{PeerReply, PeerRequest};
+use crate::proposer::approx_bytes;
 use crate::raft_types::{NodeId, TypeConfig};
 
 /// gRPC metadata header carrying the cluster token on every peer call.
@@ -50,6 +53,12 @@ pub(crate) const TOKEN_HEADER: &str = "x-skiff-token";
 /// Largest peer message: an AppendEntries of up to `max_payload_entries`
 /// batched entries, or one snapshot chunk.
 pub(crate) const MAX_PEER_MESSAGE_BYTES: usize = 256 << 20;
+/// Most entry bytes sent in one AppendEntries (one entry is always sent,
+/// whatever its size). openraft 0.9 gives the whole RPC, the follower's
+/// fdatasync included, one heartbeat interval; a lagging follower sent 16
+/// group-commit batches of several MiB at once would time out every time
+/// and never catch up.
+const APPEND_ENTRIES_BUDGET_BYTES: usize = 1 << 20;
 /// How long connecting to a peer may take before the RPC counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -64,10 +73,26 @@ pub(crate) struct Peers {
 /// Why a peer call failed before an answer came back.
 #[derive(Debug)]
 pub(crate) enum CallError {
-    /// No connection could be made (the peer is down).
+    /// No connection could be made (the peer is down): the request surely
+    /// did not reach it.
     Unreachable(String),
-    /// The call failed on the way (timeout, reset, refused token, bad reply).
+    /// The call failed on the way (timeout, reset, refused token, bad
+    /// reply): the peer may have received and acted on it.
     Network(String),
+}
+
+/// Whether `s` is tonic's answer to a failed connect (`ConnectError` in its
+/// source chain): nothing was sent. Other `Unavailable` answers (a reset
+/// or closed connection) may come after the peer got the request.
+fn is_connect_error(s: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(s);
+    while let Some(e) = source {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 impl std::fmt::Display for CallError {
@@ -147,7 +172,7 @@ impl Peers {
         };
         match reply {
             Ok(r) => decode(&r.into_inner().data),
-            Err(s) if s.code() == tonic::Code::Unavailable => Err(CallError::Unreachable(format!(
+            Err(s) if is_connect_error(&s) => Err(CallError::Unreachable(format!(
                 "peer {addr} unreachable: {}",
                 s.message()
             ))),
@@ -241,13 +266,40 @@ impl PeerConn {
     }
 }
 
+/// How many of `entries` to send in one AppendEntries: as many as fit in
+/// [`APPEND_ENTRIES_BUDGET_BYTES`], and at least one.
+fn entries_within_budget(entries: &[Entry<TypeConfig>]) -> usize {
+    let mut bytes = 0;
+    for (i, e) in entries.iter().enumerate() {
+        bytes += match &e.payload {
+            EntryPayload::Normal(cmd) => approx_bytes(cmd),
+            _ => 64,
+        };
+        if i > 0 && bytes > APPEND_ENTRIES_BUDGET_BYTES {
+            return i;
+        }
+    }
+    entries.len()
+}
+
 impl RaftNetwork<TypeConfig> for PeerConn {
+    /// Sends at most [`APPEND_ENTRIES_BUDGET_BYTES`] of the entries and
+    /// answers `PartialSuccess` for the rest: openraft then sends the rest
+    /// next. (The follower commits no further than what it received.)
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.send(Rpc::AppendEntries, &rpc, &option).await
+        let keep = entries_within_budget(&rpc.entries);
+        let cut = keep < rpc.entries.len();
+        rpc.entries.truncate(keep);
+        let last = rpc.entries.last().map(|e| e.log_id);
+        let answer = self.send(Rpc::AppendEntries, &rpc, &option).await?;
+        Ok(match answer {
+            AppendEntriesResponse::Success if cut => AppendEntriesResponse::PartialSuccess(last),
+            other => other,
+        })
     }
 
     async fn install_snapshot(
@@ -267,5 +319,65 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.send(Rpc::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::PutRequest;
+    use crate::raft_types::Command;
+    use openraft::{CommittedLeaderId, LogId};
+    use tokio::io::AsyncReadExt;
+
+    fn put_entry(index: u64, value_bytes: usize) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command::Put(PutRequest {
+                key: b"k".to_vec(),
+                value: vec![0; value_bytes],
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn append_entries_are_cut_to_the_budget_but_never_empty() {
+        let big: Vec<_> = (1..=4).map(|i| put_entry(i, 600 << 10)).collect();
+        assert_eq!(entries_within_budget(&big), 1);
+        let huge = vec![put_entry(1, 3 << 20), put_entry(2, 10)];
+        assert_eq!(entries_within_budget(&huge), 1);
+        let small: Vec<_> = (1..=16).map(|i| put_entry(i, 1 << 10)).collect();
+        assert_eq!(entries_within_budget(&small), 16);
+        assert_eq!(entries_within_budget(&[]), 0);
+    }
+
+    /// A write forwarded to the leader is tried again only if it surely
+    /// did not arrive: a refused connection is `Unreachable`, a connection
+    /// that dies after the request went out is `Network`.
+    #[tokio::test]
+    async fn refused_connection_is_unreachable_and_a_dropped_call_is_not() {
+        let peers = Peers::new("token");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let r = peers
+            .call(&addr, &PeerRequest::Members, Duration::from_secs(5))
+            .await;
+        assert!(matches!(r, Err(CallError::Unreachable(_))), "{r:?}");
+
+        // Accepts, reads the request's first bytes, hangs up.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 64];
+                let _ = conn.read(&mut buf).await;
+            }
+        });
+        let r = peers
+            .call(&addr, &PeerRequest::Members, Duration::from_secs(5))
+            .await;
+        assert!(matches!(r, Err(CallError::Network(_))), "{r:?}");
     }
 }

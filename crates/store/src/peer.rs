@@ -106,12 +106,15 @@ pub(crate) enum PeerReply {
 /// A [`StoreError`] on the wire.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum WireError {
-    /// Retryable: not the leader, no quorum, election.
+    /// Retryable: not the leader, no quorum, election. A write answered
+    /// with it was not proposed.
     NoLeader(String),
     /// Not retryable: bad request.
     Invalid(String),
     /// The lease does not exist.
     LeaseNotFound(LeaseId),
+    /// A write timed out on the leader; it may still be applied.
+    Timeout(String),
     /// Anything else (storage, stopped).
     Other(String),
 }
@@ -122,6 +125,7 @@ impl From<StoreError> for WireError {
             StoreError::NoLeader(m) => WireError::NoLeader(m),
             StoreError::InvalidRequest(m) => WireError::Invalid(m),
             StoreError::LeaseNotFound(id) => WireError::LeaseNotFound(id),
+            StoreError::Timeout(m) => WireError::Timeout(m),
             other => WireError::Other(other.to_string()),
         }
     }
@@ -133,6 +137,7 @@ impl From<WireError> for StoreError {
             WireError::NoLeader(m) => StoreError::NoLeader(m),
             WireError::Invalid(m) => StoreError::InvalidRequest(m),
             WireError::LeaseNotFound(id) => StoreError::LeaseNotFound(id),
+            WireError::Timeout(m) => StoreError::Timeout(format!("on the leader: {m}")),
             WireError::Other(m) => StoreError::Storage(format!("on the leader: {m}")),
         }
     }

@@ -63,7 +63,8 @@ impl Proposer {
     }
 }
 
-fn approx_bytes(cmd: &Command) -> usize {
+/// Payload bytes (keys and values) of `cmd`, roughly.
+pub(crate) fn approx_bytes(cmd: &Command) -> usize {
     match cmd {
         Command::Put(p) => p.key.len() + p.value.len(),
         Command::DeleteRange(d) => d.key.len() + d.range_end.len(),

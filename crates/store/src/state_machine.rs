@@ -249,6 +249,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         fsutil::write_atomic(&self.dir.join(SNAPSHOT_FILE), &bytes)
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(meta.clone());
+        tracing::info!(
+            last_log_id = ?meta.last_log_id,
+            bytes = bytes.len(),
+            "installed a snapshot from the leader"
+        );
         Ok(())
     }
 

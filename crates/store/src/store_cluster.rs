@@ -11,6 +11,14 @@
 //!             ─ Call Promote{id} ─► leader: wait until the learner is close, then make it a voter
 //! ```
 //!
+//! A write is tried again only when it surely did not commit: the route
+//! found no leader, the leader was unreachable (connection refused), or the
+//! node that proposed it was no longer the leader (openraft's
+//! `ForwardToLeader`, answered before appending or when the uncommitted
+//! entry is truncated). A write that timed out at a leader without quorum,
+//! or whose forwarding connection broke mid-call, may still commit: it
+//! fails with [`StoreError::Timeout`] and is not repeated.
+//!
 //! Membership lives in raft itself (openraft's membership log entries, with
 //! each node's peer URL as its [`BasicNode`] address), so it is persisted in
 //! the log and the state machine like any write; the data directory adds
@@ -29,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use super::{Inner, Store};
 use crate::error::StoreError;
 use crate::fsutil;
-use crate::network::Peers;
+use crate::network::{CallError, Peers};
 use crate::peer::{CallHandler, Member, PeerReply, PeerRequest, WireError};
 use crate::proposer::write_error;
 use crate::raft_types::{Command, CommandResponse, NodeId};
@@ -162,6 +170,29 @@ fn unexpected_reply(r: &PeerReply) -> WireError {
     WireError::Other(format!("unexpected answer: {r:?}"))
 }
 
+/// Why one attempt at a write failed.
+pub(crate) enum WriteFailure {
+    /// The write surely did not commit: safe to try again.
+    NotProposed(StoreError),
+    /// It may have committed, or cannot succeed: the client's answer.
+    Final(StoreError),
+}
+
+impl WriteFailure {
+    /// `NoLeader` from the proposer or the leader means "not proposed"
+    /// (see [`Store::propose_local`]); everything else is final.
+    fn classify(e: StoreError) -> WriteFailure {
+        match e {
+            e @ StoreError::NoLeader(_) => WriteFailure::NotProposed(e),
+            e => WriteFailure::Final(e),
+        }
+    }
+}
+
+/// Pause before trying a write again that was not proposed (a new leader
+/// is usually known within a heartbeat).
+pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
 /// Where a request must be served.
 pub(crate) enum Route {
     /// This node leads.
@@ -174,7 +205,11 @@ impl Store {
     /// The leader as this node sees it, waiting up to [`REQUEST_TIMEOUT`]
     /// for one to be elected.
     pub(crate) async fn route(&self) -> Result<Route, StoreError> {
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        self.route_until(Instant::now() + REQUEST_TIMEOUT).await
+    }
+
+    /// The leader as this node sees it, waiting until `deadline` for one.
+    pub(crate) async fn route_until(&self, deadline: Instant) -> Result<Route, StoreError> {
         loop {
             let leader = {
                 let m = self.inner.raft.metrics();
@@ -200,10 +235,9 @@ impl Store {
                 None => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Err(StoreError::NoLeader(format!(
-                            "no leader elected within {} s (is a quorum of servers up?)",
-                            REQUEST_TIMEOUT.as_secs()
-                        )));
+                        return Err(StoreError::NoLeader(
+                            "no leader elected in time (is a quorum of servers up?)".into(),
+                        ));
                     }
                     let _ = self
                         .inner
@@ -234,16 +268,78 @@ impl Store {
         }
     }
 
-    /// Propose on this node (the leader), giving up after
-    /// [`REQUEST_TIMEOUT`]: a leader that lost its quorum cannot commit.
-    pub(crate) async fn propose_local(&self, cmd: Command) -> Result<CommandResponse, StoreError> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.inner.proposer.propose(cmd)).await {
+    /// Propose on this node (the leader), giving up at `deadline`: a
+    /// leader that lost its quorum cannot commit. `NoLeader` means the
+    /// entry surely did not commit (openraft answers `ForwardToLeader`
+    /// before appending, or when it truncates the uncommitted entry);
+    /// `Timeout` that it may still commit.
+    pub(crate) async fn propose_local(
+        &self,
+        cmd: Command,
+        deadline: Instant,
+    ) -> Result<CommandResponse, StoreError> {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, self.inner.proposer.propose(cmd)).await {
             Ok(r) => r,
-            Err(_) => Err(StoreError::NoLeader(format!(
-                "request timed out: not committed by a quorum within {} s \
-                 (is a quorum of servers up?); it may still be applied later",
-                REQUEST_TIMEOUT.as_secs()
-            ))),
+            Err(_) => Err(StoreError::Timeout(
+                "not committed by a quorum in time (is a quorum of servers up?); \
+                 it may still be applied later"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Propose `cmd` on the leader, here or forwarded, once.
+    async fn write_once(
+        &self,
+        cmd: Command,
+        deadline: Instant,
+    ) -> Result<CommandResponse, WriteFailure> {
+        let addr = match self.route_until(deadline).await {
+            Ok(Route::Local) => {
+                return self
+                    .propose_local(cmd, deadline)
+                    .await
+                    .map_err(WriteFailure::classify)
+            }
+            Ok(Route::Leader(addr)) => addr,
+            Err(e) => return Err(WriteFailure::NotProposed(e)),
+        };
+        // A second more than the leader's own deadline, so that the
+        // leader's answer (not our impatience) says what happened.
+        let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+        let req = PeerRequest::Write(cmd);
+        match self.inner.peers.call(&addr, &req, wait).await {
+            Ok(PeerReply::Write(r)) => Ok(r),
+            Ok(PeerReply::Failed(e)) => Err(WriteFailure::classify(e.into())),
+            Ok(other) => Err(WriteFailure::Final(StoreError::Storage(format!(
+                "unexpected answer to a forwarded write: {other:?}"
+            )))),
+            Err(e @ CallError::Unreachable(_)) => Err(WriteFailure::NotProposed(e.into())),
+            Err(CallError::Network(m)) => Err(WriteFailure::Final(StoreError::Timeout(format!(
+                "the connection to the leader failed while the write was in flight \
+                 ({m}); it may have been applied"
+            )))),
+        }
+    }
+
+    /// Propose `cmd` on the leader and wait for its applied result. A
+    /// write that surely did not commit (this node or the one it asked had
+    /// just lost the lead, the leader was unreachable, no leader yet) is
+    /// tried again until [`REQUEST_TIMEOUT`]; one that may have committed
+    /// is never repeated, and fails with [`StoreError::Timeout`].
+    pub(crate) async fn propose(&self, cmd: Command) -> Result<CommandResponse, StoreError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            match self.write_once(cmd.clone(), deadline).await {
+                Ok(r) => return Ok(r),
+                Err(WriteFailure::NotProposed(e)) if Instant::now() + RETRY_PAUSE < deadline => {
+                    tracing::debug!(error = %e, "write not proposed; trying again");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    self.check_running()?;
+                }
+                Err(WriteFailure::NotProposed(e) | WriteFailure::Final(e)) => return Err(e),
+            }
         }
     }
 
@@ -508,7 +604,10 @@ impl CallHandler for Inner {
                 if !store.leads() {
                     return Store::not_leader();
                 }
-                match store.propose_local(cmd).await {
+                match store
+                    .propose_local(cmd, Instant::now() + REQUEST_TIMEOUT)
+                    .await
+                {
                     Ok(r) => PeerReply::Write(r),
                     Err(e) => PeerReply::Failed(e.into()),
                 }

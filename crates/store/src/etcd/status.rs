@@ -23,6 +23,8 @@ const MSG_LEASE_EXIST: &str = "etcdserver: lease already exists";
 const MSG_LEASE_TTL_TOO_LARGE: &str = "etcdserver: too large lease TTL";
 /// etcd's `ErrGRPCNoLeader`.
 const MSG_NO_LEADER: &str = "etcdserver: no leader";
+/// etcd's `ErrGRPCTimeout`.
+const MSG_TIMEOUT: &str = "etcdserver: request timed out";
 /// etcd's `ErrGRPCStopped`.
 const MSG_STOPPED: &str = "etcdserver: server stopped";
 /// etcd's `ErrGRPCEmptyKey`.
@@ -39,6 +41,7 @@ pub fn to_status(e: StoreError) -> Status {
         StoreError::LeaseExists(_) => Status::new(Code::FailedPrecondition, MSG_LEASE_EXIST),
         StoreError::LeaseTtlTooLarge(_) => Status::new(Code::OutOfRange, MSG_LEASE_TTL_TOO_LARGE),
         StoreError::NoLeader(_) => Status::new(Code::Unavailable, MSG_NO_LEADER),
+        StoreError::Timeout(_) => Status::new(Code::Unavailable, MSG_TIMEOUT),
         StoreError::Stopped(_) => Status::new(Code::Unavailable, MSG_STOPPED),
         StoreError::InvalidRequest(m) => {
             Status::new(Code::InvalidArgument, format!("etcdserver: {m}"))
