@@ -1,12 +1,16 @@
 //! `skiff bench proxy`: how long one sync of the service proxy takes for a
 //! synthetic cluster — render (pure), transaction text, and `nft -f -` in a
-//! private network namespace — for the first (full) sync and for a sync
-//! after one endpoint changed. Medians over the runs; nothing is asserted.
+//! private network namespace (`sknp-s-<pid>`) — for the first (full) sync
+//! and for a one-service endpoint change sent as a delta, and the same
+//! change as a full rewrite. Medians over the runs; nothing is asserted.
+//! The throughput half (`--throughput`) is [`super::bench_tcp`]; the
+//! namespace helper and synthetic services here serve both.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use super::delta;
 use super::model::{Endpoint, Protocol, ServicePort};
 use super::nft::{self, NftError};
 use super::proxy::{self, ProxyInput};
@@ -59,61 +63,153 @@ fn render(services: &[ServicePort]) -> Ruleset {
     rs
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+/// The median of `v` (the upper one for an even count).
+pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-/// Runs the benchmark in network namespace `netns` (which must exist) and
-/// returns the table.
+/// Errors of the proxy benchmarks.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Setting up the namespaces failed (`ip`, `sysctl`).
+    #[error("{0}")]
+    Setup(String),
+    /// Loading the rules failed.
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    /// A socket or thread failed during a measurement.
+    #[error("{0}: {1}")]
+    Io(&'static str, #[source] std::io::Error),
+}
+
+/// Runs `program args…`; its stderr becomes the error.
+pub(crate) fn command(program: &str, args: &[&str]) -> Result<(), BenchError> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| BenchError::Setup(format!("running {program}: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(BenchError::Setup(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// A network namespace the benchmark made (names start with `sknp`);
+/// deleted on drop, with everything in it.
+pub(crate) struct Netns(pub String);
+
+impl Netns {
+    /// `ip netns add name`.
+    pub(crate) fn add(name: &str) -> Result<Netns, BenchError> {
+        command("ip", &["netns", "add", name])?;
+        Ok(Netns(name.to_string()))
+    }
+
+    /// `ip -n <ns> args…`.
+    pub(crate) fn ip(&self, args: &[&str]) -> Result<(), BenchError> {
+        let mut all = vec!["-n", &self.0];
+        all.extend_from_slice(args);
+        command("ip", &all)
+    }
+
+    /// `sysctl -w key=value` inside the namespace.
+    pub(crate) fn sysctl(&self, setting: &str) -> Result<(), BenchError> {
+        command(
+            "ip",
+            &["netns", "exec", &self.0, "sysctl", "-q", "-w", setting],
+        )
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = command("ip", &["netns", "del", &self.0]);
+    }
+}
+
+/// Runs the sync benchmark in a network namespace of its own and returns
+/// the report: a full load, then a one-service endpoint change sent as a
+/// delta, then the same change as a full rewrite (the pre-delta way).
 pub async fn bench_proxy(
-    netns: &str,
     services: usize,
     endpoints: usize,
     runs: usize,
-) -> Result<String, NftError> {
+) -> Result<String, BenchError> {
+    let netns = Netns::add(&format!("sknp-s-{}", std::process::id()))?;
+    let ns = Some(netns.0.as_str());
     let table = "skiff-bench";
     let svcs = synthetic_services(services, endpoints);
     let mut changed = svcs.clone();
     if let Some(ep) = changed.first_mut().and_then(|s| s.endpoints.first_mut()) {
         ep.ip = Ipv4Addr::new(10, 42, 255, 254);
     }
-    let (mut t_render, mut t_text, mut t_full, mut t_incr) = (vec![], vec![], vec![], vec![]);
-    let (mut rules, mut bytes_full, mut bytes_incr) = (0, 0, 0);
-    for _ in 0..runs.max(1) {
-        let start = Instant::now();
+    let runs = runs.max(1);
+    let mut rows: [(&str, Vec<Duration>); 9] = [
+        ("full: render (pure)", vec![]),
+        ("full: transaction text", vec![]),
+        ("full: nft -f - (whole table)", vec![]),
+        ("full sync (render + text + nft)", vec![]),
+        ("change: render (pure)", vec![]),
+        ("change: delta + its text (pure)", vec![]),
+        ("change: nft -f - (delta)", vec![]),
+        ("one-service endpoint change, delta sync", vec![]),
+        ("same change as a full rewrite (flush)", vec![]),
+    ];
+    let (mut rules, mut bytes_full, mut bytes_delta) = (0, 0, 0);
+    for _ in 0..runs {
+        let t = Instant::now();
         let rs = render(&svcs);
-        t_render.push(start.elapsed());
-        let start = Instant::now();
+        let rendered = t.elapsed();
         let text = ruleset::transaction(table, None, &rs);
-        t_text.push(start.elapsed());
-        let start = Instant::now();
-        nft::apply_in(Some(netns), &text).await?;
-        t_full.push(start.elapsed());
+        let texted = t.elapsed();
+        nft::apply_in(ns, &text).await?;
+        let full = t.elapsed();
 
-        let start = Instant::now();
+        let t = Instant::now();
         let next = render(&changed);
-        let incr = ruleset::transaction(table, Some(&rs), &next);
-        nft::apply_in(Some(netns), &incr).await?;
-        t_incr.push(start.elapsed());
+        let rendered2 = t.elapsed();
+        let delta = delta::delta(&rs, &next).expect("an endpoint change is a delta");
+        let incr = delta.transaction(table, &rs, &next);
+        let diffed = t.elapsed();
+        nft::apply_in(ns, &incr).await?;
+        let change = t.elapsed();
+
+        let t = Instant::now();
+        nft::rewrite_table(ns, table, Some(&next), &rs).await?;
+        let rewrite = t.elapsed();
+
+        for (row, v) in rows.iter_mut().zip([
+            rendered,
+            texted - rendered,
+            full - texted,
+            full,
+            rendered2,
+            diffed - rendered2,
+            change - diffed,
+            change,
+            rewrite,
+        ]) {
+            row.1.push(v);
+        }
         rules = rs.rule_count();
         bytes_full = text.len();
-        bytes_incr = incr.len();
+        bytes_delta = incr.len();
     }
-    nft::apply_in(Some(netns), &ruleset::delete_transaction(table)).await?;
+    nft::apply_in(ns, &ruleset::delete_transaction(table)).await?;
+    drop(netns);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "proxy sync: {services} services x {endpoints} endpoints = {rules} rules, {} chains-worth of text ({bytes_full} bytes full, {bytes_incr} bytes after one endpoint change); median of {runs}",
-        services * (endpoints + 1)
+        "proxy sync: {services} services x {endpoints} endpoints = {rules} rules ({bytes_full} bytes full, {bytes_delta} bytes delta after one endpoint change); median of {runs}"
     );
     let _ = writeln!(out, "{:<44} {:>10}", "phase", "median");
-    for (name, v) in [
-        ("render (pure)", t_render),
-        ("transaction text", t_text),
-        ("nft -f - first sync (whole table)", t_full),
-        ("render + nft after one endpoint change", t_incr),
-    ] {
+    for (name, v) in rows {
         let _ = writeln!(out, "{name:<44} {:>8.1}ms", median(v).as_secs_f64() * 1e3);
     }
     Ok(out)
