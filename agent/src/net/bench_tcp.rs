@@ -6,10 +6,11 @@
 //! ```text
 //!  sknp-c-<pid>              sknp-r-<pid>                 sknp-b-<pid>
 //!  client ── 10.195.1.0/24 ── router (forwarding; the ── 10.195.2.0/24 ── sink :8080
-//!  10.195.1.2                 proxy's table, like a node)   10.195.2.2     echo :8081
+//!  10.195.1.2                 proxy's table, like a node)   10.195.2.2/.3  echo :8081
 //!
 //!  direct:    client → 10.195.2.2:8080 / :8081
 //!  ClusterIP: client → 10.195.128.1:80 / :81, DNAT in the router's prerouting
+//!             to one of the two endpoints 10.195.2.2 and 10.195.2.3
 //! ```
 //!
 //! The router holds the table the real renderer makes for the bench
@@ -35,8 +36,11 @@ use super::nft;
 use super::proxy::{self, ProxyInput};
 use super::ruleset::Ruleset;
 
-/// The backend pod's address.
+/// The backend pod's address (the pod IP of the direct path).
 const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 195, 2, 2);
+/// A second address of the backend, so the service has two endpoints and
+/// the ClusterIP path does the random pick of real services.
+const BACKEND_2: Ipv4Addr = Ipv4Addr::new(10, 195, 2, 3);
 /// The bench service's ClusterIP.
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 195, 128, 1);
 /// Backend ports: a sink for the bulk stream, and a one-reply server.
@@ -107,6 +111,8 @@ impl Topology {
         for ns in [&topo.client, &topo.router, &topo.backend] {
             ns.ip(&["link", "set", "lo", "up"])?;
         }
+        topo.backend
+            .ip(&["addr", "add", "10.195.2.3/24", "dev", &br])?;
         topo.client
             .ip(&["route", "add", "default", "via", "10.195.1.1"])?;
         topo.backend
@@ -135,11 +141,13 @@ fn rules(bench: &ThroughputBench) -> Ruleset {
             load_balancer_ips: Vec::new(),
             external_local: false,
             affinity_timeout: None,
-            endpoints: vec![Endpoint {
-                ip: BACKEND,
-                port: target,
-                node: Some("node-0".into()),
-            }],
+            endpoints: [BACKEND, BACKEND_2]
+                .map(|ip| Endpoint {
+                    ip,
+                    port: target,
+                    node: Some("node-0".into()),
+                })
+                .into(),
         });
     }
     // Client and backend are pods (no masquerade between them), as for
@@ -281,7 +289,7 @@ where
 /// The backend: a sink that counts nothing and an echo that answers each
 /// connection's first bytes with `ok` and closes; until `stop`.
 async fn serve(stop: Arc<AtomicBool>) -> Result<(), BenchError> {
-    let bind = |port| TcpListener::bind((BACKEND, port));
+    let bind = |port| TcpListener::bind((Ipv4Addr::UNSPECIFIED, port));
     let sink = bind(SINK_PORT)
         .await
         .map_err(|e| BenchError::Io("binding the sink", e))?;
