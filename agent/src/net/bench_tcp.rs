@@ -13,6 +13,10 @@
 //!             to one of the two endpoints 10.195.2.2 and 10.195.2.3
 //! ```
 //!
+//! Before measuring, the backend calls itself through a third service port
+//! whose one endpoint it is: hairpin traffic must be masqueraded, or the
+//! connection fails and so does the benchmark.
+//!
 //! The router holds the table the real renderer makes for the bench
 //! services plus a filler of synthetic services (1,000 × 10 by default), so
 //! lookups run against a realistically sized map; both paths cross the same
@@ -46,6 +50,9 @@ const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 195, 128, 1);
 /// Backend ports: a sink for the bulk stream, and a one-reply server.
 const SINK_PORT: u16 = 8080;
 const ECHO_PORT: u16 = 8081;
+/// A service port whose one endpoint is the backend itself, which calls it
+/// before measuring: hairpin traffic must come back masqueraded.
+const HAIRPIN_PORT: u16 = 82;
 /// Concurrent clients in the short-connection test.
 const SHORT_CONNECTION_CLIENTS: usize = 16;
 /// Write size of the bulk stream.
@@ -129,7 +136,12 @@ impl Topology {
 /// top of `filler` synthetic ones, rendered as a node would.
 fn rules(bench: &ThroughputBench) -> Ruleset {
     let mut services = synthetic_services(bench.services, bench.endpoints);
-    for (port, target) in [(80, SINK_PORT), (81, ECHO_PORT)] {
+    for (port, target) in [(80, SINK_PORT), (81, ECHO_PORT), (HAIRPIN_PORT, ECHO_PORT)] {
+        let endpoints: &[Ipv4Addr] = if port == HAIRPIN_PORT {
+            &[BACKEND]
+        } else {
+            &[BACKEND, BACKEND_2]
+        };
         services.push(ServicePort {
             namespace: "bench".into(),
             name: "throughput".into(),
@@ -141,13 +153,14 @@ fn rules(bench: &ThroughputBench) -> Ruleset {
             load_balancer_ips: Vec::new(),
             external_local: false,
             affinity_timeout: None,
-            endpoints: [BACKEND, BACKEND_2]
-                .map(|ip| Endpoint {
+            endpoints: endpoints
+                .iter()
+                .map(|&ip| Endpoint {
                     ip,
                     port: target,
                     node: Some("node-0".into()),
                 })
-                .into(),
+                .collect(),
         });
     }
     // Client and backend are pods (no masquerade between them), as for
@@ -178,6 +191,20 @@ pub async fn bench_throughput(bench: &ThroughputBench) -> Result<String, BenchEr
     });
     // Let the listeners come up before the first connection.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let hairpin = spawn_in(&topo.backend, || async {
+        let to = SocketAddr::from((CLUSTER_IP, HAIRPIN_PORT));
+        tokio::time::timeout(Duration::from_secs(10), request(to))
+            .await
+            .map_err(|_| BenchError::Setup("timed out".into()))?
+    })
+    .join()
+    .map_err(|_| BenchError::Setup("hairpin thread panicked".into()))
+    .and_then(|r| r)
+    .map_err(|e| {
+        BenchError::Setup(format!(
+            "hairpin: the backend could not reach itself through {CLUSTER_IP}:{HAIRPIN_PORT}: {e}"
+        ))
+    });
 
     let duration = Duration::from_secs_f64(bench.seconds.max(0.1));
     let direct_stream = SocketAddr::from((BACKEND, SINK_PORT));
@@ -190,8 +217,11 @@ pub async fn bench_throughput(bench: &ThroughputBench) -> Result<String, BenchEr
         ("short connections, pod IP (conn/s)", vec![]),
         ("short connections, ClusterIP (conn/s)", vec![]),
     ];
-    let mut result = Ok(());
+    let mut result = hairpin;
     for _ in 0..bench.runs.max(1) {
+        if result.is_err() {
+            break;
+        }
         let measured = (|| {
             let a = in_client(&topo, move || stream(direct_stream, duration))?;
             let b = in_client(&topo, move || stream(cluster_stream, duration))?;
@@ -205,10 +235,7 @@ pub async fn bench_throughput(bench: &ThroughputBench) -> Result<String, BenchEr
                     row.1.push(v);
                 }
             }
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
+            Err(e) => result = Err(e),
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -223,7 +250,7 @@ pub async fn bench_throughput(bench: &ThroughputBench) -> Result<String, BenchEr
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "ClusterIP vs pod IP through a forwarding namespace holding the proxy's table ({} rules: {} services x {} endpoints + 2); {:.1} s per measurement, median of {}",
+        "ClusterIP vs pod IP through a forwarding namespace holding the proxy's table ({} rules: {} services x {} endpoints + 3); hairpin ok; {:.1} s per measurement, median of {}",
         rs.rule_count(),
         bench.services,
         bench.endpoints,
@@ -347,28 +374,12 @@ async fn stream(to: SocketAddr, duration: Duration) -> Result<f64, BenchError> {
 /// close, for `duration`: connections per second.
 async fn short_connections(to: SocketAddr, duration: Duration) -> Result<f64, BenchError> {
     let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks: tokio::task::JoinSet<Result<u64, BenchError>> = tokio::task::JoinSet::new();
     for _ in 0..SHORT_CONNECTION_CLIENTS {
         tasks.spawn(async move {
             let mut done = 0u64;
             while start.elapsed() < duration {
-                let mut s = TcpStream::connect(to)
-                    .await
-                    .map_err(|e| BenchError::Io("connecting", e))?;
-                s.set_nodelay(true)
-                    .map_err(|e| BenchError::Io("TCP_NODELAY", e))?;
-                s.write_all(b"x")
-                    .await
-                    .map_err(|e| BenchError::Io("sending the request", e))?;
-                let mut reply = Vec::new();
-                s.read_to_end(&mut reply)
-                    .await
-                    .map_err(|e| BenchError::Io("reading the reply", e))?;
-                if reply != b"ok" {
-                    return Err(BenchError::Setup(format!(
-                        "unexpected reply {reply:?} from {to}"
-                    )));
-                }
+                request(to).await?;
                 done += 1;
             }
             Ok(done)
@@ -379,4 +390,28 @@ async fn short_connections(to: SocketAddr, duration: Duration) -> Result<f64, Be
         total += joined.map_err(|e| BenchError::Setup(format!("client task: {e}")))??;
     }
     Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+/// One short connection: connect, send a byte, read the whole reply, which
+/// must be `ok`.
+async fn request(to: SocketAddr) -> Result<(), BenchError> {
+    let mut s = TcpStream::connect(to)
+        .await
+        .map_err(|e| BenchError::Io("connecting", e))?;
+    s.set_nodelay(true)
+        .map_err(|e| BenchError::Io("TCP_NODELAY", e))?;
+    s.write_all(b"x")
+        .await
+        .map_err(|e| BenchError::Io("sending the request", e))?;
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply)
+        .await
+        .map_err(|e| BenchError::Io("reading the reply", e))?;
+    if reply == b"ok" {
+        Ok(())
+    } else {
+        Err(BenchError::Setup(format!(
+            "unexpected reply {reply:?} from {to}"
+        )))
+    }
 }
