@@ -16,6 +16,9 @@ use super::nft::{self, NftError};
 use super::proxy::{self, ProxyInput};
 use super::ruleset::{self, Ruleset};
 
+/// The pod network of [`synthetic_services`].
+pub(crate) const SYNTHETIC_POD_CIDRS: &[&str] = &["10.42.0.0/16"];
+
 /// Synthetic service ports: `services` ClusterIPs in 10.43/16, each with
 /// `endpoints` pods spread over 10.42/16 on 10 nodes; every tenth is a NodePort.
 pub fn synthetic_services(services: usize, endpoints: usize) -> Vec<ServicePort> {
@@ -48,8 +51,10 @@ pub fn synthetic_services(services: usize, endpoints: usize) -> Vec<ServicePort>
         .collect()
 }
 
-fn render(services: &[ServicePort]) -> Ruleset {
-    let cidrs = proxy::pod_cidrs(std::iter::once("10.42.0.0/16"));
+/// The proxy's rules for `services` on node `node-0` of a cluster whose pod
+/// network is `pod_cidrs`.
+pub(crate) fn render(services: &[ServicePort], pod_cidrs: &[&str]) -> Ruleset {
+    let cidrs = proxy::pod_cidrs(pod_cidrs.iter().copied());
     let mut rs = Ruleset::default();
     proxy::render(
         &ProxyInput {
@@ -191,14 +196,14 @@ pub async fn bench_proxy(
     let (mut rules, mut chains, mut bytes_full, mut bytes_delta) = (0, 0, 0, 0);
     for _ in 0..runs {
         let m0 = Mark::now();
-        let rs = render(&svcs);
+        let rs = render(&svcs, SYNTHETIC_POD_CIDRS);
         let m1 = Mark::now();
         let text = ruleset::transaction(table, None, &rs);
         let m2 = Mark::now();
         nft::apply_in(ns, &text).await?;
         let m3 = Mark::now();
 
-        let next = render(&changed);
+        let next = render(&changed, SYNTHETIC_POD_CIDRS);
         let m4 = Mark::now();
         let delta = delta::delta(&rs, &next).expect("an endpoint change is a delta");
         let incr = delta.transaction(table, &rs, &next);

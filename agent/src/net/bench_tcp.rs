@@ -34,10 +34,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::bench::{synthetic_services, BenchError, Netns};
+use super::bench::{render, synthetic_services, BenchError, Netns};
 use super::model::{Endpoint, Protocol, ServicePort};
 use super::nft;
-use super::proxy::{self, ProxyInput};
 use super::ruleset::Ruleset;
 
 /// The backend pod's address (the pod IP of the direct path).
@@ -165,18 +164,7 @@ fn rules(bench: &ThroughputBench) -> Ruleset {
     }
     // Client and backend are pods (no masquerade between them), as for
     // pod-to-pod traffic through a ClusterIP.
-    let cidrs = proxy::pod_cidrs(["10.195.1.0/24", "10.195.2.0/24"].into_iter());
-    let mut rs = Ruleset::default();
-    proxy::render(
-        &ProxyInput {
-            node_name: "node-0",
-            bridge: "sknp-none",
-            pod_cidrs: &cidrs,
-            services: &services,
-        },
-        &mut rs,
-    );
-    rs
+    render(&services, &["10.195.1.0/24", "10.195.2.0/24"])
 }
 
 /// Runs the benchmark and returns the report.

@@ -5,30 +5,12 @@
 use std::net::Ipv4Addr;
 
 use super::*;
-use crate::net::bench::synthetic_services;
-use crate::net::model::ServicePort;
-use crate::net::proxy::{self, ProxyInput};
-
-fn render(services: &[ServicePort], cidrs: &[&str]) -> Ruleset {
-    let cidrs = proxy::pod_cidrs(cidrs.iter().copied());
-    let mut rs = Ruleset::default();
-    proxy::render(
-        &ProxyInput {
-            node_name: "node-0",
-            bridge: "skiff0",
-            pod_cidrs: &cidrs,
-            services,
-        },
-        &mut rs,
-    );
-    rs
-}
+use crate::net::bench::{render, synthetic_services, SYNTHETIC_POD_CIDRS as CIDRS};
+use crate::net::proxy;
 
 fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|n| n.to_string()).collect()
 }
-
-const CIDRS: &[&str] = &["10.42.0.0/16"];
 
 #[test]
 fn the_same_ruleset_gives_an_empty_delta() {

@@ -16,8 +16,9 @@
 //! ```
 //!
 //! A change of endpoints reaches the kernel within the watch latency plus
-//! [`SYNC_DEBOUNCE`] plus one render-and-apply (tens of milliseconds for
-//! hundreds of services; see `skiff bench proxy`).
+//! [`SYNC_DEBOUNCE`] plus one render, delta and `nft -f -` (about 0.1 s
+//! for 1,000 services × 10 endpoints on a busy 2-core machine; the first,
+//! full sync about 0.7 s; see `skiff bench proxy`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
