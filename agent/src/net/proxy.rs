@@ -13,7 +13,7 @@
 //!              dnat ip addr . port to numgen random mod N map { i : ip . port }
 //!  with sessionAffinity: ClientIP, per endpoint instead (kube-proxy's layout):
 //!    svc-<key>   affinity lookups; numgen random mod N vmap ──► sep-…
-//!    sep-<key>__<ip>/<port>   hairpin masquerade; affinity update; dnat
+//!    sep-<key>__<ip>/<port>   affinity update; dnat
 //!  postrouting (nat, srcnat): masquerade marked packets and hairpin
 //!              (ip saddr . ip daddr @hairpin after DNAT); masquerade pod
 //!              traffic leaving the pod network (like flannel's ipMasq)
