@@ -9,18 +9,30 @@
 //!                 (local daddr) proto . port vmap @service-nodeports ──► ext-<key>
 //!  ext-<key>   NodePort / LoadBalancer: mark for masquerade (Cluster policy),
 //!              or only this node's endpoints, unmasqueraded (Local policy)
-//!  svc-<key>   masquerade off-cluster sources; affinity; numgen random mod N
-//!  sep-<key>__<ip>/<port>   hairpin masquerade; affinity update; dnat
-//!  postrouting (nat, srcnat): masquerade marked packets; masquerade pod
+//!  svc-<key>   masquerade off-cluster sources; then one rule:
+//!              dnat ip addr . port to numgen random mod N map { i : ip . port }
+//!  with sessionAffinity: ClientIP, per endpoint instead (kube-proxy's layout):
+//!    svc-<key>   affinity lookups; numgen random mod N vmap ──► sep-…
+//!    sep-<key>__<ip>/<port>   affinity update; dnat
+//!  postrouting (nat, srcnat): masquerade marked packets and hairpin
+//!              (ip saddr . ip daddr @hairpin after DNAT); masquerade pod
 //!              traffic leaving the pod network (like flannel's ipMasq)
 //!  forward/output (filter): reject service ports without endpoints
 //! ```
 //!
 //! Load is spread with `numgen random mod N` (each new connection picks an
 //! endpoint uniformly; conntrack keeps the choice for the connection's life).
+//! Without affinity the pick is a map lookup inside one DNAT rule, so a
+//! service costs one chain of two rules whatever its endpoint count: the
+//! whole table and every delta stay small (a per-endpoint chain layout
+//! made 1,000 × 10 services 11,000 chains). Hairpin traffic (a pod reaching
+//! itself through its service) is then recognised after DNAT, in
+//! postrouting, by source equal to destination (the `@hairpin` set of
+//! `ip . ip` pairs of every endpoint).
 //! `sessionAffinity: ClientIP` keeps one dynamic set per endpoint holding the
 //! client addresses recently sent there (`update @aff… { ip saddr }`, with the
-//! Service's timeout), checked before the random pick.
+//! Service's timeout), checked before the random pick; this needs a chain per
+//! endpoint.
 
 use std::net::Ipv4Addr;
 
@@ -59,6 +71,9 @@ pub mod names {
     pub const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
     /// Set of NodePorts with no endpoints (rejected).
     pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+    /// Set of `ip . ip` pairs, one per endpoint address: a DNATed packet
+    /// whose source equals its destination is hairpin traffic.
+    pub const HAIRPIN: &str = "hairpin";
 }
 
 use names::*;
@@ -82,6 +97,11 @@ pub fn render(input: &ProxyInput<'_>, rs: &mut Ruleset) {
     base(input, rs);
     for sp in input.services {
         service(input, sp, rs);
+    }
+    // Endpoints shared by services appear once.
+    if let Some(hairpin) = rs.sets.get_mut(HAIRPIN) {
+        hairpin.elements.sort();
+        hairpin.elements.dedup();
     }
 }
 
@@ -119,6 +139,7 @@ fn base(input: &ProxyInput<'_>, rs: &mut Ruleset) {
         "type inet_proto . inet_service;",
         false,
     );
+    rs.declare(HAIRPIN, false, "type ipv4_addr . ipv4_addr;", false);
 
     rs.base_chain(
         NAT_PREROUTING,
@@ -150,6 +171,12 @@ fn base(input: &ProxyInput<'_>, rs: &mut Ruleset) {
     );
     post.rules.push(format!(
         "meta mark & {MASQUERADE_MARK:#x} == {MASQUERADE_MARK:#x} meta mark set meta mark ^ {MASQUERADE_MARK:#x} masquerade fully-random"
+    ));
+    // Hairpin: a pod reaching itself through its service must see a source
+    // other than its own address, or its reply would skip conntrack's
+    // reverse NAT.
+    post.rules.push(format!(
+        "ct status dnat ip saddr . ip daddr @{HAIRPIN} masquerade fully-random"
     ));
     post.rules.push(format!(
         "ip saddr @{POD_CIDRS} ip daddr != @{POD_CIDRS} oifname != \"{}\" masquerade fully-random",
@@ -192,7 +219,8 @@ pub fn ext_chain(sp: &ServicePort) -> String {
     format!("ext-{}", sp.key())
 }
 
-/// `sep-<key>__<ip>/<port>`: one endpoint's DNAT chain.
+/// `sep-<key>__<ip>/<port>`: one endpoint's DNAT chain (affinity services
+/// only; the others DNAT in their `svc-` chain).
 pub fn sep_chain(sp: &ServicePort, ep: &Endpoint) -> String {
     format!("sep-{}__{}/{}", sp.key(), ep.ip, ep.port)
 }
@@ -229,28 +257,21 @@ fn service(input: &ProxyInput<'_>, sp: &ServicePort, rs: &mut Ruleset) {
     );
 
     for ep in &sp.endpoints {
-        let sep = sep_chain(sp, ep);
-        let mut rules = vec![
-            // Hairpin: a pod reaching itself through the service must see a
-            // source other than its own address, or its reply would skip
-            // conntrack's reverse NAT.
-            format!("ip saddr {} jump {MARK_FOR_MASQUERADE}", ep.ip),
+        rs.element(HAIRPIN, format!("{} . {}", ep.ip, ep.ip));
+        let Some(timeout) = sp.affinity_timeout else {
+            continue;
+        };
+        let set = affinity_set(sp, ep);
+        rs.declare(
+            &set,
+            false,
+            &format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
+            true,
+        );
+        rs.chain(&sep_chain(sp, ep)).rules = vec![
+            format!("update @{set} {{ ip saddr }}"),
+            format!("meta l4proto {proto} dnat to {}:{}", ep.ip, ep.port),
         ];
-        if let Some(timeout) = sp.affinity_timeout {
-            let set = affinity_set(sp, ep);
-            rs.declare(
-                &set,
-                false,
-                &format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
-                true,
-            );
-            rules.push(format!("update @{set} {{ ip saddr }}"));
-        }
-        rules.push(format!(
-            "meta l4proto {proto} dnat to {}:{}",
-            ep.ip, ep.port
-        ));
-        rs.chain(&sep).rules = rules;
     }
 
     let mut rules = vec![
@@ -299,20 +320,43 @@ fn service(input: &ProxyInput<'_>, sp: &ServicePort, rs: &mut Ruleset) {
     rs.chain(&ext).rules = rules;
 }
 
-/// Affinity lookups, then a uniform random pick among `eps`.
+/// A uniform random pick among `eps`: one DNAT rule, or with affinity the
+/// affinity lookups and a jump to the chosen endpoint's chain.
 fn pick_endpoint<'a>(
     sp: &ServicePort,
     eps: impl Iterator<Item = &'a Endpoint> + Clone,
     rules: &mut Vec<String>,
 ) {
-    if sp.affinity_timeout.is_some() {
-        for ep in eps.clone() {
-            rules.push(format!(
-                "ip saddr @{} goto {}",
-                affinity_set(sp, ep),
-                sep_chain(sp, ep)
-            ));
+    let proto = sp.protocol.nft();
+    if sp.affinity_timeout.is_none() {
+        let targets: Vec<&Endpoint> = eps.collect();
+        match targets.as_slice() {
+            [] => rules.push("drop".into()),
+            [one] => rules.push(format!(
+                "meta l4proto {proto} dnat to {}:{}",
+                one.ip, one.port
+            )),
+            many => {
+                let arms: Vec<String> = many
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ep)| format!("{i} : {} . {}", ep.ip, ep.port))
+                    .collect();
+                rules.push(format!(
+                    "meta l4proto {proto} dnat ip addr . port to numgen random mod {} map {{ {} }}",
+                    many.len(),
+                    arms.join(", ")
+                ));
+            }
         }
+        return;
+    }
+    for ep in eps.clone() {
+        rules.push(format!(
+            "ip saddr @{} goto {}",
+            affinity_set(sp, ep),
+            sep_chain(sp, ep)
+        ));
     }
     let chains: Vec<String> = eps.map(|ep| sep_chain(sp, ep)).collect();
     match chains.as_slice() {

@@ -127,17 +127,21 @@ fn cluster_ip_spreads_over_endpoints_with_hairpin_masquerade() {
         rs.chains["svc-default/web/tcp/80"].rules,
         [
             "ip saddr != @pod-cidrs jump mark-for-masquerade",
-            "numgen random mod 2 vmap { 0 : goto sep-default/web/tcp/80__10.42.0.7/8080, 1 : goto sep-default/web/tcp/80__10.42.1.5/8080 }",
+            "meta l4proto tcp dnat ip addr . port to numgen random mod 2 map { 0 : 10.42.0.7 . 8080, 1 : 10.42.1.5 . 8080 }",
         ]
     );
+    // No per-endpoint chains without affinity; hairpin is matched after DNAT.
+    assert!(!rs
+        .chains
+        .keys()
+        .any(|k| k.starts_with("ext-") || k.starts_with("sep-")));
     assert_eq!(
-        rs.chains["sep-default/web/tcp/80__10.42.0.7/8080"].rules,
-        [
-            "ip saddr 10.42.0.7 jump mark-for-masquerade",
-            "meta l4proto tcp dnat to 10.42.0.7:8080",
-        ]
+        rs.sets[names::HAIRPIN].elements,
+        ["10.42.0.7 . 10.42.0.7", "10.42.1.5 . 10.42.1.5"]
     );
-    assert!(!rs.chains.keys().any(|k| k.starts_with("ext-")));
+    assert!(rs.chains[names::NAT_POSTROUTING].rules.contains(
+        &"ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random".to_string()
+    ));
     assert_eq!(
         rs.sets[names::POD_CIDRS].elements,
         ["10.42.0.0/24", "10.42.1.0/24"]
@@ -186,7 +190,7 @@ fn node_port_cluster_policy_masquerades_and_local_policy_keeps_local_endpoints()
             "fib saddr type local jump mark-for-masquerade",
             "fib saddr type local goto svc-default/web/tcp/80",
             // Node "a" runs only 10.42.0.7 (10.42.0.9 is terminating).
-            "goto sep-default/web/tcp/80__10.42.0.7/8080",
+            "meta l4proto tcp dnat to 10.42.0.7:8080",
         ]
     );
 }
@@ -229,8 +233,11 @@ fn client_ip_affinity_uses_kept_timeout_sets() {
         "ip saddr @aff-default/web/tcp/80__10.42.0.7/8080 goto sep-default/web/tcp/80__10.42.0.7/8080"
     );
     assert_eq!(
-        rs.chains["sep-default/web/tcp/80__10.42.0.7/8080"].rules[1],
-        "update @aff-default/web/tcp/80__10.42.0.7/8080 { ip saddr }"
+        rs.chains["sep-default/web/tcp/80__10.42.0.7/8080"].rules,
+        [
+            "update @aff-default/web/tcp/80__10.42.0.7/8080 { ip saddr }",
+            "meta l4proto tcp dnat to 10.42.0.7:8080"
+        ]
     );
 }
 

@@ -2,13 +2,15 @@
 //! from the previous table to the next.
 //!
 //! The renderers ([`super::proxy`], [`super::policy`]) fill a [`Ruleset`];
-//! [`transaction`] turns it into `nft -f -` input. The whole sync is one
-//! transaction, so the kernel switches atomically: a packet sees either the
-//! old rules or the new ones, never a half-written table.
+//! [`transaction`] turns it into `nft -f -` input that rewrites the whole
+//! table (at agent start, hourly, and when a delta fails; other syncs send
+//! only a [`super::delta`]). Each sync is one transaction, so the kernel
+//! switches atomically: a packet sees either the old rules or the new ones,
+//! never a half-written table.
 //!
 //! ```text
 //!  first sync:   add table ip T; delete table ip T             (start clean)
-//!  later syncs:  flush table ip T                              (rules only)
+//!  full resync:  flush table ip T                              (rules only)
 //!                flush map/set of every set not marked `keep`
 //!                delete chains and sets the new ruleset lacks
 //!  then:         add chain …   (all chains, base chains with their hook)
@@ -113,7 +115,7 @@ impl Ruleset {
 
 /// Elements per `add element` command: keeps single lines (and nft's
 /// parser buffers) small for big maps.
-const ELEMENTS_PER_COMMAND: usize = 500;
+pub(crate) const ELEMENTS_PER_COMMAND: usize = 500;
 
 /// The `nft -f -` input that turns `prev` (what we last applied; `None` when
 /// unknown, e.g. at agent start) into `next`.
@@ -135,9 +137,9 @@ pub fn transaction(table: &str, prev: Option<&Ruleset>, next: &Ruleset) -> Strin
                     .is_none_or(|n| n.decl != set.decl || n.is_map != set.is_map);
                 if changed {
                     // Rules are gone (flushed), so nothing refers to it any more.
-                    let _ = writeln!(out, "delete {} {t} {name}", kind(set));
+                    let _ = writeln!(out, "delete {} {t} {name}", set.kind());
                 } else if !set.keep {
-                    let _ = writeln!(out, "flush {} {t} {name}", kind(set));
+                    let _ = writeln!(out, "flush {} {t} {name}", set.kind());
                 }
             }
             for name in prev.chains.keys() {
@@ -158,7 +160,7 @@ pub fn transaction(table: &str, prev: Option<&Ruleset>, next: &Ruleset) -> Strin
         }
     }
     for (name, set) in &next.sets {
-        let _ = writeln!(out, "add {} {t} {name} {{ {} }}", kind(set), set.decl);
+        let _ = writeln!(out, "add {} {t} {name} {{ {} }}", set.kind(), set.decl);
         for chunk in set.elements.chunks(ELEMENTS_PER_COMMAND) {
             let _ = writeln!(out, "add element {t} {name} {{ {} }}", chunk.join(", "));
         }
@@ -171,11 +173,14 @@ pub fn transaction(table: &str, prev: Option<&Ruleset>, next: &Ruleset) -> Strin
     out
 }
 
-fn kind(set: &SetDef) -> &'static str {
-    if set.is_map {
-        "map"
-    } else {
-        "set"
+impl SetDef {
+    /// `map` or `set`, as nft's commands name it.
+    pub fn kind(&self) -> &'static str {
+        if self.is_map {
+            "map"
+        } else {
+            "set"
+        }
     }
 }
 

@@ -89,10 +89,12 @@ enum BenchCommand {
         #[arg(long)]
         agent_pid: Option<u32>,
     },
-    /// The service proxy: rule sync time (render + `nft -f -`) for N
-    /// Services x M endpoints, in a network namespace of its own.
+    /// The service proxy: rule sync time (render + `nft -f -`, full and
+    /// after a one-service endpoint change) for N Services x M endpoints, in
+    /// a network namespace of its own; with `--throughput`, one TCP stream
+    /// and short connections through a ClusterIP vs the pod IP, in three.
     Proxy {
-        /// Services.
+        /// Services (with `--throughput`: filler in the router's table).
         #[arg(long, default_value_t = 1_000)]
         services: usize,
         /// Endpoints per Service.
@@ -101,6 +103,12 @@ enum BenchCommand {
         /// Repetitions (the median is reported).
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Measure TCP throughput through a ClusterIP instead of sync time.
+        #[arg(long)]
+        throughput: bool,
+        /// With `--throughput`: seconds per measurement.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
     },
     /// The embedded store, in process: sequential and concurrent puts,
     /// linearizable gets (single node).
@@ -195,25 +203,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             services,
             endpoints,
             runs,
-        } => bench_proxy(services, endpoints, runs).await,
+            throughput: false,
+            ..
+        } => {
+            let report = skiff_agent::net::bench::bench_proxy(services, endpoints, runs).await;
+            println!("{}", report.context("proxy sync bench")?);
+            Ok(())
+        }
+        BenchCommand::Proxy {
+            services,
+            endpoints,
+            runs,
+            throughput: true,
+            seconds,
+        } => {
+            let bench = skiff_agent::net::bench_tcp::ThroughputBench {
+                services,
+                endpoints,
+                runs,
+                seconds,
+            };
+            let report = skiff_agent::net::bench_tcp::bench_throughput(&bench).await;
+            println!("{}", report.context("proxy throughput bench")?);
+            Ok(())
+        }
     }
-}
-
-/// Creates a private network namespace for `skiff bench proxy` and removes
-/// it afterwards, also when the benchmark fails.
-async fn bench_proxy(services: usize, endpoints: usize, runs: usize) -> anyhow::Result<()> {
-    let netns = format!("skiff-bench-{}", std::process::id());
-    let status = std::process::Command::new("ip")
-        .args(["netns", "add", &netns])
-        .status()
-        .context("ip netns add")?;
-    anyhow::ensure!(status.success(), "ip netns add {netns} failed");
-    let result = skiff_agent::net::bench::bench_proxy(&netns, services, endpoints, runs).await;
-    let _ = std::process::Command::new("ip")
-        .args(["netns", "del", &netns])
-        .status();
-    println!("{}", result.context("nft")?);
-    Ok(())
 }
 
 struct Measurement {
