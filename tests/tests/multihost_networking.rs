@@ -1,0 +1,404 @@
+//! Service networking across two hosts (issue #8), on the multi-host rig
+//! (`tests/src/rig.rs`): a server and two agents, each host a network
+//! namespace with its own containerd.
+//!
+//! One cluster, checked in order (one rig keeps the file's wall time low):
+//! 1. each node got its own pod CIDR and a host-gateway route to the other's;
+//! 2. pods on different nodes reach each other by IP, and the server sees the
+//!    client's pod IP (no NAT);
+//! 3. a client pod on node 0 fetching `http://web.default.svc.cluster.local`
+//!    gets answers from backends on both nodes; scaling the Deployment
+//!    changes the answers;
+//! 4. a deleted backend leaves the rotation while its container still serves
+//!    (busybox httpd ignores SIGTERM, so it runs out its grace period);
+//! 5. the NodePort answers on both nodes' addresses from outside the cluster;
+//! 6. a NetworkPolicy blocks the client, a second one lets it in again;
+//! 7. cluster DNS answers SRV for the named port;
+//! 8. the rig's faults: a cut link isolates a host until restored; a killed
+//!    host's pods stop answering.
+//!
+//! Fetches use `timeout N wget`, not `wget -T N`: Debian's busybox 1.35
+//! `wget -T` segfaults.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use skiff_tests::rig::{Rig, RigOptions};
+use skiff_tests::wait_until;
+
+const NET: u8 = 96;
+const NODE_PORT: u16 = 30096;
+
+/// Backends answer their pod name on `/` and the caller's address on
+/// `/cgi-bin/ip` (busybox httpd's CGI sets `REMOTE_ADDR`). Two replicas
+/// spread one per node.
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      # httpd as PID 1 ignores SIGTERM: a deleted pod keeps serving for the
+      # whole grace period, the window in which it must be out of rotation.
+      terminationGracePeriodSeconds: 60
+      topologySpreadConstraints:
+      - maxSkew: 1
+        topologyKey: kubernetes.io/hostname
+        whenUnsatisfiable: DoNotSchedule
+        labelSelector:
+          matchLabels: {app: web}
+      containers:
+      - name: httpd
+        image: skiff.local/busybox:1
+        command:
+        - sh
+        - -c
+        - |
+          mkdir -p /www/cgi-bin
+          hostname > /www/index.html
+          printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n' > /www/cgi-bin/ip
+          chmod +x /www/cgi-bin/ip
+          exec httpd -f -p 8080 -h /www
+        ports:
+        - name: http
+          containerPort: 8080
+        readinessProbe:
+          httpGet: {path: /, port: http}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+    nodePort: 30096
+"#;
+
+const CLIENT: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+  labels: {role: client}
+spec:
+  nodeName: skmh96-h0
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: skiff.local/busybox:1
+    command: ["sleep", "3600"]
+"#;
+
+const DENY_WEB: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: web-deny-all
+spec:
+  podSelector:
+    matchLabels: {app: web}
+  policyTypes: [Ingress]
+"#;
+
+const ALLOW_CLIENT: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: web-allow-client
+spec:
+  podSelector:
+    matchLabels: {app: web}
+  policyTypes: [Ingress]
+  ingress:
+  - from:
+    - podSelector:
+        matchLabels: {role: client}
+    ports:
+    - {protocol: TCP, port: 8080}
+"#;
+
+/// How many requests one sampling of the Service makes. With 4 backends
+/// chosen at random, missing one in 40 tries has probability 4·0.75⁴⁰ ≈ 4e-5.
+const SAMPLES: usize = 40;
+
+/// A web pod as the test sees it.
+#[derive(Debug, Clone)]
+struct Backend {
+    name: String,
+    ip: String,
+    node: String,
+}
+
+#[test]
+fn services_across_two_hosts() -> anyhow::Result<()> {
+    let mut rig = Rig::start(RigOptions {
+        net: NET,
+        hosts: 2,
+        cluster_cidr: "10.199.96.0/22".into(),
+        service_cidr: "10.198.96.0/24".into(),
+    })?;
+    let result = run(&mut rig);
+    if result.is_err() {
+        eprintln!("{}", rig.logs());
+    }
+    result
+}
+
+fn run(rig: &mut Rig) -> anyhow::Result<()> {
+    let cidrs = pod_cidrs_and_routes(rig)?;
+    rig.kube.apply(WEB)?;
+    rig.kube.apply(CLIENT)?;
+    let backends = wait_backends(rig, 2)?;
+    let nodes: BTreeSet<&str> = backends.iter().map(|b| b.node.as_str()).collect();
+    assert_eq!(nodes.len(), 2, "one backend per node: {backends:?}");
+    wait_until(Duration::from_secs(120), || {
+        let p = rig.kube.json(&["get", "pod", "client"])?;
+        Ok(p["status"]["phase"] == "Running")
+    })?;
+    let client_ip = pod_ip(rig, "client")?;
+    assert!(
+        client_ip.starts_with(&cidrs[0]),
+        "client {client_ip} not in {}",
+        cidrs[0]
+    );
+
+    // 2. Pod to pod across nodes, without NAT.
+    for b in &backends {
+        let seen = exec(
+            rig,
+            &format!("timeout 5 wget -qO- http://{}:8080/cgi-bin/ip", b.ip),
+        )?;
+        // httpd listens on IPv6 and shows IPv4 peers mapped: `[::ffff:a.b.c.d]`.
+        let seen = seen
+            .trim()
+            .trim_start_matches("[::ffff:")
+            .trim_end_matches(']');
+        assert_eq!(seen, client_ip, "source address seen by {b:?}");
+    }
+
+    // 3. The Service spreads over both nodes; scaling changes the answers.
+    expect_answers(rig, &backends)?;
+    rig.kube
+        .ok(&["scale", "deployment", "web", "--replicas=4"])?;
+    let backends = wait_backends(rig, 4)?;
+    expect_answers(rig, &backends)?;
+
+    // 4. A deleted pod is out of rotation while its container still serves.
+    let victim = backends[0].clone();
+    let deleted = Instant::now();
+    rig.kube
+        .ok(&["delete", "pod", &victim.name, "--wait=false"])?;
+    wait_until(Duration::from_secs(30), || {
+        Ok(!sample(rig)?.contains(&victim.name))
+    })?;
+    let out_of_rotation = deleted.elapsed();
+    let direct = exec(
+        rig,
+        &format!("timeout 5 wget -qO- http://{}:8080/", victim.ip),
+    )?;
+    assert_eq!(
+        direct.trim(),
+        victim.name,
+        "the deleted pod should still serve"
+    );
+    eprintln!("deleted pod out of rotation after {out_of_rotation:?}, still serving");
+    let backends = wait_backends(rig, 4)?;
+
+    // 5. NodePort from outside the cluster, on both nodes' addresses.
+    let names: BTreeSet<String> = backends.iter().map(|b| b.name.clone()).collect();
+    for host in &rig.hosts {
+        let url = format!("http://{}:{NODE_PORT}/", host.ip);
+        let out = rig.outside_cmd(
+            "busybox",
+            &["timeout", "5", "busybox", "wget", "-qO-", &url],
+        )?;
+        let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success() && names.contains(&body),
+            "NodePort {url}: {body:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // 6. NetworkPolicy: deny all ingress to web, then allow the client.
+    rig.kube.apply(DENY_WEB)?;
+    let started = Instant::now();
+    wait_until(Duration::from_secs(30), || Ok(sample_n(rig, 3)?.is_empty()))?;
+    eprintln!("deny policy enforced after {:?}", started.elapsed());
+    rig.kube.apply(ALLOW_CLIENT)?;
+    let started = Instant::now();
+    wait_until(Duration::from_secs(30), || Ok(sample(rig)? == names))?;
+    eprintln!("allow policy enforced after {:?}", started.elapsed());
+    rig.kube.ok(&[
+        "delete",
+        "networkpolicy",
+        "web-deny-all",
+        "web-allow-client",
+    ])?;
+
+    // 7. DNS: SRV for the named port.
+    let srv = exec(
+        rig,
+        "nslookup -type=srv _http._tcp.web.default.svc.cluster.local",
+    )?;
+    assert!(
+        srv.contains("80 web.default.svc.cluster.local"),
+        "SRV answer: {srv}"
+    );
+
+    // 8. Rig faults. A cut link isolates host 1 until it is restored.
+    let remote = backends
+        .iter()
+        .find(|b| b.node == rig.hosts[1].name)
+        .expect("a backend on host 1")
+        .clone();
+    let fetch_remote = format!("timeout 2 wget -qO- http://{}:8080/", remote.ip);
+    rig.cut_link(1)?;
+    assert!(
+        exec(rig, &fetch_remote).is_err(),
+        "host 1 reachable over a cut link"
+    );
+    rig.restore_link(1)?;
+    wait_until(Duration::from_secs(30), || {
+        Ok(exec(rig, &fetch_remote).is_ok())
+    })?;
+    // A killed host's pods stop answering.
+    rig.kill_host(1)?;
+    assert!(
+        exec(rig, &fetch_remote).is_err(),
+        "a pod of a killed host answered"
+    );
+    Ok(())
+}
+
+/// Checks that each node has a distinct /24 of the cluster CIDR and that
+/// every host routes the other's CIDR through it. Returns the CIDRs' prefixes
+/// (`10.199.9x.`) by host.
+fn pod_cidrs_and_routes(rig: &Rig) -> anyhow::Result<Vec<String>> {
+    let mut cidrs = Vec::new();
+    for host in &rig.hosts {
+        let node = rig.kube.json(&["get", "node", &host.name])?;
+        let cidr = node["spec"]["podCIDR"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            cidr.starts_with("10.199.9") && cidr.ends_with(".0/24"),
+            "{cidr}"
+        );
+        cidrs.push(cidr);
+    }
+    assert_ne!(cidrs[0], cidrs[1]);
+    for (i, host) in rig.hosts.iter().enumerate() {
+        let (other, other_cidr) = (&rig.hosts[1 - i], &cidrs[1 - i]);
+        let want = format!("{other_cidr} via {}", other.ip);
+        wait_until(Duration::from_secs(30), || {
+            Ok(rig
+                .on_host(i, "ip", &["-4", "route", "show", "proto", "83"])?
+                .contains(&want))
+        })
+        .map_err(|e| anyhow::anyhow!("{}: no route {want}: {e}", host.name))?;
+    }
+    Ok(cidrs
+        .iter()
+        .map(|c| c.trim_end_matches("0/24").to_string())
+        .collect())
+}
+
+/// Waits for `n` ready web pods not being deleted, and returns them.
+fn wait_backends(rig: &Rig, n: usize) -> anyhow::Result<Vec<Backend>> {
+    let mut found = Vec::new();
+    wait_until(Duration::from_secs(120), || {
+        found = backends(rig)?;
+        Ok(found.len() == n)
+    })
+    .map_err(|e| anyhow::anyhow!("{n} ready web pods: {e}; have {found:?}"))?;
+    Ok(found)
+}
+
+fn backends(rig: &Rig) -> anyhow::Result<Vec<Backend>> {
+    let list = rig.kube.json(&["get", "pods", "-l", "app=web"])?;
+    let ready = |p: &Value| {
+        p["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    };
+    Ok(list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && ready(p))
+        .filter_map(|p| {
+            Some(Backend {
+                name: p["metadata"]["name"].as_str()?.to_string(),
+                ip: p["status"]["podIP"].as_str()?.to_string(),
+                node: p["spec"]["nodeName"].as_str()?.to_string(),
+            })
+        })
+        .collect())
+}
+
+fn pod_ip(rig: &Rig, pod: &str) -> anyhow::Result<String> {
+    let p = rig.kube.json(&["get", "pod", pod])?;
+    Ok(p["status"]["podIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// Runs a shell command in the client pod through `kubectl exec`.
+fn exec(rig: &Rig, script: &str) -> anyhow::Result<String> {
+    rig.kube.ok(&["exec", "client", "--", "sh", "-c", script])
+}
+
+/// The pod names answering `n` fetches of the Service by its DNS name.
+fn sample_n(rig: &Rig, n: usize) -> anyhow::Result<BTreeSet<String>> {
+    let script = format!(
+        "for i in $(seq {n}); do timeout 2 wget -qO- http://web.default.svc.cluster.local/ || echo FAILED; done"
+    );
+    Ok(exec(rig, &script)?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "FAILED")
+        .map(str::to_string)
+        .collect())
+}
+
+fn sample(rig: &Rig) -> anyhow::Result<BTreeSet<String>> {
+    sample_n(rig, SAMPLES)
+}
+
+/// Waits until sampling the Service gives exactly the backends' names (the
+/// proxy may lag the API by up to a second).
+fn expect_answers(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()> {
+    let want: BTreeSet<String> = backends.iter().map(|b| b.name.clone()).collect();
+    let mut got = BTreeSet::new();
+    let started = Instant::now();
+    wait_until(Duration::from_secs(30), || {
+        got = sample(rig)?;
+        Ok(got == want)
+    })
+    .map_err(|e| anyhow::anyhow!("service answers {got:?}, want {want:?}: {e}"))?;
+    eprintln!(
+        "service answered by all {} backends after {:?}",
+        want.len(),
+        started.elapsed()
+    );
+    Ok(())
+}
