@@ -152,6 +152,12 @@ impl Rig {
         format!("skmh{}-out", self.opts.net)
     }
 
+    /// The outside namespace's address (the bridge's): what a NodePort
+    /// client outside the cluster shows as its source.
+    pub fn outside_ip(&self) -> Ipv4Addr {
+        self.addr(1)
+    }
+
     fn addr(&self, last: u8) -> Ipv4Addr {
         Ipv4Addr::new(10, 196, self.opts.net, last)
     }

@@ -15,7 +15,7 @@
 //! 6. a NetworkPolicy blocks the client, a second one lets it in again;
 //! 7. cluster DNS answers SRV for the named port;
 //! 8. the rig's faults: a cut link isolates a host until restored; a killed
-//!    host's pods stop answering.
+//!    host's pods stop answering, and answer again after it restarts.
 //!
 //! Fetches use `timeout N wget`, not `wget -T N`: Debian's busybox 1.35
 //! `wget -T` segfaults.
@@ -23,12 +23,15 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use serde_json::Value;
 use skiff_tests::rig::{Rig, RigOptions};
 use skiff_tests::wait_until;
 
 const NET: u8 = 96;
 const NODE_PORT: u16 = 30096;
+/// The NodePort of `web-local` (`externalTrafficPolicy: Local`).
+const LOCAL_NODE_PORT: u16 = 30097;
 
 /// Backends answer their pod name on `/` and the caller's address on
 /// `/cgi-bin/ip` (busybox httpd's CGI sets `REMOTE_ADDR`). Two replicas
@@ -86,6 +89,20 @@ spec:
     port: 80
     targetPort: http
     nodePort: 30096
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-local
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+    nodePort: 30097
 "#;
 
 const CLIENT: &str = r#"
@@ -134,6 +151,10 @@ spec:
 /// How many requests one sampling of the Service makes. With 4 backends
 /// chosen at random, missing one in 40 tries has probability 4·0.75⁴⁰ ≈ 4e-5.
 const SAMPLES: usize = 40;
+/// The Service by its cluster DNS name.
+const SERVICE_URL: &str = "http://web.default.svc.cluster.local/";
+/// One fetch with a deadline (`wget -T` segfaults in busybox 1.35).
+const WGET: &str = "timeout 5 wget -qO-";
 
 /// A web pod as the test sees it.
 #[derive(Debug, Clone)]
@@ -176,29 +197,59 @@ fn run(rig: &mut Rig) -> anyhow::Result<()> {
         cidrs[0]
     );
 
-    // 2. Pod to pod across nodes, without NAT.
-    for b in &backends {
-        let seen = exec(
-            rig,
-            &format!("timeout 5 wget -qO- http://{}:8080/cgi-bin/ip", b.ip),
-        )?;
-        // httpd listens on IPv6 and shows IPv4 peers mapped: `[::ffff:a.b.c.d]`.
-        let seen = seen
-            .trim()
-            .trim_start_matches("[::ffff:")
-            .trim_end_matches(']');
-        assert_eq!(seen, client_ip, "source address seen by {b:?}");
-    }
-
-    // 3. The Service spreads over both nodes; scaling changes the answers.
+    pods_reach_each_other_without_nat(rig, &backends, &client_ip)?;
     expect_answers(rig, &backends)?;
     rig.kube
         .ok(&["scale", "deployment", "web", "--replicas=4"])?;
     let backends = wait_backends(rig, 4)?;
     expect_answers(rig, &backends)?;
+    hairpin(rig, &backends[0])?;
+    deleted_pod_leaves_rotation_first(rig, &backends[0])?;
+    let backends = wait_backends(rig, 4)?;
+    node_port_from_outside(rig, &backends)?;
+    node_port_local_policy(rig, &backends)?;
+    network_policy_blocks_then_allows(rig, &backends)?;
+    dns_srv_for_named_port(rig)?;
+    rig_faults(rig, &backends)
+}
 
-    // 4. A deleted pod is out of rotation while its container still serves.
-    let victim = backends[0].clone();
+/// 2. A pod reaches pods on both nodes by IP, and they see its own address
+/// (host-gateway routing, no NAT); through the ClusterIP too.
+fn pods_reach_each_other_without_nat(
+    rig: &Rig,
+    backends: &[Backend],
+    client_ip: &str,
+) -> anyhow::Result<()> {
+    for b in backends {
+        let url = format!("http://{}:8080/cgi-bin/ip", b.ip);
+        let seen = exec(rig, "client", &format!("{WGET} {url}"))?;
+        assert_eq!(peer(&seen), client_ip, "source address seen by {b:?}");
+    }
+    let seen = fetch_n(rig, "client", &format!("{SERVICE_URL}cgi-bin/ip"), 10)?;
+    let want = BTreeSet::from([format!("[::ffff:{client_ip}]")]);
+    assert_eq!(seen, want, "source addresses seen through the ClusterIP");
+    Ok(())
+}
+
+/// busybox httpd listens on IPv6 and shows IPv4 peers mapped:
+/// `[::ffff:a.b.c.d]`.
+fn peer(remote_addr: &str) -> &str {
+    remote_addr
+        .trim()
+        .trim_start_matches("[::ffff:")
+        .trim_end_matches(']')
+}
+
+/// A backend reaching its own Service can land on itself (hairpin).
+fn hairpin(rig: &Rig, backend: &Backend) -> anyhow::Result<()> {
+    wait_until(Duration::from_secs(30), || {
+        Ok(fetch_n(rig, &backend.name, SERVICE_URL, SAMPLES)?.contains(&backend.name))
+    })
+    .map_err(|e| anyhow::anyhow!("{} never reached itself via the Service: {e}", backend.name))
+}
+
+/// 4. A deleted pod is out of rotation while its container still serves.
+fn deleted_pod_leaves_rotation_first(rig: &Rig, victim: &Backend) -> anyhow::Result<()> {
     let deleted = Instant::now();
     rig.kube
         .ok(&["delete", "pod", &victim.name, "--wait=false"])?;
@@ -206,38 +257,73 @@ fn run(rig: &mut Rig) -> anyhow::Result<()> {
         Ok(!sample(rig)?.contains(&victim.name))
     })?;
     let out_of_rotation = deleted.elapsed();
-    let direct = exec(
-        rig,
-        &format!("timeout 5 wget -qO- http://{}:8080/", victim.ip),
-    )?;
+    let direct = exec(rig, "client", &format!("{WGET} http://{}:8080/", victim.ip))?;
     assert_eq!(
         direct.trim(),
         victim.name,
         "the deleted pod should still serve"
     );
     eprintln!("deleted pod out of rotation after {out_of_rotation:?}, still serving");
-    let backends = wait_backends(rig, 4)?;
+    Ok(())
+}
 
-    // 5. NodePort from outside the cluster, on both nodes' addresses.
+/// 5. From outside the cluster, each node's NodePort reaches the backends
+/// of both nodes (`externalTrafficPolicy: Cluster` masquerades, so replies
+/// come back through the node that was asked).
+fn node_port_from_outside(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()> {
     let names: BTreeSet<String> = backends.iter().map(|b| b.name.clone()).collect();
     for host in &rig.hosts {
         let url = format!("http://{}:{NODE_PORT}/", host.ip);
-        let out = rig.outside_cmd(
-            "busybox",
-            &["timeout", "5", "busybox", "wget", "-qO-", &url],
-        )?;
-        let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert!(
-            out.status.success() && names.contains(&body),
-            "NodePort {url}: {body:?} {}",
-            String::from_utf8_lossy(&out.stderr)
+        let mut got = BTreeSet::new();
+        wait_until(Duration::from_secs(30), || {
+            got = fetch_outside(rig, &url, SAMPLES)?;
+            Ok(got == names)
+        })
+        .map_err(|e| anyhow::anyhow!("NodePort {url} answered by {got:?}, want {names:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// 5b. With `externalTrafficPolicy: Local` a node's NodePort reaches only
+/// that node's backends, and they see the outside client's own address.
+fn node_port_local_policy(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()> {
+    let outside_ip = rig.outside_ip().to_string();
+    for host in &rig.hosts {
+        let local: BTreeSet<String> = backends
+            .iter()
+            .filter(|b| b.node == host.name)
+            .map(|b| b.name.clone())
+            .collect();
+        let url = format!("http://{}:{LOCAL_NODE_PORT}/", host.ip);
+        let mut got = BTreeSet::new();
+        wait_until(Duration::from_secs(30), || {
+            got = fetch_outside(rig, &url, SAMPLES)?;
+            Ok(got == local)
+        })
+        .map_err(|e| {
+            anyhow::anyhow!("Local NodePort {url} answered by {got:?}, want {local:?}: {e}")
+        })?;
+        let seen = fetch_outside(rig, &format!("{url}cgi-bin/ip"), 3)?;
+        let seen: BTreeSet<&str> = seen.iter().map(|s| peer(s)).collect();
+        assert_eq!(
+            seen,
+            BTreeSet::from([outside_ip.as_str()]),
+            "client address behind {url}"
         );
     }
+    Ok(())
+}
 
-    // 6. NetworkPolicy: deny all ingress to web, then allow the client.
+/// 6. NetworkPolicy: deny all ingress to web, then allow the client.
+fn network_policy_blocks_then_allows(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()> {
+    let names: BTreeSet<String> = backends.iter().map(|b| b.name.clone()).collect();
     rig.kube.apply(DENY_WEB)?;
     let started = Instant::now();
-    wait_until(Duration::from_secs(30), || Ok(sample_n(rig, 3)?.is_empty()))?;
+    // Blocked connections hang: a short deadline per fetch.
+    let blocked_loop = fetch_loop("timeout 2 wget -qO-", SERVICE_URL, 3);
+    wait_until(Duration::from_secs(30), || {
+        Ok(answers(&exec(rig, "client", &blocked_loop)?).is_empty())
+    })?;
     eprintln!("deny policy enforced after {:?}", started.elapsed());
     rig.kube.apply(ALLOW_CLIENT)?;
     let started = Instant::now();
@@ -249,38 +335,60 @@ fn run(rig: &mut Rig) -> anyhow::Result<()> {
         "web-deny-all",
         "web-allow-client",
     ])?;
+    Ok(())
+}
 
-    // 7. DNS: SRV for the named port.
+/// 7. Cluster DNS answers SRV for the Service's named port.
+fn dns_srv_for_named_port(rig: &Rig) -> anyhow::Result<()> {
     let srv = exec(
         rig,
+        "client",
         "nslookup -type=srv _http._tcp.web.default.svc.cluster.local",
     )?;
     assert!(
         srv.contains("80 web.default.svc.cluster.local"),
         "SRV answer: {srv}"
     );
+    Ok(())
+}
 
-    // 8. Rig faults. A cut link isolates host 1 until it is restored.
+/// 8. The rig's faults: a cut link isolates host 1 until it is restored; a
+/// killed host's pods stop answering, and answer again once it restarts.
+fn rig_faults(rig: &mut Rig, backends: &[Backend]) -> anyhow::Result<()> {
     let remote = backends
         .iter()
         .find(|b| b.node == rig.hosts[1].name)
-        .expect("a backend on host 1")
+        .context("a backend on host 1")?
         .clone();
-    let fetch_remote = format!("timeout 2 wget -qO- http://{}:8080/", remote.ip);
+    let fetch_remote = format!("{WGET} http://{}:8080/", remote.ip);
     rig.cut_link(1)?;
     assert!(
-        exec(rig, &fetch_remote).is_err(),
+        exec(rig, "client", &fetch_remote).is_err(),
         "host 1 reachable over a cut link"
     );
     rig.restore_link(1)?;
     wait_until(Duration::from_secs(30), || {
-        Ok(exec(rig, &fetch_remote).is_ok())
+        Ok(exec(rig, "client", &fetch_remote).is_ok())
     })?;
-    // A killed host's pods stop answering.
     rig.kill_host(1)?;
     assert!(
-        exec(rig, &fetch_remote).is_err(),
+        exec(rig, "client", &fetch_remote).is_err(),
         "a pod of a killed host answered"
+    );
+    // The host boots again: its agent restarts the pods it is bound to, in
+    // new sandboxes with new addresses (as kubelet does).
+    let started = Instant::now();
+    rig.start_agent(1)?;
+    rig.wait_nodes_ready(Duration::from_secs(120))?;
+    wait_until(Duration::from_secs(120), || {
+        let ip = pod_ip(rig, &remote.name)?;
+        let fetch = format!("{WGET} http://{ip}:8080/");
+        Ok(ip != remote.ip
+            && exec(rig, "client", &fetch).is_ok_and(|body| body.trim() == remote.name))
+    })?;
+    eprintln!(
+        "killed host serving again {:?} after its restart",
+        started.elapsed()
     );
     Ok(())
 }
@@ -362,22 +470,43 @@ fn pod_ip(rig: &Rig, pod: &str) -> anyhow::Result<String> {
         .to_string())
 }
 
-/// Runs a shell command in the client pod through `kubectl exec`.
-fn exec(rig: &Rig, script: &str) -> anyhow::Result<String> {
-    rig.kube.ok(&["exec", "client", "--", "sh", "-c", script])
+/// Runs a shell command in a pod through `kubectl exec`.
+fn exec(rig: &Rig, pod: &str, script: &str) -> anyhow::Result<String> {
+    rig.kube.ok(&["exec", pod, "--", "sh", "-c", script])
 }
 
-/// The pod names answering `n` fetches of the Service by its DNS name.
-fn sample_n(rig: &Rig, n: usize) -> anyhow::Result<BTreeSet<String>> {
-    let script = format!(
-        "for i in $(seq {n}); do timeout 2 wget -qO- http://web.default.svc.cluster.local/ || echo FAILED; done"
-    );
-    Ok(exec(rig, &script)?
-        .lines()
+/// A shell loop fetching `url` `n` times with `wget` (a command line),
+/// printing each body, or `FAILED`.
+fn fetch_loop(wget: &str, url: &str, n: usize) -> String {
+    format!("for i in $(seq {n}); do {wget} {url} || echo FAILED; done")
+}
+
+/// The distinct non-empty bodies of a fetch loop's output.
+fn answers(out: &str) -> BTreeSet<String> {
+    out.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && *l != "FAILED")
         .map(str::to_string)
-        .collect())
+        .collect()
+}
+
+/// The answers to `n` fetches of `url` from inside `pod`.
+fn fetch_n(rig: &Rig, pod: &str, url: &str, n: usize) -> anyhow::Result<BTreeSet<String>> {
+    Ok(answers(&exec(rig, pod, &fetch_loop(WGET, url, n))?))
+}
+
+/// The answers to `n` fetches of `url` from the outside namespace (the
+/// host's busybox; its applets are not on PATH there).
+fn fetch_outside(rig: &Rig, url: &str, n: usize) -> anyhow::Result<BTreeSet<String>> {
+    let script = fetch_loop("busybox timeout 5 busybox wget -qO-", url, n);
+    let out = rig.outside_cmd("busybox", &["sh", "-c", &script])?;
+    Ok(answers(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The pod names answering `n` fetches of the Service by its DNS name from
+/// the client.
+fn sample_n(rig: &Rig, n: usize) -> anyhow::Result<BTreeSet<String>> {
+    fetch_n(rig, "client", SERVICE_URL, n)
 }
 
 fn sample(rig: &Rig) -> anyhow::Result<BTreeSet<String>> {
