@@ -11,9 +11,13 @@
 //!    changes the answers;
 //! 4. a deleted backend leaves the rotation while its container still serves
 //!    (busybox httpd ignores SIGTERM, so it runs out its grace period);
-//! 5. the NodePort answers on both nodes' addresses from outside the cluster;
+//! 5. from outside the cluster, the NodePort answers on both nodes' addresses
+//!    with backends of both nodes (`externalTrafficPolicy: Local`: only the
+//!    node's own, seeing the client's address), and a LoadBalancer Service on
+//!    its ingress IPs (the nodes');
 //! 6. a NetworkPolicy blocks the client, a second one lets it in again;
-//! 7. cluster DNS answers SRV for the named port;
+//! 7. cluster DNS answers SRV for the named port; the `kubernetes` Service
+//!    leads to the API server;
 //! 8. the rig's faults: a cut link isolates a host until restored; a killed
 //!    host's pods stop answering, and answer again after it restarts.
 //!
@@ -103,6 +107,18 @@ spec:
     port: 80
     targetPort: http
     nodePort: 30097
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-lb
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports:
+  - name: http
+    port: 8000
+    targetPort: http
 "#;
 
 const CLIENT: &str = r#"
@@ -208,6 +224,7 @@ fn run(rig: &mut Rig) -> anyhow::Result<()> {
     let backends = wait_backends(rig, 4)?;
     node_port_from_outside(rig, &backends)?;
     node_port_local_policy(rig, &backends)?;
+    load_balancer_from_outside(rig, &backends)?;
     network_policy_blocks_then_allows(rig, &backends)?;
     dns_srv_for_named_port(rig)?;
     rig_faults(rig, &backends)
@@ -314,6 +331,34 @@ fn node_port_local_policy(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()>
     Ok(())
 }
 
+/// 5c. A LoadBalancer Service gets the nodes' addresses as its ingress IPs
+/// (k3s's service load balancer) and answers there on its port.
+fn load_balancer_from_outside(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()> {
+    let names: BTreeSet<String> = backends.iter().map(|b| b.name.clone()).collect();
+    let want: BTreeSet<String> = rig.hosts.iter().map(|h| h.ip.to_string()).collect();
+    let mut ingress = BTreeSet::new();
+    wait_until(Duration::from_secs(30), || {
+        let svc = rig.kube.json(&["get", "service", "web-lb"])?;
+        ingress = svc["status"]["loadBalancer"]["ingress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["ip"].as_str().map(str::to_string))
+            .collect();
+        Ok(ingress == want)
+    })
+    .map_err(|e| anyhow::anyhow!("LoadBalancer ingress {ingress:?}, want {want:?}: {e}"))?;
+    for ip in &ingress {
+        let url = format!("http://{ip}:8000/");
+        let got = fetch_outside(rig, &url, 3)?;
+        assert!(
+            !got.is_empty() && got.is_subset(&names),
+            "LoadBalancer {url}: {got:?}"
+        );
+    }
+    Ok(())
+}
+
 /// 6. NetworkPolicy: deny all ingress to web, then allow the client.
 fn network_policy_blocks_then_allows(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()> {
     let names: BTreeSet<String> = backends.iter().map(|b| b.name.clone()).collect();
@@ -338,7 +383,8 @@ fn network_policy_blocks_then_allows(rig: &Rig, backends: &[Backend]) -> anyhow:
     Ok(())
 }
 
-/// 7. Cluster DNS answers SRV for the Service's named port.
+/// 7. Cluster DNS answers SRV for the Service's named port, and the
+/// `kubernetes` Service reaches the API server.
 fn dns_srv_for_named_port(rig: &Rig) -> anyhow::Result<()> {
     let srv = exec(
         rig,
@@ -349,6 +395,13 @@ fn dns_srv_for_named_port(rig: &Rig) -> anyhow::Result<()> {
         srv.contains("80 web.default.svc.cluster.local"),
         "SRV answer: {srv}"
     );
+    // The `kubernetes` Service leads to the API server, in its own namespace.
+    exec(
+        rig,
+        "client",
+        "echo | timeout 5 nc kubernetes.default.svc.cluster.local 443",
+    )
+    .context("connecting to the kubernetes Service")?;
     Ok(())
 }
 
