@@ -8,7 +8,7 @@
 //!  netns skmh<n>-out  ("outside": the user's machine and the switch)
 //!    bridge skmh-br 10.196.<n>.1/24 ── kubectl, NodePort clients
 //!      ├─ skmh-srv ─veth─ netns skmh<n>-srv  eth0 10.196.<n>.2   skiff server --no-agent
-//!      ├─ skmh-h0  ─veth─ netns skmh<n>-h0   eth0 10.196.<n>.10  skiff agent (+ containerd, pods)
+//!      ├─ skmh-h0  ─veth─ netns skmh<n>-h0   eth0 10.196.<n>.10  skiff agent, containerd, pods
 //!      └─ skmh-h1  ─veth─ netns skmh<n>-h1   eth0 10.196.<n>.11  skiff agent …
 //! ```
 //!
@@ -51,6 +51,9 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// First host address on the segment: `10.196.<n>.10`.
 const FIRST_HOST_OCTET: u8 = 10;
+/// `name=True name=False …`: each node's Ready condition.
+const NODES_READY_JSONPATH: &str = "jsonpath={range .items[*]}{.metadata.name}=\
+    {.status.conditions[?(@.type==\"Ready\")].status} {end}";
 /// The CNI bridge inside each host (names need not differ across namespaces).
 pub const HOST_BRIDGE: &str = "skmh0";
 
@@ -251,6 +254,31 @@ impl Rig {
         Ok((log.try_clone()?.into(), log.into()))
     }
 
+    /// Crashes the API server (SIGKILL): the control plane is gone, the
+    /// hosts and their pods keep running.
+    pub fn kill_server(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+
+    /// Starts the API server again on its data directory (after
+    /// [`Rig::kill_server`]) and waits until it answers.
+    pub fn restart_server(&mut self) -> anyhow::Result<()> {
+        if self.server.is_some() {
+            bail!("the server is running");
+        }
+        self.start_server()?;
+        wait_until(Duration::from_secs(60), || {
+            Ok(self
+                .kube
+                .run(&["get", "--raw", "/readyz"])?
+                .status
+                .success())
+        })
+    }
+
     fn start_server(&mut self) -> anyhow::Result<()> {
         let dir = self.server_dir();
         std::fs::create_dir_all(&dir)?;
@@ -332,12 +360,9 @@ impl Rig {
                     );
                 }
             }
-            let out = self.kube.run(&[
-                "get",
-                "nodes",
-                "-o",
-                "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} {end}",
-            ])?;
+            let out = self
+                .kube
+                .run(&["get", "nodes", "-o", NODES_READY_JSONPATH])?;
             let text = String::from_utf8_lossy(&out.stdout).to_string();
             Ok(out.status.success()
                 && self

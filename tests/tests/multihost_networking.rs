@@ -18,7 +18,8 @@
 //! 6. a NetworkPolicy blocks the client, a second one lets it in again;
 //! 7. cluster DNS answers SRV for the named port; the `kubernetes` Service
 //!    leads to the API server;
-//! 8. the rig's faults: a cut link isolates a host until restored; a killed
+//! 8. the rig's faults: Services keep working while the API server is
+//!    killed and restarted; a cut link isolates a host until restored; a killed
 //!    host's pods stop answering, and answer again after it restarts.
 //!
 //! Fetches use `timeout N wget`, not `wget -T N`: Debian's busybox 1.35
@@ -230,7 +231,7 @@ fn run(rig: &mut Rig) -> anyhow::Result<()> {
     rig_faults(rig, &backends)
 }
 
-/// 2. A pod reaches pods on both nodes by IP, and they see its own address
+/// (Step 2) A pod reaches pods on both nodes by IP, and they see its own address
 /// (host-gateway routing, no NAT); through the ClusterIP too.
 fn pods_reach_each_other_without_nat(
     rig: &Rig,
@@ -265,7 +266,7 @@ fn hairpin(rig: &Rig, backend: &Backend) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("{} never reached itself via the Service: {e}", backend.name))
 }
 
-/// 4. A deleted pod is out of rotation while its container still serves.
+/// (Step 4) A deleted pod is out of rotation while its container still serves.
 fn deleted_pod_leaves_rotation_first(rig: &Rig, victim: &Backend) -> anyhow::Result<()> {
     let deleted = Instant::now();
     rig.kube
@@ -284,7 +285,7 @@ fn deleted_pod_leaves_rotation_first(rig: &Rig, victim: &Backend) -> anyhow::Res
     Ok(())
 }
 
-/// 5. From outside the cluster, each node's NodePort reaches the backends
+/// (Step 5) From outside the cluster, each node's NodePort reaches the backends
 /// of both nodes (`externalTrafficPolicy: Cluster` masquerades, so replies
 /// come back through the node that was asked).
 fn node_port_from_outside(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()> {
@@ -301,7 +302,7 @@ fn node_port_from_outside(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// 5b. With `externalTrafficPolicy: Local` a node's NodePort reaches only
+/// (Step 5b) With `externalTrafficPolicy: Local` a node's NodePort reaches only
 /// that node's backends, and they see the outside client's own address.
 fn node_port_local_policy(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()> {
     let outside_ip = rig.outside_ip().to_string();
@@ -331,7 +332,7 @@ fn node_port_local_policy(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// 5c. A LoadBalancer Service gets the nodes' addresses as its ingress IPs
+/// (Step 5c) A LoadBalancer Service gets the nodes' addresses as its ingress IPs
 /// (k3s's service load balancer) and answers there on its port.
 fn load_balancer_from_outside(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()> {
     let names: BTreeSet<String> = backends.iter().map(|b| b.name.clone()).collect();
@@ -359,7 +360,7 @@ fn load_balancer_from_outside(rig: &Rig, backends: &[Backend]) -> anyhow::Result
     Ok(())
 }
 
-/// 6. NetworkPolicy: deny all ingress to web, then allow the client.
+/// (Step 6) NetworkPolicy: deny all ingress to web, then allow the client.
 fn network_policy_blocks_then_allows(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()> {
     let names: BTreeSet<String> = backends.iter().map(|b| b.name.clone()).collect();
     rig.kube.apply(DENY_WEB)?;
@@ -383,7 +384,7 @@ fn network_policy_blocks_then_allows(rig: &Rig, backends: &[Backend]) -> anyhow:
     Ok(())
 }
 
-/// 7. Cluster DNS answers SRV for the Service's named port, and the
+/// (Step 7) Cluster DNS answers SRV for the Service's named port, and the
 /// `kubernetes` Service reaches the API server.
 fn dns_srv_for_named_port(rig: &Rig) -> anyhow::Result<()> {
     let srv = exec(
@@ -405,7 +406,8 @@ fn dns_srv_for_named_port(rig: &Rig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 8. The rig's faults: a cut link isolates host 1 until it is restored; a
+/// (Step 8) The rig's faults: with the server killed, Services still work;
+/// a cut link isolates host 1 until it is restored; a
 /// killed host's pods stop answering, and answer again once it restarts.
 fn rig_faults(rig: &mut Rig, backends: &[Backend]) -> anyhow::Result<()> {
     let remote = backends
@@ -414,6 +416,17 @@ fn rig_faults(rig: &mut Rig, backends: &[Backend]) -> anyhow::Result<()> {
         .context("a backend on host 1")?
         .clone();
     let fetch_remote = format!("{WGET} http://{}:8080/", remote.ip);
+    // The data plane does not need the control plane: with the API server
+    // down, the NodePort still spreads over every backend.
+    let names: BTreeSet<String> = backends.iter().map(|b| b.name.clone()).collect();
+    let url = format!("http://{}:{NODE_PORT}/", rig.hosts[0].ip);
+    rig.kill_server();
+    let during_outage = fetch_outside(rig, &url, SAMPLES)?;
+    rig.restart_server()?;
+    assert_eq!(
+        during_outage, names,
+        "NodePort answers with the API server down"
+    );
     rig.cut_link(1)?;
     assert!(
         exec(rig, "client", &fetch_remote).is_err(),
