@@ -120,6 +120,26 @@ spec:
   - name: http
     port: 8000
     targetPort: http
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-sticky
+spec:
+  sessionAffinity: ClientIP
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-headless
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports:
+  - {name: http, port: 8080}
 "#;
 
 const CLIENT: &str = r#"
@@ -172,6 +192,8 @@ const SAMPLES: usize = 40;
 const SERVICE_URL: &str = "http://web.default.svc.cluster.local/";
 /// One fetch with a deadline (`wget -T` segfaults in busybox 1.35).
 const WGET: &str = "timeout 5 wget -qO-";
+/// The same with the machine's busybox, whose applets are not on PATH.
+const HOST_WGET: &str = "busybox timeout 5 busybox wget -qO-";
 
 /// A web pod as the test sees it.
 #[derive(Debug, Clone)]
@@ -221,6 +243,7 @@ fn run(rig: &mut Rig) -> anyhow::Result<()> {
     let backends = wait_backends(rig, 4)?;
     expect_answers(rig, &backends)?;
     hairpin(rig, &backends[0])?;
+    affinity_and_headless(rig, &backends)?;
     deleted_pod_leaves_rotation_first(rig, &backends[0])?;
     let backends = wait_backends(rig, 4)?;
     node_port_from_outside(rig, &backends)?;
@@ -266,6 +289,25 @@ fn hairpin(rig: &Rig, backend: &Backend) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("{} never reached itself via the Service: {e}", backend.name))
 }
 
+/// (Step 3b) `sessionAffinity: ClientIP` keeps the client on one backend;
+/// a headless Service's name resolves to every backend's address.
+fn affinity_and_headless(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()> {
+    let sticky = fetch_n(rig, "client", "http://web-sticky/", 20)?;
+    assert_eq!(sticky.len(), 1, "ClientIP affinity answered by {sticky:?}");
+    let mut out = String::new();
+    wait_until(Duration::from_secs(30), || {
+        out = exec(
+            rig,
+            "client",
+            "nslookup web-headless.default.svc.cluster.local",
+        )?;
+        Ok(backends
+            .iter()
+            .all(|b| out.contains(&format!("Address: {}", b.ip))))
+    })
+    .map_err(|e| anyhow::anyhow!("headless name: {out}; want {backends:?}: {e}"))
+}
+
 /// (Step 4) A deleted pod is out of rotation while its container still serves.
 fn deleted_pod_leaves_rotation_first(rig: &Rig, victim: &Backend) -> anyhow::Result<()> {
     let deleted = Instant::now();
@@ -298,6 +340,22 @@ fn node_port_from_outside(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()>
             Ok(got == names)
         })
         .map_err(|e| anyhow::anyhow!("NodePort {url} answered by {got:?}, want {names:?}: {e}"))?;
+    }
+    // From a node itself: its own NodePort, the other node's, the ClusterIP.
+    let svc = rig.kube.json(&["get", "service", "web"])?;
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap_or_default();
+    for url in [
+        format!("http://{}:{NODE_PORT}/", rig.hosts[0].ip),
+        format!("http://{}:{NODE_PORT}/", rig.hosts[1].ip),
+        format!("http://{cluster_ip}/"),
+    ] {
+        let script = fetch_loop(HOST_WGET, &url, 3);
+        let got = answers(&rig.on_host(0, "busybox", &["sh", "-c", &script])?);
+        assert!(
+            !got.is_empty() && got.is_subset(&names),
+            "{url} from {}: {got:?}",
+            rig.hosts[0].name
+        );
     }
     Ok(())
 }
@@ -456,6 +514,16 @@ fn rig_faults(rig: &mut Rig, backends: &[Backend]) -> anyhow::Result<()> {
         "killed host serving again {:?} after its restart",
         started.elapsed()
     );
+    // A node that leaves takes its route with it.
+    rig.kill_host(1)?;
+    rig.kube.ok(&["delete", "node", &rig.hosts[1].name])?;
+    wait_until(Duration::from_secs(30), || {
+        Ok(rig
+            .on_host(0, "ip", &["-4", "route", "show", "proto", "83"])?
+            .trim()
+            .is_empty())
+    })
+    .context("host 0 still routes to the deleted node's pod CIDR")?;
     Ok(())
 }
 
@@ -561,10 +629,9 @@ fn fetch_n(rig: &Rig, pod: &str, url: &str, n: usize) -> anyhow::Result<BTreeSet
     Ok(answers(&exec(rig, pod, &fetch_loop(WGET, url, n))?))
 }
 
-/// The answers to `n` fetches of `url` from the outside namespace (the
-/// host's busybox; its applets are not on PATH there).
+/// The answers to `n` fetches of `url` from the outside namespace.
 fn fetch_outside(rig: &Rig, url: &str, n: usize) -> anyhow::Result<BTreeSet<String>> {
-    let script = fetch_loop("busybox timeout 5 busybox wget -qO-", url, n);
+    let script = fetch_loop(HOST_WGET, url, n);
     let out = rig.outside_cmd("busybox", &["sh", "-c", &script])?;
     Ok(answers(&String::from_utf8_lossy(&out.stdout)))
 }
