@@ -16,6 +16,8 @@
 //!    node's own, seeing the client's address), and a LoadBalancer Service on
 //!    its ingress IPs (the nodes');
 //! 6. a NetworkPolicy blocks the client, a second one lets it in again;
+//!    egress policies limit the client to web pods, then an ipBlock adds the
+//!    API server;
 //! 7. cluster DNS answers SRV for the named port; the `kubernetes` Service
 //!    leads to the API server;
 //! 8. the rig's faults: Services keep working while the API server is
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::Value;
-use skiff_tests::rig::{Rig, RigOptions};
+use skiff_tests::rig::{Rig, RigOptions, API_PORT};
 use skiff_tests::wait_until;
 
 const NET: u8 = 96;
@@ -184,6 +186,45 @@ spec:
     ports:
     - {protocol: TCP, port: 8080}
 "#;
+
+/// The client may only talk to web pods (on any node)...
+const CLIENT_EGRESS: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: client-egress-web
+spec:
+  podSelector:
+    matchLabels: {role: client}
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - podSelector:
+        matchLabels: {app: web}
+    ports:
+    - {protocol: TCP, port: http}
+"#;
+
+/// ...and, with this one too, to the API server (not a pod: an ipBlock).
+fn client_egress_api(server_ip: &str) -> String {
+    format!(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: client-egress-api
+spec:
+  podSelector:
+    matchLabels: {{role: client}}
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - ipBlock: {{cidr: {server_ip}/32}}
+    ports:
+    - {{protocol: TCP, port: {API_PORT}}}
+"#
+    )
+}
 
 /// How many requests one sampling of the Service makes. With 4 backends
 /// chosen at random, missing one in 40 tries has probability 4·0.75⁴⁰ ≈ 4e-5.
@@ -418,7 +459,8 @@ fn load_balancer_from_outside(rig: &Rig, backends: &[Backend]) -> anyhow::Result
     Ok(())
 }
 
-/// (Step 6) NetworkPolicy: deny all ingress to web, then allow the client.
+/// (Step 6) NetworkPolicy: deny all ingress to web, then allow the client;
+/// restrict the client's egress to web pods, then add an ipBlock.
 fn network_policy_blocks_then_allows(rig: &Rig, backends: &[Backend]) -> anyhow::Result<()> {
     let names: BTreeSet<String> = backends.iter().map(|b| b.name.clone()).collect();
     rig.kube.apply(DENY_WEB)?;
@@ -438,6 +480,29 @@ fn network_policy_blocks_then_allows(rig: &Rig, backends: &[Backend]) -> anyhow:
         "networkpolicy",
         "web-deny-all",
         "web-allow-client",
+    ])?;
+
+    // Egress: the client may reach web pods on both nodes (by a named port)
+    // and nothing else, until an ipBlock lets it reach the API server.
+    let api = "echo | timeout 3 nc kubernetes.default.svc.cluster.local 443";
+    exec(rig, "client", api).context("the API server before any egress policy")?;
+    rig.kube.apply(CLIENT_EGRESS)?;
+    wait_until(Duration::from_secs(30), || {
+        Ok(exec(rig, "client", api).is_err())
+    })
+    .context("egress to the API server still allowed")?;
+    assert_eq!(sample(rig)?, names, "egress to web pods");
+    rig.kube
+        .apply(&client_egress_api(&rig.server_ip().to_string()))?;
+    wait_until(Duration::from_secs(30), || {
+        Ok(exec(rig, "client", api).is_ok())
+    })
+    .context("ipBlock egress to the API server")?;
+    rig.kube.ok(&[
+        "delete",
+        "networkpolicy",
+        "client-egress-web",
+        "client-egress-api",
     ])?;
     Ok(())
 }
