@@ -14,6 +14,11 @@
 //!   table `ip skiff-<bridge>`;
 //! - the temporary directory: removed.
 //!
+//! Tests that need several nodes use [`rig::Rig`] instead: a server and
+//! agents in network namespaces of their own, each host with its own
+//! containerd, with faults to inject (kill a host or the server, cut a link).
+//! Both drive the cluster through [`Kubectl`].
+//!
 //! The `skiff` binary is found through `SKIFF_BIN`, else in
 //! `$CARGO_TARGET_DIR/debug/skiff`, else `<workspace>/target/debug/skiff`
 //! (the Makefile builds it before running the tests).

@@ -19,6 +19,15 @@
 //! `<dir>/<host>/containerd`), its own CNI bridge and nftables table, all in
 //! its namespace.
 //!
+//! What a test can do with it: [`Rig::start`] N hosts and wait until their
+//! nodes are Ready; drive the cluster with [`Rig::kube`] (kubectl in the
+//! outside namespace); run commands on a host ([`Rig::on_host`]) or outside
+//! ([`Rig::outside_cmd`]); inject faults: [`Rig::kill_host`] (a power cut:
+//! agent, containerd, shims and pods SIGKILLed) and [`Rig::start_agent`] to
+//! boot it again, [`Rig::cut_link`] / [`Rig::restore_link`] (the host's switch
+//! port down/up: carrier loss, every process keeps running),
+//! [`Rig::kill_server`] / [`Rig::restart_server`].
+//!
 //! Clean-up, in [`Rig`]'s `Drop` (so also when a test panics):
 //! 1. per host: every pod through CRI (while containerd runs), then the agent
 //!    (SIGTERM, SIGKILL after a grace), then whatever containerd, shims and
