@@ -22,7 +22,8 @@
 //!    leads to the API server;
 //! 8. the rig's faults: Services keep working while the API server is
 //!    killed and restarted; a cut link isolates a host until restored; a killed
-//!    host's pods stop answering, and answer again after it restarts.
+//!    host's pods stop answering, and answer again after it restarts (in new
+//!    sandboxes; the dead ones' addresses are freed).
 //!
 //! Fetches use `timeout N wget`, not `wget -T N`: Debian's busybox 1.35
 //! `wget -T` segfaults.
@@ -579,6 +580,21 @@ fn rig_faults(rig: &mut Rig, backends: &[Backend]) -> anyhow::Result<()> {
         "killed host serving again {:?} after its restart",
         started.elapsed()
     );
+    // The sandboxes that died with the host were stopped (CNI DEL), so the
+    // host's IPAM holds exactly the addresses of its pods again.
+    let ipam = rig.hosts[1].data_dir().join("cni/ipam/skiff");
+    let mut held = BTreeSet::new();
+    let mut want = BTreeSet::new();
+    wait_until(Duration::from_secs(30), || {
+        held = std::fs::read_dir(&ipam)?
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|f| f.parse::<std::net::Ipv4Addr>().is_ok())
+            .collect();
+        want = pod_ips_on(rig, &rig.hosts[1].name)?;
+        Ok(held == want)
+    })
+    .map_err(|e| anyhow::anyhow!("IPAM of host 1 holds {held:?}, its pods {want:?}: {e}"))?;
     // A node that leaves takes its route with it.
     rig.kill_host(1)?;
     rig.kube.ok(&["delete", "node", &rig.hosts[1].name])?;
@@ -667,6 +683,20 @@ fn pod_ip(rig: &Rig, pod: &str) -> anyhow::Result<String> {
         .as_str()
         .unwrap_or_default()
         .to_string())
+}
+
+/// The addresses of the pods bound to `node`.
+fn pod_ips_on(rig: &Rig, node: &str) -> anyhow::Result<BTreeSet<String>> {
+    let field = format!("spec.nodeName={node}");
+    let list = rig
+        .kube
+        .json(&["get", "pods", "--field-selector", &field])?;
+    Ok(list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_string))
+        .collect())
 }
 
 /// Runs a shell command in a pod through `kubectl exec`.
