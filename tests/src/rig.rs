@@ -25,7 +25,8 @@
 //! ([`Rig::outside_cmd`]); inject faults: [`Rig::kill_host`] (a power cut:
 //! agent, containerd, shims and pods SIGKILLed) and [`Rig::start_agent`] to
 //! boot it again, [`Rig::cut_link`] / [`Rig::restore_link`] (the host's switch
-//! port down/up: carrier loss, every process keeps running),
+//! port down/up: carrier loss, every process keeps running), the same for
+//! the server ([`Rig::cut_server_link`] / [`Rig::restore_server_link`]),
 //! [`Rig::kill_server`] / [`Rig::restart_server`].
 //!
 //! Clean-up, in [`Rig`]'s `Drop` (so also when a test panics):
@@ -63,6 +64,8 @@ const FIRST_HOST_OCTET: u8 = 10;
 /// `name=True name=False …`: each node's Ready condition.
 const NODES_READY_JSONPATH: &str = "jsonpath={range .items[*]}{.metadata.name}=\
     {.status.conditions[?(@.type==\"Ready\")].status} {end}";
+/// The server's switch port in the outside namespace.
+const SERVER_PORT: &str = "skmh-srv";
 /// The CNI bridge inside each host (names need not differ across namespaces).
 pub const HOST_BRIDGE: &str = "skmh0";
 
@@ -211,7 +214,7 @@ impl Rig {
         let gw = format!("{}/24", self.addr(1));
         self.ip(&["-n", &out, "addr", "add", &gw, "dev", "skmh-br"])?;
         self.ip(&["-n", &out, "link", "set", "skmh-br", "up"])?;
-        self.attach(&format!("skmh{net}-srv"), "skmh-srv", self.server_ip())?;
+        self.attach(&format!("skmh{net}-srv"), SERVER_PORT, self.server_ip())?;
         for i in 0..self.opts.hosts {
             let name = format!("skmh{net}-h{i}");
             let port = format!("skmh-h{i}");
@@ -418,13 +421,28 @@ impl Rig {
     /// nothing and nothing reaches it, while every process keeps running.
     pub fn cut_link(&self, i: usize) -> anyhow::Result<()> {
         let host = self.hosts.get(i).context("no such host")?;
-        self.ip(&["-n", &self.outside(), "link", "set", &host.port, "down"])
+        self.set_port(&host.port, "down")
     }
 
     /// Plugs host `i`'s cable back in.
     pub fn restore_link(&self, i: usize) -> anyhow::Result<()> {
         let host = self.hosts.get(i).context("no such host")?;
-        self.ip(&["-n", &self.outside(), "link", "set", &host.port, "up"])
+        self.set_port(&host.port, "up")
+    }
+
+    /// Unplugs the server's cable: the hosts lose the control plane (their
+    /// connections hang rather than fail), the server process keeps running.
+    pub fn cut_server_link(&self) -> anyhow::Result<()> {
+        self.set_port(SERVER_PORT, "down")
+    }
+
+    /// Plugs the server's cable back in.
+    pub fn restore_server_link(&self) -> anyhow::Result<()> {
+        self.set_port(SERVER_PORT, "up")
+    }
+
+    fn set_port(&self, port: &str, state: &str) -> anyhow::Result<()> {
+        self.ip(&["-n", &self.outside(), "link", "set", port, state])
     }
 
     /// Runs a command in host `i`'s namespace (the host's shell, not a pod's).

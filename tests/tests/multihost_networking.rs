@@ -21,7 +21,8 @@
 //! 7. cluster DNS answers SRV for the named port; the `kubernetes` Service
 //!    leads to the API server;
 //! 8. the rig's faults: Services keep working while the API server is
-//!    killed and restarted; a cut link isolates a host until restored; a killed
+//!    killed and restarted, or cut off (and the agents follow changes made
+//!    after the link heals); a cut link isolates a host until restored; a killed
 //!    host's pods stop answering, and answer again after it restarts (in new
 //!    sandboxes; the dead ones' addresses are freed).
 //!
@@ -230,6 +231,9 @@ spec:
 /// How many requests one sampling of the Service makes. With 4 backends
 /// chosen at random, missing one in 40 tries has probability 4·0.75⁴⁰ ≈ 4e-5.
 const SAMPLES: usize = 40;
+/// How long the server's link stays cut (longer than the agents' lease
+/// renewal, shorter than the node monitor's grace period).
+const SERVER_CUT: Duration = Duration::from_secs(15);
 /// The Service by its cluster DNS name.
 const SERVICE_URL: &str = "http://web.default.svc.cluster.local/";
 /// One fetch with a deadline (`wget -T` segfaults in busybox 1.35).
@@ -530,16 +534,11 @@ fn dns_srv_for_named_port(rig: &Rig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// (Step 8) The rig's faults: with the server killed, Services still work;
+/// (Step 8) The rig's faults: with the server killed or cut off, Services
+/// still work, and the agents follow changes once it is back;
 /// a cut link isolates host 1 until it is restored; a
 /// killed host's pods stop answering, and answer again once it restarts.
 fn rig_faults(rig: &mut Rig, backends: &[Backend]) -> anyhow::Result<()> {
-    let remote = backends
-        .iter()
-        .find(|b| b.node == rig.hosts[1].name)
-        .context("a backend on host 1")?
-        .clone();
-    let fetch_remote = format!("{WGET} http://{}:8080/", remote.ip);
     // The data plane does not need the control plane: with the API server
     // down, the NodePort still spreads over every backend.
     let names: BTreeSet<String> = backends.iter().map(|b| b.name.clone()).collect();
@@ -551,6 +550,32 @@ fn rig_faults(rig: &mut Rig, backends: &[Backend]) -> anyhow::Result<()> {
         during_outage, names,
         "NodePort answers with the API server down"
     );
+    // Cut off from the server for a while, then back: the agents' watches
+    // recover, so changes made after the link heals reach the kernel.
+    rig.cut_server_link()?;
+    let during_cut = fetch_outside(rig, &url, SAMPLES)?;
+    std::thread::sleep(SERVER_CUT);
+    rig.restore_server_link()?;
+    assert_eq!(
+        during_cut, names,
+        "NodePort answers with the server cut off"
+    );
+    let healed = Instant::now();
+    rig.kube
+        .ok(&["scale", "deployment", "web", "--replicas=2"])?;
+    expect_answers(rig, &wait_backends(rig, 2)?)?;
+    eprintln!(
+        "server link healed: a scale-down in rotation after {:?}",
+        healed.elapsed()
+    );
+    let backends = wait_backends(rig, 2)?;
+
+    let remote = backends
+        .iter()
+        .find(|b| b.node == rig.hosts[1].name)
+        .context("a backend on host 1")?
+        .clone();
+    let fetch_remote = format!("{WGET} http://{}:8080/", remote.ip);
     rig.cut_link(1)?;
     assert!(
         exec(rig, "client", &fetch_remote).is_err(),
