@@ -14,6 +14,11 @@
 //!   table `ip skiff-<bridge>`;
 //! - the temporary directory: removed.
 //!
+//! Tests that need several nodes use [`rig::Rig`] instead: a server and
+//! agents in network namespaces of their own, each host with its own
+//! containerd, with faults to inject (kill a host or the server, cut a link).
+//! Both drive the cluster through [`Kubectl`].
+//!
 //! For the replicated store there is [`store_servers`] (several `skiff
 //! server` processes without agents, talked to over the etcd v3 API),
 //! [`kv_history`] (concurrent clients recording what they saw) and
@@ -183,47 +188,27 @@ impl Cluster {
         }
     }
 
+    /// kubectl with this cluster's admin kubeconfig.
+    pub fn kube(&self) -> Kubectl {
+        Kubectl {
+            kubeconfig: self.kubeconfig(),
+            netns: None,
+        }
+    }
+
     /// Runs kubectl against this cluster.
     pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<Output> {
-        Command::new("kubectl")
-            .env("KUBECONFIG", self.kubeconfig())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .context("running kubectl (is it installed?)")
+        self.kube().run(args)
     }
 
     /// Runs kubectl with `stdin` fed to it.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> anyhow::Result<Output> {
-        use std::io::Write;
-        let mut child = Command::new("kubectl")
-            .env("KUBECONFIG", self.kubeconfig())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("running kubectl")?;
-        child
-            .stdin
-            .take()
-            .context("kubectl stdin")?
-            .write_all(stdin.as_bytes())?;
-        Ok(child.wait_with_output()?)
+        self.kube().run_stdin(args, stdin)
     }
 
     /// Runs kubectl and fails unless it succeeds; returns its stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = self.kubectl(args)?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {} failed: {}{}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        self.kube().ok(args)
     }
 
     /// Stops the server (SIGTERM, then SIGKILL) without cleaning up, so that
@@ -279,6 +264,101 @@ impl Drop for Cluster {
     }
 }
 
+/// The real `kubectl`, pointed at a kubeconfig and optionally run inside a
+/// network namespace (the multi-host rig's API server is only reachable
+/// from the rig's namespaces).
+#[derive(Debug, Clone)]
+pub struct Kubectl {
+    /// The kubeconfig passed as `KUBECONFIG`.
+    pub kubeconfig: PathBuf,
+    /// Run kubectl in this named network namespace (`/run/netns/<name>`).
+    pub netns: Option<String>,
+}
+
+impl Kubectl {
+    fn command(&self) -> Command {
+        let mut cmd = match &self.netns {
+            Some(ns) => in_netns(ns, "kubectl"),
+            None => Command::new("kubectl"),
+        };
+        cmd.env("KUBECONFIG", &self.kubeconfig);
+        cmd
+    }
+
+    /// Runs kubectl with `args`.
+    pub fn run(&self, args: &[&str]) -> anyhow::Result<Output> {
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running kubectl (is it installed?)")
+    }
+
+    /// Runs kubectl with `stdin` fed to it.
+    pub fn run_stdin(&self, args: &[&str], stdin: &str) -> anyhow::Result<Output> {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running kubectl")?;
+        child
+            .stdin
+            .take()
+            .context("kubectl stdin")?
+            .write_all(stdin.as_bytes())?;
+        Ok(child.wait_with_output()?)
+    }
+
+    /// Runs kubectl and fails unless it succeeds; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        check(&format!("kubectl {}", args.join(" ")), self.run(args)?)
+    }
+
+    /// `kubectl apply -f -` of a manifest.
+    pub fn apply(&self, manifest: &str) -> anyhow::Result<String> {
+        check(
+            "kubectl apply",
+            self.run_stdin(&["apply", "-f", "-"], manifest)?,
+        )
+    }
+
+    /// Runs kubectl with `-o json` appended and parses its output.
+    pub fn json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        Ok(serde_json::from_str(&self.ok(&a)?)?)
+    }
+}
+
+/// `cmd` run inside the named network namespace (`nsenter --net`, which
+/// execs, so the child's pid is `cmd`'s). Only the network namespace changes:
+/// mounts made by the child (containerd's overlays) stay visible to the test
+/// and are unmounted by it.
+pub fn in_netns(netns: &str, cmd: &str) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{netns}"))
+        .arg("--")
+        .arg(cmd);
+    c
+}
+
+/// The stdout of a finished command, or an error with its output.
+pub fn check(what: &str, out: Output) -> anyhow::Result<String> {
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Polls `f` every 250 ms until it returns true, an error, or `timeout`.
 pub fn wait_until(
     timeout: Duration,
@@ -302,7 +382,7 @@ pub fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn terminate(child: &mut Child, grace: Duration) {
+pub(crate) fn terminate(child: &mut Child, grace: Duration) {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     let deadline = Instant::now() + grace;
@@ -317,7 +397,7 @@ fn terminate(child: &mut Child, grace: Duration) {
 }
 
 /// SIGKILLs every process whose command line contains `needle`.
-fn kill_matching(needle: &str) {
+pub(crate) fn kill_matching(needle: &str) {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
     };
@@ -358,4 +438,5 @@ fn unmount_under(dir: &Path) {
 }
 pub mod kv_history;
 pub mod linearizability;
+pub mod rig;
 pub mod store_servers;

@@ -282,6 +282,17 @@ pub fn next_actions(input: &PlanInput<'_>) -> Vec<Action> {
                     retry_at,
                 });
             } else {
+                // Like kubelet, stop the sandbox being replaced even when
+                // nothing in it runs any more (its host crashed): only
+                // StopPodSandbox runs the CNI DEL that frees its address.
+                if let Some(old) = observed.sandbox() {
+                    let stop = Action::KillSandbox {
+                        sandbox_id: old.id.clone(),
+                    };
+                    if !actions.contains(&stop) {
+                        actions.push(stop);
+                    }
+                }
                 let attempt = observed.sandbox().map_or(0, |s| s.attempt + 1);
                 actions.push(Action::CreateSandbox { attempt });
             }

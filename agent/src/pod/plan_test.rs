@@ -188,6 +188,20 @@ fn next_actions_table() {
             ],
         ),
         (
+            "dead sandbox, nothing running (the host crashed): stop it to free its IP, make attempt 1",
+            pod("Always", &["a"]),
+            observed(
+                vec![sandbox("sb1", false, 0)],
+                vec![ctr("c1", "sb1", "a", 0, Exited, 137)],
+            ),
+            vec![
+                Action::KillSandbox {
+                    sandbox_id: "sb1".into(),
+                },
+                Action::CreateSandbox { attempt: 1 },
+            ],
+        ),
+        (
             "new sandbox: containers of the old one are restarted in it",
             pod("Always", &["a"]),
             observed(
