@@ -54,10 +54,11 @@ pub struct AgentConfig {
 /// containerd, runc and the CNI plugins share the CPU between all of them
 /// and every pod finishes late; a limited number in arrival order finishes
 /// the early ones early. The limit must not be too low, because much of a
-/// start is waiting (fork/exec, shim start-up), not CPU: on the 2-core test
-/// machine (`skiff bench startup`, 100 pods at 20/s, debug build, load ~35)
-/// 16 cut the median from 27 s to 17 s at the same p99, while 4 halved the
-/// throughput and doubled p99.
+/// start is waiting (fork/exec, shim start-up), not CPU. Measured with
+/// `skiff bench startup` (100 pods at 20/s, 2-core machine shared with
+/// other builds, load 20-30), median of 3 runs each, release build: 16
+/// gave p50 7.2 s / p99 12.0 s against 11.3 s / 13.2 s without a limit;
+/// 4 (debug build) halved the throughput and doubled p99.
 pub const DEFAULT_MAX_PARALLEL_POD_STARTS: usize = 16;
 
 /// The default cluster domain.
