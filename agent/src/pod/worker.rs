@@ -6,6 +6,12 @@
 //!                                  │                       → compute_status → patch if changed
 //!                                  └Terminating─► teardown → final DELETE (grace 0) → Terminated
 //! ```
+//!
+//! A new pod's first start waits for one of [`WorkerContext::pod_starts`]'
+//! permits (fair, so pods start in arrival order) and holds it until a sync
+//! leaves nothing more to do at once. While a sync makes progress without
+//! errors the status is written by the next one, which follows at once, so
+//! a pod's start costs one status write.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
