@@ -318,6 +318,9 @@ async fn run_with_runtime(
             host_ip: node_ip.to_string(),
             node_name: config.node_name.clone(),
             cluster_dns,
+            pod_starts: Arc::new(tokio::sync::Semaphore::new(
+                config.max_parallel_pod_starts.max(1),
+            )),
         });
         let pods = PodManager::new(ctx).run(shutdown).await;
         if let Some((server, watches)) = dns {

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 use skiff_agent::cri::fake::FakeRuntime;
 use skiff_agent::pod::worker::{run_pod_worker, PodUpdate, WorkerContext};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
 
@@ -91,6 +91,7 @@ async fn run(pod: Value, data: &std::path::Path) -> (Seen, Arc<Mutex<bool>>, Arc
         host_ip: "192.0.2.10".into(),
         node_name: "testnode".into(),
         cluster_dns: None,
+        pod_starts: Arc::new(Semaphore::new(4)),
     });
     let pod: Pod = serde_json::from_value(pod).unwrap();
     let (tx, rx) = watch::channel(PodUpdate {

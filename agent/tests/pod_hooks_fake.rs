@@ -95,6 +95,7 @@ async fn post_start_failure_kills_and_pre_stop_runs_before_stop() {
         host_ip: "192.0.2.10".into(),
         node_name: "testnode".into(),
         cluster_dns: None,
+        pod_starts: Arc::new(tokio::sync::Semaphore::new(4)),
     });
     let p = pod();
     let (tx, rx) = watch::channel(PodUpdate {

@@ -311,6 +311,7 @@ async fn pod_lifecycle_on_real_containerd() {
         host_ip: "127.0.0.1".into(),
         node_name: "testnode".into(),
         cluster_dns: None,
+        pod_starts: Arc::new(tokio::sync::Semaphore::new(4)),
     });
     let uid = format!("uid-life-{}", std::process::id());
     let host_dir = root.join("hostdir");

@@ -157,6 +157,7 @@ async fn manager_follows_the_watch() {
         host_ip: "192.0.2.10".into(),
         node_name: "n1".into(),
         cluster_dns: None,
+        pod_starts: Arc::new(tokio::sync::Semaphore::new(4)),
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let manager = tokio::spawn(

@@ -273,6 +273,7 @@ async fn pod_on_real_containerd() {
         host_ip: "127.0.0.1".into(),
         node_name: "testnode".into(),
         cluster_dns: None,
+        pod_starts: Arc::new(tokio::sync::Semaphore::new(4)),
     });
     let p = pod();
     let (tx, rx) = watch::channel(PodUpdate {

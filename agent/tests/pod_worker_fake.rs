@@ -1,6 +1,7 @@
 //! A pod worker driven end to end on the fake CRI and a fake API server:
 //! start, image pull failure and back-off, crash and restart, graceful
-//! deletion with kubelet's final delete.
+//! deletion with kubelet's final delete; the start permits that make pods
+//! of a burst start in turn.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 use skiff_agent::cri::fake::FakeRuntime;
 use skiff_agent::pod::worker::{run_pod_worker, PodUpdate, WorkerContext};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 /// Requests the fake API server saw: (method, path?query, JSON body).
 type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
@@ -112,6 +113,7 @@ async fn pod_worker_runs_restarts_and_deletes_a_pod() {
         host_ip: "192.0.2.10".into(),
         node_name: "testnode".into(),
         cluster_dns: None,
+        pod_starts: Arc::new(Semaphore::new(4)),
     });
     let (tx, rx) = watch::channel(PodUpdate {
         pod: Arc::new(pod()),
@@ -185,6 +187,7 @@ async fn removed_pod_is_torn_down_without_api_delete() {
         host_ip: "192.0.2.10".into(),
         node_name: "testnode".into(),
         cluster_dns: None,
+        pod_starts: Arc::new(Semaphore::new(4)),
     });
     let mut p = pod();
     p.spec.as_mut().unwrap().containers.truncate(1);
@@ -216,4 +219,84 @@ async fn removed_pod_is_torn_down_without_api_delete() {
         "{calls:?}"
     );
     assert!(!seen.lock().unwrap().iter().any(|(m, _, _)| m == "DELETE"));
+}
+
+#[tokio::test]
+async fn a_new_pod_waits_for_a_start_permit_and_a_deletion_ends_the_wait() {
+    let seen: Seen = Arc::default();
+    let cri = Arc::new(FakeRuntime::with_images(&["skiff.local/busybox:1"]));
+    let data = tempfile::tempdir().unwrap();
+    let permits = Arc::new(Semaphore::new(1));
+    let ctx = Arc::new(WorkerContext {
+        cri: cri.clone(),
+        client: fake_api(seen.clone()),
+        data_dir: data.path().to_path_buf(),
+        host_ip: "192.0.2.10".into(),
+        node_name: "testnode".into(),
+        cluster_dns: None,
+        pod_starts: permits.clone(),
+    });
+    let mut p = pod();
+    p.spec.as_mut().unwrap().containers.truncate(1);
+
+    // Another pod is starting (the test holds the only permit): nothing
+    // happens in CRI until it is done.
+    let busy = permits.clone().acquire_owned().await.unwrap();
+    let (_tx, rx) = watch::channel(PodUpdate {
+        pod: Arc::new(p.clone()),
+        removed: false,
+    });
+    let worker = tokio::spawn(run_pod_worker(ctx.clone(), rx));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(cri.calls().is_empty(), "{:?}", cri.calls());
+    drop(busy);
+    wait_for("running", || {
+        last_state(&seen, "app").is_some_and(|s| s.0 == "running")
+    })
+    .await;
+    // Started: the permit is back for the next pod, although the worker
+    // goes on looking after its pod.
+    wait_for("permit returned", || permits.available_permits() == 1).await;
+    assert!(!worker.is_finished());
+    // One status write for the whole start (sandbox and container), not one
+    // per step.
+    let patches = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, p, _)| m == "PATCH" && p.contains("/status"))
+        .count();
+    assert_eq!(patches, 1);
+    worker.abort();
+
+    // A pod deleted while waiting for its turn never reaches CRI.
+    let cri2 = Arc::new(FakeRuntime::with_images(&["skiff.local/busybox:1"]));
+    let ctx2 = Arc::new(WorkerContext {
+        cri: cri2.clone(),
+        client: ctx.client.clone(),
+        data_dir: ctx.data_dir.clone(),
+        host_ip: ctx.host_ip.clone(),
+        node_name: ctx.node_name.clone(),
+        cluster_dns: None,
+        pod_starts: permits.clone(),
+    });
+    let _busy = permits.clone().acquire_owned().await.unwrap();
+    let (tx, rx) = watch::channel(PodUpdate {
+        pod: Arc::new(p.clone()),
+        removed: false,
+    });
+    let worker = tokio::spawn(run_pod_worker(ctx2, rx));
+    tx.send_replace(PodUpdate {
+        pod: Arc::new(p),
+        removed: true,
+    });
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !cri2.calls().iter().any(|c| c.starts_with("RunPodSandbox")),
+        "{:?}",
+        cri2.calls()
+    );
 }

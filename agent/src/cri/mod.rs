@@ -19,6 +19,7 @@
 
 pub mod fake;
 pub mod remote;
+pub mod timing;
 
 use async_trait::async_trait;
 use k8s_cri::v1 as cri;

@@ -9,6 +9,7 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
+use super::timing::Timed;
 use super::{CriError, CriResult, ImageService, RuntimeService};
 
 /// How long one ordinary CRI call may take. Kubelet's default
@@ -22,8 +23,8 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// CRI client over a unix socket. Cheap to clone: tonic channels multiplex.
 #[derive(Clone, Debug)]
 pub struct RemoteRuntime {
-    runtime: RuntimeServiceClient<Channel>,
-    image: ImageServiceClient<Channel>,
+    runtime: RuntimeServiceClient<Timed<Channel>>,
+    image: ImageServiceClient<Timed<Channel>>,
     socket: PathBuf,
 }
 
@@ -54,9 +55,10 @@ impl RemoteRuntime {
             .await
             .map_err(connect_err)?;
         Ok(RemoteRuntime {
-            runtime: RuntimeServiceClient::new(channel.clone())
+            runtime: RuntimeServiceClient::new(Timed(channel.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            image: ImageServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            image: ImageServiceClient::new(Timed(channel))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
             socket: path,
         })
     }

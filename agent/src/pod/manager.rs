@@ -28,7 +28,7 @@ use kube::runtime::WatchStreamExt;
 use kube::Api;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::worker::{run_pod_worker, PodUpdate, WorkerContext};
 use crate::cri::labels;
@@ -174,6 +174,7 @@ impl PodManager {
     }
 
     fn spawn(&mut self, uid: String, update: PodUpdate) {
+        debug!(pod = ?update.pod.metadata.name, %uid, "pod worker started");
         let (tx, rx) = watch::channel(update);
         let task = tokio::spawn(run_pod_worker(self.ctx.clone(), rx));
         self.workers.insert(uid, Worker { updates: tx, task });

@@ -6,6 +6,12 @@
 //!                                  │                       → compute_status → patch if changed
 //!                                  └Terminating─► teardown → final DELETE (grace 0) → Terminated
 //! ```
+//!
+//! A new pod's first start waits for one of [`WorkerContext::pod_starts`]'
+//! permits (fair, so pods start in arrival order) and holds it until a sync
+//! leaves nothing more to do at once. While a sync makes progress without
+//! errors the status is written by the next one, which follows at once, so
+//! a pod's start costs one status write.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,7 +22,7 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::Api;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::backoff::BackOff;
@@ -69,6 +75,9 @@ pub struct WorkerContext {
     /// The node-local cluster DNS pods with `dnsPolicy: ClusterFirst` use
     /// (`None`: the host's resolv.conf).
     pub cluster_dns: Option<super::dns::ClusterDns>,
+    /// Permits for a pod's first start ([`crate::AgentConfig::max_parallel_pod_starts`]);
+    /// tokio's semaphore is fair, so pods start in the order they arrived.
+    pub pod_starts: Arc<Semaphore>,
 }
 
 /// The worker's memory between syncs: back-offs, waiting reasons, and the
@@ -119,6 +128,11 @@ pub fn grace_period(pod: &Pod) -> i64 {
 pub async fn run_pod_worker(ctx: Arc<WorkerContext>, mut updates: watch::Receiver<PodUpdate>) {
     let mut lifecycle = PodLifecycle::Syncing;
     let mut mem = Memory::default();
+    // The pod's first start holds a permit from its first sync until a sync
+    // leaves nothing more to do at once (containers running, or waiting on
+    // a back-off or an error). Restarts later need none.
+    let mut first_start = true;
+    let mut start_permit: Option<OwnedSemaphorePermit> = None;
     loop {
         let update = updates.borrow_and_update().clone();
         let pod = update.pod.as_ref();
@@ -148,18 +162,38 @@ pub async fn run_pod_worker(ctx: Arc<WorkerContext>, mut updates: watch::Receive
             }
         }
         let wait = match lifecycle {
-            PodLifecycle::Syncing => match sync_pod(&ctx, pod, &pod_ref, &mut mem).await {
-                Ok(true) => Duration::ZERO,
-                Ok(false) => SYNC_PERIOD,
-                Err(e) => {
-                    warn!(pod = %pod_ref.name, ns = %pod_ref.namespace, "sync failed: {e}");
-                    RETRY_PERIOD
+            PodLifecycle::Syncing => {
+                if first_start && start_permit.is_none() {
+                    // Wait for a turn, but heed updates (a deletion) meanwhile.
+                    tokio::select! {
+                        permit = ctx.pod_starts.clone().acquire_owned() => start_permit = permit.ok(),
+                        changed = updates.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
                 }
-            },
+                let result = sync_pod(&ctx, pod, &pod_ref, &mut mem).await;
+                if !matches!(result, Ok(true)) {
+                    first_start = false;
+                    start_permit = None;
+                }
+                match result {
+                    Ok(true) => Duration::ZERO,
+                    Ok(false) => SYNC_PERIOD,
+                    Err(e) => {
+                        warn!(pod = %pod_ref.name, ns = %pod_ref.namespace, "sync failed: {e}");
+                        RETRY_PERIOD
+                    }
+                }
+            }
             PodLifecycle::Terminating {
                 grace_period_seconds,
                 delete_from_api,
             } => {
+                start_permit = None;
                 match terminate(&ctx, pod, &pod_ref, grace_period_seconds, delete_from_api).await {
                     Ok(()) => {
                         info!(pod = %pod_ref.name, ns = %pod_ref.namespace, "pod terminated");
@@ -279,6 +313,13 @@ async fn sync_pod(
     for action in actions {
         debug!(pod = %r.name, ?action, "action");
         changed |= run_action(&start, mem, action).await?;
+    }
+    if changed && mem.waiting.is_empty() {
+        // Progress without trouble (a sandbox made, containers started): the
+        // next sync follows at once and writes the status then, so a new pod
+        // gets one write (Running) instead of one per step. A waiting reason
+        // (an error) is written now, so that it is seen (ErrImagePull).
+        return Ok(true);
     }
     if changed {
         observed = observe(ctx.cri.as_ref(), &r.uid, &mut mem.cache).await?;

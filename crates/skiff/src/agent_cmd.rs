@@ -34,6 +34,11 @@ pub struct AgentOptions {
     /// Do not run the node-local cluster DNS (pods get the host's resolv.conf).
     #[arg(long)]
     no_cluster_dns: bool,
+    /// Pods in their first start at once (sandbox and containers); later
+    /// ones queue in arrival order.
+    #[arg(long, default_value_t = skiff_agent::config::DEFAULT_MAX_PARALLEL_POD_STARTS as u16,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    max_parallel_pod_starts: u16,
 }
 
 impl AgentOptions {
@@ -62,6 +67,7 @@ impl AgentOptions {
             cluster_domain: self.cluster_domain,
             cluster_dns: !self.no_cluster_dns,
             pod_cidr_wait: skiff_agent::config::DEFAULT_POD_CIDR_WAIT,
+            max_parallel_pod_starts: usize::from(self.max_parallel_pod_starts),
         })
     }
 }
