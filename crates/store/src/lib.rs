@@ -9,7 +9,9 @@
 //! every committed write gets a [`Revision`], which becomes the object's
 //! `resourceVersion`. Leases (etcd's: keys that vanish when their lease is
 //! revoked or expires) are the [`Lease`] trait. [`Store`] is the embedded
-//! implementation; an external etcd can implement [`Kv`] too. The
+//! implementation; [`RemoteStore`] implements both over an external etcd
+//! cluster (`skiff server --datastore-endpoint`, `remote.rs`), and the
+//! behaviour tests run against both. The
 //! [`etcd`] module serves the store over etcd's v3 gRPC API
 //! ([`serve_etcd_api`]), so `etcdctl` and other etcd clients work against it.
 //!
@@ -26,6 +28,8 @@
 //!                                 │ follower: writes/keep-alives forwarded to the leader over the peer port (peer.rs)
 //!                                 │ leases: Lessor (leader, in memory: deadlines) ──expired──► LeaseRevoke via raft
 //!  etcdctl ── gRPC (etcd/) ───────┘
+//!
+//!  API server ── Arc<dyn Kv> ──► RemoteStore ── etcd v3 gRPC ──► external etcd   (remote*.rs)
 //! ```
 //!
 //! Files in the data directory:
@@ -155,6 +159,7 @@ mod crc32;
 mod dir_lock;
 pub mod error;
 pub mod etcd;
+pub mod etcd_process;
 mod fsutil;
 mod keys;
 pub mod kv;
@@ -169,6 +174,9 @@ mod network;
 mod peer;
 mod proposer;
 mod raft_types;
+mod remote;
+mod remote_convert;
+mod remote_watch;
 mod snapshot_file;
 mod state_machine;
 mod store;
@@ -180,6 +188,7 @@ pub use kv::*;
 pub use lease_apply::{MAX_LEASE_TTL_SECS, MIN_LEASE_TTL_SECS};
 pub use mvcc::MAX_VALUE_BYTES;
 pub use peer::Member;
+pub use remote::RemoteStore;
 pub use store::{
     members_via, remove_member_via, ClusterConfig, JoinConfig, Store, StoreConfig, StoreStatus,
     DEFAULT_AUTO_COMPACTION_RETAIN, DEFAULT_CACHE_CAPACITY_BYTES,

@@ -1,6 +1,8 @@
 //! A load driver for any etcd v3 endpoint (Skiff's or a real etcd's), for
-//! the comparison table of `skiff bench`: N concurrent gRPC clients, each on
-//! its own HTTP/2 connection, first writing then reading single keys.
+//! `skiff bench etcd` and the comparison table of `skiff bench store`: N
+//! concurrent gRPC clients, each on its own HTTP/2 connection, first
+//! writing then reading single keys. The one code path both benchmarks use
+//! to drive the etcd API.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -72,13 +74,13 @@ fn transport(e: impl fmt::Display) -> StoreError {
     StoreError::Transport(e.to_string())
 }
 
-/// The latency at quantile `q` of sorted `lat`.
-fn quantile(lat: &[Duration], q: f64) -> Duration {
-    if lat.is_empty() {
-        return Duration::ZERO;
+/// The element at quantile `q` of sorted `xs` (the nearest-rank method),
+/// `zero` if there is none.
+fn quantile<T: Copy>(xs: &[T], q: f64, zero: T) -> T {
+    if xs.is_empty() {
+        return zero;
     }
-    let i = ((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1;
-    lat[i]
+    xs[((xs.len() as f64 * q).ceil() as usize).clamp(1, xs.len()) - 1]
 }
 
 fn phase(op: &'static str, elapsed: Duration, mut lat: Vec<Duration>) -> BenchPhase {
@@ -88,9 +90,16 @@ fn phase(op: &'static str, elapsed: Duration, mut lat: Vec<Duration>) -> BenchPh
         ops: lat.len(),
         elapsed,
         ops_per_sec: lat.len() as f64 / elapsed.as_secs_f64().max(1e-9),
-        p50: quantile(&lat, 0.50),
-        p99: quantile(&lat, 0.99),
+        p50: quantile(&lat, 0.50, Duration::ZERO),
+        p99: quantile(&lat, 0.99, Duration::ZERO),
     }
+}
+
+/// Quantile `q` of `xs` (sorted in place); 0 for none. Used for medians of
+/// several runs too.
+pub fn quantile_f64(xs: &mut [f64], q: f64) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    quantile(xs, q, 0.0)
 }
 
 /// Run `per_client` operations on every client at once; `op(client, i)`
@@ -126,61 +135,107 @@ where
     Ok((start.elapsed(), all))
 }
 
-/// Drive the etcd v3 API at `endpoint` (`host:port` or a URL) with
-/// `clients` concurrent clients: `ops` puts of `value_size`-byte values
-/// spread over them (keys `/skiff-bench/<client>/<i>`), then `ops`
-/// linearizable single-key ranges of those keys. The keys are left behind.
+/// `clients` concurrent etcd clients, each on its own HTTP/2 connection,
+/// spread round-robin over the endpoints (as etcd's own `benchmark` tool
+/// spreads its connections over `--endpoints`).
+pub struct EtcdLoad {
+    conns: Vec<KvClient<Channel>>,
+}
+
+impl EtcdLoad {
+    /// Connect `clients` clients to `endpoints` (`host:port` or URLs).
+    pub async fn connect(endpoints: &[String], clients: usize) -> Result<EtcdLoad, StoreError> {
+        if endpoints.is_empty() {
+            return Err(StoreError::InvalidRequest("no endpoint to drive".into()));
+        }
+        let clients = clients.max(1);
+        let mut conns = Vec::with_capacity(clients);
+        for c in 0..clients {
+            let endpoint = &endpoints[c % endpoints.len()];
+            let url = if endpoint.contains("://") {
+                endpoint.to_string()
+            } else {
+                format!("http://{endpoint}")
+            };
+            let channel = Endpoint::from_shared(url)
+                .map_err(transport)?
+                .connect_timeout(Duration::from_secs(5))
+                .connect()
+                .await
+                .map_err(transport)?;
+            conns.push(KvClient::new(channel));
+        }
+        Ok(EtcdLoad { conns })
+    }
+
+    /// Concurrent clients.
+    pub fn clients(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn per_client(&self, ops: usize) -> usize {
+        ops.div_ceil(self.conns.len())
+    }
+
+    /// `ops` puts of `value_size`-byte values spread over the clients, at
+    /// keys `<prefix><client>/<i>` (left behind).
+    pub async fn puts(
+        &self,
+        prefix: &str,
+        ops: usize,
+        value_size: usize,
+    ) -> Result<BenchPhase, StoreError> {
+        let value = vec![b'v'; value_size];
+        let prefix = prefix.to_string();
+        let (time, lat) = run_phase(&self.conns, self.per_client(ops), move |mut kv, c, i| {
+            let req = PutRequest {
+                key: format!("{prefix}{c}/{i}").into_bytes(),
+                value: value.clone(),
+                ..Default::default()
+            };
+            async move { kv.put(req).await.map(|_| ()) }
+        })
+        .await?;
+        Ok(phase("put", time, lat))
+    }
+
+    /// `ops` linearizable single-key ranges of the keys [`EtcdLoad::puts`]
+    /// wrote with the same prefix and `ops`.
+    pub async fn ranges(&self, prefix: &str, ops: usize) -> Result<BenchPhase, StoreError> {
+        let prefix = prefix.to_string();
+        let (time, lat) = run_phase(&self.conns, self.per_client(ops), move |mut kv, c, i| {
+            let req = RangeRequest {
+                key: format!("{prefix}{c}/{i}").into_bytes(),
+                ..Default::default()
+            };
+            async move { kv.range(req).await.map(|_| ()) }
+        })
+        .await?;
+        Ok(phase("range", time, lat))
+    }
+}
+
+/// Drive the etcd v3 API at `endpoint` (`host:port` or a URL; several
+/// separated by commas) with `clients` concurrent clients: `ops` puts of
+/// `value_size`-byte values spread over them (keys
+/// `/skiff-bench/<client>/<i>`), then `ops` linearizable single-key ranges
+/// of those keys. The keys are left behind.
 pub async fn drive_etcd_api(
     endpoint: &str,
     clients: usize,
     ops: usize,
     value_size: usize,
 ) -> Result<BenchResult, StoreError> {
-    let url = if endpoint.contains("://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    };
-    let clients = clients.max(1);
-    let per_client = ops.div_ceil(clients);
-    let mut conns = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        let channel = Endpoint::from_shared(url.clone())
-            .map_err(transport)?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(transport)?;
-        conns.push(KvClient::new(channel));
-    }
-    let value = vec![b'v'; value_size];
-    let key = |c: usize, i: usize| format!("/skiff-bench/{c}/{i}").into_bytes();
-
-    let (put_time, put_lat) = run_phase(&conns, per_client, move |mut kv, c, i| {
-        let req = PutRequest {
-            key: key(c, i),
-            value: value.clone(),
-            ..Default::default()
-        };
-        async move { kv.put(req).await.map(|_| ()) }
-    })
-    .await?;
-    let (range_time, range_lat) = run_phase(&conns, per_client, move |mut kv, c, i| {
-        let req = RangeRequest {
-            key: key(c, i),
-            ..Default::default()
-        };
-        async move { kv.range(req).await.map(|_| ()) }
-    })
-    .await?;
+    let endpoints: Vec<String> = endpoint.split(',').map(str::to_string).collect();
+    let load = EtcdLoad::connect(&endpoints, clients).await?;
+    let prefix = "/skiff-bench/";
+    let put = load.puts(prefix, ops, value_size).await?;
+    let range = load.ranges(prefix, ops).await?;
     Ok(BenchResult {
         endpoint: endpoint.to_string(),
-        clients,
+        clients: load.clients(),
         value_size,
-        phases: vec![
-            phase("put", put_time, put_lat),
-            phase("range", range_time, range_lat),
-        ],
+        phases: vec![put, range],
     })
 }
 
@@ -191,8 +246,15 @@ mod tests {
     #[test]
     fn quantiles() {
         let lat: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(quantile(&lat, 0.5), Duration::from_millis(50));
-        assert_eq!(quantile(&lat, 0.99), Duration::from_millis(99));
-        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+        assert_eq!(
+            quantile(&lat, 0.5, Duration::ZERO),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            quantile(&lat, 0.99, Duration::ZERO),
+            Duration::from_millis(99)
+        );
+        assert_eq!(quantile(&[], 0.5, Duration::ZERO), Duration::ZERO);
+        assert_eq!(quantile_f64(&mut [3.0, 1.0, 2.0], 0.5), 2.0);
     }
 }

@@ -24,7 +24,7 @@ mod kv;
 mod lease;
 mod maintenance;
 pub mod pb;
-mod status;
+pub(crate) mod status;
 mod watch;
 
 use std::future::Future;
@@ -39,7 +39,7 @@ use pb::etcdserverpb::lease_server::LeaseServer;
 use pb::etcdserverpb::maintenance_server::MaintenanceServer;
 use pb::etcdserverpb::watch_server::WatchServer;
 
-pub use bench::{drive_etcd_api, BenchPhase, BenchResult};
+pub use bench::{drive_etcd_api, quantile_f64, BenchPhase, BenchResult, EtcdLoad};
 pub use status::to_status;
 
 /// The version reported by `Status` (and so by `etcdctl endpoint status`):
