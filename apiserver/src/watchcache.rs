@@ -220,8 +220,11 @@ impl WatchCache {
     /// `timeout` or if the cache is not ready.
     pub async fn wait_for(&self, revision: Revision, timeout: Duration) -> bool {
         let mut rx = self.revision.subscribe();
-        let reached =
-            tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision && self.is_ready())).await;
+        let reached = tokio::time::timeout(
+            timeout,
+            rx.wait_for(|r| *r >= revision && self.is_ready()),
+        )
+        .await;
         matches!(reached, Ok(Ok(_)))
     }
 
