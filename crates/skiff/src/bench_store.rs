@@ -189,6 +189,9 @@ struct Row {
     range_p50_ms: Vec<f64>,
     range_p99_ms: Vec<f64>,
     bytes_per_put: Vec<f64>,
+    /// Failed operations, summed over the runs.
+    errors: usize,
+    first_error: Option<String>,
 }
 
 fn median(xs: &mut [f64]) -> f64 {
@@ -281,8 +284,8 @@ pub async fn run(b: StoreBench) -> anyhow::Result<()> {
         b.value_size, b.ops, b.ops, b.runs
     );
     println!();
-    println!("| system | clients | writes/s | write p50 ms | write p99 ms | gets/s | get p50 ms | get p99 ms | disk bytes/write |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| system | clients | writes/s | write p50 ms | write p99 ms | gets/s | get p50 ms | get p99 ms | disk bytes/write | failed ops |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut summary: BTreeMap<(&str, usize), (f64, f64, f64)> = BTreeMap::new();
     for sys in &systems {
         for &c in &b.clients {
@@ -294,13 +297,19 @@ pub async fn run(b: StoreBench) -> anyhow::Result<()> {
             );
             summary.insert((sys.name, c), (rate, p99, bytes));
             println!(
-                "| {} | {c} | {rate:.0} | {:.2} | {p99:.2} | {:.0} | {:.2} | {:.2} | {bytes:.0} |",
+                "| {} | {c} | {rate:.0} | {:.2} | {p99:.2} | {:.0} | {:.2} | {:.2} | {bytes:.0} | {} |",
                 sys.name,
                 median(&mut r.put_p50_ms),
                 median(&mut r.range_rate),
                 median(&mut r.range_p50_ms),
                 median(&mut r.range_p99_ms),
+                r.errors,
             );
+        }
+    }
+    for ((name, c), r) in &rows {
+        if let Some(e) = &r.first_error {
+            println!("first error of {name} at {c} clients: {e}");
         }
     }
     println!();

@@ -18,8 +18,14 @@ use crate::error::StoreError;
 pub struct BenchPhase {
     /// "put" or "range".
     pub op: &'static str,
-    /// Operations done.
+    /// Operations that succeeded (the rates and latencies count only
+    /// these).
     pub ops: usize,
+    /// Operations that failed (say, "no leader" during an election); the
+    /// phase goes on without them, as a retrying client would.
+    pub errors: usize,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
     /// Wall time of the phase.
     pub elapsed: Duration,
     /// Operations per second over the phase.
@@ -52,19 +58,23 @@ impl fmt::Display for BenchResult {
         )?;
         writeln!(
             f,
-            "{:<6} {:>8} {:>10} {:>10} {:>10}",
-            "op", "ops", "ops/s", "p50 ms", "p99 ms"
+            "{:<6} {:>8} {:>10} {:>10} {:>10} {:>8}",
+            "op", "ops", "ops/s", "p50 ms", "p99 ms", "errors"
         )?;
         for p in &self.phases {
             writeln!(
                 f,
-                "{:<6} {:>8} {:>10.0} {:>10.3} {:>10.3}",
+                "{:<6} {:>8} {:>10.0} {:>10.3} {:>10.3} {:>8}",
                 p.op,
                 p.ops,
                 p.ops_per_sec,
                 p.p50.as_secs_f64() * 1e3,
-                p.p99.as_secs_f64() * 1e3
+                p.p99.as_secs_f64() * 1e3,
+                p.errors
             )?;
+            if let Some(e) = &p.first_error {
+                writeln!(f, "  first {} error: {e}", p.op)?;
+            }
         }
         Ok(())
     }
@@ -83,11 +93,19 @@ fn quantile<T: Copy>(xs: &[T], q: f64, zero: T) -> T {
     xs[((xs.len() as f64 * q).ceil() as usize).clamp(1, xs.len()) - 1]
 }
 
-fn phase(op: &'static str, elapsed: Duration, mut lat: Vec<Duration>) -> BenchPhase {
+fn phase(op: &'static str, run: PhaseRun) -> BenchPhase {
+    let PhaseRun {
+        elapsed,
+        mut lat,
+        errors,
+        first_error,
+    } = run;
     lat.sort_unstable();
     BenchPhase {
         op,
         ops: lat.len(),
+        errors,
+        first_error,
         elapsed,
         ops_per_sec: lat.len() as f64 / elapsed.as_secs_f64().max(1e-9),
         p50: quantile(&lat, 0.50, Duration::ZERO),
@@ -102,13 +120,23 @@ pub fn quantile_f64(xs: &mut [f64], q: f64) -> f64 {
     quantile(xs, q, 0.0)
 }
 
+/// What [`run_phase`] saw.
+#[derive(Default)]
+struct PhaseRun {
+    elapsed: Duration,
+    /// Latencies of the operations that succeeded.
+    lat: Vec<Duration>,
+    errors: usize,
+    first_error: Option<String>,
+}
+
 /// Run `per_client` operations on every client at once; `op(client, i)`
-/// does one. Returns the phase's wall time and every latency.
+/// does one. A failed operation is counted and skipped.
 async fn run_phase<F, Fut>(
     clients: &[KvClient<Channel>],
     per_client: usize,
     op: F,
-) -> Result<(Duration, Vec<Duration>), StoreError>
+) -> Result<PhaseRun, StoreError>
 where
     F: Fn(KvClient<Channel>, usize, usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
@@ -119,20 +147,37 @@ where
         let client = client.clone();
         let op = op.clone();
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per_client);
+            let mut run = PhaseRun {
+                lat: Vec::with_capacity(per_client),
+                ..Default::default()
+            };
             for i in 0..per_client {
                 let t = Instant::now();
-                op(client.clone(), c, i).await?;
-                lat.push(t.elapsed());
+                match op(client.clone(), c, i).await {
+                    Ok(()) => run.lat.push(t.elapsed()),
+                    Err(e) => {
+                        run.errors += 1;
+                        run.first_error.get_or_insert_with(|| e.to_string());
+                    }
+                }
             }
-            Ok::<_, tonic::Status>(lat)
+            run
         }));
     }
-    let mut all = Vec::with_capacity(clients.len() * per_client);
+    let mut all = PhaseRun {
+        lat: Vec::with_capacity(clients.len() * per_client),
+        ..Default::default()
+    };
     for t in tasks {
-        all.extend(t.await.map_err(transport)?.map_err(transport)?);
+        let run = t.await.map_err(transport)?;
+        all.lat.extend(run.lat);
+        all.errors += run.errors;
+        if all.first_error.is_none() {
+            all.first_error = run.first_error;
+        }
     }
-    Ok((start.elapsed(), all))
+    all.elapsed = start.elapsed();
+    Ok(all)
 }
 
 /// `clients` concurrent etcd clients, each on its own HTTP/2 connection,
@@ -187,7 +232,7 @@ impl EtcdLoad {
     ) -> Result<BenchPhase, StoreError> {
         let value = vec![b'v'; value_size];
         let prefix = prefix.to_string();
-        let (time, lat) = run_phase(&self.conns, self.per_client(ops), move |mut kv, c, i| {
+        let run = run_phase(&self.conns, self.per_client(ops), move |mut kv, c, i| {
             let req = PutRequest {
                 key: format!("{prefix}{c}/{i}").into_bytes(),
                 value: value.clone(),
@@ -196,14 +241,14 @@ impl EtcdLoad {
             async move { kv.put(req).await.map(|_| ()) }
         })
         .await?;
-        Ok(phase("put", time, lat))
+        Ok(phase("put", run))
     }
 
     /// `ops` linearizable single-key ranges of the keys [`EtcdLoad::puts`]
     /// wrote with the same prefix and `ops`.
     pub async fn ranges(&self, prefix: &str, ops: usize) -> Result<BenchPhase, StoreError> {
         let prefix = prefix.to_string();
-        let (time, lat) = run_phase(&self.conns, self.per_client(ops), move |mut kv, c, i| {
+        let run = run_phase(&self.conns, self.per_client(ops), move |mut kv, c, i| {
             let req = RangeRequest {
                 key: format!("{prefix}{c}/{i}").into_bytes(),
                 ..Default::default()
@@ -211,7 +256,7 @@ impl EtcdLoad {
             async move { kv.range(req).await.map(|_| ()) }
         })
         .await?;
-        Ok(phase("range", time, lat))
+        Ok(phase("range", run))
     }
 }
 
