@@ -103,11 +103,12 @@
 //! snapshot first flushes sled and fsyncs its files. A crash therefore loses
 //! at most sled's unflushed tail, which openraft re-applies from the log.
 //!
-//! Measured on the 2-core development VM (release build, 1 KiB values,
-//! `skiff bench store`, medians of three runs): about 2,150 sequential
-//! puts/s (one fdatasync each), about 19,700 puts/s from 64 concurrent tasks
-//! (group commit), about 99,000 linearizable single-key reads/s. Numbers
-//! drop sharply while other builds share the machine (reads fell to 13,000).
+//! `skiff bench store` compares 3 Skiff servers with 3 etcd 3.4 members
+//! through the etcd API (writes/s, latency, memory, disk bytes per write);
+//! its figures are in the crate's `README.md`. Most of the bytes written
+//! per write are not the raft log: they are the periodic full snapshot
+//! (`snapshot.bin`, every 2,000 entries, history included) and sled's own
+//! flushes.
 //!
 //! # Caveats (what etcd does that this store does not, yet)
 //!

@@ -23,6 +23,7 @@
 //! the message framing too; lease ids chosen by etcd are random, not
 //! 1, 2, …; a `Txn` may not name a key twice (etcd refuses it).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -52,12 +53,16 @@ const MAX_RESPONSE_BYTES: usize = 1 << 30;
 /// the connection.
 #[derive(Clone)]
 pub struct RemoteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     kv: KvClient<Channel>,
     lease: LeaseClient<Channel>,
     watch: WatchClient<Channel>,
     /// Turns true at [`RemoteStore::shutdown`]; open watches end on it.
     stop: watch::Receiver<bool>,
-    stop_tx: std::sync::Arc<watch::Sender<bool>>,
+    stop_tx: watch::Sender<bool>,
 }
 
 fn endpoint(url: &str) -> Result<Endpoint, StoreError> {
@@ -106,11 +111,13 @@ impl RemoteStore {
         };
         let (stop_tx, stop) = watch::channel(false);
         let store = RemoteStore {
-            kv: KvClient::new(channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES),
-            lease: LeaseClient::new(channel.clone()),
-            watch: WatchClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES),
-            stop,
-            stop_tx: std::sync::Arc::new(stop_tx),
+            inner: Arc::new(Inner {
+                kv: KvClient::new(channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES),
+                lease: LeaseClient::new(channel.clone()),
+                watch: WatchClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES),
+                stop,
+                stop_tx,
+            }),
         };
         tokio::time::timeout(CONNECT_TIMEOUT * 2, store.current_revision())
             .await
@@ -122,11 +129,11 @@ impl RemoteStore {
     /// fail the same way. Unary calls still work until the last clone is
     /// dropped; etcd itself is untouched.
     pub async fn shutdown(&self) {
-        let _ = self.stop_tx.send(true);
+        let _ = self.inner.stop_tx.send(true);
     }
 
     fn check_running(&self) -> Result<(), StoreError> {
-        if *self.stop.borrow() {
+        if *self.inner.stop.borrow() {
             return Err(StoreError::Stopped("remote store was shut down".into()));
         }
         Ok(())
@@ -138,9 +145,12 @@ impl RemoteStore {
         match error_from_status(s) {
             StoreError::Compacted { .. } => StoreError::Compacted {
                 requested,
-                compact_revision: remote_watch::compact_revision(self.watch.clone(), requested)
-                    .await
-                    .unwrap_or(0),
+                compact_revision: remote_watch::compact_revision(
+                    self.inner.watch.clone(),
+                    requested,
+                )
+                .await
+                .unwrap_or(0),
             },
             StoreError::FutureRevision { .. } => StoreError::FutureRevision {
                 requested,
@@ -155,7 +165,7 @@ impl RemoteStore {
 impl Kv for RemoteStore {
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
         let requested = req.revision;
-        match self.kv.clone().range(convert::range_to_pb(req)).await {
+        match self.inner.kv.clone().range(convert::range_to_pb(req)).await {
             Ok(r) => Ok(convert::range_from_pb(r.into_inner())),
             Err(s) => Err(self.revision_error(s, requested).await),
         }
@@ -164,7 +174,7 @@ impl Kv for RemoteStore {
     async fn put(&self, req: PutRequest) -> Result<PutResponse, StoreError> {
         check_put(&req)?;
         let lease = req.lease;
-        let r = self.kv.clone().put(convert::put_to_pb(req)).await;
+        let r = self.inner.kv.clone().put(convert::put_to_pb(req)).await;
         r.map(|r| convert::put_from_pb(r.into_inner()))
             .map_err(|s| lease_error(s, lease))
     }
@@ -174,6 +184,7 @@ impl Kv for RemoteStore {
         req: DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, StoreError> {
         let r = self
+            .inner
             .kv
             .clone()
             .delete_range(convert::delete_to_pb(req))
@@ -190,7 +201,7 @@ impl Kv for RemoteStore {
                 lease = if p.lease != 0 { p.lease } else { lease };
             }
         }
-        match self.kv.clone().txn(convert::txn_to_pb(req)).await {
+        match self.inner.kv.clone().txn(convert::txn_to_pb(req)).await {
             Ok(r) => Ok(convert::txn_from_pb(r.into_inner())),
             // A txn's only lease error is a put naming a missing lease; with
             // several, etcd does not say which (neither is reported here).
@@ -216,7 +227,7 @@ impl Kv for RemoteStore {
                 Err(e) => return Err(e),
             }
         }
-        remote_watch::start(self.watch.clone(), req, self.stop.clone()).await
+        remote_watch::start(self.inner.watch.clone(), req, self.inner.stop.clone()).await
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
@@ -224,7 +235,7 @@ impl Kv for RemoteStore {
             revision,
             physical: false,
         };
-        match self.kv.clone().compact(req).await {
+        match self.inner.kv.clone().compact(req).await {
             Ok(_) => Ok(()),
             Err(s) => Err(self.revision_error(s, revision).await),
         }
@@ -239,6 +250,7 @@ impl Kv for RemoteStore {
             ..Default::default()
         };
         let r = self
+            .inner
             .kv
             .clone()
             .range(req)
@@ -252,6 +264,7 @@ impl Kv for RemoteStore {
 impl Lease for RemoteStore {
     async fn lease_grant(&self, req: LeaseGrantRequest) -> Result<LeaseGrantResponse, StoreError> {
         let r = self
+            .inner
             .lease
             .clone()
             .lease_grant(pb::LeaseGrantRequest {
@@ -276,6 +289,7 @@ impl Lease for RemoteStore {
 
     async fn lease_revoke(&self, id: LeaseId) -> Result<LeaseRevokeResponse, StoreError> {
         let r = self
+            .inner
             .lease
             .clone()
             .lease_revoke(pb::LeaseRevokeRequest { id })
@@ -291,6 +305,7 @@ impl Lease for RemoteStore {
         // every few seconds at most, so a long-lived stream buys nothing.
         let req = pb::LeaseKeepAliveRequest { id };
         let mut answers = self
+            .inner
             .lease
             .clone()
             .lease_keep_alive(futures::stream::iter([req]))
@@ -315,6 +330,7 @@ impl Lease for RemoteStore {
         keys: bool,
     ) -> Result<LeaseTimeToLiveResponse, StoreError> {
         let r = self
+            .inner
             .lease
             .clone()
             .lease_time_to_live(pb::LeaseTimeToLiveRequest { id, keys })
@@ -336,6 +352,7 @@ impl Lease for RemoteStore {
 
     async fn lease_leases(&self) -> Result<Vec<LeaseId>, StoreError> {
         let r = self
+            .inner
             .lease
             .clone()
             .lease_leases(pb::LeaseLeasesRequest {})
