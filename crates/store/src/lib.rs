@@ -105,10 +105,10 @@
 //!
 //! `skiff bench store` compares 3 Skiff servers with 3 etcd 3.4 members
 //! through the etcd API (writes/s, latency, memory, disk bytes per write);
-//! its figures are in the crate's `README.md`. Most of the bytes written
-//! per write are not the raft log: they are the periodic full snapshot
-//! (`snapshot.bin`, every 2,000 entries, history included) and sled's own
-//! flushes.
+//! its figures are in the crate's `README.md`. Skiff writes several times
+//! more bytes per write than etcd; beyond the raft log, the periodic full
+//! snapshot (`snapshot.bin`, every 2,000 entries, history included) and
+//! sled's own flushes are the likely causes (not yet measured apart).
 //!
 //! # Caveats (what etcd does that this store does not, yet)
 //!
