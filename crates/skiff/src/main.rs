@@ -4,6 +4,7 @@
 mod agent_cmd;
 mod bench_cmd;
 mod bench_startup;
+mod bench_store;
 mod cluster_cmd;
 
 mod images_cmd;

@@ -1,5 +1,8 @@
 //! `skiff server`: the store, the API server, the scheduler and (unless
-//! `--no-agent`) a local node agent, in one process.
+//! `--no-agent`) a local node agent, in one process. With
+//! `--datastore-endpoint` the API server keeps its state in an external etcd
+//! cluster ([`skiff_store::RemoteStore`]) instead of the embedded store, and
+//! the etcd v3 API and cluster flags do not apply.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +30,11 @@ pub struct ServerArgs {
     /// Do not serve the etcd v3 API.
     #[arg(long)]
     no_etcd_api: bool,
+    /// Keep the cluster's state in this external etcd (v3 API, plain HTTP:
+    /// `http://HOST:2379`, or several URLs separated by commas) instead of
+    /// the embedded store.
+    #[arg(long, value_name = "URL")]
+    datastore_endpoint: Option<String>,
     /// Extra names or IPs for the serving certificate.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
@@ -61,34 +69,29 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let mut store_config = skiff_store::StoreConfig::new(args.data_dir.join("store"));
-    store_config.cluster = crate::cluster_cmd::store_cluster_config(&args.cluster, &args.data_dir)?;
-    crate::cluster_cmd::tune_store(&args.cluster, &mut store_config);
-    let store = skiff_store::Store::open(store_config)
-        .await
-        .context("opening the store")?;
-    crate::cluster_cmd::announce(&store, &args.data_dir).await?;
+    let store = open_datastore(&args).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let etcd_api = if args.no_etcd_api {
-        None
-    } else {
-        let listener = tokio::net::TcpListener::bind(args.etcd_listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "etcd API: listen on {} (or pass --no-etcd-api)",
-                    args.etcd_listen
-                )
-            })?;
-        println!("etcd v3 API at {}", listener.local_addr()?);
-        Some(spawn_logged(
-            "etcd API",
-            skiff_store::serve_etcd_api(store.clone(), listener, stopped(stop_rx.clone())),
-        ))
+    let etcd_api = match &store {
+        Datastore::Embedded(store) if !args.no_etcd_api => {
+            let listener = tokio::net::TcpListener::bind(args.etcd_listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "etcd API: listen on {} (or pass --no-etcd-api)",
+                        args.etcd_listen
+                    )
+                })?;
+            println!("etcd v3 API at {}", listener.local_addr()?);
+            Some(spawn_logged(
+                "etcd API",
+                skiff_store::serve_etcd_api(store.clone(), listener, stopped(stop_rx.clone())),
+            ))
+        }
+        _ => None,
     };
 
     let config = skiff_apiserver::ApiServerConfig {
@@ -101,7 +104,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     };
-    let api = skiff_apiserver::ApiServer::start(config, Arc::new(store.clone()))
+    let api = skiff_apiserver::ApiServer::start(config, store.kv())
         .await
         .context("starting the API server")?;
     let url = api.url().to_string();
@@ -159,6 +162,54 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     api.shutdown().await;
     store.shutdown().await;
     Ok(())
+}
+
+/// Where the server keeps the cluster's state.
+enum Datastore {
+    /// The embedded raft store in `DATA/store`.
+    Embedded(skiff_store::Store),
+    /// An external etcd (`--datastore-endpoint`).
+    Remote(skiff_store::RemoteStore),
+}
+
+impl Datastore {
+    fn kv(&self) -> Arc<dyn skiff_store::Kv> {
+        match self {
+            Datastore::Embedded(s) => Arc::new(s.clone()),
+            Datastore::Remote(s) => Arc::new(s.clone()),
+        }
+    }
+
+    async fn shutdown(&self) {
+        match self {
+            Datastore::Embedded(s) => s.shutdown().await,
+            Datastore::Remote(s) => s.shutdown().await,
+        }
+    }
+}
+
+async fn open_datastore(args: &ServerArgs) -> anyhow::Result<Datastore> {
+    let cluster = crate::cluster_cmd::store_cluster_config(&args.cluster, &args.data_dir)?;
+    if let Some(endpoint) = &args.datastore_endpoint {
+        anyhow::ensure!(
+            cluster.is_none(),
+            "--datastore-endpoint replaces the embedded store: the raft peer flags \
+             (--join, --peer-listen, DATA/peer.json) do not apply"
+        );
+        let remote = skiff_store::RemoteStore::connect(endpoint)
+            .await
+            .with_context(|| format!("connecting to the datastore at {endpoint}"))?;
+        println!("datastore: external etcd at {endpoint}");
+        return Ok(Datastore::Remote(remote));
+    }
+    let mut store_config = skiff_store::StoreConfig::new(args.data_dir.join("store"));
+    store_config.cluster = cluster;
+    crate::cluster_cmd::tune_store(&args.cluster, &mut store_config);
+    let store = skiff_store::Store::open(store_config)
+        .await
+        .context("opening the store")?;
+    crate::cluster_cmd::announce(&store, &args.data_dir).await?;
+    Ok(Datastore::Embedded(store))
 }
 
 /// Spawns a component and logs, when it ends, the error it ended with, so a

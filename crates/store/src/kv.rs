@@ -2,8 +2,8 @@
 //!
 //! Names follow etcd's `rpc.proto` (`RangeRequest`, `Compare`, `TxnRequest`,
 //! `mod_revision`, …) so that readers can move between Skiff and etcd. The API
-//! server talks only to [`Kv`]; the embedded raft store implements it today, an
-//! external etcd cluster will implement it too.
+//! server talks only to [`Kv`]; the embedded raft store (`Store`) and an
+//! external etcd cluster (`RemoteStore`) implement it.
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;

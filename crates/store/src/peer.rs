@@ -18,7 +18,7 @@ use openraft::Raft;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use crate::error::StoreError;
@@ -246,9 +246,14 @@ pub(crate) fn spawn_server<H: CallHandler>(
         let result = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(server)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
+            // `tcp_nodelay` above does not reach accepted connections of a
+            // listener we bound; see `etcd::serve_etcd_api`.
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )
             .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "raft peer server stopped");

@@ -604,7 +604,7 @@ async fn wait_leading(raft: &Raft<TypeConfig>, node_id: NodeId) -> Result<(), St
 
 /// etcd refuses puts with an empty key (`ErrEmptyKey`) and values over the
 /// request limit; check before proposing so nothing useless enters the log.
-fn check_put(req: &PutRequest) -> Result<(), StoreError> {
+pub(crate) fn check_put(req: &PutRequest) -> Result<(), StoreError> {
     if req.key.is_empty() {
         return Err(StoreError::InvalidRequest("key is not provided".into()));
     }

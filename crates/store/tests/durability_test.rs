@@ -13,7 +13,7 @@ use skiff_store::{Kv, Store, StoreConfig, StoreError};
 #[tokio::test]
 async fn data_survives_close_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     for i in 0..20 {
         put(&s, &format!("/p/{i}"), &format!("v{i}")).await;
     }
@@ -25,7 +25,7 @@ async fn data_survives_close_and_reopen() {
         Err(StoreError::Stopped(_))
     ));
 
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     assert_eq!(s.current_revision().await.unwrap(), rev);
     let all = s.range(prefix_req("/p/")).await.unwrap();
     assert_eq!(all.count, 19);
@@ -54,7 +54,7 @@ fn acknowledged_writes_survive_dropping_the_runtime() {
             .unwrap();
         let acked = acked.clone();
         rt.block_on(async move {
-            let s = open(&path).await;
+            let s = open_store(&path).await;
             for t in 0..64 {
                 let s = s.clone();
                 let acked = acked.clone();
@@ -195,7 +195,7 @@ async fn acknowledged_writes_survive_sigkill() {
     );
     eprintln!("child acknowledged {} writes before SIGKILL", acked.len());
 
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     let mut missing = 0;
     for key in &acked {
         if s.range(get_req(key)).await.unwrap().count != 1 {
@@ -214,7 +214,7 @@ async fn acknowledged_writes_survive_sigkill() {
 #[tokio::test]
 async fn torn_log_tail_is_tolerated() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     for i in 0..10 {
         put(&s, &format!("/t/{i}"), "v").await;
     }
@@ -228,7 +228,7 @@ async fn torn_log_tail_is_tolerated() {
     f.write_all(&[7u8; 10]).unwrap();
     drop(f);
 
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     assert_eq!(s.range(prefix_req("/t/")).await.unwrap().count, 10);
     put(&s, "/t/after", "v").await;
     s.shutdown().await;
@@ -240,7 +240,7 @@ async fn torn_log_tail_is_tolerated() {
     f.write_all(&1u32.to_le_bytes()).unwrap();
     f.write_all(b"junk").unwrap();
     drop(f);
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     assert_eq!(s.range(prefix_req("/t/")).await.unwrap().count, 11);
     s.shutdown().await;
 }
@@ -248,7 +248,7 @@ async fn torn_log_tail_is_tolerated() {
 #[tokio::test]
 async fn corrupt_log_record_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     for i in 0..10 {
         put(&s, &format!("/t/{i}"), "v").await;
     }
@@ -269,7 +269,7 @@ async fn corrupt_log_record_is_refused() {
 #[tokio::test]
 async fn corrupt_vote_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     s.shutdown().await;
     std::fs::write(dir.path().join("raft-vote"), b"garbage!").unwrap();
     assert!(matches!(
@@ -305,7 +305,7 @@ async fn foreign_data_dir_is_refused() {
 
     // A store of another node.
     let dir = tempfile::tempdir().unwrap();
-    open(dir.path()).await.shutdown().await;
+    open_store(dir.path()).await.shutdown().await;
     let mut cfg = StoreConfig::new(dir.path());
     cfg.node_id = 2;
     assert!(matches!(
@@ -318,7 +318,7 @@ async fn foreign_data_dir_is_refused() {
 async fn missing_path_is_created() {
     let dir = tempfile::tempdir().unwrap();
     let nested = dir.path().join("a/b/c");
-    let s = open(&nested).await;
+    let s = open_store(&nested).await;
     put(&s, "/x", "y").await;
     s.shutdown().await;
     assert!(nested.join("skiff-store.json").exists());
@@ -329,7 +329,7 @@ async fn missing_path_is_created() {
 #[tokio::test]
 async fn snapshot_and_log_purge_then_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     for i in 0..2_300 {
         put(&s, &format!("/s/{}", i % 100), &i.to_string()).await;
     }
@@ -350,7 +350,7 @@ async fn snapshot_and_log_purge_then_reopen() {
     }
     s.shutdown().await;
 
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     assert_eq!(s.current_revision().await.unwrap(), rev + 10);
     let r = s.range(prefix_req("/s/")).await.unwrap();
     assert_eq!(r.count, 100);
@@ -365,7 +365,7 @@ async fn snapshot_and_log_purge_then_reopen() {
 #[tokio::test]
 async fn missing_state_machine_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     put(&s, "/x", "y").await;
     s.shutdown().await;
     drop(s);
@@ -382,7 +382,7 @@ async fn missing_state_machine_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopen_right_after_dropping_without_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     let mut writers = Vec::new();
     for t in 0..16 {
         let s = s.clone();
@@ -396,7 +396,7 @@ async fn reopen_right_after_dropping_without_shutdown() {
         w.await.unwrap();
     }
     drop(s);
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     assert_eq!(s.range(prefix_req("/drop/")).await.unwrap().count, 320);
     s.shutdown().await;
 }
@@ -404,7 +404,7 @@ async fn reopen_right_after_dropping_without_shutdown() {
 #[tokio::test]
 async fn corrupt_snapshot_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     s.shutdown().await;
     std::fs::write(dir.path().join("snapshot.bin"), b"SKIFFSN1 but not really").unwrap();
     match Store::open(StoreConfig::new(dir.path())).await {

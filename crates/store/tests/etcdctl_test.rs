@@ -33,7 +33,7 @@ impl Served {
             "{ETCDCTL} is missing: run `make deps` (it installs Debian's etcd-client)"
         );
         let dir = tempfile::tempdir().unwrap();
-        let store = common::open(dir.path()).await;
+        let store = common::open_store(dir.path()).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -4,14 +4,13 @@ mod common;
 
 use common::*;
 use skiff_store::{
-    CompareResult, CompareTarget, DeleteRangeRequest, Kv, Lease, LeaseGrantRequest, RangeRequest,
+    CompareResult, CompareTarget, DeleteRangeRequest, Kv, LeaseGrantRequest, RangeRequest,
     RequestOp, ResponseOp, StoreError, TxnRequest, MAX_VALUE_BYTES,
 };
 
-#[tokio::test]
-async fn revisions_and_metadata() {
+async fn revisions_and_metadata(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
     // etcd starts at revision 1.
     assert_eq!(s.current_revision().await.unwrap(), 1);
 
@@ -61,10 +60,9 @@ async fn revisions_and_metadata() {
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn range_prefix_limit_count_keys_only_and_past_revision() {
+async fn range_prefix_limit_count_keys_only_and_past_revision(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
     for i in 0..5 {
         put(&s, &format!("/registry/pods/ns/p{i}"), &format!("v{i}")).await;
     }
@@ -136,10 +134,9 @@ async fn range_prefix_limit_count_keys_only_and_past_revision() {
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn delete_range_with_prev_kvs() {
+async fn delete_range_with_prev_kvs(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
     for k in ["a/1", "a/2", "a/3", "b/1"] {
         put(&s, k, k).await;
     }
@@ -161,10 +158,9 @@ async fn delete_range_with_prev_kvs() {
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn txn_create_if_absent_cas_and_failure_branch() {
+async fn txn_create_if_absent_cas_and_failure_branch(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
 
     // Create-if-absent (Kubernetes' create: mod_revision == 0).
     let create = |v: &str| TxnRequest {
@@ -281,10 +277,9 @@ async fn txn_create_if_absent_cas_and_failure_branch() {
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn value_over_limit_is_refused() {
+async fn value_over_limit_is_refused(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
     let mut req = put_req("/big", "");
     req.value = vec![b'x'; MAX_VALUE_BYTES + 1];
     match s.put(req).await {
@@ -301,10 +296,9 @@ async fn value_over_limit_is_refused() {
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn compaction_refuses_old_reads() {
+async fn compaction_refuses_old_reads(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
     for i in 0..10 {
         put(&s, "/c", &format!("{i}")).await;
     }
@@ -342,6 +336,9 @@ async fn compaction_refuses_old_reads() {
     s.shutdown().await;
 }
 
+/// Embedded store only: automatic compaction is the server's setting, not
+/// part of the key-value contract (etcd's revision-mode auto-compaction
+/// runs every 5 minutes, too slow for a test).
 #[tokio::test]
 async fn automatic_compaction_keeps_the_last_revisions() {
     let dir = tempfile::tempdir().unwrap();
@@ -367,10 +364,9 @@ async fn automatic_compaction_keeps_the_last_revisions() {
 /// Concurrent compare-and-swap increments on one key: writes that share a
 /// raft entry (group commit) must still see each other, so exactly the
 /// successful CASes are counted and revisions stay unique.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_cas_increments_are_serializable() {
+async fn concurrent_cas_increments_are_serializable(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
     put(&s, "/counter", "0").await;
     const TASKS: usize = 16;
     const INCREMENTS: usize = 20;
@@ -422,10 +418,9 @@ async fn concurrent_cas_increments_are_serializable() {
 
 /// Under concurrent writes, a Range never returns a key newer than the
 /// revision it reports (a list's resourceVersion must cover its items).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn range_is_a_consistent_snapshot_under_writes() {
+async fn range_is_a_consistent_snapshot_under_writes(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
     let writer = {
         let s = s.clone();
         tokio::spawn(async move {
@@ -450,10 +445,9 @@ async fn range_is_a_consistent_snapshot_under_writes() {
 }
 
 /// A range whose end is before its start is empty, not a panic.
-#[tokio::test]
-async fn inverted_range_is_empty() {
+async fn inverted_range_is_empty(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
     put(&s, "/b", "1").await;
     let r = s
         .range(RangeRequest {
@@ -482,3 +476,15 @@ async fn inverted_range_is_empty() {
     assert_eq!(s.range(past).await.unwrap().count, 0);
     s.shutdown().await;
 }
+
+both_backends!(
+    revisions_and_metadata,
+    range_prefix_limit_count_keys_only_and_past_revision,
+    delete_range_with_prev_kvs,
+    txn_create_if_absent_cas_and_failure_branch,
+    value_over_limit_is_refused,
+    compaction_refuses_old_reads,
+    concurrent_cas_increments_are_serializable,
+    range_is_a_consistent_snapshot_under_writes,
+    inverted_range_is_empty,
+);

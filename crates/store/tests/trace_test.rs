@@ -40,7 +40,7 @@ fn event_text(e: &Event) -> String {
 #[tokio::test]
 async fn apply_trace_matches_golden() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open_store(dir.path()).await;
     let mut w = s
         .watch(WatchRequest {
             key: vec![0],

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use futures::StreamExt;
-use skiff_store::{Event, EventType, Kv, StoreError, WatchRequest, WatchStream};
+use skiff_store::{Event, EventType, StoreError, WatchRequest, WatchStream};
 
 fn watch_prefix(prefix: &str, start_revision: i64, prev_kv: bool) -> WatchRequest {
     WatchRequest {
@@ -30,10 +30,9 @@ async fn take_events(w: &mut WatchStream, n: usize) -> Vec<Event> {
     out
 }
 
-#[tokio::test]
-async fn live_events_in_order_with_prev_kv() {
+async fn live_events_in_order_with_prev_kv(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
     let mut w = s.watch(watch_prefix("/w/", 0, true)).await.unwrap();
     put(&s, "/w/a", "1").await;
     put(&s, "/other", "x").await; // outside the watched range
@@ -60,10 +59,9 @@ async fn live_events_in_order_with_prev_kv() {
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn resume_from_a_revision_replays_then_goes_live() {
+async fn resume_from_a_revision_replays_then_goes_live(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
     let first = put(&s, "/r/a", "1").await;
     put(&s, "/r/b", "1").await;
     put(&s, "/r/a", "2").await;
@@ -87,10 +85,9 @@ async fn resume_from_a_revision_replays_then_goes_live() {
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn watch_before_compaction_point_fails() {
+async fn watch_before_compaction_point_fails(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
     for i in 0..5 {
         put(&s, "/c", &i.to_string()).await;
     }
@@ -111,10 +108,9 @@ async fn watch_before_compaction_point_fails() {
 
 /// Writers race the watcher's start; the watcher also stops reading for a
 /// while so it overruns the live ring and must catch up from history.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_gaps_or_duplicates_under_concurrent_writes() {
+async fn no_gaps_or_duplicates_under_concurrent_writes(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
     const TASKS: usize = 32;
     const PER_TASK: usize = 50;
     let start = s.current_revision().await.unwrap() + 1;
@@ -151,10 +147,9 @@ async fn no_gaps_or_duplicates_under_concurrent_writes() {
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn shutdown_ends_watch_streams() {
+async fn shutdown_ends_watch_streams(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
     let mut w = s.watch(watch_prefix("/", 0, false)).await.unwrap();
     s.shutdown().await;
     let end = tokio::time::timeout(Duration::from_secs(5), w.next())
@@ -165,11 +160,10 @@ async fn shutdown_ends_watch_streams() {
 
 /// A Txn's writes share one revision and reach a watcher together, in the
 /// order of the Txn's operations.
-#[tokio::test]
-async fn txn_events_share_a_revision() {
+async fn txn_events_share_a_revision(backend: Backend) {
     use skiff_store::{RequestOp, TxnRequest};
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path()).await;
+    let s = open(backend, dir.path()).await;
     put(&s, "/x/old", "1").await;
     let mut w = s.watch(watch_prefix("/x/", 0, true)).await.unwrap();
     let t = s
@@ -198,3 +192,12 @@ async fn txn_events_share_a_revision() {
     assert_eq!(ev[1].prev_kv.as_ref().unwrap().value, b"1");
     s.shutdown().await;
 }
+
+both_backends!(
+    live_events_in_order_with_prev_kv,
+    resume_from_a_revision_replays_then_goes_live,
+    watch_before_compaction_point_fails,
+    no_gaps_or_duplicates_under_concurrent_writes,
+    shutdown_ends_watch_streams,
+    txn_events_share_a_revision,
+);

@@ -14,19 +14,19 @@ use crate::Store;
 /// etcd's `ErrGRPCCompacted`.
 pub(crate) const MSG_COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
 /// etcd's `ErrGRPCFutureRev`.
-const MSG_FUTURE_REV: &str = "etcdserver: mvcc: required revision is a future revision";
+pub(crate) const MSG_FUTURE_REV: &str = "etcdserver: mvcc: required revision is a future revision";
 /// etcd's `ErrGRPCLeaseNotFound`.
-const MSG_LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
+pub(crate) const MSG_LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
 /// etcd's `ErrGRPCLeaseExist`.
-const MSG_LEASE_EXIST: &str = "etcdserver: lease already exists";
+pub(crate) const MSG_LEASE_EXIST: &str = "etcdserver: lease already exists";
 /// etcd's `ErrGRPCLeaseTTLTooLarge`.
-const MSG_LEASE_TTL_TOO_LARGE: &str = "etcdserver: too large lease TTL";
+pub(crate) const MSG_LEASE_TTL_TOO_LARGE: &str = "etcdserver: too large lease TTL";
 /// etcd's `ErrGRPCNoLeader`.
-const MSG_NO_LEADER: &str = "etcdserver: no leader";
+pub(crate) const MSG_NO_LEADER: &str = "etcdserver: no leader";
 /// etcd's `ErrGRPCTimeout`.
-const MSG_TIMEOUT: &str = "etcdserver: request timed out";
+pub(crate) const MSG_TIMEOUT: &str = "etcdserver: request timed out";
 /// etcd's `ErrGRPCStopped`.
-const MSG_STOPPED: &str = "etcdserver: server stopped";
+pub(crate) const MSG_STOPPED: &str = "etcdserver: server stopped";
 /// etcd's `ErrGRPCEmptyKey`.
 pub(crate) const MSG_EMPTY_KEY: &str = "etcdserver: key is not provided";
 /// etcd's `ErrGRPCRequestTooLarge`.
