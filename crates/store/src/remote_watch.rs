@@ -123,9 +123,13 @@ async fn next(mut st: State) -> Option<(Result<WatchResponse, StoreError>, State
         return None;
     }
     let msg = tokio::select! {
+        biased;
         _ = st.stop.wait_for(|s| *s) => None,
         m = st.inbound.message() => Some(m),
     };
+    // A stream broken by the shutdown (its connection dropped, or etcd
+    // stopped with it) ends as stopped, not as a transport error.
+    let msg = msg.filter(|_| !*st.stop.borrow());
     let Some(msg) = msg else {
         st.done = true;
         return Some((
