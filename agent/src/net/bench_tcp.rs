@@ -6,7 +6,8 @@
 //! ```text
 //!  sknp-c-<pid>              sknp-r-<pid>                 sknp-b-<pid>
 //!  client ── 10.195.1.0/24 ── router (forwarding; the ── 10.195.2.0/24 ── sink :8080
-//!  10.195.1.2                 proxy's table, like a node)   10.195.2.2/.3  echo :8081
+//!  10.195.1.2 (direct)        proxy's table, like a node)   10.195.2.2/.3  echo :8081
+//!  10.195.1.3 (ClusterIP)
 //!
 //!  direct:    client → 10.195.2.2:8080 / :8081
 //!  ClusterIP: client → 10.195.128.1:80 / :81, DNAT in the router's prerouting
@@ -55,6 +56,16 @@ const ECHO_PORT: u16 = 8081;
 /// A service port whose one endpoint is the backend itself, which calls it
 /// before measuring: hairpin traffic must come back masqueraded.
 const HAIRPIN_PORT: u16 = 82;
+/// The client's source address for direct connections, and for
+/// connections through the ClusterIP. Two addresses, because the echo
+/// server closes first and so keeps each connection in TIME_WAIT: a client
+/// port reused through the ClusterIP would meet the TIME_WAIT of a direct
+/// connection with the same 4-tuple at the backend, whose timestamps and
+/// sequence numbers come from another (client, destination) pair, and its
+/// SYN would be dropped until a 1 s retransmit — a cost of mixing the two
+/// paths in one bench, not of the ClusterIP.
+const CLIENT_DIRECT: Ipv4Addr = Ipv4Addr::new(10, 195, 1, 2);
+const CLIENT_VIA_SERVICE: Ipv4Addr = Ipv4Addr::new(10, 195, 1, 3);
 /// Concurrent clients in the short-connection test.
 const SHORT_CONNECTION_CLIENTS: usize = 16;
 /// Write size of the bulk stream.
@@ -123,6 +134,8 @@ impl Topology {
         topo.backend
             .ip(&["addr", "add", "10.195.2.3/24", "dev", &br])?;
         topo.client
+            .ip(&["addr", "add", "10.195.1.3/24", "dev", &cr])?;
+        topo.client
             .ip(&["route", "add", "default", "via", "10.195.1.1"])?;
         topo.backend
             .ip(&["route", "add", "default", "via", "10.195.2.1"])?;
@@ -184,7 +197,7 @@ pub async fn bench_throughput(bench: &ThroughputBench) -> Result<String, BenchEr
     tokio::time::sleep(Duration::from_millis(200)).await;
     let hairpin = spawn_in(&topo.backend, || async {
         let to = SocketAddr::from((CLUSTER_IP, HAIRPIN_PORT));
-        tokio::time::timeout(Duration::from_secs(10), request(to))
+        tokio::time::timeout(Duration::from_secs(10), request(to, None))
             .await
             .map_err(|_| BenchError::Setup("timed out".into()))?
     })
@@ -216,8 +229,12 @@ pub async fn bench_throughput(bench: &ThroughputBench) -> Result<String, BenchEr
         let measured = (|| {
             let a = in_client(&topo, move || stream(direct_stream, duration))?;
             let b = in_client(&topo, move || stream(cluster_stream, duration))?;
-            let c = in_client(&topo, move || short_connections(direct_echo, duration))?;
-            let d = in_client(&topo, move || short_connections(cluster_echo, duration))?;
+            let c = in_client(&topo, move || {
+                short_connections(direct_echo, CLIENT_DIRECT, duration)
+            })?;
+            let d = in_client(&topo, move || {
+                short_connections(cluster_echo, CLIENT_VIA_SERVICE, duration)
+            })?;
             Ok::<_, BenchError>([a, b, c, d])
         })();
         match measured {
@@ -370,14 +387,18 @@ async fn stream(to: SocketAddr, duration: Duration) -> Result<f64, BenchError> {
 
 /// [`SHORT_CONNECTION_CLIENTS`] loops of connect, one request, one reply,
 /// close, for `duration`: connections per second.
-async fn short_connections(to: SocketAddr, duration: Duration) -> Result<f64, BenchError> {
+async fn short_connections(
+    to: SocketAddr,
+    from: Ipv4Addr,
+    duration: Duration,
+) -> Result<f64, BenchError> {
     let start = Instant::now();
     let mut tasks: tokio::task::JoinSet<Result<u64, BenchError>> = tokio::task::JoinSet::new();
     for _ in 0..SHORT_CONNECTION_CLIENTS {
         tasks.spawn(async move {
             let mut done = 0u64;
             while start.elapsed() < duration {
-                request(to).await?;
+                request(to, Some(from)).await?;
                 done += 1;
             }
             Ok(done)
@@ -390,12 +411,21 @@ async fn short_connections(to: SocketAddr, duration: Duration) -> Result<f64, Be
     Ok(total as f64 / start.elapsed().as_secs_f64())
 }
 
-/// One short connection: connect, send a byte, read the whole reply, which
-/// must be `ok`.
-async fn request(to: SocketAddr) -> Result<(), BenchError> {
-    let mut s = TcpStream::connect(to)
-        .await
-        .map_err(|e| BenchError::Io("connecting", e))?;
+/// One short connection (from `from`, if given): connect, send a byte,
+/// read the whole reply, which must be `ok`.
+async fn request(to: SocketAddr, from: Option<Ipv4Addr>) -> Result<(), BenchError> {
+    let mut s = match from {
+        None => TcpStream::connect(to).await,
+        Some(ip) => {
+            let socket =
+                tokio::net::TcpSocket::new_v4().map_err(|e| BenchError::Io("a socket", e))?;
+            socket
+                .bind(SocketAddr::from((ip, 0)))
+                .map_err(|e| BenchError::Io("binding the client address", e))?;
+            socket.connect(to).await
+        }
+    }
+    .map_err(|e| BenchError::Io("connecting", e))?;
     s.set_nodelay(true)
         .map_err(|e| BenchError::Io("TCP_NODELAY", e))?;
     s.write_all(b"x")
