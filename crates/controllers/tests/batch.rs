@@ -12,6 +12,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use support::*;
@@ -24,7 +25,12 @@ fn spawn_finishing_kubelet(client: Client, node: &str) -> tokio::task::JoinHandl
     let node = node.to_string();
     tokio::spawn(async move {
         let api: Api<Pod> = Api::all(client.clone());
-        let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
+        // With back-off: once the test's server is gone, a watcher without
+        // it retries in a tight loop that never yields, and the test's
+        // runtime then cannot shut down (seen as a CI hang).
+        let mut events = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         while let Some(e) = events.next().await {
             let pod = match e {
                 Ok(Event::Apply(p)) | Ok(Event::InitApply(p)) => p,

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -161,7 +162,12 @@ pub async fn create_node(client: &Client, name: &str) -> anyhow::Result<()> {
 pub fn spawn_fake_kubelet(client: Client, nodes: Vec<String>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let api: Api<Pod> = Api::all(client.clone());
-        let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
+        // With back-off: once the test's server is gone, a watcher without
+        // it retries in a tight loop that never yields, and the test's
+        // runtime then cannot shut down (seen as a CI hang).
+        let mut events = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         while let Some(e) = events.next().await {
             let pod = match e {
                 Ok(Event::Apply(p)) | Ok(Event::InitApply(p)) => p,
