@@ -74,7 +74,7 @@ pub fn selecting<'a>(pod: &Value, budgets: &'a [Value]) -> Vec<&'a Value> {
 
 /// The 429 an eviction gets when a budget blocks it, with the
 /// `DisruptionBudget` cause kubectl prints.
-fn too_many_requests(cause: String) -> ApiError {
+pub fn too_many_requests(cause: String) -> ApiError {
     ApiError::TooManyRequests {
         message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
         causes: vec![("DisruptionBudget".into(), cause)],

@@ -280,13 +280,9 @@ async fn spend_budget(ctx: &RequestContext, ns: &str, name: &str) -> Result<(), 
             return Ok(());
         }
     }
-    Err(ApiError::TooManyRequests {
-        message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
-        causes: vec![(
-            "DisruptionBudget".into(),
-            "the disruption budget kept changing; try again".into(),
-        )],
-    })
+    Err(crate::eviction::too_many_requests(
+        "the disruption budget kept changing; try again".into(),
+    ))
 }
 
 #[cfg(test)]

@@ -186,7 +186,7 @@ async fn answers_over_udp_and_tcp_and_forwards_the_rest() {
 /// `cargo test -p skiff-dns --test dns_udp_tcp -- --ignored --nocapture`:
 /// latency of cluster answers over UDP (a measurement, not a check).
 #[tokio::test]
-#[ignore]
+#[ignore = "a measurement that prints latencies, not a check: run by hand with --ignored"]
 async fn bench_cluster_answers() {
     let server = DnsServer::start("127.0.0.1:0".parse().unwrap(), cluster(), vec![])
         .await
