@@ -97,6 +97,32 @@ fn freebind_socket(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socke
     Ok(s)
 }
 
+/// Binds UDP and TCP on `listen`. With port 0, TCP takes the port the
+/// kernel picked for UDP, so both answer alike; another process may hold
+/// that TCP port, so a few picks are tried before giving up.
+fn bind_pair(listen: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    const PICKS: usize = 16;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let udp = freebind_socket(listen, socket2::Type::DGRAM)?;
+        let udp = UdpSocket::from_std(udp.into())?;
+        let tcp_listen = SocketAddr::new(listen.ip(), udp.local_addr()?.port());
+        let tcp = freebind_socket(tcp_listen, socket2::Type::STREAM).and_then(|tcp| {
+            tcp.listen(128)?;
+            TcpListener::from_std(tcp.into())
+        });
+        match tcp {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && listen.port() == 0
+                    && attempt < PICKS => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A running DNS server.
 pub struct DnsServer {
     udp_addr: SocketAddr,
@@ -105,8 +131,8 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
-    /// Binds `listen` (UDP and TCP; port 0 picks one, the same number is
-    /// not guaranteed for both) and serves `cluster`, forwarding other
+    /// Binds `listen` (UDP and TCP; port 0 picks one port free for both)
+    /// and serves `cluster`, forwarding other
     /// names to `upstreams`.
     pub async fn start(
         listen: SocketAddr,
@@ -117,14 +143,8 @@ impl DnsServer {
             addr: listen,
             source,
         };
-        let udp = freebind_socket(listen, socket2::Type::DGRAM).map_err(bind_err)?;
-        let udp = UdpSocket::from_std(udp.into()).map_err(bind_err)?;
+        let (udp, tcp) = bind_pair(listen).map_err(bind_err)?;
         let udp_addr = udp.local_addr().map_err(bind_err)?;
-        // TCP on the UDP port when one was picked, so both answer alike.
-        let tcp_listen = SocketAddr::new(listen.ip(), udp_addr.port());
-        let tcp = freebind_socket(tcp_listen, socket2::Type::STREAM).map_err(bind_err)?;
-        tcp.listen(128).map_err(bind_err)?;
-        let tcp = TcpListener::from_std(tcp.into()).map_err(bind_err)?;
         let tcp_addr = tcp.local_addr().map_err(bind_err)?;
         let upstreams = Arc::new(upstreams);
         let mut tasks = JoinSet::new();
