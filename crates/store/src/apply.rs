@@ -66,7 +66,7 @@ impl Mvcc {
             compact: start_compact,
         };
         let start_rev = w.current;
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::mvcc::Writes::default();
         let mut overlay = Overlay::default();
 
         let response = match &entry.payload {

@@ -32,10 +32,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
         let tree = db.open_tree("mvcc").expect("open tree");
         let sm = StateMachine::new(
             Mvcc::new(tree),
-            db,
             SmFiles {
                 data_dir: dir.path().to_path_buf(),
-                sled_dir,
                 lock,
             },
             Arc::new(WatchHub::new()),

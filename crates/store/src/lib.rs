@@ -41,6 +41,7 @@
 //! raft-vote         the raft vote, replaced atomically            (log_store.rs)
 //! sm/               sled: the MVCC state machine                  (keys.rs, mvcc.rs, apply.rs)
 //! snapshot.bin      the last raft snapshot                        (state_machine.rs)
+//! sm-clean          present only after a clean shutdown           (state_machine.rs)
 //! (leases live in the sled tree: l<id>, a<id><key>                (keys.rs, lease_apply.rs))
 //! ```
 //!
@@ -97,18 +98,20 @@
 //! grouped above raft: the proposer puts everything queued into one
 //! `Command::Batch` entry, one fdatasync for all of them (group commit).
 //!
-//! sled is the state machine. Each entry's data, history, revision and
-//! `last_applied` go in one sled batch, so sled recovers to some entry
-//! boundary; the log is purged only after a snapshot, and building a
-//! snapshot first flushes sled and fsyncs its files. A crash therefore loses
-//! at most sled's unflushed tail, which openraft re-applies from the log.
+//! sled is the state machine, but not a durable one: apply writes each
+//! entry's data, history, revision and `last_applied` as plain sled
+//! operations (sled 0.34's atomic batches force two IO-buffer writes and
+//! `sync_file_range`s per batch: ~27 KB of disk writes per store write,
+//! measured), and sled flushes only when its buffers fill and at a clean
+//! shutdown, which then leaves the `sm-clean` mark. `open` takes the mark
+//! away; without it (a crash) sled's directory is discarded and rebuilt
+//! from `snapshot.bin`, and openraft re-applies the log after it. The log
+//! is purged only up to a snapshot that is already fsynced and renamed
+//! into place, so snapshot plus log always hold every applied entry.
 //!
 //! `skiff bench store` compares 3 Skiff servers with 3 etcd 3.4 members
 //! through the etcd API (writes/s, latency, memory, disk bytes per write);
-//! its figures are in the crate's `README.md`. Skiff writes several times
-//! more bytes per write than etcd; beyond the raft log, the periodic full
-//! snapshot (`snapshot.bin`, every 2,000 entries, history included) and
-//! sled's own flushes are the likely causes (not yet measured apart).
+//! its figures are in the crate's `README.md`.
 //!
 //! # Caveats (what etcd does that this store does not, yet)
 //!
@@ -182,6 +185,7 @@ mod remote;
 mod remote_convert;
 mod remote_watch;
 mod snapshot_file;
+mod snapshot_trigger;
 mod state_machine;
 mod store;
 mod watch;
@@ -195,7 +199,7 @@ pub use peer::Member;
 pub use remote::RemoteStore;
 pub use store::{
     members_via, remove_member_via, ClusterConfig, JoinConfig, Store, StoreConfig, StoreStatus,
-    DEFAULT_AUTO_COMPACTION_RETAIN, DEFAULT_CACHE_CAPACITY_BYTES,
+    DEFAULT_AUTO_COMPACTION_RETAIN, DEFAULT_CACHE_CAPACITY_BYTES, DEFAULT_SNAPSHOT_LOG_BYTES_MIN,
 };
 
 #[cfg(test)]

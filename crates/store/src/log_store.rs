@@ -93,6 +93,8 @@ struct LogInner {
     cache_bytes: u64,
     /// Bytes of the live entries' records.
     live_bytes: u64,
+    /// Bytes of entries appended since the log was opened.
+    appended_bytes: u64,
     last_purged: Option<LogId<NodeId>>,
     vote: Option<Vote<NodeId>>,
     flusher: mpsc::Sender<FlushJob>,
@@ -212,12 +214,18 @@ impl LogStore {
                 cache: BTreeMap::new(),
                 cache_bytes: 0,
                 live_bytes,
+                appended_bytes: 0,
                 last_purged,
                 vote,
                 flusher: tx,
                 _dir_lock: dir_lock,
             })),
         })
+    }
+
+    /// Bytes of entries appended since the log was opened.
+    pub(crate) fn appended_bytes(&self) -> u64 {
+        lock(&self.inner).appended_bytes
     }
 
     /// True when the log has never held anything (a brand-new node).
@@ -451,6 +459,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut offset = g.file_len;
         g.write_bytes(&buf)
             .map_err(|e| StorageIOError::write_logs(&e))?;
+        g.appended_bytes += buf.len() as u64;
         for (e, size) in staged {
             let i = e.log_id.index;
             // openraft never appends over existing entries without a

@@ -1,6 +1,7 @@
 //! [`Store`]: the embedded, raft-replicated implementation of [`Kv`].
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::network::{PeerNetwork, Peers};
 use crate::peer;
 use crate::proposer::Proposer;
 use crate::raft_types::{Command, CommandResponse, NodeId, TypeConfig};
+use crate::snapshot_trigger;
 use crate::state_machine::{self, SmFiles, StateMachine};
 use crate::watch::{self, WatchHub};
 
@@ -38,9 +40,13 @@ pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 32 << 20;
 /// apiserver compacts etcd every 5 minutes; a revision count keeps apply
 /// deterministic (no clock) while bounding history.
 pub const DEFAULT_AUTO_COMPACTION_RETAIN: i64 = 10_000;
-/// Build a snapshot (and so purge the raft log) every this many entries. It
-/// bounds the unpurged log, which is also held in memory.
-const SNAPSHOT_LOGS_SINCE_LAST: u64 = 2_000;
+/// Build a snapshot (and so purge the raft log) at the latest after this
+/// many entries; it bounds the in-memory index of the log (~64 bytes per
+/// entry). Usually the byte rule comes first (`snapshot_trigger.rs`).
+const SNAPSHOT_LOGS_SINCE_LAST: u64 = 20_000;
+/// Log bytes appended before the byte rule may ask for a snapshot, however
+/// small the last one was.
+pub const DEFAULT_SNAPSHOT_LOG_BYTES_MIN: u64 = 8 << 20;
 /// Entries kept in the log behind a snapshot, so a briefly lagging follower
 /// catches up from the log instead of a full snapshot.
 const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 200;
@@ -86,13 +92,19 @@ pub struct StoreConfig {
     /// replicated state machine's rules: every node of a cluster must use
     /// the same value.
     pub auto_compaction_retain: i64,
-    /// How often sled writes its buffers out in the background (`None`:
-    /// only when a snapshot or shutdown flushes it). Durability does not
-    /// depend on it (the raft log holds every acknowledged write); it only
-    /// bounds how much log a restart re-applies.
+    /// How often sled writes its buffers out in the background (`None`,
+    /// the default: when they fill, and at shutdown). Durability does not
+    /// depend on it: the raft log holds every acknowledged write, and after
+    /// a crash the state machine is rebuilt from the snapshot and the log
+    /// rather than read back from sled.
     pub sled_flush_interval: Option<Duration>,
-    /// Build a snapshot (and purge the log) every this many entries.
+    /// Build a snapshot (and purge the log) at the latest after this many
+    /// entries.
     pub snapshot_logs_since_last: u64,
+    /// Build one too once the log appended since the last snapshot is as
+    /// large as that snapshot and at least this many bytes
+    /// (`snapshot_trigger.rs`).
+    pub snapshot_log_bytes_min: u64,
     /// Run as one server of a cluster (peer port, join); `None`: a
     /// single-node store that opens no port.
     pub cluster: Option<ClusterConfig>,
@@ -100,15 +112,16 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     /// Defaults for `dir`: node 1, a 32 MiB cache, keep 10,000 revisions,
-    /// sled flushing every 500 ms (its own default).
+    /// no periodic sled flush.
     pub fn new(dir: impl Into<PathBuf>) -> StoreConfig {
         StoreConfig {
             dir: dir.into(),
             node_id: 1,
             cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES,
             auto_compaction_retain: DEFAULT_AUTO_COMPACTION_RETAIN,
-            sled_flush_interval: Some(Duration::from_millis(500)),
+            sled_flush_interval: None,
             snapshot_logs_since_last: SNAPSHOT_LOGS_SINCE_LAST,
+            snapshot_log_bytes_min: DEFAULT_SNAPSHOT_LOG_BYTES_MIN,
             cluster: None,
         }
     }
@@ -141,6 +154,8 @@ struct Inner {
     /// Taken at shutdown, so sled's files are released.
     db: std::sync::Mutex<Option<sled::Db>>,
     sled_dir: PathBuf,
+    /// The data directory (for the clean-shutdown mark).
+    data_dir: PathBuf,
     hub: Arc<WatchHub>,
     stopped: AtomicBool,
     /// Connections to the other servers.
@@ -269,6 +284,20 @@ impl Store {
             ));
         }
 
+        // The state machine is trusted only after a clean shutdown; after a
+        // crash it is rebuilt from the snapshot and the raft log.
+        let clean = state_machine::take_clean_mark(&dir)
+            .map_err(|e| StoreError::Storage(format!("clean-shutdown mark: {e}")))?;
+        let rebuild = !clean && sled_dir.exists();
+        if rebuild {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the store was not shut down cleanly: rebuilding the state machine from the snapshot and the raft log"
+            );
+            fs::remove_dir_all(&sled_dir).map_err(|e| {
+                StoreError::Storage(format!("removing {}: {e}", sled_dir.display()))
+            })?;
+        }
         let db = sled::Config::new()
             .path(&sled_dir)
             .cache_capacity(config.cache_capacity_bytes)
@@ -288,6 +317,10 @@ impl Store {
             .open_tree(SLED_TREE)
             .map_err(|e| StoreError::Storage(format!("opening sled tree: {e}")))?;
         let mvcc = Mvcc::new(tree);
+        if rebuild {
+            state_machine::restore_from_snapshot(&dir, &mvcc)
+                .map_err(|e| bad_dir(&config, format!("{}: {e}", state_machine::SNAPSHOT_FILE)))?;
+        }
         state_machine::remove_stale_dumps(&dir)
             .map_err(|e| StoreError::Storage(format!("removing stale snapshot dumps: {e}")))?;
         let snapshot_meta = state_machine::load_snapshot_meta(&dir)
@@ -296,10 +329,8 @@ impl Store {
         let lessor = Arc::new(Lessor::default());
         let sm = StateMachine::new(
             mvcc.clone(),
-            db.clone(),
             SmFiles {
                 data_dir: dir.clone(),
-                sled_dir: sled_dir.clone(),
                 lock,
             },
             hub.clone(),
@@ -328,6 +359,7 @@ impl Store {
         let network = PeerNetwork {
             peers: peers.clone(),
         };
+        let log_handle = log.clone();
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(from_fatal)?;
@@ -370,6 +402,7 @@ impl Store {
                 mvcc: SharedMvcc::new(mvcc),
                 db: std::sync::Mutex::new(Some(db)),
                 sled_dir,
+                data_dir: dir.clone(),
                 hub,
                 stopped: AtomicBool::new(false),
                 peers,
@@ -380,6 +413,13 @@ impl Store {
                 peer_stop,
             }),
         };
+        tokio::spawn(snapshot_trigger::run(
+            store.inner.raft.clone(),
+            log_handle,
+            dir.clone(),
+            config.snapshot_log_bytes_min,
+            store.inner.peer_stop.subscribe(),
+        ));
         if let Some(listener) = peer_listener {
             peer::spawn_server(
                 listener,
@@ -457,8 +497,13 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(db) = db {
-            if let Err(e) = state_machine::flush_durable(&db, &self.inner.sled_dir) {
-                tracing::warn!(error = %e, "flushing the state machine at shutdown");
+            match state_machine::flush_durable(&db, &self.inner.sled_dir) {
+                Ok(()) => {
+                    if let Err(e) = state_machine::mark_clean(&self.inner.data_dir) {
+                        tracing::warn!(error = %e, "marking the state machine clean at shutdown");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "flushing the state machine at shutdown"),
             }
         }
     }

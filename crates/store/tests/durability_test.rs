@@ -24,8 +24,12 @@ async fn data_survives_close_and_reopen() {
         s.put(put_req("/x", "y")).await,
         Err(StoreError::Stopped(_))
     ));
+    // A clean shutdown leaves the mark that lets the next open trust sled;
+    // the open takes it away again.
+    assert!(dir.path().join("sm-clean").exists());
 
     let s = open_store(dir.path()).await;
+    assert!(!dir.path().join("sm-clean").exists());
     assert_eq!(s.current_revision().await.unwrap(), rev);
     let all = s.range(prefix_req("/p/")).await.unwrap();
     assert_eq!(all.count, 19);
@@ -111,10 +115,12 @@ async fn crash_child() {
     let Ok(dir) = std::env::var("SKIFF_STORE_CRASH_DIR") else {
         return;
     };
-    // sled never flushes on its own here: everything acknowledged must come
-    // back from the raft log.
+    // sled never flushes on its own here, and snapshots come often: after
+    // the kill, everything acknowledged must come back from the last
+    // snapshot plus the raft log after it.
     let mut cfg = StoreConfig::new(&dir);
     cfg.sled_flush_interval = None;
+    cfg.snapshot_logs_since_last = 50;
     let s = Store::open(cfg).await.unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     for t in 0..64 {
@@ -181,7 +187,8 @@ async fn acknowledged_writes_survive_sigkill() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let log = dir.path().join("raft-log");
         let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-        if size > 200_000 || started.elapsed() > Duration::from_secs(30) {
+        let snapshot = dir.path().join("snapshot.bin").exists();
+        if (size > 200_000 && snapshot) || started.elapsed() > Duration::from_secs(60) {
             break;
         }
     }
@@ -194,6 +201,14 @@ async fn acknowledged_writes_survive_sigkill() {
         acked.len()
     );
     eprintln!("child acknowledged {} writes before SIGKILL", acked.len());
+    assert!(
+        dir.path().join("snapshot.bin").exists(),
+        "the child built no snapshot before it was killed"
+    );
+    assert!(
+        !dir.path().join("sm-clean").exists(),
+        "a killed store must not look cleanly shut down"
+    );
 
     let s = open_store(dir.path()).await;
     let mut missing = 0;
@@ -329,7 +344,9 @@ async fn missing_path_is_created() {
 #[tokio::test]
 async fn snapshot_and_log_purge_then_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open_store(dir.path()).await;
+    let mut cfg = StoreConfig::new(dir.path());
+    cfg.snapshot_logs_since_last = 2_000;
+    let s = Store::open(cfg).await.unwrap();
     for i in 0..2_300 {
         put(&s, &format!("/s/{}", i % 100), &i.to_string()).await;
     }
