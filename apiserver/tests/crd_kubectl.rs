@@ -1,0 +1,327 @@
+//! CustomResourceDefinitions end to end with the real kubectl against a
+//! real Skiff API server: apply a CRD, wait for Established, then
+//! create/get/patch/scale/watch/delete custom objects, 422 causes from the
+//! schema, `kubectl explain`, printer columns, a second server over the
+//! same store serving the CRD, and CRD deletion removing the objects.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{with_server, Harness};
+use serde_json::{json, Value};
+use skiff_apiserver::{ApiServer, ApiServerConfig};
+use skiff_store::{prefix_end, Kv, RangeRequest};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.stable.example.com
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names: {plural: crontabs, singular: crontab, kind: CronTab, shortNames: [ct]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas, labelSelectorPath: .status.selector}
+    additionalPrinterColumns:
+    - {name: Spec, type: string, jsonPath: .spec.cronSpec}
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [cronSpec]
+            properties:
+              cronSpec: {type: string, pattern: '^(\S+ ){4}\S+$', description: The schedule in cron format.}
+              image: {type: string, default: "busybox:1"}
+              replicas: {type: integer, minimum: 0, default: 1}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+              selector: {type: string}
+"#;
+
+const CR: &str = r#"
+apiVersion: stable.example.com/v1
+kind: CronTab
+metadata: {name: cron1, labels: {app: cron}}
+spec: {cronSpec: "* * * * */5"}
+"#;
+
+const CRD_PATH: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+const CRONTABS: &str = "/apis/stable.example.com/v1/namespaces/default/crontabs";
+
+/// Polls `check` until it is true (generous deadline; returns the time taken).
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if check().await {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within 30 s");
+}
+
+async fn stored_crontabs(h: &Harness) -> usize {
+    let key = b"/registry/stable.example.com/crontabs/".to_vec();
+    h.store
+        .range(RangeRequest {
+            range_end: prefix_end(&key),
+            key,
+            count_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .count as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_lifecycle_with_kubectl() {
+    if which("kubectl").is_none() {
+        eprintln!("kubectl not on PATH; skipping");
+        return;
+    }
+    with_server(async |h| {
+        // kubectl's discovery cache is warm before the CRD exists: it must
+        // still find the new resource without a restart.
+        h.kubectl_ok(&["api-resources"], None).await;
+
+        let out = h.kubectl_ok(&["apply", "-f", "-"], Some(CRD)).await;
+        assert!(out.contains("created"), "{out}");
+        h.kubectl_ok(
+            &["wait", "--for", "condition=Established", "crd/crontabs.stable.example.com", "--timeout=30s"],
+            None,
+        )
+        .await;
+        let crd = h.kubectl_ok(&["get", "crd", "crontabs.stable.example.com", "-o", "json"], None).await;
+        let crd: Value = serde_json::from_str(&crd).unwrap();
+        assert_eq!(crd["status"]["storedVersions"], json!(["v1"]));
+        assert_eq!(crd["status"]["acceptedNames"]["kind"], "CronTab");
+
+        let api = h.kubectl_ok(&["api-resources", "--api-group=stable.example.com"], None).await;
+        assert!(api.contains("crontabs") && api.contains("ct") && api.contains("CronTab"), "{api}");
+
+        // kubectl get -w, started before the object exists, sees it appear.
+        let mut watch = kubectl_stream(h, &["get", "crontabs", "-w"]);
+        let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+
+        // kubectl apply sends fieldValidation=Strict (it found the
+        // parameter in the OpenAPI document): an unknown field is refused.
+        let bogus = CR.replace("spec: {", "spec: {bogus: 1, ");
+        let out = h.kubectl(&["apply", "-f", "-"], Some(&bogus)).await;
+        assert!(!out.ok && out.stderr.contains(r#"unknown field "spec.bogus""#), "{out:?}");
+        h.kubectl_ok(&["apply", "-f", "-"], Some(CR)).await;
+
+        let seen = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if l.contains("cron1") {
+                    return l;
+                }
+            }
+            String::new()
+        })
+        .await
+        .expect("kubectl get -w printed the new object");
+        assert!(seen.contains("* * * * */5"), "{seen}");
+        let _ = watch.start_kill();
+
+        // Defaults from the schema; printer columns.
+        let obj: Value = serde_json::from_str(&h.kubectl_ok(&["get", "ct", "cron1", "-o", "json"], None).await).unwrap();
+        assert_eq!(obj["spec"]["replicas"], 1);
+        assert_eq!(obj["spec"]["image"], "busybox:1");
+        assert_eq!(obj["metadata"]["generation"], 1);
+        let table = h.kubectl_ok(&["get", "crontabs"], None).await;
+        let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(header, vec!["NAME", "SPEC", "REPLICAS", "AGE"], "{table}");
+        assert!(table.contains("cron1") && table.contains("* * * * */5"), "{table}");
+
+        // Selectors.
+        assert!(h.kubectl_ok(&["get", "ct", "-l", "app=cron", "-o", "name"], None).await.contains("cron1"));
+        assert!(!h.kubectl_ok(&["get", "ct", "-l", "app=other", "-o", "name"], None).await.contains("cron1"));
+        assert!(h.kubectl_ok(&["get", "ct", "--field-selector", "metadata.name=cron1", "-o", "name"], None).await.contains("cron1"));
+
+        // Merge patch bumps the generation; strategic merge is 415.
+        h.kubectl_ok(&["patch", "ct", "cron1", "--type", "merge", "-p", r#"{"spec":{"image":"busybox:2"}}"#], None).await;
+        let out = h.kubectl(&["patch", "ct", "cron1", "--type", "strategic", "-p", r#"{"spec":{"image":"x"}}"#], None).await;
+        assert!(!out.ok && out.stderr.contains("unknown format"), "{out:?}");
+
+        // The status subresource: only status changes there, and the main
+        // resource ignores status; neither bumps the generation.
+        h.kubectl_ok(&["patch", "ct", "cron1", "--subresource", "status", "--type", "merge",
+            "-p", r#"{"status":{"replicas":2,"selector":"app=cron"},"spec":{"image":"ignored"}}"#], None).await;
+        h.kubectl_ok(&["patch", "ct", "cron1", "--type", "merge", "-p", r#"{"status":{"replicas":9}}"#], None).await;
+        let obj: Value = serde_json::from_str(&h.kubectl_ok(&["get", "ct", "cron1", "-o", "json"], None).await).unwrap();
+        assert_eq!(obj["status"]["replicas"], 2, "{obj}");
+        assert_eq!(obj["spec"]["image"], "busybox:2", "{obj}");
+        assert_eq!(obj["metadata"]["generation"], 2, "{obj}");
+
+        // The scale subresource by the CRD's paths.
+        h.kubectl_ok(&["scale", "ct", "cron1", "--replicas=3"], None).await;
+        let (code, scale) = h.call("GET", &format!("{CRONTABS}/cron1/scale"), None).await;
+        assert_eq!(code, 200, "{scale}");
+        assert_eq!(scale["spec"]["replicas"], 3);
+        assert_eq!(scale["status"]["replicas"], 2);
+        assert_eq!(scale["status"]["selector"], "app=cron");
+
+        // Schema violations: 422 with one cause per field, as kube-apiserver.
+        let bad = json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab",
+            "metadata": {"name": "bad"}, "spec": {"cronSpec": "nope", "replicas": "three"}});
+        let (code, status) = h.call("POST", CRONTABS, Some(bad)).await;
+        assert_eq!(code, 422, "{status}");
+        let causes = status["details"]["causes"].as_array().unwrap();
+        let fields: Vec<&str> = causes.iter().filter_map(|c| c["field"].as_str()).collect();
+        assert_eq!(fields, vec!["spec.cronSpec", "spec.replicas"], "{status}");
+        assert!(status["message"].as_str().unwrap().contains(
+            r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#), "{status}");
+        let out = h.kubectl(&["apply", "-f", "-"], Some(&CR.replace("cron1", "cron2").replace("* * * * */5", "never"))).await;
+        assert!(!out.ok && out.stderr.contains("spec.cronSpec in body should match"), "{out:?}");
+
+        // A bad CRD: 422 naming the field.
+        let (code, status) = h.call("POST", CRD_PATH, Some(json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "wrong.stable.example.com"},
+            "spec": {"group": "stable.example.com", "scope": "Namespaced",
+                "names": {"plural": "things", "kind": "Thing"},
+                "versions": [{"name": "v1", "served": true, "storage": true}]}}))).await;
+        assert_eq!(code, 422, "{status}");
+        let fields: Vec<&str> = status["details"]["causes"].as_array().unwrap().iter().filter_map(|c| c["field"].as_str()).collect();
+        assert!(fields.contains(&"metadata.name") && fields.contains(&"spec.versions[0].schema.openAPIV3Schema"), "{status}");
+
+        // kubectl explain renders the CRD's schema.
+        let explain = h.kubectl_ok(&["explain", "crontabs.spec"], None).await;
+        assert!(explain.contains("cronSpec") && explain.contains("The schedule in cron format"), "{explain}");
+
+        // Delete one object, then the CRD: its objects go with it and the
+        // resource is no longer served.
+        h.kubectl_ok(&["delete", "ct", "cron1"], None).await;
+        h.kubectl_ok(&["apply", "-f", "-"], Some(&CR.replace("cron1", "cron3"))).await;
+        assert_eq!(stored_crontabs(h).await, 1);
+        h.kubectl_ok(&["delete", "crd", "crontabs.stable.example.com"], None).await;
+        let took = eventually("custom objects deleted with their CRD", async || stored_crontabs(h).await == 0).await;
+        eprintln!("custom objects gone {took:?} after the CRD delete returned");
+        let (code, _) = h.call("GET", CRONTABS, None).await;
+        assert_eq!(code, 404);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crd_created_through_one_server_is_served_by_another() {
+    with_server(async |h| {
+        // A second server over the same store.
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ApiServerConfig::new(dir.path().join("server"));
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let other = ApiServer::start(config, Arc::new(h.store.clone()))
+            .await
+            .unwrap();
+        let ca = dir.path().join("ca.crt");
+        std::fs::write(&ca, other.ca_pem()).unwrap();
+        let call_other = async |method: &str, path: &str, body: Option<Value>| -> (u16, Value) {
+            let mut cmd = tokio::process::Command::new("curl");
+            cmd.args(["-sS", "-w", "\n%{http_code}", "--cacert"])
+                .arg(&ca)
+                .args([
+                    "-X",
+                    method,
+                    "-H",
+                    &format!("Authorization: Bearer {}", other.admin_token()),
+                ]);
+            if let Some(b) = &body {
+                cmd.args([
+                    "-H",
+                    "Content-Type: application/json",
+                    "--data-binary",
+                    &b.to_string(),
+                ]);
+            }
+            let out = cmd
+                .arg(format!("{}{path}", other.url()))
+                .output()
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+            (
+                code.trim().parse().unwrap_or(0),
+                serde_json::from_str(body).unwrap_or(Value::Null),
+            )
+        };
+
+        let crd: Value = serde_yaml::from_str(CRD).unwrap();
+        let (code, body) = h.call("POST", CRD_PATH, Some(crd)).await;
+        assert_eq!(code, 201, "{body}");
+        // At once, with no wait: the other server reads the CRD on a miss.
+        let cr: Value = serde_yaml::from_str(CR).unwrap();
+        let (code, body) = call_other("POST", CRONTABS, Some(cr)).await;
+        assert_eq!(code, 201, "{body}");
+        assert_eq!(
+            body["spec"]["replicas"], 1,
+            "defaulted by the other server: {body}"
+        );
+        let (code, list) = h.call("GET", CRONTABS, None).await;
+        assert_eq!(code, 200, "{list}");
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+        // Discovery on the other server follows its watch.
+        eventually("the other server's discovery lists the group", async || {
+            let (_, groups) = call_other("GET", "/apis", None).await;
+            groups["groups"]
+                .as_array()
+                .is_some_and(|g| g.iter().any(|g| g["name"] == "stable.example.com"))
+        })
+        .await;
+        // Deleting the CRD through the first stops the second serving it.
+        let (code, _) = h
+            .call(
+                "DELETE",
+                &format!("{CRD_PATH}/crontabs.stable.example.com"),
+                None,
+            )
+            .await;
+        assert_eq!(code, 200);
+        eventually("the other server stops serving", async || {
+            call_other("GET", CRONTABS, None).await.0 == 404
+        })
+        .await;
+        other.shutdown().await;
+    })
+    .await;
+}
+
+fn which(bin: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(bin))
+        .find(|p| p.exists())
+}
+
+/// kubectl as a long-running child (for `get -w`), killed on drop.
+fn kubectl_stream(h: &Harness, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&h.kubeconfig)
+        .arg("--cache-dir")
+        .arg(h.dir.path().join("kube-cache"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl runs")
+}
