@@ -455,6 +455,22 @@ fn version_info(crd: &Value, v: &Value) -> ResourceInfo {
     }
 }
 
+/// Whether a custom object changed outside `metadata` (and `status`,
+/// when it has its own subresource): what bumps its generation.
+pub fn spec_changed(new: &Value, old: &Value, status_apart: bool) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("metadata");
+            if status_apart {
+                o.remove("status");
+            }
+        }
+        v
+    };
+    strip(new) != strip(old)
+}
+
 /// The value at a simple JSONPath (`.spec.replicas`, `.a[0].b`), if any.
 pub fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
     let path = path.trim().trim_start_matches('{').trim_end_matches('}');

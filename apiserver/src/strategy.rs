@@ -9,6 +9,7 @@
 //!   selector and pod-template labels (`batch.kubernetes.io/controller-uid`).
 //! - update: identity and server-owned metadata copied from the stored
 //!   object; `generation` bumped only when the defaulted `spec` changes
+//!   (for custom objects: anything outside metadata and status)
 //!   (a PUT leaving out defaulted fields is no change); for kinds with a
 //!   `status` subresource the main resource cannot change `status` and the
 //!   `status` subresource changes only `status`; CustomResourceDefinitions
@@ -250,7 +251,14 @@ pub fn prepare_for_update(
     // Compare defaulted specs: Kubernetes defaults while decoding, so a
     // PUT that leaves out defaulted fields does not change the spec.
     crate::defaults::apply_defaults(resource, new);
-    if new.get("spec") != old.get("spec") {
+    let changed = match resource.custom {
+        // A custom object's generation follows everything but metadata
+        // (and status, with a status subresource): the CR strategy's
+        // PrepareForUpdate.
+        Some(_) => crate::crd::spec_changed(new, old, has_status(resource)),
+        None => new.get("spec") != old.get("spec"),
+    };
+    if changed {
         let g = old_meta
             .get("generation")
             .and_then(Value::as_i64)

@@ -302,6 +302,66 @@ async fn a_crd_created_through_one_server_is_served_by_another() {
     .await;
 }
 
+const CLUSTER_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.shapes.example.com}
+spec:
+  group: shapes.example.com
+  scope: Cluster
+  names: {plural: widgets, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          size: {type: integer}
+          tags: {type: object, additionalProperties: {type: string}}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_scoped_crd_default_columns_server_side_apply_and_warnings() {
+    if which("kubectl").is_none() {
+        eprintln!("kubectl not on PATH; skipping");
+        return;
+    }
+    with_server(async |h| {
+        h.kubectl_ok(&["apply", "-f", "-"], Some(CLUSTER_CRD)).await;
+        h.kubectl_ok(&["wait", "--for", "condition=Established", "crd/widgets.shapes.example.com", "--timeout=30s"], None).await;
+
+        // Server-side apply, twice (the second a change), with a field manager.
+        let w = "apiVersion: shapes.example.com/v1\nkind: Widget\nmetadata: {name: w1}\nsize: 1\ntags: {a: b}\n";
+        h.kubectl_ok(&["apply", "--server-side", "--field-manager=tester", "-f", "-"], Some(w)).await;
+        h.kubectl_ok(&["apply", "--server-side", "--field-manager=tester", "-f", "-"], Some(&w.replace("size: 1", "size: 2"))).await;
+        let obj: Value = serde_json::from_str(&h.kubectl_ok(&["get", "widget", "w1", "-o", "json", "--show-managed-fields"], None).await).unwrap();
+        assert_eq!(obj["size"], 2, "{obj}");
+        assert!(obj["metadata"].get("namespace").is_none(), "{obj}");
+        // No status subresource and no spec: any top-level change bumps the generation.
+        assert_eq!(obj["metadata"]["generation"], 2, "{obj}");
+        let managers: Vec<&str> = obj["metadata"]["managedFields"].as_array().unwrap().iter().filter_map(|m| m["manager"].as_str()).collect();
+        assert!(managers.contains(&"tester"), "{obj}");
+
+        // Without printer columns: NAME and AGE.
+        let table = h.kubectl_ok(&["get", "widgets"], None).await;
+        let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(header, vec!["NAME", "AGE"], "{table}");
+
+        // fieldValidation=Warn: the unknown field is pruned with a warning.
+        let out = h.kubectl(&["create", "--validate=warn", "-f", "-"], Some(&w.replace("w1", "w2").replace("size: 1", "size: 1\ncolour: red"))).await;
+        assert!(out.ok && out.stderr.contains(r#"unknown field "colour""#), "{out:?}");
+        let obj: Value = serde_json::from_str(&h.kubectl_ok(&["get", "widget", "w2", "-o", "json"], None).await).unwrap();
+        assert!(obj.get("colour").is_none(), "pruned: {obj}");
+
+        // deletecollection.
+        h.kubectl_ok(&["delete", "widgets", "--all"], None).await;
+        assert_eq!(h.kubectl_ok(&["get", "widgets", "-o", "name"], None).await.trim(), "");
+    })
+    .await;
+}
+
 fn which(bin: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
