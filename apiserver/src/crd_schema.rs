@@ -190,6 +190,16 @@ fn render(v: &Value) -> String {
     }
 }
 
+/// `<path>: Invalid value: "<actual>": <path> in body must be of type <expected>: "<actual>"`.
+fn type_error(path: &str, expected: &str, v: &Value) -> FieldError {
+    let actual = quote(type_name(v));
+    FieldError::invalid(
+        path,
+        actual.clone(),
+        in_body(path, format!("must be of type {expected}: {actual}")),
+    )
+}
+
 /// `<path> in body <words>`, as kube-openapi words its errors.
 fn in_body(path: &str, words: String) -> String {
     format!("{path} in body {words}")
@@ -206,36 +216,18 @@ fn validate(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
     let ty = schema.get("type").and_then(Value::as_str);
     if v.is_null() {
-        if ty.is_some() && !flag(schema, "nullable") {
-            let actual = quote("null");
-            errs.push(FieldError::invalid(
-                path,
-                actual.clone(),
-                in_body(
-                    path,
-                    format!("must be of type {}: {actual}", ty.unwrap_or_default()),
-                ),
-            ));
+        if let Some(ty) = ty.filter(|_| !flag(schema, "nullable")) {
+            errs.push(type_error(path, ty, v));
         }
         return;
     }
-    if flag(schema, "x-kubernetes-int-or-string") {
-        if !(has_type(v, "integer") || v.is_string()) {
-            let actual = quote(type_name(v));
-            errs.push(FieldError::invalid(
-                path,
-                actual.clone(),
-                in_body(path, format!("must be of type integer or string: {actual}")),
-            ));
-            return;
-        }
-    } else if let Some(ty) = ty.filter(|t| !has_type(v, t)) {
-        let actual = quote(type_name(v));
-        errs.push(FieldError::invalid(
-            path,
-            actual.clone(),
-            in_body(path, format!("must be of type {ty}: {actual}")),
-        ));
+    let expected = if flag(schema, "x-kubernetes-int-or-string") {
+        (!(has_type(v, "integer") || v.is_string())).then_some("integer or string")
+    } else {
+        ty.filter(|t| !has_type(v, t))
+    };
+    if let Some(expected) = expected {
+        errs.push(type_error(path, expected, v));
         return;
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {

@@ -39,9 +39,12 @@ fn a_good_crd_is_valid_and_defaulted() {
     assert!(validate_crd(&crd).is_empty());
 }
 
+/// An edit that breaks a good CRD.
+type Breakage = fn(&mut Value);
+
 #[test]
 fn bad_crds_name_the_field() {
-    let cases: Vec<(fn(&mut Value), &str)> = vec![
+    let cases: Vec<(Breakage, &str)> = vec![
         (|c| c["metadata"]["name"] = json!("x.stable.example.com"),
          r#"metadata.name: Invalid value: "x.stable.example.com": must be spec.names.plural+"."+spec.group"#),
         (|c| c["spec"]["group"] = json!("nodot"),
