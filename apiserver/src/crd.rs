@@ -25,9 +25,11 @@
 //! - every version of a CRD shares one store prefix,
 //!   `/registry/<group>/<plural>/`.
 //!
-//! Caveats: no conversion between versions (objects keep the `apiVersion`
-//! they were written with: the `None` strategy without the rewrite); no
-//! webhooks; printer columns take simple JSONPaths (`.a.b`, `.a[0].b`);
+//! - versions convert with the `None` strategy ([`convert`]): an object
+//!   written through one version reads through another with only its
+//!   `apiVersion` changed.
+//!
+//! Caveats: no conversion webhooks; printer columns take simple JSONPaths (`.a.b`, `.a[0].b`);
 //! [`ResourceInfo`]s are `&'static`, so each distinct served definition is
 //! leaked (a few KiB; identical ones are reused) until the process ends.
 
@@ -453,6 +455,18 @@ fn version_info(crd: &Value, v: &Value) -> ResourceInfo {
         subresources,
         custom: Some(Box::leak(Box::new(custom))),
     }
+}
+
+/// A custom object as the version `res` serves it. CRD versions convert
+/// with the `None` strategy (the only one without a webhook): the fields
+/// stay and only `apiVersion` changes. Built-in objects pass unchanged.
+pub fn convert(res: &ResourceInfo, mut obj: Value) -> Value {
+    if res.custom.is_some() {
+        if let Some(o) = obj.as_object_mut() {
+            o.insert("apiVersion".into(), json!(res.api_version()));
+        }
+    }
+    obj
 }
 
 /// Whether a custom object changed outside `metadata` (and `status`,

@@ -342,7 +342,8 @@ fn group_bodies(resources: &[&'static ResourceInfo]) -> Vec<Value> {
     }
     groups
         .into_iter()
-        .map(|(g, vs)| {
+        .map(|(g, mut vs)| {
+            vs.sort_by_key(|v| version_priority(v));
             let gv = |v: &str| json!({"groupVersion": format!("{g}/{v}"), "version": v});
             json!({
                 "name": g,
@@ -351,6 +352,35 @@ fn group_bodies(resources: &[&'static ResourceInfo]) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// Kubernetes' version priority (apimachinery `CompareKubeAwareVersionStrings`),
+/// as a key that sorts the preferred version first: GA before beta before
+/// alpha, higher numbers first, then other names alphabetically.
+fn version_priority(v: &str) -> (u8, std::cmp::Reverse<u64>, std::cmp::Reverse<u64>, String) {
+    use std::cmp::Reverse;
+    let kube_like = v.strip_prefix('v').and_then(|rest| {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let major: u64 = rest[..digits].parse().ok()?;
+        let (tier, tail) = match &rest[digits..] {
+            "" => return Some((0, major, 0)),
+            t if t.starts_with("beta") => (1, &t[4..]),
+            t if t.starts_with("alpha") => (2, &t[5..]),
+            _ => return None,
+        };
+        let minor = if tail.is_empty() {
+            0
+        } else {
+            tail.parse().ok()?
+        };
+        Some((tier, major, minor))
+    });
+    match kube_like {
+        Some((tier, major, minor)) => (tier, Reverse(major), Reverse(minor), String::new()),
+        None => (3, Reverse(0), Reverse(0), v.to_string()),
+    }
 }
 
 fn custom_document(
@@ -389,5 +419,20 @@ async fn delete_objects(kv: &dyn Kv, name: &str) {
         Err(e) => {
             tracing::warn!(crd = %name, error = %e, "deleting the custom objects of a deleted CRD")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_priority;
+
+    #[test]
+    fn preferred_version_is_kubernetes_priority() {
+        let mut vs = vec!["v1alpha1", "foo", "v1beta1", "v1", "v2", "v1beta2", "v10"];
+        vs.sort_by_key(|v| version_priority(v));
+        assert_eq!(
+            vs,
+            vec!["v10", "v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+        );
     }
 }

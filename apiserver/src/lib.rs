@@ -113,8 +113,8 @@
 //!   HorizontalPodAutoscalers are stored as v2 and converted on each
 //!   request (`rest.rs` → `schema_hpa_v1.rs`); events.k8s.io/v1 Events are
 //!   stored apart from core/v1 Events (Kubernetes stores one and converts).
-//! - Custom resources: no conversion between a CRD's versions (objects
-//!   keep the `apiVersion` they were written with), no webhooks, no CEL
+//! - Custom resources: versions convert only by the `None` strategy
+//!   (`apiVersion` rewritten), no conversion webhooks, no CEL
 //!   rules, no `format` checks; they are listed and watched from the
 //!   store, not the watch cache (see [`crd_registry`]).
 //! - `*/scale` ([`scale`]) sets only `spec.replicas`; `pods/eviction`

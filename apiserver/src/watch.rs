@@ -78,6 +78,13 @@ impl Watcher {
 
     /// Sends one event; `false` once the client has gone.
     async fn send(&self, kind: &str, obj: &Value) -> bool {
+        let converted;
+        let obj = if self.resource.custom.is_some() && kind != "ERROR" && kind != "BOOKMARK" {
+            converted = crate::crd::convert(self.resource, obj.clone());
+            &converted
+        } else {
+            obj
+        };
         let json = match (self.table, kind) {
             (Some(include), "ADDED" | "MODIFIED" | "DELETED") => {
                 let rv = obj

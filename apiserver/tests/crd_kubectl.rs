@@ -310,6 +310,15 @@ spec:
   scope: Cluster
   names: {plural: widgets, kind: Widget}
   versions:
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          size: {type: integer}
+          tags: {type: object, additionalProperties: {type: string}}
   - name: v1
     served: true
     storage: true
@@ -341,6 +350,23 @@ async fn cluster_scoped_crd_default_columns_server_side_apply_and_warnings() {
         assert_eq!(obj["metadata"]["generation"], 2, "{obj}");
         let managers: Vec<&str> = obj["metadata"]["managedFields"].as_array().unwrap().iter().filter_map(|m| m["manager"].as_str()).collect();
         assert!(managers.contains(&"tester"), "{obj}");
+
+        // Two versions, converted by the None strategy: written through
+        // v1beta1, read through either; v1 is preferred.
+        let beta = json!({"apiVersion": "shapes.example.com/v1beta1", "kind": "Widget", "metadata": {"name": "wb"}, "size": 5});
+        let (code, body) = h.call("POST", "/apis/shapes.example.com/v1beta1/widgets", Some(beta)).await;
+        assert_eq!(code, 201, "{body}");
+        let (_, v1) = h.call("GET", "/apis/shapes.example.com/v1/widgets/wb", None).await;
+        assert_eq!((v1["apiVersion"].as_str(), v1["size"].as_i64()), (Some("shapes.example.com/v1"), Some(5)), "{v1}");
+        let (_, list) = h.call("GET", "/apis/shapes.example.com/v1beta1/widgets", None).await;
+        let versions: Vec<&str> = list["items"].as_array().unwrap().iter().filter_map(|i| i["apiVersion"].as_str()).collect();
+        assert_eq!(versions, vec!["shapes.example.com/v1beta1"; 2], "{list}");
+        let (_, group) = h.call("GET", "/apis/shapes.example.com", None).await;
+        assert_eq!(group["preferredVersion"]["version"], "v1", "{group}");
+        // A patch through v1beta1 of an object written through v1.
+        let out = h.kubectl_ok(&["patch", "widgets.v1beta1.shapes.example.com", "w1", "--type", "merge", "-p", r#"{"size":3}"#, "-o", "json"], None).await;
+        let patched: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!((patched["apiVersion"].as_str(), patched["size"].as_i64()), (Some("shapes.example.com/v1beta1"), Some(3)), "{patched}");
 
         // Without printer columns: NAME and AGE.
         let table = h.kubectl_ok(&["get", "widgets"], None).await;
