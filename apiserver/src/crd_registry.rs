@@ -24,10 +24,11 @@
 //! - deleting a CRD deletes its custom objects (every server's watch does
 //!   it; the deletes are idempotent).
 //!
-//! Caveats: custom objects are listed and watched from the store, not the
-//! watch cache (its buckets are fixed when it starts and filled by its
-//! initial list; adding one later needs a relist of that prefix). The
-//! objects are deleted after the CRD rather than behind a finalizer
+//! - each custom resource's prefix is handed to the watch cache
+//!   ([`WatchCache::cache_prefix`]); lists and watches use the store until
+//!   the cache has loaded it (milliseconds).
+//!
+//! Caveats: the objects are deleted after the CRD rather than behind a finalizer
 //! (`customresourcecleanup.apiextensions.k8s.io`), so a server that dies
 //! between the two leaves them unreachable in the store until a CRD of the
 //! same name is created again.
@@ -50,6 +51,7 @@ use crate::error::ApiError;
 use crate::resources::{find, ResourceInfo};
 use crate::response::{self, Body};
 use crate::router::{self, Route};
+use crate::watchcache::WatchCache;
 use crate::{crd, discovery, openapi};
 
 /// Where CRDs are stored.
@@ -68,9 +70,10 @@ struct Table {
 }
 
 /// The custom resources served. See the module doc.
-#[derive(Default)]
 pub struct CrdRegistry {
     table: RwLock<Table>,
+    /// Told to cache each custom resource's prefix.
+    cache: Option<Arc<WatchCache>>,
 }
 
 fn crd_name(key: &[u8]) -> Option<String> {
@@ -81,9 +84,14 @@ fn crd_name(key: &[u8]) -> Option<String> {
 }
 
 impl CrdRegistry {
-    /// An empty registry; [`CrdRegistry::spawn`] fills it.
-    pub fn new() -> Arc<CrdRegistry> {
-        Arc::new(CrdRegistry::default())
+    /// An empty registry; [`CrdRegistry::spawn`] fills it. With a `cache`,
+    /// custom objects are listed and watched from it once it has loaded
+    /// their prefix.
+    pub fn new(cache: Option<Arc<WatchCache>>) -> Arc<CrdRegistry> {
+        Arc::new(CrdRegistry {
+            table: RwLock::default(),
+            cache,
+        })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
@@ -122,6 +130,11 @@ impl CrdRegistry {
                 Vec::new()
             }
         };
+        if let Some(cache) = &self.cache {
+            for r in &served {
+                cache.cache_prefix(&r.storage_prefix());
+            }
+        }
         let mut t = self.write();
         let newer = t.crds.get(&name).is_none_or(|(r, _)| *r < kv.mod_revision)
             && t.deleted.get(&name).is_none_or(|r| *r < kv.mod_revision);

@@ -71,7 +71,8 @@
 //!   created through any of them). Custom objects are pruned, defaulted
 //!   and validated by the version's `openAPIV3Schema` ([`crd_schema`]),
 //!   printed with its `additionalPrinterColumns`, and appear in discovery
-//!   and OpenAPI v3. Deleting a CRD deletes its objects.
+//!   and OpenAPI v3, and are cached like the built-ins once the watch cache
+//!   has loaded their prefix. Deleting a CRD deletes its objects.
 //! - Embedding: [`ApiServer::start`] (or [`ApiServer::start_with_hooks`]
 //!   with an [`auth::Authorizer`] and [`auth::Admission`], or
 //!   [`ApiServer::start_with_cache`] with watch cache sizes) over any
@@ -115,8 +116,7 @@
 //!   stored apart from core/v1 Events (Kubernetes stores one and converts).
 //! - Custom resources: versions convert only by the `None` strategy
 //!   (`apiVersion` rewritten), no conversion webhooks, no CEL
-//!   rules, no `format` checks; they are listed and watched from the
-//!   store, not the watch cache (see [`crd_registry`]).
+//!   rules, no `format` checks (see [`crd`], [`crd_schema`]).
 //! - `*/scale` ([`scale`]) sets only `spec.replicas`; `pods/eviction`
 //!   ([`eviction`]) spends one of the selecting PodDisruptionBudget's
 //!   `disruptionsAllowed` (computed by the disruption controller) or

@@ -227,7 +227,7 @@ impl ApiServer {
         // watches go to the store.
         let watch_cache = WatchCache::new(kv.clone(), cache);
         let cache_task = watch_cache.spawn(stop_rx.clone());
-        let crds = crate::crd_registry::CrdRegistry::new();
+        let crds = crate::crd_registry::CrdRegistry::new(Some(watch_cache.clone()));
         let crd_task = crds.spawn(kv.clone(), stop_rx.clone());
         let state = Arc::new(ApiState {
             registry: Registry::with_cache(kv, watch_cache),

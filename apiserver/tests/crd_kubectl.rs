@@ -301,6 +301,63 @@ async fn a_crd_created_through_one_server_is_served_by_another() {
     .await;
 }
 
+/// The watch cache over a real store: a custom resource's prefix is
+/// loaded when asked for (objects written before included) and then
+/// followed, so lists come from memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_cache_loads_a_custom_resource_prefix_on_demand() {
+    use skiff_apiserver::watchcache::{WatchCache, WatchCacheConfig};
+    use skiff_store::PutRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let store = skiff_store::Store::open(skiff_store::StoreConfig::new(dir.path().join("store")))
+        .await
+        .unwrap();
+    let kv: Arc<dyn Kv> = Arc::new(store.clone());
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let cache = WatchCache::new(kv.clone(), WatchCacheConfig::default());
+    let task = cache.spawn(stop_rx);
+    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+        let mut crd: Value = serde_yaml::from_str(CRD).unwrap();
+        skiff_apiserver::crd::apply_defaults(&mut crd);
+        let crontabs = skiff_apiserver::crd::served_versions(&crd)[0];
+        let put = async |name: &str| {
+            let obj = json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab",
+                "metadata": {"name": name, "namespace": "default"}, "spec": {"cronSpec": "* * * * *"}});
+            kv.put(PutRequest {
+                key: crontabs.storage_key(Some("default"), name).into_bytes(),
+                value: serde_json::to_vec(&obj).unwrap(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        };
+        put("before").await;
+        let prefix = crontabs.storage_prefix();
+        let names = || {
+            cache
+                .list(crontabs, &prefix, &prefix, 0, |_| true)
+                .map(|p| p.items.iter().filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string)).collect::<Vec<_>>())
+        };
+        eventually("the cache loads", async || cache.is_ready()).await;
+        assert_eq!(names(), None, "not cached before it is asked for");
+        cache.cache_prefix(&prefix);
+        let took = eventually("the prefix is cached", async || names().is_some()).await;
+        eprintln!("custom prefix cached {took:?} after cache_prefix");
+        assert_eq!(names(), Some(vec!["before".to_string()]));
+        put("after").await;
+        eventually("a later write is cached", async || names().is_some_and(|n| n.len() == 2)).await;
+    }))
+    .await;
+    let _ = stop.send(true);
+    let _ = task.await;
+    drop(cache);
+    drop(kv);
+    store.shutdown().await;
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
 const CLUSTER_CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
