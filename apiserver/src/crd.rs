@@ -13,7 +13,7 @@
 //!
 //! Contracts:
 //! - a CRD is valid when `metadata.name == <plural>.<group>`, the group has
-//!   a dot, names are DNS labels, scope is `Namespaced` or `Cluster`, exactly
+//!   a dot and is not a built-in one, names are DNS labels, scope is `Namespaced` or `Cluster`, exactly
 //!   one version is the storage version, at least one is served, and each
 //!   version has a structural `openAPIV3Schema` (object at the root, a
 //!   `type` on every property, patterns that compile); 422 names the field;
@@ -180,6 +180,14 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
             "spec.group",
             quote(group),
             "should be a domain with at least one dot",
+        ));
+    } else if crate::resources::RESOURCES.iter().any(|r| r.group == group) {
+        // The built-in resources would shadow it (Kubernetes guards its
+        // own groups with the api-approved annotation instead).
+        errs.push(FieldError::invalid(
+            "spec.group",
+            quote(group),
+            "is a group this server serves itself",
         ));
     }
     for (field, pointer) in [

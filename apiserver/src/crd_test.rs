@@ -49,6 +49,8 @@ fn bad_crds_name_the_field() {
          r#"metadata.name: Invalid value: "x.stable.example.com": must be spec.names.plural+"."+spec.group"#),
         (|c| c["spec"]["group"] = json!("nodot"),
          r#"spec.group: Invalid value: "nodot": should be a domain with at least one dot"#),
+        (|c| c["spec"]["group"] = json!("networking.k8s.io"),
+         r#"spec.group: Invalid value: "networking.k8s.io": is a group this server serves itself"#),
         (|c| c["spec"]["scope"] = json!("Global"),
          r#"spec.scope: Unsupported value: "Global": supported values: "Cluster", "Namespaced""#),
         (|c| c["spec"]["versions"][0]["storage"] = json!(false),

@@ -264,6 +264,7 @@ async fn a_crd_created_through_one_server_is_served_by_another() {
         let crd: Value = serde_yaml::from_str(CRD).unwrap();
         let (code, body) = h.call("POST", CRD_PATH, Some(crd)).await;
         assert_eq!(code, 201, "{body}");
+        let created = Instant::now();
         // At once, with no wait: the other server reads the CRD on a miss.
         let cr: Value = serde_yaml::from_str(CR).unwrap();
         let (code, body) = call_other("POST", CRONTABS, Some(cr)).await;
@@ -283,6 +284,10 @@ async fn a_crd_created_through_one_server_is_served_by_another() {
                 .is_some_and(|g| g.iter().any(|g| g["name"] == "stable.example.com"))
         })
         .await;
+        eprintln!(
+            "other server: CR created and group discovered {:?} after the CRD's 201",
+            created.elapsed()
+        );
         // Deleting the CRD through the first stops the second serving it.
         let (code, _) = h
             .call(
