@@ -211,6 +211,14 @@ pub fn validate(resource: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Ve
         errs.extend(custom.schema.iter().flat_map(|s| s.validate(obj)));
         return errs;
     }
+    if crate::crd::is_crd(resource) {
+        // Before decoding, so that a missing name is a 422 naming the
+        // field rather than a decode error (Go decodes it as "").
+        let errs = crate::crd::validate_crd(obj);
+        if !errs.is_empty() {
+            return errs;
+        }
+    }
     if let Some(Err(why)) = round_trip(resource, obj) {
         return vec![undecodable(why)];
     }
@@ -254,9 +262,6 @@ pub fn validate(resource: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Ve
                     }
                 }
             }
-        }
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            errs.extend(crate::crd::validate_crd(obj))
         }
         (group, kind) => errs.extend(workload::validate(group, kind, obj)),
     }

@@ -199,6 +199,14 @@ async fn crd_lifecycle_with_kubectl() {
         assert_eq!(code, 422, "{status}");
         let fields: Vec<&str> = status["details"]["causes"].as_array().unwrap().iter().filter_map(|c| c["field"].as_str()).collect();
         assert!(fields.contains(&"metadata.name") && fields.contains(&"spec.versions[0].schema.openAPIV3Schema"), "{status}");
+        let (code, status) = h.call("POST", CRD_PATH, Some(json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "things.stable.example.com"},
+            "spec": {"group": "stable.example.com", "scope": "Namespaced", "names": {"kind": "Thing"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object"}}}]}}))).await;
+        assert_eq!(code, 422, "{status}");
+        assert_eq!(status["details"]["causes"][0]["field"], "spec.names.plural", "{status}");
 
         // kubectl explain renders the CRD's schema.
         let explain = h.kubectl_ok(&["explain", "crontabs.spec"], None).await;
