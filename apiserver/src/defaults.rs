@@ -39,7 +39,14 @@ pub fn apply_defaults(resource: &ResourceInfo, obj: &mut Value) {
     if !obj.is_object() {
         return;
     }
+    if let Some(schema) = resource.custom.and_then(|c| c.schema.as_ref()) {
+        // Kubernetes prunes unknown fields of custom objects, then defaults.
+        schema.prune(obj);
+        schema.apply_defaults(obj);
+        return;
+    }
     match (resource.group, resource.kind) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crate::crd::apply_defaults(obj),
         ("", "Pod") => default_pod(obj),
         ("", "Namespace") => default_namespace(obj),
         ("", "Secret") => set_default(obj, "type", json!("Opaque")),

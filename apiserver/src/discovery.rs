@@ -6,6 +6,7 @@
 //! when the server answers plain `application/json` it falls back to these
 //! legacy documents (client-go's `discovery.ServerGroupsAndResources`), so
 //! these bodies are all kubectl needs to map `kubectl get po` to `pods`.
+//! Custom resources are added by [`crate::crd_registry`].
 
 use crate::resources::{ResourceInfo, RESOURCES};
 use base64::Engine;
@@ -127,9 +128,19 @@ fn subresource_entry(resource: &ResourceInfo, sub: &str) -> Value {
 /// Body of `GET /api/v1` or `GET /apis/<group>/<version>` (`APIResourceList`),
 /// or `None` when nothing is served there. `group` is `""` for the core group.
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
+    resource_list_of(RESOURCES.iter(), group, version)
+}
+
+/// The `APIResourceList` of `group/version` among `all` (the static table,
+/// or the custom resources of [`crate::crd_registry`]).
+pub fn resource_list_of<'a>(
+    all: impl IntoIterator<Item = &'a ResourceInfo>,
+    group: &str,
+    version: &str,
+) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in RESOURCES
-        .iter()
+    for r in all
+        .into_iter()
         .filter(|r| r.group == group && r.version == version)
     {
         resources.push(json!({

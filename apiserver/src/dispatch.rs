@@ -17,7 +17,7 @@ use crate::registry::Registry;
 use crate::request::{Query, RequestContext};
 use crate::resources::find;
 use crate::response::{self, Body};
-use crate::router::{self, Route};
+use crate::router::Route;
 use crate::{discovery, openapi, pods, rest};
 
 /// The Kubernetes version Skiff's API corresponds to (what `/version`
@@ -49,6 +49,8 @@ pub struct ApiState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Where Services' cluster IPs and node ports come from.
     pub service_ranges: crate::service_ranges::ServiceRanges,
+    /// The custom resources CRDs define.
+    pub crds: Arc<crate::crd_registry::CrdRegistry>,
 }
 
 /// The `/version` body (`version.Info`).
@@ -90,7 +92,10 @@ pub async fn serve(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Bod
 }
 
 async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let route = router::parse(req.uri().path());
+    let route = state
+        .crds
+        .route(state.registry.kv().as_ref(), req.uri().path())
+        .await;
     if let Ok(r) = &route {
         if r.is_public() {
             return public(&state, r).await;
@@ -226,6 +231,9 @@ async fn public(state: &ApiState, route: &Route) -> Result<Response<Body>, ApiEr
 }
 
 fn non_resource(state: &ApiState, route: &Route) -> Result<Response<Body>, ApiError> {
+    if let Some(answer) = state.crds.answer(route) {
+        return answer;
+    }
     let found = |v: Option<serde_json::Value>| {
         v.map(|v| response::json(200, &v))
             .ok_or(ApiError::PathNotFound)

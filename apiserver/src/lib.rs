@@ -9,7 +9,7 @@
 //!    │
 //!    ▼
 //!  route ── /healthz /livez /readyz /version /cacerts ──► answered, no auth
-//!    │                                                   router.rs, dispatch.rs
+//!    │  (custom resources: crd_registry.rs)              router.rs, dispatch.rs
 //!    ▼
 //!  authenticate (Bearer: admin / node token) ── 401      auth.rs
 //!    ▼
@@ -23,7 +23,8 @@
 //!    decode (JSON, YAML, protobuf; 400)   codec.rs, protobuf.rs, k8s_schema.rs
 //!    → kind/identity checks → fieldValidation (Strict 400 / Warn header)
 //!    → server-set fields (strategy.rs) → defaults (defaults.rs)
-//!    → validate (validation.rs, 422) → admission (auth.rs)
+//!    → validate (validation.rs, 422; custom objects by their CRD's
+//!      schema: crd_schema.rs) → admission (auth.rs)
 //!    → store Txn (registry.rs: create-if-absent 409, mod_revision 409)
 //!    ▼
 //!  response: object / list / Table / watch stream; errors → metav1.Status
@@ -63,6 +64,15 @@
 //!   a watcher more than [`watchcache::WatchCacheConfig::watcher_buffer`]
 //!   events behind is closed and its client rewatches. Gets are read from
 //!   the store. Until the cache has loaded, the store serves everything.
+//! - CustomResourceDefinitions ([`crd`]) are served like the built-in
+//!   kinds; each served version of each CRD in the store becomes a
+//!   [`resources::ResourceInfo`] with `custom` set ([`crd_registry`], fed
+//!   by a store watch on the CRD prefix, so every server serves a CRD
+//!   created through any of them). Custom objects are pruned, defaulted
+//!   and validated by the version's `openAPIV3Schema` ([`crd_schema`]),
+//!   printed with its `additionalPrinterColumns`, and appear in discovery
+//!   and OpenAPI v3, and are cached like the built-ins once the watch cache
+//!   has loaded their prefix. Deleting a CRD deletes its objects.
 //! - Embedding: [`ApiServer::start`] (or [`ApiServer::start_with_hooks`]
 //!   with an [`auth::Authorizer`] and [`auth::Admission`], or
 //!   [`ApiServer::start_with_cache`] with watch cache sizes) over any
@@ -104,6 +114,9 @@
 //!   HorizontalPodAutoscalers are stored as v2 and converted on each
 //!   request (`rest.rs` → `schema_hpa_v1.rs`); events.k8s.io/v1 Events are
 //!   stored apart from core/v1 Events (Kubernetes stores one and converts).
+//! - Custom resources: versions convert only by the `None` strategy
+//!   (`apiVersion` rewritten), no conversion webhooks, no CEL
+//!   rules, no `format` checks (see [`crd`], [`crd_schema`]).
 //! - `*/scale` ([`scale`]) sets only `spec.replicas`; `pods/eviction`
 //!   ([`eviction`]) spends one of the selecting PodDisruptionBudget's
 //!   `disruptionsAllowed` (computed by the disruption controller) or
@@ -120,6 +133,9 @@ pub mod apply_rest;
 pub mod auth;
 pub mod bench;
 pub mod codec;
+pub mod crd;
+pub mod crd_registry;
+pub mod crd_schema;
 pub mod defaults;
 pub mod delete;
 pub mod discovery;

@@ -26,6 +26,10 @@
 //! hundred KiB for `api/v1`); the index hashes every document, so the first
 //! `GET /openapi/v3` builds them all.
 //!
+//! Custom resources get a document per group-version from
+//! [`custom_document`], built on each request from their CRD's schema
+//! ([`crate::crd_registry`]).
+//!
 //! Caveats: list kinds (`PodList`) are written by hand because `k8s-openapi`
 //! has a generic `List<T>`; only the operations Skiff serves are described;
 //! the HTTP layer must ignore the `?hash=` query on document requests.
@@ -83,12 +87,17 @@ fn built(path: &str) -> Option<&'static Built> {
         let doc = build_document(path);
         // Serialising a Value cannot fail (no non-string map keys).
         let bytes = serde_json::to_vec(&doc).unwrap_or_default();
-        let hash = hex::encode_upper(Sha256::digest(&bytes));
+        let hash = hash(&bytes);
         Built {
             bytes: Arc::new(bytes),
             hash,
         }
     }))
+}
+
+/// The hash the index advertises for a document's bytes (hex sha256).
+pub fn hash(bytes: &[u8]) -> String {
+    hex::encode_upper(Sha256::digest(bytes))
 }
 
 /// Body of `GET /openapi/v3`: every group-version's document URL, with the
@@ -176,8 +185,70 @@ fn build_document(path: &str) -> Value {
             schema.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
         }
     }
-    // Status and DeleteOptions are served by every group-version.
     let (group, version) = served.first().map_or(("", "v1"), |r| (r.group, r.version));
+    let mut paths = Map::new();
+    for (r, name) in &kind_names {
+        schemas.insert(format!("{name}List"), list_schema(r, name));
+        paths::add_paths(&mut paths, r, name);
+    }
+    finish(schemas, paths, group, version)
+}
+
+/// The document for one custom group-version (`served` all in it): each
+/// CRD version's `openAPIV3Schema` under a Kubernetes-style name
+/// (`com.example.stable.v1.CronTab`), `metadata` pointing at ObjectMeta.
+pub fn custom_document(served: &[&'static ResourceInfo]) -> Value {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+    let mut generator = SchemaGenerator::new(SchemaSettings::openapi3());
+    generator.subschema_for::<meta::ObjectMeta>();
+    generator.subschema_for::<meta::ListMeta>();
+    generator.subschema_for::<meta::Status>();
+    generator.subschema_for::<meta::DeleteOptions>();
+    let scale = served.iter().any(|r| r.subresources.contains(&"scale"));
+    let scale_name = scale
+        .then(|| visit_kind("autoscaling", "v1", "Scale", Register(&mut generator)))
+        .flatten();
+    let mut schemas = generator.take_definitions(true);
+    if let Some(Value::Object(s)) = scale_name.and_then(|n| schemas.get_mut(&n)) {
+        s.insert(
+            "x-kubernetes-group-version-kind".into(),
+            json!([gvk("autoscaling", "v1", "Scale")]),
+        );
+    }
+    let mut paths = Map::new();
+    for r in served {
+        let reversed: Vec<&str> = r.group.split('.').rev().collect();
+        let name = format!("{}.{}.{}", reversed.join("."), r.version, r.kind);
+        let mut schema = r
+            .custom
+            .and_then(|c| c.schema.as_ref())
+            .map(|s| s.0.clone())
+            .unwrap_or_else(|| json!({"type": "object"}));
+        if let Some(props) = schema
+            .as_object_mut()
+            .map(|o| o.entry("properties").or_insert_with(|| json!({})))
+        {
+            props["apiVersion"] = json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."});
+            props["kind"] = json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."});
+            props["metadata"] = json!({"allOf": [schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")], "description": "Standard object's metadata."});
+        }
+        schema["x-kubernetes-group-version-kind"] = json!([gvk(r.group, r.version, r.kind)]);
+        schemas.insert(name.clone(), schema);
+        schemas.insert(format!("{name}List"), list_schema(r, &name));
+        paths::add_paths(&mut paths, r, &name);
+    }
+    let (group, version) = served.first().map_or(("", "v1"), |r| (r.group, r.version));
+    finish(schemas, paths, group, version)
+}
+
+/// Stamps the shared kinds and wraps schemas and paths into a document.
+fn finish(
+    mut schemas: Map<String, Value>,
+    paths: Map<String, Value>,
+    group: &str,
+    version: &str,
+) -> Value {
+    // Status and DeleteOptions are served by every group-version.
     if let Some(Value::Object(s)) = schemas.get_mut(STATUS) {
         s.insert(
             "x-kubernetes-group-version-kind".into(),
@@ -197,11 +268,6 @@ fn build_document(path: &str) -> Value {
             "type": "object",
         }),
     );
-    let mut paths = Map::new();
-    for (r, name) in &kind_names {
-        schemas.insert(format!("{name}List"), list_schema(r, name));
-        paths::add_paths(&mut paths, r, name);
-    }
     json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION},

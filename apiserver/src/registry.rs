@@ -8,6 +8,8 @@
 //! - create is a Txn `create_revision(key) == 0 → put` (409 AlreadyExists
 //!   otherwise); update and delete are Txns on `mod_revision(key) == seen`,
 //!   returning `None` when someone else wrote first;
+//! - custom objects are answered in the version asked for
+//!   ([`crate::crd::convert`]), whatever version wrote them;
 //! - a list reads one snapshot: the first page's revision is pinned in the
 //!   `continue` token and every later page reads at it (410 Expired once
 //!   compacted).
@@ -181,7 +183,7 @@ impl Registry {
             .await?;
         match resp.kvs.first() {
             Some(kv) => Ok(Some(Stored {
-                obj: decode(kv)?,
+                obj: crate::crd::convert(resource, decode(kv)?),
                 mod_revision: kv.mod_revision,
             })),
             None => Ok(None),
@@ -258,7 +260,11 @@ impl Registry {
         };
         Ok(page.map(|p: CachedPage| ListPage {
             // The one copy a response needs; the cache keeps its own.
-            items: p.items.iter().map(|o| Value::clone(o)).collect(),
+            items: p
+                .items
+                .iter()
+                .map(|o| crate::crd::convert(resource, Value::clone(o)))
+                .collect(),
             revision: p.revision,
             continue_token: p.next_start.map(|s| encode_continue(p.revision, s)),
         }))
@@ -320,7 +326,7 @@ impl Registry {
             }
             let n = resp.kvs.len();
             for (i, kv) in resp.kvs.iter().enumerate() {
-                let obj = decode(kv)?;
+                let obj = crate::crd::convert(resource, decode(kv)?);
                 if !filter(&obj) {
                     continue;
                 }
@@ -387,7 +393,7 @@ impl Registry {
                 resource, name,
             )));
         }
-        decode_at(&value, resp.revision)
+        decode_at(&value, resp.revision).map(|o| crate::crd::convert(resource, o))
     }
 
     /// Writes `obj` over the stored one if its `mod_revision` is still
@@ -426,7 +432,7 @@ impl Registry {
         if !resp.succeeded {
             return Ok(None);
         }
-        decode_at(&value, resp.revision).map(Some)
+        decode_at(&value, resp.revision).map(|o| Some(crate::crd::convert(resource, o)))
     }
 
     /// Deletes the object if its `mod_revision` is still `expected`;

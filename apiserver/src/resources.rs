@@ -7,6 +7,10 @@
 //! plain resource is one entry here (plus its type in `schema_kinds.rs`,
 //! and, if Kubernetes has them, defaults, validation and printer columns).
 //!
+//! Custom resources (from CustomResourceDefinitions) are not in this
+//! table: [`crate::crd_registry`] builds their `ResourceInfo`s at run time,
+//! with [`ResourceInfo::custom`] set.
+//!
 //! Versions of one resource share a storage key (the key has no version).
 //! [`storage_version`] names the representation that is stored; today only
 //! `autoscaling/v1` HorizontalPodAutoscalers differ, stored as `v2` and
@@ -38,6 +42,9 @@ pub struct ResourceInfo {
     pub categories: &'static [&'static str],
     /// Subresources served, e.g. `status`, `binding`, `log`.
     pub subresources: &'static [&'static str],
+    /// For a custom resource, what its CRD says (schema, printer columns,
+    /// scale paths); `None` for the built-in kinds of [`RESOURCES`].
+    pub custom: Option<&'static crate::crd::CustomResource>,
 }
 
 impl ResourceInfo {
@@ -99,6 +106,7 @@ macro_rules! resource {
             short_names: &[$($short),*],
             categories: &[$($cat),*],
             subresources: &[$($sub),*],
+            custom: None,
         }
     };
 }
@@ -144,6 +152,9 @@ pub static RESOURCES: &[ResourceInfo] = &[
     resource!("events.k8s.io", "v1", "events", "event", "Event", true, short: ["ev"], categories: [], sub: []),
     // scheduling.k8s.io/v1
     resource!("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", "PriorityClass", false, short: ["pc"], categories: [], sub: []),
+    // apiextensions.k8s.io/v1: the custom resources they define are
+    // served from `crd_registry`, not from this table.
+    resource!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition", "CustomResourceDefinition", false, short: ["crd", "crds"], categories: ["api-extensions"], sub: ["status"]),
     // rbac.authorization.k8s.io/v1
     resource!("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", true, short: [], categories: [], sub: []),
     resource!("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", true, short: [], categories: [], sub: []),

@@ -495,6 +495,12 @@ async fn patch(
         return crate::apply_rest::apply_patch(ctx, res, ns, name, status_only).await;
     }
     let kind = PatchType::from_content_type(ctx.content_type.as_deref().unwrap_or(""))?;
+    if kind == PatchType::StrategicMerge && res.custom.is_some() {
+        // Custom objects have no Go struct tags to merge by (kube-apiserver: 415).
+        return Err(ApiError::UnsupportedMediaType(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+        ));
+    }
     let patch_body: Value = serde_json::from_slice(&ctx.body)
         .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
     for _ in 0..MAX_UPDATE_ATTEMPTS {

@@ -121,11 +121,22 @@ fn served(group: &str, version: &str) -> Result<(), ApiError> {
 
 fn resource_route(group: &str, version: &str, rest: &[&str]) -> Result<Route, ApiError> {
     served(group, version)?;
+    resource_route_in(group, rest, &|p| find(group, version, p))
+}
+
+/// The route for the path segments after `/apis/<group>/<version>/`,
+/// with `find` naming the group-version's resources by plural (the static
+/// table, or the custom resources of `crd_registry`).
+pub fn resource_route_in(
+    group: &str,
+    rest: &[&str],
+    find: &dyn Fn(&str) -> Option<&'static ResourceInfo>,
+) -> Result<Route, ApiError> {
     let (watch_prefix, rest) = match rest {
         ["watch", r @ ..] => (true, r),
         r => (false, r),
     };
-    let namespaced_plural = |p: &str| find(group, version, p).filter(|r| r.namespaced);
+    let namespaced_plural = |p: &str| find(p).filter(|r| r.namespaced);
     let (resource, namespace, name, sub) = match rest {
         ["namespaces", ns, "bindings"] if group.is_empty() && !watch_prefix => {
             return Ok(Route::Bindings {
@@ -143,7 +154,7 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Result<Route, Ap
             if tail.len() > 2 {
                 return Err(ApiError::PathNotFound);
             }
-            let r = find(group, version, plural).ok_or(ApiError::PathNotFound)?;
+            let r = find(plural).ok_or(ApiError::PathNotFound)?;
             if r.namespaced && !tail.is_empty() {
                 // A namespaced object needs its namespace in the path.
                 return Err(ApiError::PathNotFound);

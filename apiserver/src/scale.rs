@@ -12,6 +12,8 @@
 //! is a precondition on the parent (409 Conflict when it moved), as in
 //! Kubernetes; without one, a lost race is retried. This is what
 //! `kubectl scale` and the HorizontalPodAutoscaler controller use.
+//! Custom resources whose CRD declares `subresources.scale` use its
+//! `specReplicasPath`, `statusReplicasPath` and `labelSelectorPath`.
 
 use http::{Method, Response};
 use serde_json::{json, Value};
@@ -41,7 +43,7 @@ pub async fn serve(
     match method.as_str() {
         "GET" => {
             let parent = ctx.state.registry.get_required(res, ns, name).await?;
-            respond(ctx, 200, &scale_of(&parent.obj))
+            respond(ctx, 200, &scale_of(res, &parent.obj))
         }
         "PUT" => {
             let scale = ctx.body_object()?;
@@ -58,7 +60,7 @@ pub async fn serve(
                     return Err(ApiError::modified(res, name));
                 }
                 if let Some(updated) = set_replicas(ctx, res, ns, name, &current, &scale).await? {
-                    return respond(ctx, 200, &scale_of(&updated));
+                    return respond(ctx, 200, &scale_of(res, &updated));
                 }
                 if precondition.is_some() {
                     return Err(ApiError::modified(res, name));
@@ -72,7 +74,7 @@ pub async fn serve(
                 .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
             for _ in 0..MAX_UPDATE_ATTEMPTS {
                 let current = ctx.state.registry.get_required(res, ns, name).await?;
-                let scale = patch::apply(kind, &scale_of(&current.obj), &patch_body)?;
+                let scale = patch::apply(kind, &scale_of(res, &current.obj), &patch_body)?;
                 check_scale(&scale, name)?;
                 if meta_str(&scale, "resourceVersion")
                     .is_some_and(|rv| rv != current.mod_revision.to_string())
@@ -80,7 +82,7 @@ pub async fn serve(
                     return Err(ApiError::modified(res, name));
                 }
                 if let Some(updated) = set_replicas(ctx, res, ns, name, &current, &scale).await? {
-                    return respond(ctx, 200, &scale_of(&updated));
+                    return respond(ctx, 200, &scale_of(res, &updated));
                 }
             }
             Err(ApiError::modified(res, name))
@@ -89,8 +91,21 @@ pub async fn serve(
     }
 }
 
+/// Where a resource keeps its replicas and selector: the built-ins'
+/// fixed fields, or a custom resource's `subresources.scale` paths.
+fn scale_paths(res: &ResourceInfo) -> (String, String, Option<String>) {
+    match res.custom.and_then(|c| c.scale.as_ref()) {
+        Some(s) => (
+            s.spec_replicas.clone(),
+            s.status_replicas.clone(),
+            s.label_selector.clone(),
+        ),
+        None => (".spec.replicas".into(), ".status.replicas".into(), None),
+    }
+}
+
 /// The `Scale` of a parent object.
-pub fn scale_of(parent: &Value) -> Value {
+pub fn scale_of(res: &ResourceInfo, parent: &Value) -> Value {
     let meta = |f: &str| parent.pointer(&format!("/metadata/{f}")).cloned();
     let mut metadata = serde_json::Map::new();
     for f in [
@@ -104,17 +119,30 @@ pub fn scale_of(parent: &Value) -> Value {
             metadata.insert(f.into(), v);
         }
     }
-    let int = |p: &str| parent.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    let selector = parent
-        .pointer("/spec/selector")
-        .map(crate::table::selector_string)
-        .unwrap_or_default();
+    let (spec_path, status_path, selector_path) = scale_paths(res);
+    let int = |p: &str| {
+        crate::crd::json_path(parent, p)
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    // A custom resource's selector path holds the selector string itself.
+    let selector = match (&selector_path, res.custom) {
+        (Some(p), _) => crate::crd::json_path(parent, p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        (None, Some(_)) => String::new(),
+        (None, None) => parent
+            .pointer("/spec/selector")
+            .map(crate::table::selector_string)
+            .unwrap_or_default(),
+    };
     json!({
         "kind": "Scale",
         "apiVersion": SCALE_API_VERSION,
         "metadata": metadata,
-        "spec": {"replicas": int("/spec/replicas")},
-        "status": {"replicas": int("/status/replicas"), "selector": selector},
+        "spec": {"replicas": int(&spec_path)},
+        "status": {"replicas": int(&status_path), "selector": selector},
     })
 }
 
@@ -179,19 +207,13 @@ async fn set_replicas(
         .and_then(Value::as_i64)
         .unwrap_or(0);
     let mut parent = current.obj.clone();
-    let Some(map) = parent.as_object_mut() else {
+    if !parent.is_object() {
         return Err(ApiError::Internal(format!(
             "stored {} {name} is not an object",
             res.singular
         )));
-    };
-    let spec = map.entry("spec").or_insert_with(|| json!({}));
-    if !spec.is_object() {
-        *spec = json!({});
     }
-    if let Some(spec) = spec.as_object_mut() {
-        spec.insert("replicas".into(), json!(replicas));
-    }
+    crate::crd::set_json_path(&mut parent, &scale_paths(res).0, json!(replicas));
     write_update(ctx, res, ns, name, current, parent, false).await
 }
 

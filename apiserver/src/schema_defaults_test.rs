@@ -162,6 +162,7 @@ fn workload(group: &'static str, kind: &'static str) -> ResourceInfo {
         short_names: &[],
         categories: &[],
         subresources: &[],
+        custom: None,
     }
 }
 

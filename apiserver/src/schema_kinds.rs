@@ -79,6 +79,9 @@ pub fn visit_kind<V: KindVisitor>(
         ("scheduling.k8s.io", "v1", "PriorityClass") => {
             visitor.visit::<scheduling::PriorityClass>()
         }
+        ("apiextensions.k8s.io", "v1", "CustomResourceDefinition") => visitor.visit::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(),
         ("rbac.authorization.k8s.io", "v1", "Role") => visitor.visit::<rbac::Role>(),
         ("rbac.authorization.k8s.io", "v1", "RoleBinding") => visitor.visit::<rbac::RoleBinding>(),
         ("rbac.authorization.k8s.io", "v1", "ClusterRole") => visitor.visit::<rbac::ClusterRole>(),

@@ -354,6 +354,7 @@ fn deployment_and_replica_set_rows() {
         short_names: &[],
         categories: &[],
         subresources: &[],
+        custom: None,
     };
     let d = json!({
         "metadata": {"name": "web", "creationTimestamp": "2024-05-01T11:00:00Z"},

@@ -118,6 +118,7 @@ pub struct ApiServer {
     task: Option<JoinHandle<()>>,
     /// The watch cache's reflector (holds the store until it ends).
     cache_task: Option<JoinHandle<()>>,
+    crd_task: Option<JoinHandle<()>>,
     /// Alive while any request or watch still runs; shutdown waits for it
     /// so that the caller can close the store right after.
     state: Weak<ApiState>,
@@ -226,6 +227,8 @@ impl ApiServer {
         // watches go to the store.
         let watch_cache = WatchCache::new(kv.clone(), cache);
         let cache_task = watch_cache.spawn(stop_rx.clone());
+        let crds = crate::crd_registry::CrdRegistry::new(Some(watch_cache.clone()));
+        let crd_task = crds.spawn(kv.clone(), stop_rx.clone());
         let state = Arc::new(ApiState {
             registry: Registry::with_cache(kv, watch_cache),
             authn: TokenAuthenticator::new(&pki.admin_token, &pki.node_token),
@@ -236,6 +239,7 @@ impl ApiServer {
             server_address: reach.to_string(),
             stopping: stop_rx.clone(),
             service_ranges: config.service_ranges,
+            crds,
         });
 
         if !bootstrap(&state).await {
@@ -265,6 +269,7 @@ impl ApiServer {
             stop,
             task: Some(task),
             cache_task: Some(cache_task),
+            crd_task: Some(crd_task),
             state: weak_state,
         })
     }
@@ -306,7 +311,10 @@ impl ApiServer {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        if let Some(task) = self.cache_task.take() {
+        for task in [self.cache_task.take(), self.crd_task.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = task.await;
         }
         // HTTP/2 stream tasks and watch tasks finish just after their
@@ -324,7 +332,10 @@ impl Drop for ApiServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-        if let Some(task) = self.cache_task.take() {
+        for task in [self.cache_task.take(), self.crd_task.take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
     }

@@ -9,9 +9,11 @@
 //!   selector and pod-template labels (`batch.kubernetes.io/controller-uid`).
 //! - update: identity and server-owned metadata copied from the stored
 //!   object; `generation` bumped only when the defaulted `spec` changes
+//!   (for custom objects: anything outside metadata and status)
 //!   (a PUT leaving out defaulted fields is no change); for kinds with a
 //!   `status` subresource the main resource cannot change `status` and the
-//!   `status` subresource changes only `status`.
+//!   `status` subresource changes only `status`; CustomResourceDefinitions
+//!   get their status from [`crate::crd::set_status`] on every write.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand::Rng;
@@ -118,6 +120,10 @@ pub fn prepare_for_create(resource: &ResourceInfo, obj: &mut Value, now: DateTim
             }
         }
         _ => {}
+    }
+    if crate::crd::is_crd(resource) {
+        crate::crd::apply_defaults(obj);
+        crate::crd::set_status(obj, None, now);
     }
     match resource.kind {
         "Pod" => {
@@ -238,10 +244,21 @@ pub fn prepare_for_update(
         };
     }
     meta.remove("selfLink");
+    if crate::crd::is_crd(resource) {
+        crate::defaults::apply_defaults(resource, new);
+        crate::crd::set_status(new, Some(old), Utc::now());
+    }
     // Compare defaulted specs: Kubernetes defaults while decoding, so a
     // PUT that leaves out defaulted fields does not change the spec.
     crate::defaults::apply_defaults(resource, new);
-    if new.get("spec") != old.get("spec") {
+    let changed = match resource.custom {
+        // A custom object's generation follows everything but metadata
+        // (and status, with a status subresource): the CR strategy's
+        // PrepareForUpdate.
+        Some(_) => crate::crd::spec_changed(new, old, has_status(resource)),
+        None => new.get("spec") != old.get("spec"),
+    };
+    if changed {
         let g = old_meta
             .get("generation")
             .and_then(Value::as_i64)

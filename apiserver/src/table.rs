@@ -13,6 +13,9 @@
 //! priority classes and RBAC in `schema_printers_core.rs`. Others get NAME
 //! and AGE (kube-apiserver's default convertor prints NAME and CREATED AT).
 //!
+//! Custom resources print NAME and their CRD's
+//! `additionalPrinterColumns` (NAME and AGE without any; [`crate::crd`]).
+//!
 //! Each row carries the object as `includeObject` asks (`?includeObject=`):
 //! nothing, a `PartialObjectMetadata` (the default, which kubectl uses for
 //! `--show-labels` and namespaces), or the whole object.
@@ -59,10 +62,10 @@ const NAME_DESC: &str = "Name must be unique within a namespace. Is required whe
 const AGE_DESC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 
 /// One column: (name, type, format, priority, description).
-type Column = (&'static str, &'static str, &'static str, u8, &'static str);
+pub(crate) type Column = (&'static str, &'static str, &'static str, u8, &'static str);
 
-const NAME: Column = ("Name", "string", "name", 0, NAME_DESC);
-const AGE: Column = ("Age", "string", "", 0, AGE_DESC);
+pub(crate) const NAME: Column = ("Name", "string", "name", 0, NAME_DESC);
+pub(crate) const AGE: Column = ("Age", "string", "", 0, AGE_DESC);
 const CONTAINERS: Column = (
     "Containers",
     "string",
@@ -80,6 +83,9 @@ const IMAGES: Column = (
 
 /// The columns of a resource, in printers.go's order.
 fn columns(resource: &ResourceInfo) -> Vec<Column> {
+    if let Some(custom) = resource.custom {
+        return custom.table_columns();
+    }
     let (group, kind) = (resource.group, resource.kind);
     if let Some(c) =
         printers_workloads::columns(group, kind).or_else(|| printers_core::columns(group, kind))
@@ -162,6 +168,9 @@ fn len_of(v: &Value) -> usize {
 
 /// The cells (and row conditions) of one object.
 fn cells(resource: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> (Vec<Value>, Option<Value>) {
+    if let Some(custom) = resource.custom {
+        return (custom.table_row(obj, now), None);
+    }
     let name = json!(text(obj, &["metadata", "name"]));
     let age = json!(duration::since(
         at(obj, &["metadata", "creationTimestamp"]),

@@ -19,7 +19,9 @@
 //! Kubernetes' strict decoder does inside `unknown field "<path>"`, i.e.
 //! `spec.containers[0].imagePullPolcy` with no leading dot.
 //!
-//! Workload, Service, HPA and PDB rules live in [`workload`].
+//! Workload, Service, HPA and PDB rules live in [`workload`]; custom
+//! resources are checked against their CRD's schema
+//! ([`crate::crd_schema`]) and CRDs by [`crate::crd::validate_crd`].
 //!
 //! Caveats: only the rules below are checked; Kubernetes has many more
 //! (volume sources, probes, security contexts, affinity, …). The pod update
@@ -51,6 +53,8 @@ pub enum FieldErrorKind {
     Forbidden,
     /// The value is too long ("Too long").
     TooLong,
+    /// A list has too many items ("Too many").
+    TooMany,
 }
 
 impl FieldErrorKind {
@@ -63,6 +67,7 @@ impl FieldErrorKind {
             FieldErrorKind::Duplicate => "FieldValueDuplicate",
             FieldErrorKind::Forbidden => "FieldValueForbidden",
             FieldErrorKind::TooLong => "FieldValueTooLong",
+            FieldErrorKind::TooMany => "FieldValueTooMany",
         }
     }
 
@@ -75,6 +80,7 @@ impl FieldErrorKind {
             FieldErrorKind::Duplicate => "Duplicate value",
             FieldErrorKind::Forbidden => "Forbidden",
             FieldErrorKind::TooLong => "Too long",
+            FieldErrorKind::TooMany => "Too many",
         }
     }
 }
@@ -191,6 +197,28 @@ pub fn validate(resource: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Ve
     if !obj.is_object() {
         return vec![undecodable("the body must be a JSON object".to_string())];
     }
+    if let Some(custom) = resource.custom {
+        let null = Value::Null;
+        let meta = obj.get("metadata").unwrap_or(&null);
+        let mut errs =
+            names::validate_object_meta(meta, resource.namespaced, names::NameRule::Subdomain);
+        if let Some(old) = old {
+            errs.extend(names::validate_object_meta_update(
+                meta,
+                old.get("metadata").unwrap_or(&null),
+            ));
+        }
+        errs.extend(custom.schema.iter().flat_map(|s| s.validate(obj)));
+        return errs;
+    }
+    if crate::crd::is_crd(resource) {
+        // Before decoding, so that a missing name is a 422 naming the
+        // field rather than a decode error (Go decodes it as "").
+        let errs = crate::crd::validate_crd(obj);
+        if !errs.is_empty() {
+            return errs;
+        }
+    }
     if let Some(Err(why)) = round_trip(resource, obj) {
         return vec![undecodable(why)];
     }
@@ -245,6 +273,13 @@ pub fn validate(resource: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Ve
 /// Empty when all are known, when the body does not decode (validation
 /// reports that), or when Skiff has no type for the kind.
 pub fn unknown_fields(resource: &ResourceInfo, obj: &Value) -> Vec<String> {
+    if let Some(custom) = resource.custom {
+        return custom
+            .schema
+            .as_ref()
+            .map(|s| s.unknown_fields(obj))
+            .unwrap_or_default();
+    }
     let Some(Ok(known)) = round_trip(resource, obj) else {
         return Vec::new();
     };

@@ -78,6 +78,13 @@ impl Watcher {
 
     /// Sends one event; `false` once the client has gone.
     async fn send(&self, kind: &str, obj: &Value) -> bool {
+        let converted;
+        let obj = if self.resource.custom.is_some() && kind != "ERROR" && kind != "BOOKMARK" {
+            converted = crate::crd::convert(self.resource, obj.clone());
+            &converted
+        } else {
+            obj
+        };
         let json = match (self.table, kind) {
             (Some(include), "ADDED" | "MODIFIED" | "DELETED") => {
                 let rv = obj
@@ -110,10 +117,11 @@ impl Watcher {
     }
 
     /// Sends one cached event; the object's JSON is shared with every
-    /// other watcher of the event unless this one wants Table rows.
+    /// other watcher of the event unless this one wants Table rows (or
+    /// custom objects, converted to the watched version).
     async fn send_item(&self, item: &WatchItem) -> bool {
         let kind = item.kind.as_str();
-        if self.table.is_some() {
+        if self.table.is_some() || self.resource.custom.is_some() {
             let Some(obj) = item.event.object(item.kind) else {
                 return true;
             };

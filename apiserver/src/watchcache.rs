@@ -16,7 +16,10 @@
 //!   keyspace makes the cache's revision reach the store's exactly, and a
 //!   consistent list can wait for it (KEP-2340, "consistent reads from
 //!   cache"). Only keys under a prefix of [`RESOURCES`] are kept; one bucket
-//!   per storage prefix, so the resource table can grow freely.
+//!   per storage prefix, so the resource table can grow freely. Custom
+//!   resources' prefixes are added at run time ([`WatchCache::cache_prefix`],
+//!   called by [`crate::crd_registry`]): the cache's task reads the prefix
+//!   at its own revision between two store batches.
 //! - The store watch is opened without `prev_kv`: the cache already holds
 //!   each object's previous state, so a second decoded copy per event
 //!   would only cost memory.
@@ -35,13 +38,13 @@
 //! [`RESOURCES`]: crate::resources::RESOURCES
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
 use skiff_store::{prefix_end, EventType, Kv, RangeRequest, Revision, StoreError, WatchRequest};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
@@ -161,6 +164,10 @@ pub struct WatchCache {
     state: RwLock<CacheState>,
     ready: AtomicBool,
     revision: watch::Sender<Revision>,
+    /// Storage prefixes to start caching (custom resources), and the
+    /// signal that there are some.
+    wanted: Mutex<Vec<String>>,
+    wanted_signal: Notify,
 }
 
 impl WatchCache {
@@ -178,6 +185,8 @@ impl WatchCache {
             state: RwLock::new(state),
             ready: AtomicBool::new(false),
             revision: watch::channel(0).0,
+            wanted: Mutex::new(Vec::new()),
+            wanted_signal: Notify::new(),
         })
     }
 
@@ -230,6 +239,49 @@ impl WatchCache {
     pub async fn wait_fresh(&self) -> Result<bool, StoreError> {
         let current = self.kv.current_revision().await?;
         Ok(self.wait_for(current, FRESHNESS_TIMEOUT).await)
+    }
+
+    /// Asks the cache to start caching a storage prefix (a custom
+    /// resource's). The cache's own task reads the prefix at the cache's
+    /// revision between two store batches, so no change is missed or
+    /// applied twice; until then lists and watches of it use the store.
+    pub fn cache_prefix(&self, prefix: &str) {
+        if self.read().bucket(prefix).is_some() {
+            return;
+        }
+        self.wanted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(prefix.to_string());
+        self.wanted_signal.notify_one();
+    }
+
+    /// Adds the buckets [`WatchCache::cache_prefix`] asked for. Runs in the
+    /// cache's task, so the state's revision cannot move meanwhile.
+    async fn add_wanted(&self) -> Result<(), StoreError> {
+        let wanted = std::mem::take(&mut *self.wanted.lock().unwrap_or_else(|p| p.into_inner()));
+        for (i, prefix) in wanted.iter().enumerate() {
+            if self.read().bucket(prefix).is_some() {
+                continue;
+            }
+            let at = self.read().revision();
+            match self
+                .list_range(prefix.as_bytes().to_vec(), at, |_| true)
+                .await
+            {
+                Ok((objects, _)) => self.write().add_bucket(prefix, objects),
+                Err(e) => {
+                    // Ask again after the relist this error causes.
+                    self.wanted
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(wanted[i..].iter().cloned());
+                    self.wanted_signal.notify_one();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn bucket(&self, resource: &ResourceInfo) -> Option<usize> {
@@ -392,19 +444,34 @@ impl WatchCache {
         self.ready.store(true, Ordering::Release);
         self.revision.send_replace(revision);
         tracing::debug!(revision, "watch cache loaded");
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            self.apply(batch);
+        loop {
+            tokio::select! {
+                batch = stream.next() => match batch {
+                    Some(batch) => self.apply(batch?),
+                    None => break,
+                },
+                _ = self.wanted_signal.notified() => self.add_wanted().await?,
+            }
         }
         Err(StoreError::Stopped("the store watch ended".into()))
     }
 
-    /// Every object under `/registry/` at one revision, read in chunks.
+    /// Every cached object under `/registry/` at one revision.
     async fn initial_list(&self) -> Result<(Vec<(String, Obj)>, Revision), StoreError> {
-        let prefix = b"/registry/".to_vec();
+        self.list_range(b"/registry/".to_vec(), 0, |key| self.read().caches(key))
+            .await
+    }
+
+    /// The objects under `prefix` whose key passes `keep`, at `revision`
+    /// (0: the latest), read in chunks; and the revision read at.
+    async fn list_range(
+        &self,
+        prefix: Vec<u8>,
+        mut revision: Revision,
+        keep_key: impl Fn(&str) -> bool,
+    ) -> Result<(Vec<(String, Obj)>, Revision), StoreError> {
         let end = prefix_end(&prefix);
         let mut start = prefix;
-        let mut revision = 0;
         let mut out = Vec::new();
         let mut keep = Vec::new();
         loop {
@@ -422,15 +489,8 @@ impl WatchCache {
                 revision = resp.revision;
             }
             keep.clear();
-            {
-                let state = self.read();
-                for kv in &resp.kvs {
-                    if let Ok(key) = std::str::from_utf8(&kv.key) {
-                        keep.push(state.caches(key));
-                    } else {
-                        keep.push(false);
-                    }
-                }
+            for kv in &resp.kvs {
+                keep.push(std::str::from_utf8(&kv.key).is_ok_and(&keep_key));
             }
             for (kv, keep) in resp.kvs.iter().zip(&keep) {
                 if !keep {

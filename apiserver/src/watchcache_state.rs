@@ -302,6 +302,24 @@ impl CacheState {
         }
     }
 
+    /// Adds a bucket for `prefix` (a custom resource's, defined after the
+    /// cache started) holding `objects`, which the caller read from the
+    /// store at exactly [`CacheState::revision`]; later changes arrive
+    /// through [`CacheState::apply`]. Its ring starts empty at that
+    /// revision, so older watches get 410. No-op if the prefix is cached.
+    pub fn add_bucket(&mut self, prefix: &str, objects: Vec<(String, Obj)>) {
+        if self.index.contains_key(prefix) {
+            return;
+        }
+        self.index.insert(prefix.to_string(), self.buckets.len());
+        self.buckets.push(Bucket {
+            objects: objects.into_iter().collect(),
+            oldest: self.revision,
+            last_change: self.revision,
+            ..Bucket::default()
+        });
+    }
+
     /// The bucket of a storage prefix.
     pub fn bucket(&self, prefix: &str) -> Option<usize> {
         self.index.get(prefix).copied()

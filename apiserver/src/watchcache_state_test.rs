@@ -172,3 +172,32 @@ fn pages_and_exact_revisions() {
     s.register(0, web(), WatchStart::Snapshot, tx).unwrap();
     assert_eq!(s.replace(Vec::new(), 20), 1, "a relist closes watchers");
 }
+
+#[test]
+fn a_bucket_added_later_starts_from_its_listed_objects_and_follows_changes() {
+    const THINGS: &str = "/registry/x.example.com/things/";
+    let mut s = state(3);
+    // Before the bucket exists its keys are not cached.
+    s.apply(vec![put("/registry/x.example.com/things/d/a", 11, "web")]);
+    assert!(!s.caches("/registry/x.example.com/things/d/a"));
+    assert_eq!(s.revision(), 11);
+    // Added with what the store held at revision 11.
+    let a = "/registry/x.example.com/things/d/a".to_string();
+    s.add_bucket(THINGS, vec![(a.clone(), obj(&a, 11, "web"))]);
+    let b = s.bucket(THINGS).unwrap();
+    assert!(s.can_serve_at(b, 11));
+    s.apply(vec![put("/registry/x.example.com/things/d/b", 12, "db")]);
+    let page = s.list(b, THINGS, THINGS, 0, |_| true);
+    let names: Vec<&str> = page
+        .items
+        .iter()
+        .filter_map(|o| o.pointer("/metadata/name")?.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec![a.as_str(), "/registry/x.example.com/things/d/b"]
+    );
+    // Adding it again changes nothing.
+    s.add_bucket(THINGS, Vec::new());
+    assert_eq!(s.list(b, THINGS, THINGS, 0, |_| true).items.len(), 2);
+}
