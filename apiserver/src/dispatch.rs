@@ -100,7 +100,10 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let user = state.authn.authenticate(auth_header)?;
+    let user = state
+        .authn
+        .authenticate(&state.registry, auth_header)
+        .await?;
     // metrics.k8s.io is served here rather than from the resource table
     // (no storage behind it).
     if crate::metrics::is_metrics_path(req.uri().path()) {
@@ -123,6 +126,11 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
 
@@ -149,7 +157,7 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
             }
         }
     };
-    state.authz.authorize(&user, &attrs).await?;
+    state.authz.authorize(&user, &attrs.rbac()).await?;
 
     // exec/attach/portforward take over the connection: no body to read.
     if let Route::Resource(p) = &route {
@@ -174,9 +182,16 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
         output,
         body,
         content_type,
+        user_agent,
         warnings: Vec::new(),
     };
     match &route {
+        Route::Resource(p) if p.resource.is_create_only() => {
+            if method != Method::POST || p.name.is_some() {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            crate::reviews::create(&mut ctx, p.resource, p.namespace.as_deref()).await
+        }
         Route::Resource(p) => rest::handle(&mut ctx, &method, p).await,
         Route::Bindings { namespace } if method == Method::POST => {
             pods::bind(&mut ctx, namespace, None).await

@@ -143,6 +143,11 @@ pub(super) fn add_paths(paths: &mut Map<String, Value>, r: &ResourceInfo, name: 
         created.clone(),
     );
     post["requestBody"] = body(name);
+    if r.is_create_only() {
+        // The review APIs: POST on the collection is all there is.
+        paths.insert(base, json!({"post": post, "parameters": scope_params}));
+        return;
+    }
     let collection = json!({
         "get": operation(r, &format!("list{prefix}{scope}{kind}"), "list", format!("list or watch objects of kind {kind}"), list_params(), json!({"200": ok(&list_name)})),
         "post": post,
@@ -216,6 +221,24 @@ pub(super) fn add_paths(paths: &mut Map<String, Value>, r: &ResourceInfo, name: 
                 );
                 post["requestBody"] = body(eviction);
                 post["x-kubernetes-group-version-kind"] = gvk("policy", "v1", "Eviction");
+                paths.insert(
+                    sub_path,
+                    json!({"post": post, "parameters": item_params.clone()}),
+                );
+            }
+            "token" => {
+                let token = "io.k8s.api.authentication.v1.TokenRequest";
+                let mut post = operation(
+                    r,
+                    &format!("create{id}"),
+                    "post",
+                    format!("create token of a {kind}"),
+                    write_params(),
+                    json!({"200": ok(token), "201": {"description": "Created", "content": json_content(token)}}),
+                );
+                post["requestBody"] = body(token);
+                post["x-kubernetes-group-version-kind"] =
+                    gvk("authentication.k8s.io", "v1", "TokenRequest");
                 paths.insert(
                     sub_path,
                     json!({"post": post, "parameters": item_params.clone()}),
