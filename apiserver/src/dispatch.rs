@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::auth::{Admission, Authorizer, RequestAttributes, TokenAuthenticator};
 use crate::codec::negotiate;
 use crate::error::{ApiError, MAX_REQUEST_BODY_BYTES};
+use crate::rbac::{Attributes, ResourceAttributes};
 use crate::registry::Registry;
 use crate::request::{Query, RequestContext};
 use crate::resources::find;
@@ -111,7 +112,13 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
             return Err(ApiError::MethodNotAllowed);
         }
         let query = Query::parse(req.uri().query());
-        return crate::metrics::serve(&state, req.uri().path(), &query).await;
+        let path = req.uri().path();
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        state
+            .authz
+            .authorize(&user, &metrics_attributes(path, &segs, &query))
+            .await?;
+        return crate::metrics::serve(&state, path, &query).await;
     }
     let route = route?;
 
@@ -197,6 +204,37 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
             pods::bind(&mut ctx, namespace, None).await
         }
         _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// What a `metrics.k8s.io` request asks, for authorization: `get`/`list`
+/// of `pods` or `nodes` in that group, or a non-resource `get` of the
+/// group's discovery paths. `segs` are the path's segments.
+fn metrics_attributes<'a>(path: &'a str, segs: &[&'a str], query: &Query) -> Attributes<'a> {
+    let (namespace, rest) = match segs.get(3..).unwrap_or(&[]) {
+        ["namespaces", ns, rest @ ..] => (Some(*ns), rest),
+        rest => (None, rest),
+    };
+    let resource = match rest {
+        [plural] | [plural, _] => Some(ResourceAttributes {
+            group: "metrics.k8s.io",
+            resource: plural,
+            subresource: None,
+            name: rest.get(1).copied(),
+            namespace,
+        }),
+        _ => None,
+    };
+    let verb = match (&resource, rest.len(), query.flag("watch")) {
+        (None, _, _) => "get",
+        (Some(_), _, true) => "watch",
+        (Some(_), 1, _) => "list",
+        _ => "get",
+    };
+    Attributes {
+        verb,
+        resource,
+        path,
     }
 }
 

@@ -11,9 +11,10 @@
 //!  route ── /healthz /livez /readyz /version /cacerts ──► answered, no auth
 //!    │                                                   router.rs, dispatch.rs
 //!    ▼
-//!  authenticate (Bearer: admin / node token) ── 401      auth.rs
+//!  authenticate (Bearer: admin / node token,            auth.rs,
+//!    ServiceAccount JWT) ── 401                          serviceaccount_token.rs
 //!    ▼
-//!  authorize (Authorizer trait; allow-all today) ── 403  auth.rs
+//!  authorize (RBAC from the watch cache) ── 403           rbac.rs, rbac_authorizer.rs
 //!    ▼
 //!  discovery / OpenAPI (GET only) ──────────────────────► discovery.rs, openapi.rs
 //!    ▼
@@ -23,7 +24,8 @@
 //!    decode (JSON, YAML, protobuf; 400)   codec.rs, protobuf.rs, k8s_schema.rs
 //!    → kind/identity checks → fieldValidation (Strict 400 / Warn header)
 //!    → server-set fields (strategy.rs) → defaults (defaults.rs)
-//!    → validate (validation.rs, 422) → admission (auth.rs)
+//!    → validate (validation.rs, 422) → RBAC escalation check
+//!    (rbac_escalation.rs, 403) → admission (auth.rs)
 //!    → store Txn (registry.rs: create-if-absent 409, mod_revision 409)
 //!    ▼
 //!  response: object / list / Table / watch stream; errors → metav1.Status
@@ -68,10 +70,21 @@
 //!   [`ApiServer::start_with_cache`] with watch cache sizes) over any
 //!   `Arc<dyn Kv>`; [`ApiServer::shutdown`] returns once no request or
 //!   watch holds the store any more, so the store can be closed next.
-//! - On start: PKI under `DATA_DIR/pki/`, `DATA_DIR/node-token`
+//! - On start: PKI under `DATA_DIR/pki/` (with `sa.key`, the
+//!   ServiceAccount token signing key), `DATA_DIR/node-token`
 //!   (`SK10<sha256 of CA DER>::node:<hex>`), `DATA_DIR/admin.kubeconfig`,
-//!   and the namespaces `default`, `kube-system`, `kube-public`,
-//!   `kube-node-lease`.
+//!   the namespaces `default`, `kube-system`, `kube-public`,
+//!   `kube-node-lease`, and the default RBAC policy ([`rbac_bootstrap`]).
+//! - Authorization ([`rbac_authorizer`]) reads Roles, ClusterRoles and
+//!   their bindings from the watch cache, rebuilding its [`rbac::Policy`]
+//!   only when one of them changed; a denied request is asked again once
+//!   the cache has the store's current revision, so a binding written
+//!   just before counts. `system:masters` bypasses RBAC; a 403 carries
+//!   kube-apiserver's message. Writing a role or binding needs the
+//!   permissions it grants, or `escalate`/`bind` ([`rbac_escalation`]).
+//! - `serviceaccounts/<name>/token` issues ES256 JWTs
+//!   ([`serviceaccount_token`]); the review APIs ([`reviews`]) answer
+//!   `kubectl auth can-i` / `whoami` and are never stored.
 //!
 //! # Caveats (what Kubernetes does that Skiff does not, yet)
 //! - The watch cache ([`watchcache`]) keeps a fixed number of events per
@@ -85,9 +98,13 @@
 //!   Go type's tags (see [`patch`]). Server-side apply ([`apply`],
 //!   [`apply_rest`]) merges lists by the generated schema's list types
 //!   and tracks `managedFields` on every write; no version conversion of
-//!   field sets, and the default manager is `unknown`, not the User-Agent.
-//! - Authorization allows every authenticated user; no admission plugins;
-//!   no client-certificate authentication.
+//!   field sets.
+//! - Authorization is RBAC only (no Node authorizer: the agent's node token
+//!   is `system:node` in `system:nodes`, bound to a `system:node`
+//!   ClusterRole by [`rbac_bootstrap`]); no anonymous requests (401), no
+//!   impersonation, no admission plugins, no client-certificate
+//!   authentication. ServiceAccount tokens: no OIDC discovery/JWKS, no
+//!   legacy Secret tokens.
 //! - Deleting a namespace removes its contents at once (no Terminating
 //!   phase); `propagationPolicy` is accepted but there is no garbage
 //!   collector yet.
@@ -111,8 +128,7 @@
 //! - Services get a cluster IP from the service CIDR and node ports from
 //!   30000–32767 ([`service_ranges`], [`services`]): IPv4 only, one store
 //!   key per allocation written in the Service's own Txn. The `kubernetes`
-//!   Service points at this server's listen address. RBAC objects are
-//!   stored and printed but not enforced.
+//!   Service points at this server's listen address.
 #![deny(missing_docs)]
 
 pub mod apply;
@@ -138,7 +154,7 @@ pub mod protobuf;
 pub mod rbac;
 pub mod rbac_authorizer;
 pub mod rbac_bootstrap;
-mod rbac_escalation;
+pub mod rbac_escalation;
 pub mod registry;
 pub mod request;
 pub mod resources;

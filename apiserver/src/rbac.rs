@@ -257,7 +257,7 @@ impl Subject {
     fn applies_to(&self, user: &UserInfo, binding_namespace: Option<&str>) -> bool {
         match self.kind.as_str() {
             "User" => user.name == self.name,
-            "Group" => user.groups.iter().any(|g| *g == self.name),
+            "Group" => user.groups.contains(&self.name),
             "ServiceAccount" => {
                 let ns = if self.namespace.is_empty() {
                     binding_namespace.unwrap_or("")

@@ -190,6 +190,13 @@ async fn default_policy_node_identity_and_discovery() {
             body["message"],
             r#"clusterroles.rbac.authorization.k8s.io is forbidden: User "system:node" cannot list resource "clusterroles" in API group "rbac.authorization.k8s.io" at the cluster scope"#
         );
+        // metrics.k8s.io is authorized like any resource.
+        let (code, body) = call_with(h, &node, "GET", "/apis/metrics.k8s.io/v1beta1/nodes", None).await;
+        assert_eq!(code, 403, "{body}");
+        assert_eq!(
+            body["message"],
+            r#"nodes.metrics.k8s.io is forbidden: User "system:node" cannot list resource "nodes" in API group "metrics.k8s.io" at the cluster scope"#
+        );
         // The review APIs are in discovery, create only.
         let resources = h.kubectl_ok(&["api-resources", "--api-group=authorization.k8s.io", "-o", "wide"], None).await;
         for r in ["selfsubjectaccessreviews", "selfsubjectrulesreviews", "subjectaccessreviews", "localsubjectaccessreviews"] {
