@@ -26,16 +26,7 @@ use crate::resources::find;
 const GROUP: &str = "rbac.authorization.k8s.io";
 const READ: [&str; 3] = ["get", "list", "watch"];
 const WRITE: [&str; 5] = ["create", "delete", "deletecollection", "patch", "update"];
-const ALL: [&str; 8] = [
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+const ALL: &[&str] = crate::resources::STANDARD_VERBS;
 
 fn rule(verbs: &[&str], group: &str, resources: &[&str]) -> Value {
     json!({"verbs": verbs, "apiGroups": [group], "resources": resources})
@@ -226,7 +217,7 @@ pub fn cluster_roles() -> Vec<Value> {
         rule(&WRITE, "discovery.k8s.io", &["endpointslices"]),
     ];
     let admin = vec![
-        rule(&ALL, GROUP, &["roles", "rolebindings"]),
+        rule(ALL, GROUP, &["roles", "rolebindings"]),
         rule(
             &["create"],
             "authorization.k8s.io",
@@ -235,7 +226,7 @@ pub fn cluster_roles() -> Vec<Value> {
     ];
     // What the agent (kubelet, proxy, DNS) reads and writes.
     let node = vec![
-        rule(&ALL, "", &["nodes", "nodes/status"]),
+        rule(ALL, "", &["nodes", "nodes/status"]),
         rule(
             &[
                 "get", "list", "watch", "create", "delete", "patch", "update",
@@ -263,7 +254,7 @@ pub fn cluster_roles() -> Vec<Value> {
         ),
         rule(&READ, "discovery.k8s.io", &["endpointslices"]),
         rule(&READ, "networking.k8s.io", &["networkpolicies"]),
-        rule(&ALL, "coordination.k8s.io", &["leases"]),
+        rule(ALL, "coordination.k8s.io", &["leases"]),
         rule(&["create"], "authentication.k8s.io", &["tokenreviews"]),
         rule(
             &["create"],

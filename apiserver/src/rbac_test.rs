@@ -359,3 +359,74 @@ fn covers_is_the_escalation_check() {
         )]
     ));
 }
+
+/// `cargo test -p skiff-apiserver --lib rbac_cost -- --ignored --nocapture`
+#[test]
+#[ignore = "measurement: prints the cost of a policy rebuild and of one check"]
+fn rbac_cost() {
+    const NAMESPACES: usize = 1000;
+    let crs = crate::rbac_bootstrap::cluster_roles();
+    let crbs = crate::rbac_bootstrap::cluster_role_bindings();
+    let roles: Vec<serde_json::Value> = (0..NAMESPACES)
+        .map(|i| json!({"metadata": {"namespace": format!("ns{i}"), "name": "r"},
+            "rules": [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods", "configmaps"]}]}))
+        .collect();
+    let bindings: Vec<serde_json::Value> = (0..NAMESPACES)
+        .flat_map(|i| {
+            [
+                json!({"metadata": {"namespace": format!("ns{i}"), "name": "b"},
+                    "roleRef": {"kind": "Role", "name": "r"},
+                    "subjects": [{"kind": "ServiceAccount", "name": "sa"}]}),
+                json!({"metadata": {"namespace": format!("ns{i}"), "name": "e"},
+                    "roleRef": {"kind": "ClusterRole", "name": "edit"},
+                    "subjects": [{"kind": "User", "name": format!("u{i}")}]}),
+            ]
+        })
+        .collect();
+    let median = |mut v: Vec<std::time::Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut builds = Vec::new();
+    let mut policy = Policy::default();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        policy = Policy::new(&roles, &crs, &bindings, &crbs);
+        builds.push(t.elapsed());
+    }
+    let sa = user(
+        "system:serviceaccount:ns500:sa",
+        &["system:serviceaccounts", "system:authenticated"],
+    );
+    let denied = res(
+        "delete",
+        "apps",
+        "deployments",
+        None,
+        Some("x"),
+        Some("ns500"),
+    );
+    let allowed = res("list", "", "configmaps", None, None, Some("ns500"));
+    const CHECKS: u32 = 10_000;
+    let (mut allow_t, mut deny_t) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        for _ in 0..CHECKS {
+            assert!(policy.allows(&sa, &allowed));
+        }
+        allow_t.push(t.elapsed() / CHECKS);
+        let t = std::time::Instant::now();
+        for _ in 0..CHECKS {
+            assert!(!policy.allows(&sa, &denied));
+        }
+        deny_t.push(t.elapsed() / CHECKS);
+    }
+    println!(
+        "rbac: {NAMESPACES} namespaces ({} roles, {} bindings): rebuild median {:?}; allowed check median {:?}; denied check median {:?}",
+        roles.len(),
+        bindings.len() + crbs.len(),
+        median(builds),
+        median(allow_t),
+        median(deny_t)
+    );
+}

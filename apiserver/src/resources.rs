@@ -81,18 +81,21 @@ impl ResourceInfo {
         if self.is_create_only() {
             return &["create"];
         }
-        &[
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ]
+        STANDARD_VERBS
     }
 }
+
+/// The verbs of a stored resource (what discovery advertises for it).
+pub const STANDARD_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 macro_rules! resource {
     ($group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, $namespaced:expr,

@@ -34,7 +34,7 @@ use crate::error::ApiError;
 use crate::rbac::service_account_user;
 use crate::registry::Registry;
 use crate::request::RequestContext;
-use crate::resources::find;
+use crate::resources::{find, ResourceInfo};
 use crate::response::{self, Body};
 use crate::strategy::timestamp;
 use crate::validation::FieldError;
@@ -270,6 +270,18 @@ pub fn user_of(claims: &Claims) -> crate::auth::UserInfo {
     }
 }
 
+/// The uid of an existing object; 404 when absent.
+async fn uid_of(
+    registry: &Registry,
+    res: &ResourceInfo,
+    namespace: &str,
+    name: &str,
+) -> Result<String, ApiError> {
+    let stored = registry.get_required(res, Some(namespace), name).await?;
+    let uid = stored.obj.pointer("/metadata/uid").and_then(Value::as_str);
+    Ok(uid.unwrap_or("").to_string())
+}
+
 /// `POST /api/v1/namespaces/<ns>/serviceaccounts/<name>/token`: issues a
 /// token for the ServiceAccount (201 with the TokenRequest and
 /// `status.token`).
@@ -281,16 +293,7 @@ pub async fn create_token(
 ) -> Result<Response<Body>, ApiError> {
     let sa_res = find("", "v1", "serviceaccounts").ok_or(ApiError::PathNotFound)?;
     let mut req = ctx.body_object()?;
-    let sa = ctx
-        .state
-        .registry
-        .get_required(sa_res, Some(namespace), name)
-        .await?;
-    let sa_uid = sa
-        .obj
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let sa_uid = uid_of(&ctx.state.registry, sa_res, namespace, name).await?;
     let spec = req.get("spec").cloned().unwrap_or(json!({}));
     let seconds = match spec.get("expirationSeconds") {
         None | Some(Value::Null) => DEFAULT_EXPIRATION_SECONDS,
@@ -344,16 +347,7 @@ pub async fn create_token(
             }
         };
         if let Some(res) = find("", "v1", plural) {
-            let obj = ctx
-                .state
-                .registry
-                .get_required(res, Some(namespace), bname)
-                .await?;
-            let uid = obj
-                .obj
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let uid = uid_of(&ctx.state.registry, res, namespace, bname).await?;
             let want = bound.get("uid").and_then(Value::as_str).unwrap_or("");
             if !want.is_empty() && want != uid {
                 return Err(ApiError::Conflict {
