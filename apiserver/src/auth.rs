@@ -154,8 +154,16 @@ impl RequestAttributes<'_> {
     /// request's namespace, so a RoleBinding in `ns` can grant `get` on
     /// the Namespace `ns`.
     pub fn rbac(&self) -> Attributes<'_> {
+        // Opening exec/attach/portforward by a WebSocket upgrade is a GET,
+        // but it needs `create` as the SPDY POST does (kube-apiserver 1.32,
+        // AuthorizePodWebsocketUpgradeCreatePermission, KEP-4006).
+        let stream = matches!(self.subresource, Some("exec" | "attach" | "portforward"));
         Attributes {
-            verb: self.verb,
+            verb: if stream && self.verb == "get" {
+                "create"
+            } else {
+                self.verb
+            },
             resource: self.resource.map(|r| ResourceAttributes {
                 group: r.group,
                 resource: r.plural,

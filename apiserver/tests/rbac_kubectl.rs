@@ -159,6 +159,26 @@ async fn service_account_token_rbac_and_reviews_with_kubectl() {
         let (code, _) = call_with(h, &token, "GET", "/api/v1/namespaces/team/pods", None).await;
         assert_eq!(code, 200);
 
+        // A token bound to a pod names it, and dies with it.
+        let pod = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "team"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}"#;
+        h.kubectl_ok(&["create", "-f", "-"], Some(pod)).await;
+        let bound = h
+            .kubectl_ok(&["create", "token", "bot", "-n", "team", "--bound-object-kind=Pod", "--bound-object-name=p"], None)
+            .await;
+        let bound = bound.trim().to_string();
+        let claims = bound.split('.').nth(1).unwrap();
+        use base64::Engine;
+        let claims: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+        assert_eq!(claims["kubernetes.io"]["pod"]["name"], "p", "{claims}");
+        assert_eq!(claims["sub"], "system:serviceaccount:team:bot");
+        assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3600);
+        let (code, _) = call_with(h, &bound, "GET", "/api/v1/namespaces/team/pods", None).await;
+        assert_eq!(code, 200);
+        h.kubectl_ok(&["delete", "pod", "p", "-n", "team", "--grace-period=0", "--force"], None).await;
+        let (code, _) = call_with(h, &bound, "GET", "/api/v1/namespaces/team/pods", None).await;
+        assert_eq!(code, 401);
+
         // Deleting the ServiceAccount revokes its tokens, also when it is
         // recreated under the same name (another uid).
         h.kubectl_ok(&["delete", "serviceaccount", "bot", "-n", "team"], None).await;
