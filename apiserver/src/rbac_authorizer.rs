@@ -48,6 +48,8 @@ pub struct RbacAuthorizer {
     registry: Registry,
     /// The last policy and the cache revision it was built at.
     snapshot: RwLock<Option<(Revision, Arc<Policy>)>>,
+    /// Held while a new policy is built.
+    rebuild: tokio::sync::Mutex<()>,
 }
 
 impl RbacAuthorizer {
@@ -57,6 +59,7 @@ impl RbacAuthorizer {
         RbacAuthorizer {
             registry,
             snapshot: RwLock::new(None),
+            rebuild: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -66,15 +69,21 @@ impl RbacAuthorizer {
             return self.policy_from_store().await;
         };
         let resources = rbac_resources();
-        if let Some((rev, p)) = self
-            .snapshot
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            if resources.iter().all(|r| cache.unchanged_since(r, *rev)) {
-                return Ok(p.clone());
-            }
+        let current = || {
+            let snapshot = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
+            snapshot
+                .as_ref()
+                .filter(|(rev, _)| resources.iter().all(|r| cache.unchanged_since(r, *rev)))
+                .map(|(_, p)| p.clone())
+        };
+        if let Some(p) = current() {
+            return Ok(p);
+        }
+        // One rebuild at a time: requests arriving meanwhile wait for it
+        // and then find it current.
+        let _rebuilding = self.rebuild.lock().await;
+        if let Some(p) = current() {
+            return Ok(p);
         }
         // Read the revision first: anything changed after it forces the
         // next request to rebuild again, so no change is ever missed.

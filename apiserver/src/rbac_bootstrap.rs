@@ -13,13 +13,15 @@
 //!
 //! Differences from Kubernetes: the `system:node` ClusterRole is bound to
 //! the `system:nodes` group (Kubernetes leaves that binding empty and uses
-//! the Node authorizer, which Skiff does not have); the rule lists are
+//! the Node authorizer, which Skiff does not have); `admin`, `edit` and
+//! `view` are stored with the rules aggregated at creation; the rule lists are
 //! Kubernetes' trimmed to the resources Skiff serves. Reconciling only
 //! creates missing objects: it does not add rules back to a changed role.
 
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::rbac::{Policy, RoleRef};
 use crate::registry::Registry;
 use crate::resources::find;
 
@@ -274,7 +276,7 @@ pub fn cluster_roles() -> Vec<Value> {
             &["selfsubjectreviews"],
         ),
     ];
-    vec![
+    let mut roles = vec![
         cluster_role(
             "cluster-admin",
             json!({}),
@@ -316,7 +318,22 @@ pub fn cluster_roles() -> Vec<Value> {
         ),
         cluster_role("system:basic-user", json!({}), basic_user),
         cluster_role("system:node", json!({}), node),
-    ]
+    ];
+    // Store admin/edit/view with their aggregated rules filled in, as the
+    // clusterrole-aggregation controller would (the authorizer also
+    // resolves aggregation itself, so later labelled roles count).
+    let none: [Value; 0] = [];
+    let policy = Policy::new(&none, &roles, &none, &none);
+    for r in &mut roles {
+        if r.get("aggregationRule").is_some() {
+            let role_ref = RoleRef {
+                kind: "ClusterRole".into(),
+                name: r["metadata"]["name"].as_str().unwrap_or("").into(),
+            };
+            r["rules"] = json!(policy.role_rules(&role_ref, None));
+        }
+    }
+    roles
 }
 
 /// The default ClusterRoleBindings.
@@ -366,7 +383,7 @@ pub async fn ensure(registry: &Registry) -> Result<(), ApiError> {
 mod tests {
     use super::*;
     use crate::auth::UserInfo;
-    use crate::rbac::{Attributes, Policy, ResourceAttributes};
+    use crate::rbac::{Attributes, ResourceAttributes};
 
     #[test]
     fn default_policy_grants_what_kubernetes_does() {
@@ -428,5 +445,14 @@ mod tests {
             )
         ));
         assert!(!p.allows(&node, &at("create", GROUP, "clusterrolebindings", None)));
+        // admin is stored with what it aggregates (edit's and view's rules too).
+        let admin = crs
+            .iter()
+            .find(|r| r["metadata"]["name"] == "admin")
+            .unwrap();
+        let stored = admin["rules"].to_string();
+        for r in ["rolebindings", "deployments/scale", "pods/log"] {
+            assert!(stored.contains(&format!("\"{r}\"")), "{r}: {stored}");
+        }
     }
 }

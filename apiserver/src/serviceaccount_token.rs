@@ -474,4 +474,35 @@ mod tests {
             Err(TokenError::Malformed)
         );
     }
+
+    /// `cargo test -p skiff-apiserver --lib token_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "measurement: prints the cost of signing and verifying a token"]
+    fn token_cost() {
+        let s = signer();
+        let now = 1_700_000_000;
+        let t = s.sign(&claims(now)).unwrap();
+        const N: u32 = 200;
+        let (mut sign, mut verify) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let start = std::time::Instant::now();
+            for _ in 0..N {
+                s.sign(&claims(now)).unwrap();
+            }
+            sign.push(start.elapsed() / N);
+            let start = std::time::Instant::now();
+            for _ in 0..N {
+                s.verify(&t, now, &[ISSUER]).unwrap();
+            }
+            verify.push(start.elapsed() / N);
+        }
+        sign.sort();
+        verify.sort();
+        println!(
+            "ES256 token ({} bytes): sign median {:?}, verify median {:?}",
+            t.len(),
+            sign[2],
+            verify[2]
+        );
+    }
 }
