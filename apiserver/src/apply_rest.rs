@@ -4,8 +4,10 @@
 //! update and patch. The logic is the pure core in [`crate::apply`].
 //!
 //! - `fieldManager` is required for apply (422 otherwise, as Kubernetes);
-//!   for other writes it defaults to `unknown` (Kubernetes derives it from
-//!   the User-Agent; Skiff's request context does not carry it).
+//!   for other writes it defaults to the User-Agent up to its first `/`
+//!   (`kubectl-client-side-apply/v1.32.4 (linux/amd64) …` →
+//!   `kubectl-client-side-apply`, kube-apiserver's `prefixFromUserAgent`),
+//!   and to `unknown` without one.
 //! - `force=true` moves conflicting fields to the applier; without it a
 //!   conflict is a 409 whose causes name each field and manager.
 //! - Applying to an object that does not exist creates it.
@@ -39,12 +41,24 @@ pub fn is_apply(content_type: Option<&str>) -> bool {
         .eq_ignore_ascii_case("application/apply-patch+yaml")
 }
 
+/// kube-apiserver caps a manager name taken from the User-Agent.
+const MAX_USER_AGENT_MANAGER_CHARS: usize = 128;
+
 fn manager(ctx: &RequestContext) -> String {
-    ctx.query
-        .get("fieldManager")
-        .filter(|m| !m.is_empty())
-        .unwrap_or("unknown")
-        .to_string()
+    if let Some(m) = ctx.query.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.to_string();
+    }
+    default_manager(ctx.user_agent.as_deref())
+}
+
+/// The manager of a write without `fieldManager`: the User-Agent's
+/// product name, or `unknown`.
+fn default_manager(user_agent: Option<&str>) -> String {
+    let prefix = user_agent.and_then(|ua| ua.split('/').next()).unwrap_or("");
+    if prefix.is_empty() {
+        return "unknown".to_string();
+    }
+    prefix.chars().take(MAX_USER_AGENT_MANAGER_CHARS).collect()
 }
 
 /// Sets `new`'s `managedFields` for a create (`old` `None`) or update by
@@ -167,4 +181,31 @@ pub async fn apply_patch(
         }
     }
     Err(ApiError::modified(res, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_manager;
+
+    #[test]
+    fn default_manager_is_the_user_agent_product() {
+        let cases = [
+            (
+                Some("kubectl-client-side-apply/v1.32.4 (linux/amd64) kubernetes/59526cd"),
+                "kubectl-client-side-apply",
+            ),
+            (
+                Some("kubectl/v1.32.4 (linux/amd64) kubernetes/59526cd"),
+                "kubectl",
+            ),
+            (Some("kube-rs"), "kube-rs"),
+            (Some("/v1"), "unknown"),
+            (Some(""), "unknown"),
+            (None, "unknown"),
+        ];
+        for (ua, want) in cases {
+            assert_eq!(default_manager(ua), want, "{ua:?}");
+        }
+        assert_eq!(default_manager(Some(&"x".repeat(300))).len(), 128);
+    }
 }

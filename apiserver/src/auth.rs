@@ -2,24 +2,36 @@
 //! admission (kube-apiserver's `authenticator.Request`,
 //! `authorizer.Authorizer` and `admission.Interface`).
 //!
-//! Today: two static bearer tokens authenticate (the admin token →
-//! `admin` in `system:masters`; the node token → `system:node` in
-//! `system:nodes`), [`AllowAll`] authorizes everything and [`NoAdmission`]
-//! changes nothing. RBAC and admission plugins plug in behind the traits.
+//! Authentication: two static bearer tokens (the admin token → `admin` in
+//! `system:masters`; the node token → `system:node` in `system:nodes`) and
+//! ServiceAccount JWTs ([`crate::serviceaccount_token`]). Authorization:
+//! RBAC by default ([`crate::rbac_authorizer`]), or [`AllowAll`] for
+//! embedders that want none. Admission: [`NoAdmission`] changes nothing;
+//! plugins plug in behind the trait.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::rbac::{Attributes, PolicyRule, ResourceAttributes};
+use crate::registry::Registry;
 use crate::resources::ResourceInfo;
+use crate::serviceaccount_token::{self as sa_token, TokenError, TokenSigner};
 
 /// Who made a request (Kubernetes' `user.Info`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserInfo {
     /// The user name, e.g. `admin`, `system:node`.
     pub name: String,
     /// Groups, e.g. `system:masters`.
     pub groups: Vec<String>,
+    /// A unique id (a ServiceAccount's uid), or empty.
+    pub uid: String,
+    /// Extra attributes, e.g. the pod a token is bound to.
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 /// Turns a request's bearer token into a user.
@@ -27,6 +39,7 @@ pub struct UserInfo {
 pub struct TokenAuthenticator {
     admin_token: String,
     node_token: String,
+    service_accounts: Option<Arc<TokenSigner>>,
 }
 
 /// Compares in time independent of where the strings differ, so a token
@@ -44,13 +57,29 @@ impl TokenAuthenticator {
         TokenAuthenticator {
             admin_token: admin_token.to_string(),
             node_token: node_token.to_string(),
+            service_accounts: None,
         }
+    }
+
+    /// Also accepts ServiceAccount tokens signed by `signer`.
+    pub fn with_service_accounts(mut self, signer: Arc<TokenSigner>) -> Self {
+        self.service_accounts = Some(signer);
+        self
+    }
+
+    /// The ServiceAccount token signer, if ServiceAccount tokens are on.
+    pub fn token_signer(&self) -> Option<&Arc<TokenSigner>> {
+        self.service_accounts.as_ref()
     }
 
     /// The user behind an `Authorization` header value; 401 when absent or
     /// unknown (kube-apiserver also answers 401 to a bad token even where
     /// anonymous access would be allowed).
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<UserInfo, ApiError> {
+    pub async fn authenticate(
+        &self,
+        registry: &Registry,
+        authorization: Option<&str>,
+    ) -> Result<UserInfo, ApiError> {
         let token = authorization
             .and_then(|h| {
                 h.strip_prefix("Bearer ")
@@ -58,19 +87,45 @@ impl TokenAuthenticator {
             })
             .map(str::trim)
             .ok_or(ApiError::Unauthorized)?;
+        self.review(registry, token, &[sa_token::ISSUER])
+            .await
+            .map_err(|e| {
+                tracing::debug!(error = %e, "authentication failed");
+                ApiError::Unauthorized
+            })
+    }
+
+    /// The user behind a bearer token, accepting ServiceAccount tokens for
+    /// one of `audiences` (a TokenReview's check; requests use the API
+    /// server's own audience).
+    pub async fn review(
+        &self,
+        registry: &Registry,
+        token: &str,
+        audiences: &[&str],
+    ) -> Result<UserInfo, TokenError> {
         if constant_time_eq(token.as_bytes(), self.admin_token.as_bytes()) {
-            Ok(UserInfo {
+            return Ok(UserInfo {
                 name: "admin".into(),
                 groups: vec!["system:masters".into(), "system:authenticated".into()],
-            })
-        } else if constant_time_eq(token.as_bytes(), self.node_token.as_bytes()) {
-            Ok(UserInfo {
+                ..Default::default()
+            });
+        }
+        if constant_time_eq(token.as_bytes(), self.node_token.as_bytes()) {
+            return Ok(UserInfo {
                 name: "system:node".into(),
                 groups: vec!["system:nodes".into(), "system:authenticated".into()],
-            })
-        } else {
-            Err(ApiError::Unauthorized)
+                ..Default::default()
+            });
         }
+        let signer = self
+            .service_accounts
+            .as_ref()
+            .filter(|_| sa_token::is_jwt(token))
+            .ok_or(TokenError::Malformed)?;
+        let claims = signer.verify(token, chrono::Utc::now().timestamp(), audiences)?;
+        sa_token::check_not_revoked(registry, &claims).await?;
+        Ok(sa_token::user_of(&claims))
     }
 }
 
@@ -93,28 +148,89 @@ pub struct RequestAttributes<'a> {
     pub path: &'a str,
 }
 
+impl RequestAttributes<'_> {
+    /// The attributes in the strings RBAC compares. kube-apiserver's
+    /// `RequestInfo` names a Namespace object's own namespace as the
+    /// request's namespace, so a RoleBinding in `ns` can grant `get` on
+    /// the Namespace `ns`.
+    pub fn rbac(&self) -> Attributes<'_> {
+        // Opening exec/attach/portforward by a WebSocket upgrade is a GET,
+        // but it needs `create` as the SPDY POST does (kube-apiserver 1.32,
+        // AuthorizePodWebsocketUpgradeCreatePermission, KEP-4006).
+        let stream = matches!(self.subresource, Some("exec" | "attach" | "portforward"));
+        Attributes {
+            verb: if stream && self.verb == "get" {
+                "create"
+            } else {
+                self.verb
+            },
+            resource: self.resource.map(|r| ResourceAttributes {
+                group: r.group,
+                resource: r.plural,
+                subresource: self.subresource,
+                name: self.name,
+                namespace: match (r.group, r.plural) {
+                    ("", "namespaces") => self.name.or(self.namespace),
+                    _ => self.namespace,
+                },
+            }),
+            path: self.path,
+        }
+    }
+}
+
 /// Decides whether a user may do something.
 #[async_trait]
 pub trait Authorizer: Send + Sync {
-    /// `Ok(())` to allow, `Err(ApiError::Forbidden(..))` to deny.
-    async fn authorize(
+    /// Whether `user` may do what `attrs` describe (a
+    /// SubjectAccessReview's question).
+    async fn allows(&self, user: &UserInfo, attrs: &Attributes<'_>) -> Result<bool, ApiError>;
+
+    /// Every rule that applies to `user` cluster-wide and in `namespace`
+    /// (for SelfSubjectRulesReview and the RBAC escalation check).
+    async fn rules_for(
         &self,
         user: &UserInfo,
-        attrs: &RequestAttributes<'_>,
-    ) -> Result<(), ApiError>;
+        namespace: Option<&str>,
+    ) -> Result<Vec<PolicyRule>, ApiError>;
+
+    /// The rules of the Role (in `namespace`) or ClusterRole `name`,
+    /// aggregation resolved; empty when it does not exist.
+    async fn role_rules(
+        &self,
+        _kind: &str,
+        _namespace: Option<&str>,
+        _name: &str,
+    ) -> Result<Vec<PolicyRule>, ApiError> {
+        Ok(Vec::new())
+    }
+
+    /// `Ok(())` to allow, 403 Forbidden with kube-apiserver's message to
+    /// deny.
+    async fn authorize(&self, user: &UserInfo, attrs: &Attributes<'_>) -> Result<(), ApiError> {
+        if self.allows(user, attrs).await? {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(attrs.forbidden_message(&user.name)))
+        }
+    }
 }
 
-/// Allows every request from an authenticated user (until RBAC).
+/// Allows every request from an authenticated user.
 pub struct AllowAll;
 
 #[async_trait]
 impl Authorizer for AllowAll {
-    async fn authorize(
+    async fn allows(&self, _user: &UserInfo, _attrs: &Attributes<'_>) -> Result<bool, ApiError> {
+        Ok(true)
+    }
+
+    async fn rules_for(
         &self,
         _user: &UserInfo,
-        _attrs: &RequestAttributes<'_>,
-    ) -> Result<(), ApiError> {
-        Ok(())
+        _namespace: Option<&str>,
+    ) -> Result<Vec<PolicyRule>, ApiError> {
+        Ok(PolicyRule::all())
     }
 }
 
@@ -165,13 +281,20 @@ impl Admission for NoAdmission {
 mod tests {
     use super::*;
 
-    #[test]
-    fn tokens_map_to_users() {
+    #[tokio::test]
+    async fn tokens_map_to_users() {
         let a = TokenAuthenticator::new("admintok", "SK10abc::node:def");
-        let admin = a.authenticate(Some("Bearer admintok")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = skiff_store::StoreConfig::new(dir.path().join("s"));
+        let store = skiff_store::Store::open(config).await.unwrap();
+        let r = Registry::new(Arc::new(store));
+        let admin = a.authenticate(&r, Some("Bearer admintok")).await.unwrap();
         assert_eq!(admin.name, "admin");
         assert!(admin.groups.contains(&"system:masters".to_string()));
-        let node = a.authenticate(Some("Bearer SK10abc::node:def")).unwrap();
+        let node = a
+            .authenticate(&r, Some("Bearer SK10abc::node:def"))
+            .await
+            .unwrap();
         assert_eq!(node.name, "system:node");
         assert!(node.groups.contains(&"system:nodes".to_string()));
         for bad in [
@@ -181,7 +304,7 @@ mod tests {
             Some("Bearer "),
         ] {
             assert_eq!(
-                a.authenticate(bad).unwrap_err().status_code(),
+                a.authenticate(&r, bad).await.unwrap_err().status_code(),
                 401,
                 "{bad:?}"
             );

@@ -102,6 +102,7 @@ fn subresource_entry(resource: &ResourceInfo, sub: &str) -> Value {
         "attach" => ("PodAttachOptions", &["create", "get"]),
         "portforward" => ("PodPortForwardOptions", &["create", "get"]),
         "scale" => ("Scale", &["get", "patch", "update"]),
+        "token" => ("TokenRequest", &["create"]),
         _ => (resource.kind, &["get"]),
     };
     let mut entry = json!({
@@ -116,6 +117,7 @@ fn subresource_entry(resource: &ResourceInfo, sub: &str) -> Value {
     let other_group = match sub {
         "eviction" => Some("policy"),
         "scale" => Some("autoscaling"),
+        "token" => Some("authentication.k8s.io"),
         _ => None,
     };
     if let (Some(group), Some(obj)) = (other_group, entry.as_object_mut()) {

@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::auth::{Admission, Authorizer, RequestAttributes, TokenAuthenticator};
 use crate::codec::negotiate;
 use crate::error::{ApiError, MAX_REQUEST_BODY_BYTES};
+use crate::rbac::{Attributes, ResourceAttributes};
 use crate::registry::Registry;
 use crate::request::{Query, RequestContext};
 use crate::resources::find;
@@ -105,7 +106,10 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let user = state.authn.authenticate(auth_header)?;
+    let user = state
+        .authn
+        .authenticate(&state.registry, auth_header)
+        .await?;
     // metrics.k8s.io is served here rather than from the resource table
     // (no storage behind it).
     if crate::metrics::is_metrics_path(req.uri().path()) {
@@ -113,7 +117,13 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
             return Err(ApiError::MethodNotAllowed);
         }
         let query = Query::parse(req.uri().query());
-        return crate::metrics::serve(&state, req.uri().path(), &query).await;
+        let path = req.uri().path();
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        state
+            .authz
+            .authorize(&user, &metrics_attributes(path, &segs, &query))
+            .await?;
+        return crate::metrics::serve(&state, path, &query).await;
     }
     let route = route?;
 
@@ -128,6 +138,11 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
 
@@ -154,7 +169,7 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
             }
         }
     };
-    state.authz.authorize(&user, &attrs).await?;
+    state.authz.authorize(&user, &attrs.rbac()).await?;
 
     // exec/attach/portforward take over the connection: no body to read.
     if let Route::Resource(p) = &route {
@@ -179,14 +194,52 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
         output,
         body,
         content_type,
+        user_agent,
         warnings: Vec::new(),
     };
     match &route {
+        Route::Resource(p) if p.resource.is_create_only() => {
+            if method != Method::POST || p.name.is_some() {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            crate::reviews::create(&mut ctx, p.resource, p.namespace.as_deref()).await
+        }
         Route::Resource(p) => rest::handle(&mut ctx, &method, p).await,
         Route::Bindings { namespace } if method == Method::POST => {
             pods::bind(&mut ctx, namespace, None).await
         }
         _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// What a `metrics.k8s.io` request asks, for authorization: `get`/`list`
+/// of `pods` or `nodes` in that group, or a non-resource `get` of the
+/// group's discovery paths. `segs` are the path's segments.
+fn metrics_attributes<'a>(path: &'a str, segs: &[&'a str], query: &Query) -> Attributes<'a> {
+    let (namespace, rest) = match segs.get(3..).unwrap_or(&[]) {
+        ["namespaces", ns, rest @ ..] => (Some(*ns), rest),
+        rest => (None, rest),
+    };
+    let resource = match rest {
+        [plural] | [plural, _] => Some(ResourceAttributes {
+            group: "metrics.k8s.io",
+            resource: plural,
+            subresource: None,
+            name: rest.get(1).copied(),
+            namespace,
+        }),
+        _ => None,
+    };
+    let verb = match (&resource, rest.len(), query.flag("watch")) {
+        (None, _, _) => "get",
+        (Some(_), _, true) => "watch",
+        (Some(_), 1, _) => "list",
+        _ => "get",
+    };
+    Attributes {
+        verb,
+        resource,
+        path,
     }
 }
 

@@ -11,9 +11,10 @@
 //!  route ── /healthz /livez /readyz /version /cacerts ──► answered, no auth
 //!    │  (custom resources: crd_registry.rs)              router.rs, dispatch.rs
 //!    ▼
-//!  authenticate (Bearer: admin / node token) ── 401      auth.rs
+//!  authenticate (Bearer: admin / node token,            auth.rs,
+//!    ServiceAccount JWT) ── 401                          serviceaccount_token.rs
 //!    ▼
-//!  authorize (Authorizer trait; allow-all today) ── 403  auth.rs
+//!  authorize (RBAC from the watch cache) ── 403           rbac.rs, rbac_authorizer.rs
 //!    ▼
 //!  discovery / OpenAPI (GET only) ──────────────────────► discovery.rs, openapi.rs
 //!    ▼
@@ -24,7 +25,8 @@
 //!    → kind/identity checks → fieldValidation (Strict 400 / Warn header)
 //!    → server-set fields (strategy.rs) → defaults (defaults.rs)
 //!    → validate (validation.rs, 422; custom objects by their CRD's
-//!      schema: crd_schema.rs) → admission (auth.rs)
+//!      schema: crd_schema.rs) → RBAC escalation check
+//!    (rbac_escalation.rs, 403) → admission (auth.rs)
 //!    → store Txn (registry.rs: create-if-absent 409, mod_revision 409)
 //!    ▼
 //!  response: object / list / Table / watch stream; errors → metav1.Status
@@ -78,10 +80,21 @@
 //!   [`ApiServer::start_with_cache`] with watch cache sizes) over any
 //!   `Arc<dyn Kv>`; [`ApiServer::shutdown`] returns once no request or
 //!   watch holds the store any more, so the store can be closed next.
-//! - On start: PKI under `DATA_DIR/pki/`, `DATA_DIR/node-token`
+//! - On start: PKI under `DATA_DIR/pki/` (with `sa.key`, the
+//!   ServiceAccount token signing key), `DATA_DIR/node-token`
 //!   (`SK10<sha256 of CA DER>::node:<hex>`), `DATA_DIR/admin.kubeconfig`,
-//!   and the namespaces `default`, `kube-system`, `kube-public`,
-//!   `kube-node-lease`.
+//!   the namespaces `default`, `kube-system`, `kube-public`,
+//!   `kube-node-lease`, and the default RBAC policy ([`rbac_bootstrap`]).
+//! - Authorization ([`rbac_authorizer`]) reads Roles, ClusterRoles and
+//!   their bindings from the watch cache, rebuilding its [`rbac::Policy`]
+//!   only when one of them changed; a denied request is asked again once
+//!   the cache has the store's current revision, so a binding written
+//!   just before counts. `system:masters` bypasses RBAC; a 403 carries
+//!   kube-apiserver's message. Writing a role or binding needs the
+//!   permissions it grants, or `escalate`/`bind` ([`rbac_escalation`]).
+//! - `serviceaccounts/<name>/token` issues ES256 JWTs
+//!   ([`serviceaccount_token`]); the review APIs ([`reviews`]) answer
+//!   `kubectl auth can-i` / `whoami` and are never stored.
 //!
 //! # Caveats (what Kubernetes does that Skiff does not, yet)
 //! - The watch cache ([`watchcache`]) keeps a fixed number of events per
@@ -95,9 +108,13 @@
 //!   Go type's tags (see [`patch`]). Server-side apply ([`apply`],
 //!   [`apply_rest`]) merges lists by the generated schema's list types
 //!   and tracks `managedFields` on every write; no version conversion of
-//!   field sets, and the default manager is `unknown`, not the User-Agent.
-//! - Authorization allows every authenticated user; no admission plugins;
-//!   no client-certificate authentication.
+//!   field sets.
+//! - Authorization is RBAC only (no Node authorizer: the agent's node token
+//!   is `system:node` in `system:nodes`, bound to a `system:node`
+//!   ClusterRole by [`rbac_bootstrap`]); no anonymous requests (401), no
+//!   impersonation, no admission plugins, no client-certificate
+//!   authentication. ServiceAccount tokens: no OIDC discovery/JWKS, no
+//!   legacy Secret tokens.
 //! - Deleting a namespace removes its contents at once (no Terminating
 //!   phase); `propagationPolicy` is accepted but there is no garbage
 //!   collector yet.
@@ -124,8 +141,7 @@
 //! - Services get a cluster IP from the service CIDR and node ports from
 //!   30000–32767 ([`service_ranges`], [`services`]): IPv4 only, one store
 //!   key per allocation written in the Service's own Txn. The `kubernetes`
-//!   Service points at this server's listen address. RBAC objects are
-//!   stored and printed but not enforced.
+//!   Service points at this server's listen address.
 #![deny(missing_docs)]
 
 pub mod apply;
@@ -151,16 +167,22 @@ pub mod patch;
 pub mod pki;
 pub mod pods;
 pub mod protobuf;
+pub mod rbac;
+pub mod rbac_authorizer;
+pub mod rbac_bootstrap;
+pub mod rbac_escalation;
 pub mod registry;
 pub mod request;
 pub mod resources;
 pub mod response;
 pub mod rest;
+pub mod reviews;
 pub mod router;
 pub mod scale;
 pub mod selectors;
 pub mod server;
 pub mod service_ranges;
+pub mod serviceaccount_token;
 pub mod services;
 pub mod strategy;
 pub mod streams;

@@ -168,6 +168,7 @@ fn build_document(path: &str) -> Value {
     for (sub, group, kind) in [
         ("scale", "autoscaling", "Scale"),
         ("eviction", "policy", "Eviction"),
+        ("token", "authentication.k8s.io", "TokenRequest"),
     ] {
         if served.iter().any(|r| r.subresources.contains(&sub)) {
             if let Some(name) = visit_kind(group, "v1", kind, Register(&mut generator)) {
@@ -188,7 +189,9 @@ fn build_document(path: &str) -> Value {
     let (group, version) = served.first().map_or(("", "v1"), |r| (r.group, r.version));
     let mut paths = Map::new();
     for (r, name) in &kind_names {
-        schemas.insert(format!("{name}List"), list_schema(r, name));
+        if !r.is_create_only() {
+            schemas.insert(format!("{name}List"), list_schema(r, name));
+        }
         paths::add_paths(&mut paths, r, name);
     }
     finish(schemas, paths, group, version)

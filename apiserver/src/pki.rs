@@ -9,6 +9,7 @@
 //! DATA_DIR/pki/server.crt, server.key  serving certificate signed by the CA
 //! DATA_DIR/pki/server.sans             the SANs server.crt was made for
 //! DATA_DIR/pki/admin.token             the admin bearer token
+//! DATA_DIR/pki/sa.key                  ServiceAccount token signing key (ECDSA P-256, PKCS#8)
 //! DATA_DIR/node-token                  SK10<sha256(CA DER) hex>::node:<32 hex>
 //! DATA_DIR/admin.kubeconfig            written by the server once it has bound
 //! ```
@@ -65,6 +66,8 @@ pub struct Pki {
     pub admin_token: String,
     /// The node token (the whole `SK10…::node:…` string).
     pub node_token: String,
+    /// The key ServiceAccount tokens are signed with, PEM (PKCS#8 P-256).
+    pub service_account_key_pem: String,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
@@ -255,12 +258,24 @@ pub fn load_or_create(data_dir: &Path, extra_sans: &[String]) -> Result<Pki, Pki
         }
     };
 
+    // Kept apart from the CA key: rotating one must not invalidate the other.
+    let sa_path = pki.join("sa.key");
+    let service_account_key_pem = match read_opt(&sa_path)? {
+        Some(k) if !k.trim().is_empty() => k,
+        _ => {
+            let k = KeyPair::generate()?.serialize_pem();
+            write_atomic(&sa_path, k.as_bytes(), 0o600)?;
+            k
+        }
+    };
+
     Ok(Pki {
         ca_pem,
         server_cert_pem,
         server_key_pem,
         admin_token,
         node_token,
+        service_account_key_pem,
     })
 }
 
@@ -286,6 +301,7 @@ mod tests {
         assert_eq!(a.server_cert_pem, b.server_cert_pem);
         assert_eq!(a.admin_token, b.admin_token);
         assert_eq!(a.node_token, b.node_token);
+        assert_eq!(a.service_account_key_pem, b.service_account_key_pem);
         assert!(ca_matches_token(&a.node_token, &a.ca_pem));
         assert!(a.node_token.starts_with("SK10"));
         assert_eq!(a.node_token.rsplit("::node:").next().unwrap().len(), 32);

@@ -97,6 +97,8 @@ pub struct RequestContext {
     pub body: Bytes,
     /// The body's `Content-Type`.
     pub content_type: Option<String>,
+    /// The `User-Agent` header (the default field manager comes from it).
+    pub user_agent: Option<String>,
     /// Warnings for the response's `Warning` headers.
     pub warnings: Vec<String>,
 }

@@ -77,20 +77,32 @@ impl ResourceInfo {
         }
     }
 
-    /// The verbs discovery advertises.
+    /// Whether the resource only answers `create` and stores nothing (the
+    /// authentication and authorization review APIs).
+    pub fn is_create_only(&self) -> bool {
+        matches!(self.group, "authentication.k8s.io" | "authorization.k8s.io")
+    }
+
+    /// The verbs discovery advertises: only `create` for the review APIs.
     pub fn verbs(&self) -> &'static [&'static str] {
-        &[
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ]
+        if self.is_create_only() {
+            return &["create"];
+        }
+        STANDARD_VERBS
     }
 }
+
+/// The verbs of a stored resource (what discovery advertises for it).
+pub const STANDARD_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 macro_rules! resource {
     ($group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, $namespaced:expr,
@@ -121,7 +133,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     resource!("", "v1", "endpoints", "endpoints", "Endpoints", true, short: ["ep"], categories: [], sub: []),
     resource!("", "v1", "configmaps", "configmap", "ConfigMap", true, short: ["cm"], categories: [], sub: []),
     resource!("", "v1", "secrets", "secret", "Secret", true, short: [], categories: [], sub: []),
-    resource!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, short: ["sa"], categories: [], sub: []),
+    resource!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, short: ["sa"], categories: [], sub: ["token"]),
     resource!("", "v1", "events", "event", "Event", true, short: ["ev"], categories: [], sub: []),
     resource!("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", true, short: ["quota"], categories: [], sub: ["status"]),
     resource!("", "v1", "limitranges", "limitrange", "LimitRange", true, short: ["limits"], categories: [], sub: []),
@@ -160,6 +172,14 @@ pub static RESOURCES: &[ResourceInfo] = &[
     resource!("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", true, short: [], categories: [], sub: []),
     resource!("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", false, short: [], categories: [], sub: []),
     resource!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", false, short: [], categories: [], sub: []),
+    // authentication.k8s.io/v1, authorization.k8s.io/v1: create-only
+    // reviews, answered and never stored (reviews.rs).
+    resource!("authentication.k8s.io", "v1", "tokenreviews", "tokenreview", "TokenReview", false, short: [], categories: [], sub: []),
+    resource!("authentication.k8s.io", "v1", "selfsubjectreviews", "selfsubjectreview", "SelfSubjectReview", false, short: [], categories: [], sub: []),
+    resource!("authorization.k8s.io", "v1", "localsubjectaccessreviews", "localsubjectaccessreview", "LocalSubjectAccessReview", true, short: [], categories: [], sub: []),
+    resource!("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "selfsubjectaccessreview", "SelfSubjectAccessReview", false, short: [], categories: [], sub: []),
+    resource!("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "selfsubjectrulesreview", "SelfSubjectRulesReview", false, short: [], categories: [], sub: []),
+    resource!("authorization.k8s.io", "v1", "subjectaccessreviews", "subjectaccessreview", "SubjectAccessReview", false, short: [], categories: [], sub: []),
 ];
 
 /// The version whose representation is stored for `resource`: itself,

@@ -96,6 +96,11 @@ async fn handle_stored(
             pods::bind(ctx, ns.unwrap_or_default(), Some(n)).await
         }
         ("POST", Some(n), Some("eviction")) => pods::evict(ctx, ns.unwrap_or_default(), n).await,
+        ("POST", Some(n), Some("token")) => {
+            let signer = ctx.state.authn.token_signer().cloned();
+            let signer = signer.ok_or(ApiError::MethodNotAllowed)?;
+            crate::serviceaccount_token::create_token(ctx, &signer, ns.unwrap_or_default(), n).await
+        }
         (_, Some(n), Some("scale")) => crate::scale::serve(ctx, method, res, ns, n).await,
         ("PUT", Some(n), None) => update(ctx, res, ns, n, false).await,
         ("PUT", Some(n), Some("status")) => update(ctx, res, ns, n, true).await,
@@ -303,6 +308,7 @@ async fn prepare(
         e.detail = "name or generateName is required".into();
         return Err(ApiError::invalid(res, &name, vec![e]));
     }
+    crate::rbac_escalation::check(ctx, res, obj).await?;
     ctx.state
         .admission
         .admit(&ctx.user, op, res, obj, old)

@@ -24,6 +24,8 @@ pub fn visit_kind<V: KindVisitor>(
     visitor: V,
 ) -> Option<V::Output> {
     use k8s_openapi::api::apps::v1 as apps;
+    use k8s_openapi::api::authentication::v1 as authentication;
+    use k8s_openapi::api::authorization::v1 as authorization;
     use k8s_openapi::api::autoscaling::{v1 as autoscaling1, v2 as autoscaling2};
     use k8s_openapi::api::batch::v1 as batch;
     use k8s_openapi::api::coordination::v1 as coordination;
@@ -87,6 +89,27 @@ pub fn visit_kind<V: KindVisitor>(
         ("rbac.authorization.k8s.io", "v1", "ClusterRole") => visitor.visit::<rbac::ClusterRole>(),
         ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => {
             visitor.visit::<rbac::ClusterRoleBinding>()
+        }
+        ("authentication.k8s.io", "v1", "TokenRequest") => {
+            visitor.visit::<authentication::TokenRequest>()
+        }
+        ("authentication.k8s.io", "v1", "TokenReview") => {
+            visitor.visit::<authentication::TokenReview>()
+        }
+        ("authentication.k8s.io", "v1", "SelfSubjectReview") => {
+            visitor.visit::<authentication::SelfSubjectReview>()
+        }
+        ("authorization.k8s.io", "v1", "LocalSubjectAccessReview") => {
+            visitor.visit::<authorization::LocalSubjectAccessReview>()
+        }
+        ("authorization.k8s.io", "v1", "SelfSubjectAccessReview") => {
+            visitor.visit::<authorization::SelfSubjectAccessReview>()
+        }
+        ("authorization.k8s.io", "v1", "SelfSubjectRulesReview") => {
+            visitor.visit::<authorization::SelfSubjectRulesReview>()
+        }
+        ("authorization.k8s.io", "v1", "SubjectAccessReview") => {
+            visitor.visit::<authorization::SubjectAccessReview>()
         }
         _ => return None,
     };

@@ -143,6 +143,11 @@ pub(super) fn add_paths(paths: &mut Map<String, Value>, r: &ResourceInfo, name: 
         created.clone(),
     );
     post["requestBody"] = body(name);
+    if r.is_create_only() {
+        // The review APIs: POST on the collection is all there is.
+        paths.insert(base, json!({"post": post, "parameters": scope_params}));
+        return;
+    }
     let collection = json!({
         "get": operation(r, &format!("list{prefix}{scope}{kind}"), "list", format!("list or watch objects of kind {kind}"), list_params(), json!({"200": ok(&list_name)})),
         "post": post,
@@ -204,34 +209,27 @@ pub(super) fn add_paths(paths: &mut Map<String, Value>, r: &ResourceInfo, name: 
                 }
                 paths.insert(sub_path, ops);
             }
-            "eviction" => {
-                let eviction = "io.k8s.api.policy.v1.Eviction";
+            // Subresources that take one object of another kind by POST.
+            "eviction" | "token" | "binding" => {
+                let (schema, group, sub_kind) = match *sub {
+                    "eviction" => ("io.k8s.api.policy.v1.Eviction", "policy", "Eviction"),
+                    "token" => (
+                        "io.k8s.api.authentication.v1.TokenRequest",
+                        "authentication.k8s.io",
+                        "TokenRequest",
+                    ),
+                    _ => ("io.k8s.api.core.v1.Binding", "", "Binding"),
+                };
                 let mut post = operation(
                     r,
                     &format!("create{id}"),
                     "post",
-                    format!("create eviction of a {kind}"),
+                    format!("create {sub} of a {kind}"),
                     write_params(),
-                    json!({"200": ok(eviction), "201": {"description": "Created", "content": json_content(eviction)}}),
+                    json!({"200": ok(schema), "201": {"description": "Created", "content": json_content(schema)}}),
                 );
-                post["requestBody"] = body(eviction);
-                post["x-kubernetes-group-version-kind"] = gvk("policy", "v1", "Eviction");
-                paths.insert(
-                    sub_path,
-                    json!({"post": post, "parameters": item_params.clone()}),
-                );
-            }
-            "binding" => {
-                let mut post = operation(
-                    r,
-                    &format!("create{id}"),
-                    "post",
-                    format!("create binding of a {kind}"),
-                    write_params(),
-                    json!({"200": ok("io.k8s.api.core.v1.Binding"), "201": {"description": "Created", "content": json_content("io.k8s.api.core.v1.Binding")}}),
-                );
-                post["requestBody"] = body("io.k8s.api.core.v1.Binding");
-                post["x-kubernetes-group-version-kind"] = gvk("", "v1", "Binding");
+                post["requestBody"] = body(schema);
+                post["x-kubernetes-group-version-kind"] = gvk(group, "v1", sub_kind);
                 paths.insert(
                     sub_path,
                     json!({"post": post, "parameters": item_params.clone()}),

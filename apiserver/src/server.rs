@@ -20,8 +20,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::auth::{Admission, AllowAll, Authorizer, NoAdmission, TokenAuthenticator};
 use crate::dispatch::{self, ApiState};
 use crate::pki::{self, Pki, PkiError};
+use crate::rbac_authorizer::RbacAuthorizer;
 use crate::registry::Registry;
 use crate::resources::find;
+use crate::serviceaccount_token::TokenSigner;
 use crate::watchcache::{WatchCache, WatchCacheConfig};
 
 /// The port kube-apiserver listens on by default.
@@ -74,6 +76,9 @@ pub enum ApiServerError {
     /// Creating or loading certificates and tokens failed.
     #[error("pki: {0}")]
     Pki(#[from] PkiError),
+    /// The ServiceAccount token signing key could not be loaded.
+    #[error("service account key: {0}")]
+    ServiceAccountKey(String),
     /// The serving certificate or key could not be loaded into rustls.
     #[error("tls: {0}")]
     Tls(String),
@@ -87,22 +92,32 @@ pub enum ApiServerError {
     },
 }
 
-/// The request pipeline's pluggable stages (authorization, admission),
-/// for the RBAC and admission work to fill in.
+/// The request pipeline's pluggable stages (authorization, admission).
 #[derive(Clone)]
 pub struct Hooks {
-    /// Decides who may do what.
-    pub authorizer: Arc<dyn Authorizer>,
+    /// Decides who may do what; `None` for RBAC over the server's own
+    /// store ([`RbacAuthorizer`]), e.g. `Some(Arc::new(AllowAll))` for none.
+    pub authorizer: Option<Arc<dyn Authorizer>>,
     /// Mutates and validates objects before they are stored.
     pub admission: Arc<dyn Admission>,
 }
 
 impl Default for Hooks {
-    /// Allow every authenticated request; no admission plugins.
+    /// RBAC; no admission plugins.
     fn default() -> Self {
         Hooks {
-            authorizer: Arc::new(AllowAll),
+            authorizer: None,
             admission: Arc::new(NoAdmission),
+        }
+    }
+}
+
+impl Hooks {
+    /// Every authenticated request allowed (no RBAC); no admission plugins.
+    pub fn allow_all() -> Self {
+        Hooks {
+            authorizer: Some(Arc::new(AllowAll)),
+            ..Hooks::default()
         }
     }
 }
@@ -142,7 +157,8 @@ fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ApiServerError> {
     Ok(config)
 }
 
-/// Creates the system namespaces and the `kubernetes` Service if missing;
+/// Creates the system namespaces, the default RBAC policy and the
+/// `kubernetes` Service if missing;
 /// `false` if the store failed.
 async fn bootstrap(state: &ApiState) -> bool {
     let registry = &state.registry;
@@ -156,6 +172,10 @@ async fn bootstrap(state: &ApiState) -> bool {
             tracing::warn!(namespace = ns, error = %e, "creating system namespace failed; will retry");
             return false;
         }
+    }
+    if let Err(e) = crate::rbac_bootstrap::ensure(registry).await {
+        tracing::warn!(error = %e, "creating the default RBAC policy failed; will retry");
+        return false;
     }
     let ranges = &state.service_ranges;
     if let Err(e) =
@@ -229,10 +249,18 @@ impl ApiServer {
         let cache_task = watch_cache.spawn(stop_rx.clone());
         let crds = crate::crd_registry::CrdRegistry::new(Some(watch_cache.clone()));
         let crd_task = crds.spawn(kv.clone(), stop_rx.clone());
+        let registry = Registry::with_cache(kv, watch_cache);
+        let signer = TokenSigner::from_pem(&pki.service_account_key_pem)
+            .map_err(ApiServerError::ServiceAccountKey)?;
+        let authz = match hooks.authorizer {
+            Some(a) => a,
+            None => Arc::new(RbacAuthorizer::new(registry.clone())),
+        };
         let state = Arc::new(ApiState {
-            registry: Registry::with_cache(kv, watch_cache),
-            authn: TokenAuthenticator::new(&pki.admin_token, &pki.node_token),
-            authz: hooks.authorizer,
+            registry,
+            authn: TokenAuthenticator::new(&pki.admin_token, &pki.node_token)
+                .with_service_accounts(Arc::new(signer)),
+            authz,
             admission: hooks.admission,
             node_token: pki.node_token.clone(),
             ca_pem: pki.ca_pem.clone(),

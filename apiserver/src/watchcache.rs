@@ -305,6 +305,17 @@ impl WatchCache {
             .then(|| state.list(bucket, prefix, start, limit, filter))
     }
 
+    /// Whether no `resource` object changed after `revision` (and the cache
+    /// has reached it): what was read from the cache at `revision` is
+    /// still current. Lets readers keep a structure derived from a
+    /// resource (the RBAC policy) until the resource changes.
+    pub fn unchanged_since(&self, resource: &ResourceInfo, revision: Revision) -> bool {
+        let Some(bucket) = self.bucket(resource) else {
+            return false;
+        };
+        self.read().can_serve_at(bucket, revision)
+    }
+
     /// Like [`WatchCache::list`], but only if the cache can show exactly
     /// `revision` (nothing of this resource changed since): the next page
     /// of a list begun at `revision`.
