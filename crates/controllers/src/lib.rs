@@ -157,6 +157,7 @@ pub mod run;
 pub mod runtime;
 pub mod selector;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod status;
 
 #[cfg(test)]
