@@ -159,6 +159,7 @@ pub mod selector;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod status;
+pub mod volume;
 
 #[cfg(test)]
 mod test_fixtures;

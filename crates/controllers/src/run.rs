@@ -16,10 +16,12 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, Service, ServiceAccount,
+    Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
@@ -39,6 +41,8 @@ use crate::replicaset::controller::ReplicaSetController;
 use crate::runtime::{run_workers, Informer, WorkQueue};
 use crate::serviceaccount::ServiceAccountController;
 use crate::statefulset::controller::StatefulSetController;
+use crate::volume::controller::VolumeController;
+use crate::volume::local_path::ensure_storage_class;
 
 /// Runs every controller until `shutdown` completes. Call it on the active
 /// (leader) server only: two controller managers would both act.
@@ -66,10 +70,12 @@ pub async fn run_controllers(
     let mut revisions = Informer::new(Api::<ControllerRevision>::all(client.clone()), wc.clone());
     let mut budgets = Informer::new(Api::<PodDisruptionBudget>::all(client.clone()), wc.clone());
     let mut statefulsets = Informer::new(Api::<StatefulSet>::all(client.clone()), wc.clone());
-    let claims = Informer::new(
+    let mut claims = Informer::new(
         Api::<PersistentVolumeClaim>::all(client.clone()),
         wc.clone(),
     );
+    let mut volumes = Informer::new(Api::<PersistentVolume>::all(client.clone()), wc.clone());
+    let classes = Informer::new(Api::<StorageClass>::all(client.clone()), wc.clone());
     let leases = Informer::new(
         Api::<Lease>::namespaced(client.clone(), NODE_LEASE_NAMESPACE),
         wc.clone(),
@@ -135,6 +141,15 @@ pub async fn run_controllers(
         revisions.store(),
         &sts_queue,
     );
+    let pv_queue = WorkQueue::new();
+    let pv_ctl = VolumeController::new(
+        client.clone(),
+        &mut claims,
+        &mut volumes,
+        classes.store(),
+        nodes.store(),
+        &pv_queue,
+    );
     let gc = GarbageCollector::new(client.clone(), config.clone());
     let (ep_queue, eps_queue, ipam_queue) = (WorkQueue::new(), WorkQueue::new(), WorkQueue::new());
     let ep_ctl = EndpointsController::new(
@@ -166,6 +181,7 @@ pub async fn run_controllers(
     let cj_synced = cronjobs.synced();
     let (ds_synced, rev_synced) = (daemonsets.synced(), revisions.synced());
     let claims_synced = claims.synced();
+    let (pv_synced, class_synced) = (volumes.synced(), classes.synced());
 
     let mut informers = JoinSet::new();
     informers.spawn(pods.run());
@@ -185,6 +201,8 @@ pub async fn run_controllers(
     informers.spawn(budgets.run());
     informers.spawn(statefulsets.run());
     informers.spawn(claims.run());
+    informers.spawn(volumes.run());
+    informers.spawn(classes.run());
 
     let mut workers = JoinSet::new();
     let n = config.workers;
@@ -288,6 +306,20 @@ pub async fn run_controllers(
             run_workers(sts_ctl, q, n).await;
         });
     }
+    {
+        let (q, c, nd) = (pv_queue.clone(), claims_synced, node_synced.clone());
+        let client = client.clone();
+        workers.spawn(async move {
+            // The default class first, so claims without a class get it.
+            while let Err(e) = ensure_storage_class(&client).await {
+                tracing::warn!(error = %e, "could not create the local-path StorageClass; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            tokio::join!(c.wait(), nd.wait(), pv_synced.wait(), class_synced.wait());
+            // One worker: a claim and its volume are never synced at once.
+            run_workers(pv_ctl, q, 1).await;
+        });
+    }
     let mut loops = JoinSet::new();
     {
         let p = pod_synced;
@@ -313,6 +345,7 @@ pub async fn run_controllers(
         &ds_queue,
         &pdb_queue,
         &sts_queue,
+        &pv_queue,
     ] {
         q.shut_down();
     }
