@@ -120,6 +120,7 @@ pub mod containerd;
 pub mod cri;
 pub mod hollow;
 pub mod images;
+pub mod local_path;
 pub mod logs;
 pub mod net;
 pub mod node;
