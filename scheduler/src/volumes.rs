@@ -27,6 +27,9 @@ use crate::snapshot::node_selector_term;
 /// The claim annotation the provisioner reads.
 pub const SELECTED_NODE_ANNOTATION: &str = "volume.kubernetes.io/selected-node";
 
+/// The provisioner's built-in class (`skiff_controllers::volume::local_path`).
+pub const LOCAL_PATH_CLASS: &str = "local-path";
+
 /// What VolumeBinding says about one pending pod.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Check {
@@ -150,7 +153,10 @@ pub fn check(
             }
             None => {
                 let class = spec.storage_class_name.unwrap_or_default();
-                if wait_for_consumer.get(&class).copied().unwrap_or(false) {
+                // `local-path` is built in (WaitForFirstConsumer) when no
+                // StorageClass object says otherwise.
+                let wait = wait_for_consumer.get(&class).copied();
+                if wait.unwrap_or(class == LOCAL_PATH_CLASS) {
                     out.delayed.push(k);
                 } else {
                     out.unschedulable =

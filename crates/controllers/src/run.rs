@@ -181,7 +181,7 @@ pub async fn run_controllers(
     let cj_synced = cronjobs.synced();
     let (ds_synced, rev_synced) = (daemonsets.synced(), revisions.synced());
     let claims_synced = claims.synced();
-    let (pv_synced, class_synced) = (volumes.synced(), classes.synced());
+    let pv_synced = volumes.synced();
 
     let mut informers = JoinSet::new();
     informers.spawn(pods.run());
@@ -315,7 +315,9 @@ pub async fn run_controllers(
                 tracing::warn!(error = %e, "could not create the local-path StorageClass; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             }
-            tokio::join!(c.wait(), nd.wait(), pv_synced.wait(), class_synced.wait());
+            // Not the classes: an API server may not serve them, and the
+            // local-path class is built in.
+            tokio::join!(c.wait(), nd.wait(), pv_synced.wait());
             // One worker: a claim and its volume are never synced at once.
             run_workers(pv_ctl, q, 1).await;
         });

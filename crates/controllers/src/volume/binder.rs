@@ -9,7 +9,8 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::volume::local_path::{
-    node_root, provision, DEFAULT_CLASS_ANNOTATION, PROVISIONER, SELECTED_NODE_ANNOTATION,
+    node_root, provision, storage_class, CLASS_NAME, DEFAULT_CLASS_ANNOTATION, PROVISIONER,
+    SELECTED_NODE_ANNOTATION,
 };
 
 /// What to do about one claim.
@@ -119,6 +120,16 @@ pub fn claim_action(
 ) -> ClaimAction {
     if claim.metadata.deletion_timestamp.is_some() {
         return ClaimAction::Nothing;
+    }
+    // The local-path class is built in: without an object of that name
+    // (or without the StorageClass API at all) its defaults apply.
+    let builtin = storage_class();
+    let mut classes = classes.to_vec();
+    if !classes
+        .iter()
+        .any(|c| c.metadata.name.as_deref() == Some(CLASS_NAME))
+    {
+        classes.push(&builtin);
     }
     let uid = claim.metadata.uid.as_deref().unwrap_or_default();
     let spec = claim.spec.clone().unwrap_or_default();

@@ -79,6 +79,9 @@ fn a_claim_without_a_class_gets_the_default_class() {
     let sc = storage_class();
     let a = claim_action(&claim(None, None), &[], &[&sc], &[]);
     assert_eq!(a, ClaimAction::SetClass("local-path".into()));
+    // Built in: also without any StorageClass object.
+    let a = claim_action(&claim(None, None), &[], &[], &[]);
+    assert_eq!(a, ClaimAction::SetClass("local-path".into()));
 }
 
 #[test]

@@ -58,12 +58,18 @@ pub fn storage_class() -> StorageClass {
 }
 
 /// Creates the `local-path` StorageClass unless it exists (a user's
-/// changes to it are kept).
+/// changes to it are kept). An API server without `storage.k8s.io/v1`
+/// (404) is not an error: the class is built in ([`storage_class`]'s
+/// defaults apply to claims of that name, and to claims without a class).
 pub async fn ensure_storage_class(client: &Client) -> Result<(), ControllerError> {
     let api: Api<StorageClass> = Api::all(client.clone());
     match api.create(&PostParams::default(), &storage_class()).await {
         Ok(_) => Ok(()),
         Err(e) if is_status(&e, 409) => Ok(()),
+        Err(e) if is_status(&e, 404) => {
+            tracing::info!("the API serves no StorageClasses; local-path is built in");
+            Ok(())
+        }
         Err(e) => Err(ControllerError::api("creating storageclass local-path", e)),
     }
 }
