@@ -177,6 +177,53 @@ fn run(cluster: &Cluster) -> anyhow::Result<()> {
         "rollout status: {status}"
     );
 
+    // The headless Service's endpoints carry the pods' hostnames, which
+    // the cluster DNS serves as web-0.web.default.svc.<domain>.
+    wait_until(Duration::from_secs(30), || {
+        let ep = k.json(&["get", "endpoints", "web"]).unwrap_or(Value::Null);
+        let hosts: Vec<&str> = ep["subsets"][0]["addresses"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x["hostname"].as_str()).collect())
+            .unwrap_or_default();
+        Ok(hosts.contains(&"web-0") && hosts.contains(&"web-1"))
+    })?;
+
+    // A rolling update replaces both pods (web-1 first) and completes;
+    // undo goes back to the first template through its ControllerRevision.
+    let rev1 = json(&k, &["get", "statefulset", "web"])?["status"]["currentRevision"].clone();
+    let t = Instant::now();
+    k.ok(&["set", "env", "statefulset/web", "ROLL=2"])?;
+    k.ok(&["rollout", "status", "statefulset/web", "--timeout=180s"])?;
+    let sts = json(&k, &["get", "statefulset", "web"])?;
+    assert_ne!(sts["status"]["updateRevision"], rev1);
+    wait_until(Duration::from_secs(60), || {
+        let s = k
+            .json(&["get", "statefulset", "web"])
+            .unwrap_or(Value::Null);
+        Ok(
+            s["status"]["currentRevision"] == s["status"]["updateRevision"]
+                && s["status"]["updatedReplicas"] == 2
+                && s["status"]["readyReplicas"] == 2,
+        )
+    })?;
+    eprintln!("rolling update of 2 pods complete: {:?}", t.elapsed());
+    assert!(
+        starts(&dir1).lines().count() >= 2,
+        "web-1 restarted on its volume"
+    );
+    k.ok(&["rollout", "undo", "statefulset/web"])?;
+    wait_until(Duration::from_secs(180), || {
+        let s = k
+            .json(&["get", "statefulset", "web"])
+            .unwrap_or(Value::Null);
+        let env = &s["spec"]["template"]["spec"]["containers"][0]["env"];
+        Ok(env.is_null()
+            && s["status"]["currentRevision"] == s["status"]["updateRevision"]
+            && s["status"]["readyReplicas"] == 2)
+    })?;
+    let history = k.ok(&["rollout", "history", "statefulset/web"])?;
+    assert!(history.contains("REVISION"), "rollout history: {history}");
+
     // Scale down: web-1 goes, its claim stays (Retain).
     k.ok(&["scale", "statefulset", "web", "--replicas=1"])?;
     wait_until(Duration::from_secs(90), || {
@@ -184,9 +231,19 @@ fn run(cluster: &Cluster) -> anyhow::Result<()> {
     })?;
     assert_eq!(phase(&k, "web-0"), "Running");
     assert_eq!(volume_dir(&k, "data-web-1")?, dir1);
-    assert_eq!(starts(&dir1), "web-1\n");
+    assert!(starts(&dir1).starts_with("web-1\n"));
 
-    let history = k.ok(&["rollout", "history", "statefulset/web"])?;
-    assert!(history.contains('1'), "rollout history: {history}");
+    // Deleting the claim deletes its volume (reclaim policy Delete) and
+    // the agent removes the directory.
+    let t = Instant::now();
+    k.ok(&["delete", "pvc", "data-web-1"])?;
+    wait_until(Duration::from_secs(90), || {
+        Ok(!std::path::Path::new(&dir1).exists())
+    })?;
+    eprintln!("delete claim → directory removed: {:?}", t.elapsed());
+    assert!(
+        std::path::Path::new(&dir0).exists(),
+        "web-0's volume is kept"
+    );
     Ok(())
 }
