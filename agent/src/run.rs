@@ -313,7 +313,7 @@ async fn run_with_runtime(
         ));
         let sweeper = tokio::spawn(crate::local_path::sweep_loop(
             client.clone(),
-            crate::local_path::root(&data),
+            crate::local_path::root(data),
         ));
         let ctx = Arc::new(WorkerContext {
             cri: cri.clone(),

@@ -133,7 +133,7 @@ pub fn check(
         match spec.volume_name.as_deref().filter(|v| !v.is_empty()) {
             Some(pv_name) => {
                 let Some(pv) = volumes.get(pv_name) else {
-                    out.unschedulable = Some(format!("pvc(s) bound to non-existent pv(s)"));
+                    out.unschedulable = Some("pvc(s) bound to non-existent pv(s)".to_string());
                     return out;
                 };
                 let terms = pv
