@@ -221,6 +221,14 @@ fn run(cluster: &Cluster) -> anyhow::Result<()> {
             && s["status"]["currentRevision"] == s["status"]["updateRevision"]
             && s["status"]["readyReplicas"] == 2)
     })?;
+    // Settled: the controller writes the status once, not in a loop.
+    let rv = json(&k, &["get", "statefulset", "web"])?["metadata"]["resourceVersion"].clone();
+    std::thread::sleep(Duration::from_secs(3));
+    let again = json(&k, &["get", "statefulset", "web"])?;
+    assert_eq!(
+        again["metadata"]["resourceVersion"], rv,
+        "status keeps changing: {again}"
+    );
     let history = k.ok(&["rollout", "history", "statefulset/web"])?;
     assert!(history.contains("REVISION"), "rollout history: {history}");
 

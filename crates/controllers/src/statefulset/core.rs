@@ -331,6 +331,11 @@ fn status(
         conditions: sts.status.as_ref().and_then(|s| s.conditions.clone()),
         current_revision: Some(input.current.name.to_string()),
         update_revision: Some(input.update.name.to_string()),
+        // Zeros are written, not left out: a merge patch without the key
+        // would keep the old count.
+        ready_replicas: Some(0),
+        current_replicas: Some(0),
+        updated_replicas: Some(0),
         ..Default::default()
     };
     let mut available = 0;

@@ -367,3 +367,24 @@ fn ordinals_parse_only_from_the_exact_name_shape() {
         assert_eq!(ordinal_of("web", name), want, "{name}");
     }
 }
+
+#[test]
+fn claims_are_owned_by_the_statefulset_only_when_deleted_with_it() {
+    use super::identity::claims_for;
+    let mut s = sts(1);
+    let c = &claims_for(&s, 2)[0];
+    assert_eq!(c.metadata.name.as_deref(), Some("data-web-2"));
+    assert_eq!(c.metadata.labels.as_ref().unwrap()["app"], "web");
+    assert!(c.metadata.owner_references.is_none(), "Retain: no owner");
+    s.spec.persistent_volume_claim_retention_policy =
+        Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+            when_deleted: Some("Delete".into()),
+            when_scaled: None,
+        });
+    let c = &claims_for(&s, 2)[0];
+    let owner = &c.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("StatefulSet", "uid-web", Some(false))
+    );
+}
