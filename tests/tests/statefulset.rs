@@ -3,7 +3,9 @@
 //! up in ordinal order, each with its own local-path volume; a deleted pod
 //! comes back with the same name, the same claim and its data; scaling
 //! down removes the highest pod but keeps its claim; `kubectl rollout
-//! status statefulset` returns.
+//! status|undo|history statefulset` work; pods resolve each other as
+//! `<pod>.<service>.<ns>.svc.cluster.local`; deleting a claim removes its
+//! volume and directory.
 
 use std::time::{Duration, Instant};
 
@@ -187,6 +189,21 @@ fn run(cluster: &Cluster) -> anyhow::Result<()> {
             .unwrap_or_default();
         Ok(hosts.contains(&"web-0") && hosts.contains(&"web-1"))
     })?;
+
+    // ... and a pod resolves its peer by its stable name.
+    let mut answer = String::new();
+    wait_until(Duration::from_secs(30), || {
+        let out = k.run(&[
+            "exec",
+            "web-0",
+            "--",
+            "nslookup",
+            "web-1.web.default.svc.cluster.local",
+        ])?;
+        answer = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok(out.status.success() && answer.contains(p1["status"]["podIP"].as_str().unwrap_or("?")))
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: nslookup said {answer:?}"))?;
 
     // A rolling update replaces both pods (web-1 first) and completes;
     // undo goes back to the first template through its ControllerRevision.
