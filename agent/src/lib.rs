@@ -29,6 +29,7 @@
 //! | [`stream`] | exec/attach/port-forward: WebSocket ↔ SPDY to the runtime's streaming server |
 //! | [`run`](mod@run) | wiring: [`run()`], [`cleanup_all_pods`] |
 //! | [`containerd`], [`cni`], [`images`] | private containerd, CNI config, image import |
+//! | [`local_path`] | the node side of local-path volumes: their root, removal after the PV goes |
 //! | [`net`] | routes between nodes, service proxy (nftables), NetworkPolicy |
 //!
 //! # Contracts
@@ -48,6 +49,13 @@
 //!   (kubelet's layout under its root dir); removed, tmpfs unmounted, when
 //!   the worker tears the pod down. ConfigMaps/Secrets are read with
 //!   `Api::get` in the pod's namespace and re-read every 10 s.
+//!   `persistentVolumeClaim` volumes whose bound PV is a `hostPath`/`local`
+//!   directory are a symlink there to the PV's path (the pod waits with
+//!   `FailedMount` until the claim is bound).
+//! - **Local-path volumes** ([`local_path`]) live in
+//!   `<data_dir>/local-path/pvc-<uid>_<ns>_<claim>`; the Node annotation
+//!   `local-path.skiff.io/root` tells the provisioner so; directories no
+//!   PersistentVolume names any more are removed every 15 s.
 //! - **Logs** at `<data_dir>/pods/<ns>_<name>_<uid>/<container>/<restart>.log`
 //!   in the CRI log format.
 //! - **Node**: labels `kubernetes.io/{hostname,os,arch}`; `Ready` etc.
@@ -68,7 +76,7 @@
 //!   `<data_dir>/pod-volumes/<uid>`, projected files re-read every 10 s and
 //!   swapped atomically (`..data`). See `pod` for the files.
 //! - Not done: sidecar init containers (`restartPolicy: Always` on an init
-//!   container), projected/PVC/CSI volumes, fsGroup and file ownership,
+//!   container), projected/CSI volumes, PVCs of other volume kinds, fsGroup and file ownership,
 //!   HTTPS probes and hooks, probe events, secret volumes on tmpfs (they are
 //!   plain files under the data dir), `terminationMessagePath`,
 //!   service-account tokens, cluster DNS config, static pods, evictions, or
@@ -120,6 +128,7 @@ pub mod containerd;
 pub mod cri;
 pub mod hollow;
 pub mod images;
+pub mod local_path;
 pub mod logs;
 pub mod net;
 pub mod node;

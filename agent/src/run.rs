@@ -311,6 +311,10 @@ async fn run_with_runtime(
             params.clone(),
             status,
         ));
+        let sweeper = tokio::spawn(crate::local_path::sweep_loop(
+            client.clone(),
+            crate::local_path::root(data),
+        ));
         let ctx = Arc::new(WorkerContext {
             cri: cri.clone(),
             client: client.clone(),
@@ -328,6 +332,7 @@ async fn run_with_runtime(
             watches.abort();
         }
         lease.abort();
+        sweeper.abort();
         node_status.abort();
         network.abort();
         pods.map_err(AgentError::from)

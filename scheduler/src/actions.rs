@@ -1,9 +1,12 @@
 //! The scheduler's writes to the API, one function per kube-scheduler act:
 //! bind (`pods/binding`), report a pod unschedulable (`PodScheduled=False`
 //! and a `FailedScheduling` event), nominate (`status.nominatedNodeName`)
-//! and evict preemption victims (`pods/eviction`, falling back to delete).
+//! and evict preemption victims (`pods/eviction`, falling back to delete);
+//! annotate `WaitForFirstConsumer` claims with the chosen node.
 
-use k8s_openapi::api::core::v1::{Binding, Event as CoreEvent, EventSource, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{
+    Binding, Event as CoreEvent, EventSource, ObjectReference, PersistentVolumeClaim, Pod,
+};
 use k8s_openapi::api::policy::v1::Eviction;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -37,6 +40,26 @@ pub async fn bind(client: &Client, key: &str, node: &str) -> Result<(), kube::Er
     let _: serde_json::Value = pods
         .create_subresource("binding", name, &PostParams::default(), &binding)
         .await?;
+    Ok(())
+}
+
+/// Annotates each claim (`namespace/name`) with the node its first
+/// consumer goes to (`volume.kubernetes.io/selected-node`), as
+/// VolumeBinding's PreBind does for `WaitForFirstConsumer` classes.
+pub async fn select_node(
+    client: &Client,
+    claims: &[String],
+    node: &str,
+) -> Result<(), kube::Error> {
+    for claim in claims {
+        let (ns, name) = split_key(claim);
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            crate::volumes::SELECTED_NODE_ANNOTATION: node,
+        }}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@
 //! | [`score`] | Score plugins, weights, [`score::Config`] (MostAllocated / LeastAllocated) |
 //! | [`preempt`] | DefaultPreemption: fewest, least important victims; PDBs |
 //! | [`snapshot`] | `k8s-openapi` objects → the core's types (pure) |
+//! | [`volumes`] | VolumeBinding: claims, volume node affinity, `selected-node` |
 //! | [`run`](mod@run), [`actions`], [`leader`] | the loop, its API writes, leader election |
 //! | [`bench`](mod@bench), [`bench_e2e`], [`workload`] | `skiff bench scheduler`, seeded workloads |
 //!
@@ -29,7 +30,8 @@
 //!   NodeUnschedulable, NodeName, TaintToleration, NodeAffinity (nodeSelector
 //!   and required terms), NodePorts, NodeResourcesFit (cpu, memory,
 //!   ephemeral-storage, pods, extended resources such as `nvidia.com/gpu`),
-//!   VolumeBinding's node affinity, PodTopologySpread, InterPodAffinity
+//!   VolumeBinding (missing or unbound immediate claims; bound volumes' node
+//!   affinity), PodTopologySpread, InterPodAffinity
 //!   (including existing pods' anti-affinity). Node conditions act through
 //!   the taints Kubernetes' node lifecycle controller would set.
 //! - Scores: NodeResourcesFit MostAllocated over cpu and memory (weights
@@ -78,8 +80,10 @@
 //! - `namespaceSelector` in affinity terms is understood only as `{}` (all
 //!   namespaces); `matchLabelKeys`, `nodeAffinityPolicy`/`nodeTaintsPolicy`
 //!   and the default system spread constraints are not implemented.
-//! - Volume node affinity is in the core but the loop does not yet read
-//!   PersistentVolumes, so it never triggers in a cluster.
+//! - VolumeBinding ([`volumes`]) knows bound claims and `WaitForFirstConsumer`
+//!   claims that a provisioner will fill; it does not match unbound claims
+//!   against existing PersistentVolumes per node (the PV controller binds
+//!   static volumes before scheduling instead) and reserves nothing.
 //! - One scheduler profile (`default-scheduler`); no extenders, no
 //!   scheduling gates, no pod overhead beyond `spec.overhead` cpu/memory.
 #![deny(missing_docs)]
@@ -99,6 +103,7 @@ pub mod run;
 pub mod score;
 pub mod selector;
 pub mod snapshot;
+pub mod volumes;
 pub mod workload;
 
 pub use bench::bench_core;

@@ -30,9 +30,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::{stream, FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -48,6 +49,7 @@ use crate::snapshot::{
     bound_pod, holds_resources, label_selector, node_info, pending_pod, pod_key, pod_priority,
     wants_scheduling,
 };
+use crate::volumes::VolumeState;
 
 /// What can stop the scheduler loop.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,9 @@ enum Change {
     Pod(Box<Event<Pod>>),
     Class(Box<Event<PriorityClass>>),
     Budget(Box<Event<PodDisruptionBudget>>),
+    Claim(Box<Event<PersistentVolumeClaim>>),
+    Volume(Box<Event<PersistentVolume>>),
+    StorageClass(Box<Event<StorageClass>>),
 }
 
 /// An API write finished.
@@ -106,6 +111,8 @@ enum Action {
     Bind {
         pod: String,
         node: String,
+        /// `WaitForFirstConsumer` claims to annotate with the node first.
+        claims: Vec<String>,
     },
     Preempt {
         pod: String,
@@ -146,6 +153,7 @@ struct State {
     classes: HashMap<String, i32>,
     global_default: Option<(String, i32)>,
     budgets: BTreeMap<String, DisruptionBudget>,
+    volumes: VolumeState,
     nodes_synced: bool,
     pods_synced: bool,
 }
@@ -173,6 +181,19 @@ impl State {
             Change::Pod(e) => self.apply_pod(*e),
             Change::Class(e) => self.apply_class(*e),
             Change::Budget(e) => self.apply_budget(*e),
+            // A claim, volume or class that changes may let a pod fit.
+            Change::Claim(e) => {
+                self.volumes.apply_claim(*e);
+                self.epoch += 1;
+            }
+            Change::Volume(e) => {
+                self.volumes.apply_volume(*e);
+                self.epoch += 1;
+            }
+            Change::StorageClass(e) => {
+                self.volumes.apply_class(*e);
+                self.epoch += 1;
+            }
         }
     }
 
@@ -372,10 +393,31 @@ impl State {
                 pod_key(p),
             )
         });
-        let inputs: Vec<PendingPod> = waiting
-            .iter()
-            .map(|p| pending_pod(p, self.priority(p)))
-            .collect();
+        let mut actions = Vec::new();
+        let mut delayed: HashMap<String, Vec<String>> = HashMap::new();
+        let mut inputs: Vec<PendingPod> = Vec::with_capacity(waiting.len());
+        for p in &waiting {
+            let check = self.volumes.check(p);
+            let key = pod_key(p);
+            if let Some(reason) = check.unschedulable {
+                let first = !self.unschedulable.contains_key(&key);
+                self.unschedulable.insert(key.clone(), epoch);
+                let n = self.nodes.len();
+                actions.push(Action::Unschedulable {
+                    pod: key,
+                    message: format!("0/{n} nodes are available: {reason}. preemption: 0/{n} nodes are available: {n} Preemption is not helpful for scheduling."),
+                    uid: p.metadata.uid.clone(),
+                    first,
+                });
+                continue;
+            }
+            let mut input = pending_pod(p, self.priority(p));
+            input.volume_node_affinity = check.affinity;
+            if !check.delayed.is_empty() {
+                delayed.insert(key, check.delayed);
+            }
+            inputs.push(input);
+        }
         let uids: HashMap<String, Option<String>> = waiting
             .iter()
             .map(|p| (pod_key(p), p.metadata.uid.clone()))
@@ -386,7 +428,6 @@ impl State {
         self.cluster.budgets = self.budgets.values().cloned().collect();
         let by_key: HashMap<&str, &PendingPod> =
             inputs.iter().map(|p| (p.key.as_str(), p)).collect();
-        let mut actions = Vec::new();
         for placement in schedule(&mut self.cluster, &inputs, config) {
             match placement {
                 Placement::Bind { pod, node } => {
@@ -394,7 +435,8 @@ impl State {
                         self.assumed.insert(pod.clone(), p.bound_to(&node));
                     }
                     self.start_write(&pod);
-                    actions.push(Action::Bind { pod, node });
+                    let claims = delayed.remove(&pod).unwrap_or_default();
+                    actions.push(Action::Bind { pod, node, claims });
                 }
                 Placement::Preempt {
                     pod,
@@ -497,6 +539,15 @@ fn changes(client: &Client) -> impl futures::Stream<Item = Change> + Send + Unpi
         watch(Api::<PodDisruptionBudget>::all(client.clone()), |e| {
             Change::Budget(Box::new(e))
         }),
+        watch(Api::<PersistentVolumeClaim>::all(client.clone()), |e| {
+            Change::Claim(Box::new(e))
+        }),
+        watch(Api::<PersistentVolume>::all(client.clone()), |e| {
+            Change::Volume(Box::new(e))
+        }),
+        watch(Api::<StorageClass>::all(client.clone()), |e| {
+            Change::StorageClass(Box::new(e))
+        }),
     ])
 }
 
@@ -576,8 +627,14 @@ fn spawn_action(
             return;
         };
         let result = match action {
-            Action::Bind { pod, node } => {
-                let ok = match actions::bind(&client, &pod, &node).await {
+            Action::Bind { pod, node, claims } => {
+                // PreBind: the provisioner learns the node from the claim.
+                let selected = actions::select_node(&client, &claims, &node).await;
+                let bound = match selected {
+                    Ok(()) => actions::bind(&client, &pod, &node).await,
+                    Err(e) => Err(e),
+                };
+                let ok = match bound {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::warn!(%pod, %node, error = %e, "binding failed; will retry");

@@ -44,7 +44,7 @@ fn names(actions: &[Action]) -> Vec<String> {
     actions
         .iter()
         .map(|a| match a {
-            Action::Bind { pod, node } => format!("bind {pod} {node}"),
+            Action::Bind { pod, node, .. } => format!("bind {pod} {node}"),
             Action::Preempt {
                 pod, node, victims, ..
             } => format!("preempt {pod} {node} {victims:?}"),
@@ -154,4 +154,68 @@ fn nothing_happens_before_both_lists_are_synced() {
     s.apply_node(Event::InitApply(node("a", "1")));
     s.apply_pod(Event::Apply(pod("p", "1", serde_json::json!({}))));
     assert!(s.pass(&Config::default()).is_empty());
+}
+
+#[test]
+fn volume_binding_waits_for_claims_selects_a_node_and_follows_volume_affinity() {
+    let claim = |name: &str, volume: Option<&str>| -> PersistentVolumeClaim {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"storageClassName": "local-path", "volumeName": volume},
+        }))
+        .expect("valid claim")
+    };
+    let with_claim = |name: &str, c: &str| {
+        pod(
+            name,
+            "100m",
+            serde_json::json!({"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": c}}]}),
+        )
+    };
+    let mut s = synced(
+        vec![node("n1", "4"), node("n2", "4")],
+        vec![with_claim("a", "data-a")],
+    );
+    s.apply(Change::StorageClass(Box::new(Event::Apply(
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "local-path"}, "provisioner": "skiff.io/local-path",
+            "volumeBindingMode": "WaitForFirstConsumer",
+        }))
+        .expect("valid class"),
+    ))));
+    let actions = s.pass(&Config::default());
+    assert_eq!(names(&actions), ["unschedulable ns/a first=true"]);
+    let Action::Unschedulable { message, .. } = &actions[0] else {
+        unreachable!()
+    };
+    assert!(
+        message.contains("persistentvolumeclaim \"data-a\" not found"),
+        "{message}"
+    );
+
+    // The claim appears, unbound, of a WaitForFirstConsumer class.
+    s.apply(Change::Claim(Box::new(Event::Apply(claim("data-a", None)))));
+    let actions = s.pass(&Config::default());
+    let [Action::Bind { claims, .. }] = actions.as_slice() else {
+        panic!("expected one binding, got {:?}", names(&actions))
+    };
+    assert_eq!(claims, &["ns/data-a"]);
+
+    // A pod whose claim is bound to a volume pinned to n2 goes to n2.
+    let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "pv-b"},
+        "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n2"]}]}]}}},
+    }))
+    .expect("valid volume");
+    let mut n2 = node("n2", "4");
+    n2.metadata.labels = Some([("kubernetes.io/hostname".to_string(), "n2".to_string())].into());
+    s.apply_node(Event::Apply(n2));
+    s.apply(Change::Volume(Box::new(Event::Apply(pv))));
+    s.apply(Change::Claim(Box::new(Event::Apply(claim(
+        "data-b",
+        Some("pv-b"),
+    )))));
+    s.apply_pod(Event::Apply(with_claim("b", "data-b")));
+    assert_eq!(names(&s.pass(&Config::default())), ["bind ns/b n2"]);
 }

@@ -153,7 +153,8 @@ pub fn label_selector(s: &metav1::LabelSelector) -> LabelSelector {
     }
 }
 
-fn node_selector_term(t: &corev1::NodeSelectorTerm) -> NodeSelectorTerm {
+/// The core's form of a `NodeSelectorTerm`.
+pub fn node_selector_term(t: &corev1::NodeSelectorTerm) -> NodeSelectorTerm {
     let reqs = |v: &Option<Vec<corev1::NodeSelectorRequirement>>| {
         v.iter()
             .flatten()

@@ -64,6 +64,17 @@ pub fn node_labels(node_name: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// The annotations the agent owns: where local-path volumes go on this
+/// node (read by the provisioner).
+fn node_annotations(params: &NodeParams) -> BTreeMap<String, String> {
+    BTreeMap::from([(
+        crate::local_path::ROOT_ANNOTATION.to_string(),
+        crate::local_path::root(&params.data_dir)
+            .display()
+            .to_string(),
+    )])
+}
+
 /// Registers the node: create it, or if it exists merge our labels into it;
 /// then write its status. Returns the Node as stored (its `spec.podCIDR`
 /// may have been set by a controller).
@@ -80,13 +91,16 @@ pub async fn register(
     let mut node = Node::default();
     node.metadata.name = Some(params.node_name.clone());
     node.metadata.labels = Some(node_labels(&params.node_name));
+    node.metadata.annotations = Some(node_annotations(params));
     match api.create(&PostParams::default(), &node).await {
         Ok(_) => info!(node = %params.node_name, "node registered"),
         Err(kube::Error::Api(s)) if s.code == 409 => {
             // Re-registration after a restart: keep what others set (taints,
             // podCIDR, extra labels), refresh ours.
-            let patch =
-                serde_json::json!({ "metadata": { "labels": node_labels(&params.node_name) } });
+            let patch = serde_json::json!({ "metadata": {
+                "labels": node_labels(&params.node_name),
+                "annotations": node_annotations(params),
+            } });
             api.patch(
                 &params.node_name,
                 &PatchParams::default(),

@@ -29,6 +29,9 @@ pub struct EnvSources {
     pub config_maps: HashMap<String, ConfigMap>,
     /// Secrets of the pod's namespace by name (only those that exist).
     pub secrets: HashMap<String, Secret>,
+    /// Claims by name: the host path of the bound volume, or why there is
+    /// none yet (kubelet's message).
+    pub claims: HashMap<String, Result<String, String>>,
     /// `status.podIP` (first sandbox IP).
     pub pod_ip: String,
     /// `status.hostIP`.
@@ -46,9 +49,12 @@ pub struct Refs {
     pub config_maps: BTreeSet<String>,
     /// Secret names.
     pub secrets: BTreeSet<String>,
+    /// PersistentVolumeClaim names.
+    pub claims: BTreeSet<String>,
 }
 
-/// Every ConfigMap and Secret named in env, envFrom and volumes.
+/// Every ConfigMap and Secret named in env, envFrom and volumes, and every
+/// claim a volume mounts.
 pub fn referenced_objects(pod: &Pod) -> Refs {
     let mut r = Refs::default();
     let Some(spec) = pod.spec.as_ref() else {
@@ -86,6 +92,9 @@ pub fn referenced_objects(pod: &Pod) -> Refs {
         }
         if let Some(s) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
             r.secrets.insert(s);
+        }
+        if let Some(c) = &v.persistent_volume_claim {
+            r.claims.insert(c.claim_name.clone());
         }
     }
     r

@@ -3,12 +3,14 @@
 //! per-pod cache. Entries are refreshed after [`RESYNC_PERIOD`], which is
 //! how an updated ConfigMap reaches a running pod's volume (kubelet's
 //! configMap manager re-reads on its own TTL too). Secrets stay in memory
-//! only for as long as the pod's worker lives.
+//! only for as long as the pod's worker lives. A claim is read until it is
+//! bound; the host path of its volume is then kept (a bound claim's
+//! volume does not change).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret};
 use kube::Api;
 
 use super::env::{EnvSources, Refs};
@@ -27,6 +29,41 @@ struct Entry<T> {
 pub struct SourceCache {
     config_maps: HashMap<String, Entry<ConfigMap>>,
     secrets: HashMap<String, Entry<Secret>>,
+    /// Claims whose volume's host path is known.
+    claim_paths: HashMap<String, String>,
+}
+
+/// The host path of claim `name`'s volume, or kubelet's reason why not.
+async fn claim_path(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Result<String, String>, kube::Error> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let Some(claim) = claims.get_opt(name).await? else {
+        return Ok(Err(format!("persistentvolumeclaim \"{name}\" not found")));
+    };
+    let Some(volume) = claim
+        .spec
+        .and_then(|s| s.volume_name)
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(Err(format!(
+            "PersistentVolumeClaim is not bound: \"{name}\""
+        )));
+    };
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let Some(pv) = pvs.get_opt(&volume).await? else {
+        return Ok(Err(format!("persistentvolume \"{volume}\" not found")));
+    };
+    let spec = pv.spec.unwrap_or_default();
+    match (spec.host_path, spec.local) {
+        (Some(h), _) => Ok(Ok(h.path)),
+        (None, Some(l)) => Ok(Ok(l.path)),
+        _ => Ok(Err(format!(
+            "persistentvolume \"{volume}\": only hostPath and local volumes are supported by Skiff"
+        ))),
+    }
 }
 
 async fn refresh<T>(
@@ -84,6 +121,19 @@ impl SourceCache {
         refresh(&cms, &mut self.config_maps, &refs.config_maps, now).await?;
         let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
         refresh(&secrets, &mut self.secrets, &refs.secrets, now).await?;
+        self.claim_paths.retain(|k, _| refs.claims.contains(k));
+        out.claims.clear();
+        for name in &refs.claims {
+            if let Some(p) = self.claim_paths.get(name) {
+                out.claims.insert(name.clone(), Ok(p.clone()));
+                continue;
+            }
+            let path = claim_path(client, namespace, name).await?;
+            if let Ok(p) = &path {
+                self.claim_paths.insert(name.clone(), p.clone());
+            }
+            out.claims.insert(name.clone(), path);
+        }
         out.config_maps = self
             .config_maps
             .iter()

@@ -3,14 +3,22 @@
 //! `medium: Memory`), `hostPath`, and `configMap`, `secret` and
 //! `downwardAPI` volumes written by the [`atomic_writer`]
 //! and re-written whenever their source changes, so updates reach running
-//! pods. Containers get them as CRI `Mount`s.
+//! pods; `persistentVolumeClaim` volumes whose PersistentVolume is a
+//! `hostPath` or `local` directory (what Skiff's local-path provisioner
+//! makes), linked into the pod directory. Containers get them as CRI
+//! `Mount`s.
 //!
 //! ```text
 //!  <data_dir>/pod-volumes/<uid>/volumes/kubernetes.io~empty-dir/<name>/
 //!                                      /kubernetes.io~configmap/<name>/..data -> …
 //!                                      /kubernetes.io~secret/<name>/
 //!                                      /kubernetes.io~downward-api/<name>/
+//!                                      /kubernetes.io~local-volume/<name> -> PV path
 //! ```
+//!
+//! A claim's volume is a symbolic link rather than kubelet's bind mount:
+//! the runtime resolves it when it bind-mounts the container's source, and
+//! removing the pod directory never follows it into the volume.
 //!
 //! [`payload`] and [`container_mounts`] are pure; [`setup`] and
 //! [`teardown`] do the file system work.
@@ -79,6 +87,8 @@ fn plugin(v: &Volume) -> Option<&'static str> {
         Some("kubernetes.io~secret")
     } else if v.downward_api.is_some() {
         Some("kubernetes.io~downward-api")
+    } else if v.persistent_volume_claim.is_some() {
+        Some("kubernetes.io~local-volume")
     } else {
         None
     }
@@ -320,6 +330,48 @@ fn host_path_setup(
     Ok(())
 }
 
+/// Links a claim's volume into the pod directory, creating the volume's
+/// directory on first use (world-writable, as the local-path provisioner
+/// makes it). Until the claim is bound the pod waits (`FailedMount`).
+fn claim_setup(
+    v: &Volume,
+    link: &Path,
+    path: Option<&Result<String, String>>,
+) -> Result<(), VolumeError> {
+    let target = match path {
+        Some(Ok(p)) => PathBuf::from(p),
+        Some(Err(message)) => {
+            return Err(VolumeError::Source {
+                volume: v.name.clone(),
+                message: message.clone(),
+            })
+        }
+        None => {
+            return Err(VolumeError::Source {
+                volume: v.name.clone(),
+                message: "persistentvolumeclaim not loaded yet".into(),
+            })
+        }
+    };
+    if !target.is_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&target).map_err(io_err(&v.name))?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o777))
+            .map_err(io_err(&v.name))?;
+    }
+    if std::fs::read_link(link).ok().as_deref() == Some(target.as_path()) {
+        return Ok(());
+    }
+    if let Some(parent) = link.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(&v.name))?;
+    }
+    match std::fs::remove_file(link) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&v.name)(e)),
+        _ => {}
+    }
+    std::os::unix::fs::symlink(&target, link).map_err(io_err(&v.name))
+}
+
 /// What [`setup`] wrote last, per volume name, so that an unchanged
 /// payload costs no file system reads.
 pub type Written = std::collections::HashMap<String, Payload>;
@@ -343,6 +395,10 @@ pub fn setup(
         let Some(dir) = host_path(pod_dir, v) else {
             continue;
         };
+        if let Some(c) = &v.persistent_volume_claim {
+            claim_setup(v, &dir, src.claims.get(&c.claim_name))?;
+            continue;
+        }
         std::fs::create_dir_all(&dir).map_err(io_err(&v.name))?;
         if let Some(ed) = &v.empty_dir {
             if ed.medium.as_deref() == Some("Memory") && !is_mount_point(&dir) {

@@ -117,3 +117,47 @@ fn mounts_resolve_volumes_and_force_projected_read_only() {
         ]
     );
 }
+
+#[test]
+fn claim_volumes_link_the_bound_volume_and_wait_until_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pv_dir = tmp.path().join("local-path/pvc-1_ns_data");
+    let pod_dir = tmp.path().join("pod");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web-0", "namespace": "ns", "uid": "u2"},
+        "spec": {
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-web-0"}}],
+            "containers": [{"name": "c", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        },
+    }))
+    .unwrap();
+    let mut src = EnvSources::default();
+    src.claims.insert(
+        "data-web-0".into(),
+        Err("PersistentVolumeClaim is not bound: \"data-web-0\"".into()),
+    );
+    let mut written = Default::default();
+    let err = super::volumes::setup(&pod_dir, &pod, &src, &mut written).unwrap_err();
+    assert!(matches!(err, VolumeError::Source { .. }), "{err}");
+    assert!(err.to_string().contains("not bound"), "{err}");
+
+    src.claims
+        .insert("data-web-0".into(), Ok(pv_dir.display().to_string()));
+    // Twice: the second set-up finds the link in place.
+    for _ in 0..2 {
+        super::volumes::setup(&pod_dir, &pod, &src, &mut written).unwrap();
+    }
+    assert!(
+        pv_dir.is_dir(),
+        "the volume's directory is made on first use"
+    );
+    let mounts =
+        container_mounts(&pod, &pod.spec.as_ref().unwrap().containers[0], &pod_dir).unwrap();
+    let link = std::path::PathBuf::from(&mounts[0].host_path);
+    assert_eq!(std::fs::read_link(&link).unwrap(), pv_dir);
+    std::fs::write(link.join("f"), "kept").unwrap();
+    // Tearing the pod down removes the link, never the volume's data.
+    super::volumes::teardown(&pod_dir).unwrap();
+    assert!(!pod_dir.exists());
+    assert_eq!(std::fs::read_to_string(pv_dir.join("f")).unwrap(), "kept");
+}

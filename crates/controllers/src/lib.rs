@@ -51,6 +51,22 @@
 //!   tolerations), pinned by `matchFields metadata.name` and bound by the
 //!   scheduler; `RollingUpdate` (`maxUnavailable`, `maxSurge`) and
 //!   `OnDelete`; template history in [`revision`] ControllerRevisions.
+//! - [`statefulset`]: pods `<sts>-<ordinal>` with hostname and subdomain
+//!   (`serviceName`), labels `statefulset.kubernetes.io/pod-name` and
+//!   `apps.kubernetes.io/pod-index`, and claims `<template>-<sts>-<ordinal>`
+//!   created before the pod and kept on scale-down (`Retain`; `Delete` for
+//!   `whenDeleted`/`whenScaled`); `OrderedReady` (one at a time, each
+//!   Running and Ready first; reverse order on scale-down) and `Parallel`;
+//!   `RollingUpdate` (highest ordinal first, `partition`, `maxUnavailable`)
+//!   and `OnDelete`; revisions in [`revision`]; status with
+//!   `currentRevision`/`updateRevision`.
+//! - [`volume`]: the PV controller (claims bound to the smallest fitting
+//!   static volume, or provisioned) and the local-path provisioner: the
+//!   default StorageClass `local-path` (`WaitForFirstConsumer`), a
+//!   `hostPath` PV per claim in the node the scheduler picked
+//!   (`volume.kubernetes.io/selected-node`), pinned there by node
+//!   affinity; reclaim `Delete` removes the PV (the agent removes the
+//!   directory).
 //! - [`disruption`]: PodDisruptionBudget status (`currentHealthy`,
 //!   `desiredHealthy`, `expectedPods` from the pods' controllers' scale,
 //!   `disruptionsAllowed`, `disruptedPods` left by evictions), which the
@@ -128,9 +144,15 @@
 //! - DaemonSet: pods on nodes that no longer exist are deleted by this
 //!   controller (Kubernetes leaves that to the pod GC); no failed-pod
 //!   back-off; `pod-template-hash` of revisions is Skiff's FNV hash.
-//! - Not yet: StatefulSet (and the local-path provisioner), HPA,
-//!   PodDisruptionBudget and eviction API, namespace finalization,
-//!   ResourceQuota, event TTL.
+//! - StatefulSet: orphan pods are not adopted; a pod whose identity or
+//!   claims drifted is not patched back (only missing claims are made);
+//!   `maxUnavailable` is honoured without Kubernetes' feature gate; no
+//!   `collisionCount` bumps on hash collisions; `currentRevision` also
+//!   advances for `OnDelete` once every pod is updated.
+//! - Volumes: the API server serves no `storage.k8s.io` StorageClasses
+//!   yet, so `local-path` is also built in; no `pvc-protection` finalizer
+//!   (a claim in use can be deleted); no capacity accounting.
+//! - Not yet: HPA, namespace finalization, ResourceQuota, event TTL.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -157,7 +179,9 @@ pub mod run;
 pub mod runtime;
 pub mod selector;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod status;
+pub mod volume;
 
 #[cfg(test)]
 mod test_fixtures;

@@ -3,16 +3,24 @@
 //! (`pkg/controller/history`). Each distinct pod template is one revision,
 //! named `<owner>-<hash>`, holding `{"spec":{"template":…}}` with
 //! `"$patch": "replace"` as Kubernetes stores it; pods carry the hash in the
-//! `controller-revision-hash` label.
+//! `controller-revision-hash` label (the hash for DaemonSets, the
+//! revision's name for StatefulSets, as in Kubernetes).
+//!
+//! [`plan_revisions`] is the pure decision; [`sync_revisions`] carries it
+//! out through the API for either owner kind.
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client};
 use serde_json::json;
 
 use crate::deployment::hash::compute_hash;
-use crate::owner::new_controller_ref;
+use crate::error::{is_status, ControllerError};
+use crate::owner::{controller_ref, new_controller_ref};
 
 /// The pod label with the revision's hash (`ControllerRevisionHashLabelKey`).
 pub const CONTROLLER_REVISION_HASH_LABEL: &str = "controller-revision-hash";
@@ -135,6 +143,104 @@ pub fn plan_revisions(
             .filter_map(|r| r.metadata.name.clone())
             .collect(),
     }
+}
+
+/// The owner whose template history [`sync_revisions`] keeps.
+pub struct Owner<'a> {
+    /// `DaemonSet` or `StatefulSet` (apps/v1).
+    pub kind: &'static str,
+    /// Its metadata (name, namespace, uid).
+    pub meta: &'a ObjectMeta,
+    /// Its current pod template.
+    pub template: &'a PodTemplateSpec,
+    /// `status.collisionCount`.
+    pub collision_count: Option<i32>,
+    /// `spec.revisionHistoryLimit` (10 by default).
+    pub history_limit: i32,
+}
+
+/// The owner's ControllerRevisions, from the informer cache.
+pub fn owned_revisions(
+    store: &Store<ControllerRevision>,
+    meta: &ObjectMeta,
+) -> Vec<std::sync::Arc<ControllerRevision>> {
+    let uid = meta.uid.as_deref().unwrap_or_default();
+    store
+        .state()
+        .into_iter()
+        .filter(|r| r.metadata.namespace == meta.namespace)
+        .filter(|r| controller_ref(&r.metadata).is_some_and(|c| c.uid == uid))
+        .collect()
+}
+
+/// Brings the owner's ControllerRevisions up to date: creates (or, after
+/// a rollback, renumbers) the current template's revision and trims the
+/// history beyond the limit, keeping the hashes in `in_use`. Returns the
+/// current template's hash.
+pub async fn sync_revisions(
+    client: &Client,
+    store: &Store<ControllerRevision>,
+    owner: &Owner<'_>,
+    in_use: &[&str],
+) -> Result<String, ControllerError> {
+    let ns = owner.meta.namespace.clone().unwrap_or_default();
+    let hash = template_hash(owner.template, owner.collision_count);
+    let all = owned_revisions(store, owner.meta);
+    let owned: Vec<&ControllerRevision> = all.iter().map(|r| r.as_ref()).collect();
+    let plan = plan_revisions(
+        owner.meta.name.as_deref().unwrap_or_default(),
+        &owned,
+        &hash,
+        owner.history_limit,
+        in_use,
+    );
+    let api: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
+    if plan.create {
+        let rev = new_revision(
+            owner.kind,
+            owner.meta,
+            owner.template,
+            &hash,
+            plan.current_revision,
+            owner
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone()),
+        );
+        match api.create(&PostParams::default(), &rev).await {
+            Ok(_) => {}
+            Err(e) if is_status(&e, 409) => {}
+            Err(e) => {
+                return Err(ControllerError::api(
+                    format!("creating controllerrevision {ns}/{}", plan.current_name),
+                    e,
+                ))
+            }
+        }
+    } else if plan.renumber {
+        let patch = json!({"revision": plan.current_revision});
+        api.patch(
+            &plan.current_name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| {
+            ControllerError::api(
+                format!("renumbering controllerrevision {ns}/{}", plan.current_name),
+                e,
+            )
+        })?;
+    }
+    for name in &plan.delete {
+        if let Err(e) = api.delete(name, &DeleteParams::default()).await {
+            if !is_status(&e, 404) {
+                tracing::debug!(revision = %name, error = %e, "could not trim revision history");
+            }
+        }
+    }
+    Ok(hash)
 }
 
 #[cfg(test)]

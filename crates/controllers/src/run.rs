@@ -15,9 +15,13 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service,
+    ServiceAccount,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
@@ -36,6 +40,9 @@ use crate::nodelifecycle::controller::{NodeLifecycleController, NODE_LEASE_NAMES
 use crate::replicaset::controller::ReplicaSetController;
 use crate::runtime::{run_workers, Informer, WorkQueue};
 use crate::serviceaccount::ServiceAccountController;
+use crate::statefulset::controller::StatefulSetController;
+use crate::volume::controller::VolumeController;
+use crate::volume::local_path::ensure_storage_class;
 
 /// Runs every controller until `shutdown` completes. Call it on the active
 /// (leader) server only: two controller managers would both act.
@@ -63,6 +70,12 @@ pub async fn run_controllers(
     let mut revisions = Informer::new(Api::<ControllerRevision>::all(client.clone()), wc.clone());
     let mut budgets = Informer::new(Api::<PodDisruptionBudget>::all(client.clone()), wc.clone());
     let mut statefulsets = Informer::new(Api::<StatefulSet>::all(client.clone()), wc.clone());
+    let mut claims = Informer::new(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        wc.clone(),
+    );
+    let mut volumes = Informer::new(Api::<PersistentVolume>::all(client.clone()), wc.clone());
+    let classes = Informer::new(Api::<StorageClass>::all(client.clone()), wc.clone());
     let leases = Informer::new(
         Api::<Lease>::namespaced(client.clone(), NODE_LEASE_NAMESPACE),
         wc.clone(),
@@ -119,6 +132,24 @@ pub async fn run_controllers(
         },
         &pdb_queue,
     );
+    let sts_queue = WorkQueue::new();
+    let sts_ctl = StatefulSetController::new(
+        client.clone(),
+        &mut statefulsets,
+        &mut pods,
+        claims.store(),
+        revisions.store(),
+        &sts_queue,
+    );
+    let pv_queue = WorkQueue::new();
+    let pv_ctl = VolumeController::new(
+        client.clone(),
+        &mut claims,
+        &mut volumes,
+        classes.store(),
+        nodes.store(),
+        &pv_queue,
+    );
     let gc = GarbageCollector::new(client.clone(), config.clone());
     let (ep_queue, eps_queue, ipam_queue) = (WorkQueue::new(), WorkQueue::new(), WorkQueue::new());
     let ep_ctl = EndpointsController::new(
@@ -143,11 +174,14 @@ pub async fn run_controllers(
     let (pod_synced, rs_synced, d_synced) =
         (pods.synced(), replicasets.synced(), deployments.synced());
     let (pdb_synced, sts_synced) = (budgets.synced(), statefulsets.synced());
+    let pdb_sts_synced = sts_synced.clone();
     let (ns_synced, sa_synced) = (namespaces.synced(), accounts.synced());
     let (node_synced, lease_synced) = (nodes.synced(), leases.synced());
     let job_synced = jobs.synced();
     let cj_synced = cronjobs.synced();
     let (ds_synced, rev_synced) = (daemonsets.synced(), revisions.synced());
+    let claims_synced = claims.synced();
+    let pv_synced = volumes.synced();
 
     let mut informers = JoinSet::new();
     informers.spawn(pods.run());
@@ -166,6 +200,9 @@ pub async fn run_controllers(
     informers.spawn(revisions.run());
     informers.spawn(budgets.run());
     informers.spawn(statefulsets.run());
+    informers.spawn(claims.run());
+    informers.spawn(volumes.run());
+    informers.spawn(classes.run());
 
     let mut workers = JoinSet::new();
     let n = config.workers;
@@ -189,7 +226,7 @@ pub async fn run_controllers(
                 r.wait(),
                 d.wait(),
                 pdb_synced.wait(),
-                sts_synced.wait()
+                pdb_sts_synced.wait()
             );
             run_workers(pdb_ctl, q, n).await;
         });
@@ -251,9 +288,38 @@ pub async fn run_controllers(
     }
     {
         let (q, p, nd) = (ds_queue.clone(), pod_synced.clone(), node_synced.clone());
+        let rv = rev_synced.clone();
         workers.spawn(async move {
-            tokio::join!(p.wait(), nd.wait(), ds_synced.wait(), rev_synced.wait());
+            tokio::join!(p.wait(), nd.wait(), ds_synced.wait(), rv.wait());
             run_workers(ds_ctl, q, n).await;
+        });
+    }
+    {
+        let (q, p, s, c) = (
+            sts_queue.clone(),
+            pod_synced.clone(),
+            sts_synced,
+            claims_synced.clone(),
+        );
+        workers.spawn(async move {
+            tokio::join!(p.wait(), s.wait(), c.wait(), rev_synced.wait());
+            run_workers(sts_ctl, q, n).await;
+        });
+    }
+    {
+        let (q, c, nd) = (pv_queue.clone(), claims_synced, node_synced.clone());
+        let client = client.clone();
+        workers.spawn(async move {
+            // The default class first, so claims without a class get it.
+            while let Err(e) = ensure_storage_class(&client).await {
+                tracing::warn!(error = %e, "could not create the local-path StorageClass; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            // Not the classes: an API server may not serve them, and the
+            // local-path class is built in.
+            tokio::join!(c.wait(), nd.wait(), pv_synced.wait());
+            // One worker: a claim and its volume are never synced at once.
+            run_workers(pv_ctl, q, 1).await;
         });
     }
     let mut loops = JoinSet::new();
@@ -280,6 +346,8 @@ pub async fn run_controllers(
         &cj_queue,
         &ds_queue,
         &pdb_queue,
+        &sts_queue,
+        &pv_queue,
     ] {
         q.shut_down();
     }

@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::Event;
 use kube::{Api, Client, ResourceExt};
-use serde_json::json;
 
 use crate::clock::{system_clock, Clock};
 use crate::daemonset::core::{self, Input, Plan};
@@ -112,89 +111,6 @@ impl DaemonSetController {
             expectations,
             clock: system_clock(),
         })
-    }
-
-    /// Brings the ControllerRevisions up to date; returns the current hash.
-    async fn sync_revisions(
-        &self,
-        ds: &DaemonSet,
-        pods: &[&Pod],
-    ) -> Result<String, ControllerError> {
-        let ns = ds.namespace().unwrap_or_default();
-        let uid = ds.metadata.uid.clone().unwrap_or_default();
-        let collision = ds.status.as_ref().and_then(|s| s.collision_count);
-        let hash = revision::template_hash(&ds.spec.template, collision);
-        let all = self.revisions.state();
-        let owned: Vec<&ControllerRevision> = all
-            .iter()
-            .map(|r| r.as_ref())
-            .filter(|r| r.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .filter(|r| controller_ref(&r.metadata).is_some_and(|c| c.uid == uid))
-            .collect();
-        let in_use: Vec<&str> = pods
-            .iter()
-            .filter_map(|p| {
-                p.metadata
-                    .labels
-                    .as_ref()?
-                    .get(CONTROLLER_REVISION_HASH_LABEL)
-                    .map(String::as_str)
-            })
-            .collect();
-        let plan = revision::plan_revisions(
-            &ds.name_any(),
-            &owned,
-            &hash,
-            ds.spec.revision_history_limit.unwrap_or(10),
-            &in_use,
-        );
-        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &ns);
-        if plan.create {
-            let rev = revision::new_revision(
-                "DaemonSet",
-                &ds.metadata,
-                &ds.spec.template,
-                &hash,
-                plan.current_revision,
-                ds.spec
-                    .template
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.labels.clone()),
-            );
-            match api.create(&PostParams::default(), &rev).await {
-                Ok(_) => {}
-                Err(e) if is_status(&e, 409) => {}
-                Err(e) => {
-                    return Err(ControllerError::api(
-                        format!("creating controllerrevision {ns}/{}", plan.current_name),
-                        e,
-                    ))
-                }
-            }
-        } else if plan.renumber {
-            let patch = json!({"revision": plan.current_revision});
-            api.patch(
-                &plan.current_name,
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .map_err(|e| {
-                ControllerError::api(
-                    format!("renumbering controllerrevision {ns}/{}", plan.current_name),
-                    e,
-                )
-            })?;
-        }
-        for name in &plan.delete {
-            if let Err(e) = api.delete(name, &DeleteParams::default()).await {
-                if !is_status(&e, 404) {
-                    tracing::debug!(revision = %name, error = %e, "could not trim revision history");
-                }
-            }
-        }
-        Ok(hash)
     }
 
     async fn execute(
@@ -317,7 +233,24 @@ impl Reconciler for DaemonSetController {
             .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
             .filter(|p| controller_ref(&p.metadata).is_some_and(|r| r.uid == uid))
             .collect();
-        let hash = self.sync_revisions(&ds, &pods).await?;
+        let in_use: Vec<&str> = pods
+            .iter()
+            .filter_map(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()?
+                    .get(CONTROLLER_REVISION_HASH_LABEL)
+                    .map(String::as_str)
+            })
+            .collect();
+        let owner = revision::Owner {
+            kind: "DaemonSet",
+            meta: &ds.metadata,
+            template: &ds.spec.template,
+            collision_count: ds.status.as_ref().and_then(|s| s.collision_count),
+            history_limit: ds.spec.revision_history_limit.unwrap_or(10),
+        };
+        let hash = revision::sync_revisions(&self.client, &self.revisions, &owner, &in_use).await?;
         let node_objs = self.nodes.state();
         let nodes: Vec<&Node> = node_objs.iter().map(|n| n.as_ref()).collect();
         let plan = core::reconcile(&Input {
