@@ -85,6 +85,10 @@ pub fn apply_defaults(resource: &ResourceInfo, obj: &mut Value) {
         ("scheduling.k8s.io", "PriorityClass") => {
             set_default(obj, "preemptionPolicy", json!("PreemptLowerPriority"));
         }
+        ("storage.k8s.io", "StorageClass") => {
+            set_default(obj, "reclaimPolicy", json!("Delete"));
+            set_default(obj, "volumeBindingMode", json!("Immediate"));
+        }
         ("autoscaling", "HorizontalPodAutoscaler") if resource.version == "v2" => {
             default_hpa_v2(obj)
         }

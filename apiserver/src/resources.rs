@@ -164,6 +164,8 @@ pub static RESOURCES: &[ResourceInfo] = &[
     resource!("events.k8s.io", "v1", "events", "event", "Event", true, short: ["ev"], categories: [], sub: []),
     // scheduling.k8s.io/v1
     resource!("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", "PriorityClass", false, short: ["pc"], categories: [], sub: []),
+    // storage.k8s.io/v1
+    resource!("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", false, short: ["sc"], categories: [], sub: []),
     // apiextensions.k8s.io/v1: the custom resources they define are
     // served from `crd_registry`, not from this table.
     resource!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition", "CustomResourceDefinition", false, short: ["crd", "crds"], categories: ["api-extensions"], sub: ["status"]),

@@ -36,6 +36,7 @@ pub fn visit_kind<V: KindVisitor>(
     use k8s_openapi::api::policy::v1 as policy;
     use k8s_openapi::api::rbac::v1 as rbac;
     use k8s_openapi::api::scheduling::v1 as scheduling;
+    use k8s_openapi::api::storage::v1 as storage;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
     let out = match (group, version, kind) {
         ("", "v1", "Namespace") => visitor.visit::<core::Namespace>(),
@@ -81,6 +82,7 @@ pub fn visit_kind<V: KindVisitor>(
         ("scheduling.k8s.io", "v1", "PriorityClass") => {
             visitor.visit::<scheduling::PriorityClass>()
         }
+        ("storage.k8s.io", "v1", "StorageClass") => visitor.visit::<storage::StorageClass>(),
         ("apiextensions.k8s.io", "v1", "CustomResourceDefinition") => visitor.visit::<
             k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
         >(),

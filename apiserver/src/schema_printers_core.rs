@@ -104,6 +104,14 @@ pub fn columns(group: &str, kind: &str) -> Option<Vec<Column>> {
             AGE,
             ("PreemptionPolicy", "string", "", 0, "preemptionPolicy is the Policy for preempting pods with lower priority."),
         ],
+        ("storage.k8s.io", "StorageClass") => vec![
+            NAME,
+            ("Provisioner", "string", "", 0, "provisioner indicates the type of the provisioner."),
+            ("ReclaimPolicy", "string", "", 0, "reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes of this storage class."),
+            ("VolumeBindingMode", "string", "", 0, "volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound."),
+            ("AllowVolumeExpansion", "string", "", 0, "allowVolumeExpansion shows whether the storage class allow volume expand."),
+            AGE,
+        ],
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => vec![NAME, CREATED_AT],
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => binding(),
         _ => return None,
@@ -218,6 +226,33 @@ pub fn row(group: &str, kind: &str, obj: &Value, now: DateTime<Utc>) -> Option<V
             age,
             json!(text(obj, &["preemptionPolicy"])),
         ],
+        ("storage.k8s.io", "StorageClass") => {
+            // kubectl marks the default class after its name.
+            let default = at(
+                obj,
+                &[
+                    "metadata",
+                    "annotations",
+                    "storageclass.kubernetes.io/is-default-class",
+                ],
+            )
+            .as_str()
+                == Some("true");
+            let shown = match name.as_str() {
+                Some(n) if default => json!(format!("{n} (default)")),
+                _ => name,
+            };
+            vec![
+                shown,
+                json!(text(obj, &["provisioner"])),
+                json!(text(obj, &["reclaimPolicy"])),
+                json!(text(obj, &["volumeBindingMode"])),
+                json!(at(obj, &["allowVolumeExpansion"])
+                    .as_bool()
+                    .unwrap_or(false)),
+                age,
+            ]
+        }
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => vec![name, created_at()],
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
             let subjects = items(obj, &["subjects"]);
