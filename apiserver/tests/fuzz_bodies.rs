@@ -339,7 +339,8 @@ fn random_json_patch(rng: &mut Rng, paths: &[String]) -> Vec<u8> {
         };
         let (p, f) = (path(), path());
         let op = *rng.pick(&ops);
-        let value: Value = serde_json::from_str(*rng.pick(ODD_VALUES)).unwrap_or(Value::Null);
+        let raw = *rng.pick(ODD_VALUES);
+        let value: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
         let mut o = json!({"op": op, "path": p});
         match op {
             "move" | "copy" => o["from"] = json!(f),
