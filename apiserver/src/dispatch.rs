@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
 
@@ -243,20 +243,41 @@ fn metrics_attributes<'a>(path: &'a str, segs: &[&'a str], query: &Query) -> Att
     }
 }
 
+/// Bodies up to this size past the limit are still read (and dropped)
+/// before the 413: a client gets the answer only if it could send its
+/// whole body; a connection closed under a sending HTTP/1 client is reset
+/// and the client sees a broken pipe instead of the 413. Bigger bodies
+/// are cut off.
+const MAX_DRAINED_BODY_BYTES: usize = 4 * MAX_REQUEST_BODY_BYTES;
+
 /// Reads the whole body, 413 past the limit. The body is read up to the
 /// limit rather than refused from `Content-Length` alone: answering before
-/// reading makes HTTP/2 clients see a reset stream instead of the 413.
+/// reading makes HTTP/2 clients see a reset stream instead of the 413. An
+/// over-long body is drained up to [`MAX_DRAINED_BODY_BYTES`] for the same
+/// reason (HTTP/1), and the 413 closes the connection.
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    let limited = Limited::new(req.into_body(), MAX_REQUEST_BODY_BYTES);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::RequestEntityTooLarge)
+    let mut body = req.into_body();
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::BadRequest(format!("reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= MAX_REQUEST_BODY_BYTES {
+            kept.extend_from_slice(&data);
+        } else if seen > MAX_DRAINED_BODY_BYTES {
+            break;
+        } else {
+            kept = Vec::new();
         }
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "reading the request body: {e}"
-        ))),
     }
+    if seen > MAX_REQUEST_BODY_BYTES {
+        return Err(ApiError::RequestEntityTooLarge);
+    }
+    Ok(Bytes::from(kept))
 }
 
 async fn public(state: &ApiState, route: &Route) -> Result<Response<Body>, ApiError> {

@@ -153,3 +153,27 @@ fn patch_types_from_content_type() {
         415
     );
 }
+
+/// json-patch 5's `patch` undoes the ops applied before a failing one and
+/// panics (`unreachable!`) when an undo itself fails. The fuzz test
+/// (`tests/fuzz_bodies.rs`, seed 77) found these; a failing patch must be
+/// a 422 and leave the object as it was.
+#[test]
+fn json_patch_whose_undo_fails_is_422_not_a_panic() {
+    let doc = json!({
+        "metadata": {"name": "n"},
+        "spec": {"ports": [{"name": "p", "port": 80, "targetPort": 8080}],
+                 "template": {"spec": {"containers": [{"name": "c"}]}}}
+    });
+    for ops in [
+        json!([{"op": "copy", "from": "/spec/template/spec", "path": "/spec/template/spec/containers/0"},
+               {"op": "move", "from": "/spec/template/spec", "path": "/spec/containers/01"}]),
+        json!([{"op": "move", "from": "/spec/ports/0/targetPort", "path": ""},
+               {"op": "move", "from": "/spec/ports/0/name", "path": "/spec/ports"}]),
+        json!([{"op": "copy", "from": "/metadata/name", "path": "/spec/ports/0/port"},
+               {"op": "move", "from": "/spec/ports", "path": "/metadata/labels/x~1y"}]),
+    ] {
+        let err = apply(PatchType::Json, &doc, &ops).unwrap_err();
+        assert_eq!(err.status_code(), 422, "{ops}: {err}");
+    }
+}

@@ -56,9 +56,12 @@ impl Query {
         self.0.get(key).map(String::as_str)
     }
 
-    /// A boolean parameter (`true`/`1`).
+    /// A boolean parameter: present and not `0` or `false` (any case), as
+    /// kube-apiserver's `Convert_Slice_string_To_bool`. The Python client
+    /// sends `watch=True`.
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
+        self.get(key)
+            .is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"))
     }
 
     /// An integer parameter; 400 if malformed.
@@ -188,6 +191,16 @@ mod tests {
         ));
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
         assert!(q.flag("watch"));
+        for (raw, want) in [
+            ("watch=True", true),
+            ("watch=TRUE", true),
+            ("watch", true),
+            ("watch=False", false),
+            ("watch=0", false),
+            ("other=1", false),
+        ] {
+            assert_eq!(Query::parse(Some(raw)).flag("watch"), want, "{raw}");
+        }
         assert_eq!(q.int("limit").unwrap(), Some(5));
         assert_eq!(q.get("x"), Some(""));
         assert!(Query::parse(Some("limit=abc")).int("limit").is_err());

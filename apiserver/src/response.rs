@@ -94,6 +94,13 @@ pub fn error(e: &ApiError) -> Response<Body> {
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
+    if matches!(e, ApiError::RequestEntityTooLarge) {
+        // The rest of the body was not read, so the HTTP/1 connection is
+        // closed after this answer; say so, or a client reuses it and its
+        // next request fails (Go's MaxBytesReader does the same).
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     resp
 }
 

@@ -1,9 +1,12 @@
 //! kube-rs (what Skiff's agent, scheduler and controllers use) against the
-//! server: typed CRUD, status patches, bindings, upserted leases, and the
-//! runtime watcher.
+//! server: typed CRUD, status patches, bindings, upserted leases, the
+//! runtime watcher, a reflector's store, and a `kube::runtime::Controller`
+//! that reconciles ConfigMaps and sees its own writes.
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::with_server;
@@ -12,7 +15,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::watcher;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
 
 async fn client(kubeconfig: &std::path::Path) -> kube::Client {
@@ -99,6 +104,238 @@ async fn kube_rs_typed_clients_and_watcher() {
         // A stale resourceVersion is a Conflict.
         let stale = leases.replace("n1", &PostParams::default(), &again).await.unwrap_err();
         assert!(matches!(stale, kube::Error::Api(ref e) if e.code == 409), "{stale:?}");
+    })
+    .await;
+}
+
+/// How long a change may take to reach a watcher: far more than it needs.
+const PROPAGATION: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it holds; panics with `what` after [`PROPAGATION`].
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PROPAGATION;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_reflector_follows_pods() {
+    with_server(async |h| {
+        let client = client(&h.kubeconfig).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let pod = |name: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "labels": {"app": "r"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+            }))
+            .unwrap()
+        };
+        // One pod before the reflector starts (its initial list), one after
+        // (its watch).
+        pods.create(&PostParams::default(), &pod("before"))
+            .await
+            .unwrap();
+        let (store, writer) = reflector::store::<Pod>();
+        let stream =
+            reflector::reflector(writer, watcher(pods.clone(), watcher::Config::default()));
+        let driver = tokio::spawn(stream.applied_objects().for_each(|_| async {}));
+        tokio::time::timeout(PROPAGATION, store.wait_until_ready())
+            .await
+            .unwrap()
+            .unwrap();
+        let key = |name: &str| ObjectRef::<Pod>::new(name).within("default");
+        assert!(
+            store.get(&key("before")).is_some(),
+            "initial list in the store"
+        );
+
+        pods.create(&PostParams::default(), &pod("after"))
+            .await
+            .unwrap();
+        eventually("the created pod in the store", || {
+            store.get(&key("after")).is_some()
+        })
+        .await;
+
+        let patched = pods
+            .patch(
+                "after",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"v": "2"}}})),
+            )
+            .await
+            .unwrap();
+        let rv = patched.metadata.resource_version.clone();
+        eventually("the update in the store", || {
+            store
+                .get(&key("after"))
+                .is_some_and(|p| p.metadata.resource_version == rv)
+        })
+        .await;
+        assert_eq!(
+            store
+                .get(&key("after"))
+                .unwrap()
+                .metadata
+                .labels
+                .as_ref()
+                .unwrap()["v"],
+            "2"
+        );
+
+        let zero = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        pods.delete("before", &zero).await.unwrap();
+        eventually("the deletion in the store", || {
+            store.get(&key("before")).is_none()
+        })
+        .await;
+        let names: Vec<String> = store
+            .state()
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        assert_eq!(names, ["after"]);
+        driver.abort();
+    })
+    .await;
+}
+
+/// The test controller's error (none happen unless the server misbehaves).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct ReconcileError(#[from] kube::Error);
+
+/// What the test controller saw: per ConfigMap, the (`value`, `observed`)
+/// pair of every reconcile.
+#[derive(Default)]
+struct Seen(Mutex<BTreeMap<String, Vec<(String, String)>>>);
+
+const OBSERVED: &str = "skiff.test/observed";
+const COUNT: &str = "skiff.test/reconciles";
+
+/// Writes `data.value` into an annotation and counts its writes; a
+/// ConfigMap that already carries its value (its own write, seen back
+/// through the watch) is left alone.
+async fn reconcile(
+    cm: Arc<ConfigMap>,
+    ctx: Arc<(Api<ConfigMap>, Seen)>,
+) -> Result<Action, ReconcileError> {
+    let (api, seen) = &*ctx;
+    let name = cm.metadata.name.clone().unwrap();
+    let annotations = cm.metadata.annotations.clone().unwrap_or_default();
+    let value = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get("value"))
+        .cloned()
+        .unwrap_or_default();
+    let observed = annotations.get(OBSERVED).cloned().unwrap_or_default();
+    seen.0
+        .lock()
+        .unwrap()
+        .entry(name.clone())
+        .or_default()
+        .push((value.clone(), observed.clone()));
+    if value != observed {
+        let count: u32 = annotations
+            .get(COUNT)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+            + 1;
+        let patch =
+            json!({"metadata": {"annotations": {OBSERVED: value, COUNT: count.to_string()}}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+    }
+    Ok(Action::await_change())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_controller_reconciles_configmaps() {
+    with_server(async |h| {
+        let client = client(&h.kubeconfig).await;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let ctx = Arc::new((cms.clone(), Seen::default()));
+        let controller = Controller::new(cms.clone(), watcher::Config::default().labels("ctl=yes"))
+            .run(
+                reconcile,
+                |_, _, _| Action::requeue(Duration::from_secs(1)),
+                ctx.clone(),
+            )
+            .for_each(|_| async {});
+        let driver = tokio::spawn(controller);
+
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "counted", "labels": {"ctl": "yes"}}, "data": {"value": "1"}
+        }))
+        .unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+        let seen = |v: &str| {
+            let ctx = ctx.clone();
+            let v = v.to_string();
+            move || {
+                ctx.1
+                     .0
+                    .lock()
+                    .unwrap()
+                    .get("counted")
+                    .is_some_and(|r| r.contains(&(v.clone(), v.clone())))
+            }
+        };
+        // Its own write comes back through the watch: a reconcile that finds
+        // the annotation already equal to the value.
+        eventually("the controller seeing its own write of 1", seen("1")).await;
+        let got = cms.get("counted").await.unwrap();
+        let ann = got.metadata.annotations.unwrap();
+        assert_eq!((ann[OBSERVED].as_str(), ann[COUNT].as_str()), ("1", "1"));
+
+        // A change re-runs it.
+        cms.patch(
+            "counted",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"value": "2"}})),
+        )
+        .await
+        .unwrap();
+        eventually("the controller seeing its own write of 2", seen("2")).await;
+        let ann = cms
+            .get("counted")
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .unwrap();
+        assert_eq!((ann[OBSERVED].as_str(), ann[COUNT].as_str()), ("2", "2"));
+
+        // Objects outside its selector are not its business.
+        let other: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "other"}, "data": {"value": "x"}}))
+                .unwrap();
+        cms.create(&PostParams::default(), &other).await.unwrap();
+        cms.delete("counted", &DeleteParams::default())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!ctx.1 .0.lock().unwrap().contains_key("other"));
+        assert!(cms
+            .get("other")
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .is_none());
+        // At least: 1 to write, its own write of 1, 2 to write, its own write of 2.
+        let runs = ctx.1 .0.lock().unwrap()["counted"].clone();
+        assert!(runs.len() >= 4, "{runs:?}");
+        driver.abort();
     })
     .await;
 }
