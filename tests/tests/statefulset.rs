@@ -218,7 +218,8 @@ fn run(cluster: &Cluster) -> anyhow::Result<()> {
             .json(&["get", "statefulset", "web"])
             .unwrap_or(Value::Null);
         Ok(
-            s["status"]["currentRevision"] == s["status"]["updateRevision"]
+            s["status"]["observedGeneration"] == s["metadata"]["generation"]
+                && s["status"]["currentRevision"] == s["status"]["updateRevision"]
                 && s["status"]["updatedReplicas"] == 2
                 && s["status"]["readyReplicas"] == 2,
         )
@@ -234,7 +235,10 @@ fn run(cluster: &Cluster) -> anyhow::Result<()> {
             .json(&["get", "statefulset", "web"])
             .unwrap_or(Value::Null);
         let env = &s["spec"]["template"]["spec"]["containers"][0]["env"];
+        // observedGeneration first: right after the undo the old status
+        // (one revision, all ready) still holds for the new spec.
         Ok(env.is_null()
+            && s["status"]["observedGeneration"] == s["metadata"]["generation"]
             && s["status"]["currentRevision"] == s["status"]["updateRevision"]
             && s["status"]["readyReplicas"] == 2)
     })?;
