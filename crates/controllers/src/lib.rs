@@ -167,6 +167,7 @@ pub mod error;
 pub mod events;
 pub mod expectations;
 pub mod gc;
+pub mod hpa;
 pub mod job;
 pub mod names;
 pub mod nodeipam;
