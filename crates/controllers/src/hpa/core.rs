@@ -358,7 +358,7 @@ fn compute_metrics(
     let specs = input.hpa.spec.metrics.clone().unwrap_or_default();
     let mut statuses = Vec::new();
     let mut best: Option<(i32, String)> = None;
-    let mut first_invalid: Option<(&'static str, String)> = None;
+    let mut first_invalid: Option<(&'static str, String, String)> = None;
     let mut invalid = 0;
     for spec in &specs {
         match compute_metric(spec, current, input) {
@@ -371,7 +371,14 @@ fn compute_metrics(
             Err((reason, error)) => {
                 events.push(("Warning", reason, error.clone()));
                 let message = format!("the HPA was unable to compute the replica count: {error}");
-                first_invalid.get_or_insert((reason, message));
+                // Upstream's `computeReplicasForMetric` wraps resource errors.
+                let wrapped = match &spec.resource {
+                    Some(r) if spec.type_ == "Resource" => {
+                        format!("failed to get {} resource metric value: {error}", r.name)
+                    }
+                    _ => error,
+                };
+                first_invalid.get_or_insert((reason, message, wrapped));
                 invalid += 1;
             }
         }
@@ -390,9 +397,10 @@ fn compute_metrics(
             Ok((replicas, name, statuses))
         }
         (_, invalid_one) => {
-            let (reason, message) = invalid_one.unwrap_or((
+            let (reason, message, error) = invalid_one.unwrap_or((
                 "InvalidMetricSourceType",
                 "the HPA was unable to compute the replica count: no metrics are specified".into(),
+                "no metrics are specified".into(),
             ));
             set_condition(
                 conditions,
@@ -406,7 +414,7 @@ fn compute_metrics(
                 "Warning",
                 "FailedComputeMetricsReplicas",
                 format!(
-                    "invalid metrics ({invalid} invalid out of {}), first error is: {message}",
+                    "invalid metrics ({invalid} invalid out of {}), first error is: {error}",
                     specs.len()
                 ),
             ));
