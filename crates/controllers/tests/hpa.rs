@@ -239,6 +239,29 @@ async fn hpa_scales_a_deployment_from_metrics_and_reports_missing_requests() -> 
         );
     }
 
+    // Load drops to 10%: with the scale-down window set to 0 (default 300 s)
+    // the HPA goes to ceil(0.2 × ready pods) = 1.
+    usage.lock().unwrap().insert("web-".into(), 10);
+    hpas.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(
+            &json!({"spec": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}}),
+        ),
+    )
+    .await?;
+    let started = Instant::now();
+    wait_for("web scaled down to 1", TIMEOUT, || async {
+        Ok((spec_replicas(&client, "web").await? == 1).then_some(()))
+    })
+    .await?;
+    let scale_down = started.elapsed();
+    let (_, describe) = kubectl(&server, &["describe", "hpa", "web"]).await?;
+    assert!(
+        describe.contains("New size: 1; reason: All metrics below target"),
+        "{describe}"
+    );
+
     // norequest: no cpu requests → ScalingActive False, upstream's reason
     // and message; the replica count is left alone.
     let (ok, out) = kubectl(
@@ -273,10 +296,7 @@ async fn hpa_scales_a_deployment_from_metrics_and_reports_missing_requests() -> 
     let (_, describe) = kubectl(&server, &["describe", "hpa", "norequest"]).await?;
     assert!(describe.contains("FailedGetResourceMetric"), "{describe}");
     assert_eq!(spec_replicas(&client, "norequest").await?, 1);
-    eprintln!(
-        "HPA scale-up 1 → 4 took {:?} from kubectl autoscale",
-        scale_up
-    );
+    eprintln!("HPA scale-up 1 → 4 took {scale_up:?} from kubectl autoscale; scale-down 4 → 1 {scale_down:?} after the load dropped");
     kubelet.abort();
     Ok(())
 }

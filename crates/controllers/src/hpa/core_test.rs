@@ -1,5 +1,6 @@
 //! Table-driven tests of the HPA's pure parts with a fixed clock: the
 //! replica calculator, behavior windows and policies, and whole reconciles.
+#![allow(clippy::type_complexity)] // the case tables
 
 use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscaler, HorizontalPodAutoscalerStatus};
 use k8s_openapi::api::core::v1::Pod;
@@ -695,5 +696,57 @@ fn failed_rescale_sets_able_to_scale_false() {
             "FailedUpdateScale".into(),
             "the HPA controller was unable to update the target scale: conflict".into()
         )
+    );
+}
+
+#[test]
+fn pod_metrics_become_samples_summed_over_containers() {
+    use super::controller::{duration_ms, samples};
+    let metrics = vec![
+        json!({"name": "a", "timestamp": "2023-11-14T22:13:19Z", "window": "1s",
+               "containers": [{"name": "app", "usage": {"cpu": "150m", "memory": "10Mi"}},
+                              {"name": "side", "usage": {"cpu": "50m", "memory": "1Mi"}}]}),
+        // A container without cpu: the pod has no cpu sample (upstream).
+        json!({"name": "b", "timestamp": "2023-11-14T22:13:19Z", "window": "30s",
+               "containers": [{"name": "app", "usage": {"memory": "10Mi"}}]}),
+        json!({"name": "c", "containers": []}),
+    ];
+    let cpu = samples(&metrics, "cpu");
+    assert_eq!(cpu.keys().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(
+        cpu["a"],
+        Sample {
+            value: 200,
+            timestamp_ms: NOW - 1000,
+            window_ms: 1000
+        }
+    );
+    assert_eq!(
+        samples(&metrics, "memory")["b"].value,
+        10 * 1024 * 1024 * 1000
+    );
+    for (d, ms) in [
+        ("1s", Some(1000)),
+        ("1m0s", Some(60_000)),
+        ("500ms", Some(500)),
+        ("1h", Some(3_600_000)),
+        ("x", None),
+    ] {
+        assert_eq!(duration_ms(d), ms, "{d}");
+    }
+}
+
+#[test]
+fn failed_compute_event_carries_upstreams_wrapped_error() {
+    let pods = [pod("web-0", None, "Running", true, 10 * MIN)];
+    let plan = run(&hpa(cpu50()), Ok(1), &pods, &[("web-0", 100)]);
+    let event = plan
+        .events
+        .iter()
+        .find(|e| e.1 == "FailedComputeMetricsReplicas")
+        .unwrap();
+    assert_eq!(
+        event.2,
+        "invalid metrics (1 invalid out of 1), first error is: failed to get cpu resource metric value: failed to get cpu utilization: missing request for cpu in container app of Pod web-0"
     );
 }
