@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use support::*;
@@ -137,14 +138,15 @@ async fn spec_replicas(client: &Client, name: &str) -> anyhow::Result<i32> {
     Ok(d.spec.replicas.unwrap_or(0))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hpa_scales_a_deployment_from_metrics_and_reports_missing_requests() -> anyhow::Result<()> {
+/// A server with node `n1` whose agent is [`spawn_fake_stats`], reporting
+/// `usage` (millicores by pod-name prefix).
+async fn start(initial: &[(&str, u64)]) -> anyhow::Result<(Server, Client, Usage)> {
     let server = Server::start()?;
     let client = server.client().await?;
     create_node(&client, "n1").await?;
-    let usage: Usage = Arc::new(Mutex::new(HashMap::new()));
-    usage.lock().unwrap().insert("web-".into(), 200);
-    usage.lock().unwrap().insert("norequest-".into(), 50);
+    let usage: Usage = Arc::new(Mutex::new(
+        initial.iter().map(|(p, m)| (p.to_string(), *m)).collect(),
+    ));
     let port = spawn_fake_stats(client.clone(), "n1", usage.clone()).await?;
     Api::<Node>::all(client.clone())
         .patch_status(
@@ -156,6 +158,12 @@ async fn hpa_scales_a_deployment_from_metrics_and_reports_missing_requests() -> 
             }})),
         )
         .await?;
+    Ok((server, client, usage))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpa_scales_a_deployment_from_metrics_and_reports_missing_requests() -> anyhow::Result<()> {
+    let (server, client, usage) = start(&[("web-", 200), ("norequest-", 50)]).await?;
     let kubelet = spawn_fake_kubelet(client.clone(), vec!["n1".into()]);
 
     // web: requests 100m, uses 200m → 200% against 50%: 1 → 4 replicas.
@@ -297,6 +305,96 @@ async fn hpa_scales_a_deployment_from_metrics_and_reports_missing_requests() -> 
     assert!(describe.contains("FailedGetResourceMetric"), "{describe}");
     assert_eq!(spec_replicas(&client, "norequest").await?, 1);
     eprintln!("HPA scale-up 1 → 4 took {scale_up:?} from kubectl autoscale; scale-down 4 → 1 {scale_down:?} after the load dropped");
+    kubelet.abort();
+    Ok(())
+}
+
+/// A custom resource with a scale subresource: the controller finds its
+/// resource through discovery, reads and writes its `/scale`, and stops at
+/// `maxReplicas` with ScalingLimited TooManyReplicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpa_scales_a_custom_resource_through_its_scale_subresource() -> anyhow::Result<()> {
+    let (_server, client, _usage) = start(&[("widget-", 300)]).await?;
+    let kubelet = spawn_fake_kubelet(client.clone(), vec!["n1".into()]);
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas",
+                    "statusReplicasPath": ".status.replicas", "labelSelectorPath": ".status.selector"}}}],
+        },
+    }))?;
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &crd)
+        .await?;
+    let ar = ApiResource {
+        group: "example.com".into(),
+        version: "v1".into(),
+        api_version: "example.com/v1".into(),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let widget: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w", "namespace": "default"},
+        "spec": {"replicas": 2},
+    }))?;
+    wait_for("the Widget created (CRD established)", TIMEOUT, || async {
+        Ok(widgets
+            .create(&PostParams::default(), &widget)
+            .await
+            .ok()
+            .map(|_| ()))
+    })
+    .await?;
+    widgets
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"replicas": 2, "selector": "app=widget"}})),
+        )
+        .await?;
+    // Two pods "of" the widget, requesting 100m and using 300m each.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for i in 0..2 {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("widget-{i}"), "labels": {"app": "widget"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "100m"}}}]},
+        }))?;
+        pods.create(&PostParams::default(), &pod).await?;
+    }
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "metadata": {"name": "w", "namespace": "default"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "example.com/v1", "kind": "Widget", "name": "w"},
+            "minReplicas": 1, "maxReplicas": 5,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 50}}}],
+        },
+    }))?;
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "default");
+    hpas.create(&PostParams::default(), &hpa).await?;
+    // 300% against 50%: 2 → 12, limited to maxReplicas 5 (the rate allows 6).
+    wait_for("the Widget scaled to 5", TIMEOUT, || async {
+        let w = widgets.get("w").await?;
+        Ok((w.data.pointer("/spec/replicas").and_then(|v| v.as_i64()) == Some(5)).then_some(()))
+    })
+    .await?;
+    let limited = wait_for("ScalingLimited", TIMEOUT, || async {
+        let h = hpas.get("w").await?;
+        Ok(h.status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.type_ == "ScalingLimited" && c.status == "True"))
+    })
+    .await?;
+    assert_eq!(limited.reason.as_deref(), Some("TooManyReplicas"));
     kubelet.abort();
     Ok(())
 }
