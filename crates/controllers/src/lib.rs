@@ -161,9 +161,8 @@
 //! - Volumes: the API server serves no `storage.k8s.io` StorageClasses
 //!   yet, so `local-path` is also built in; no `pvc-protection` finalizer
 //!   (a claim in use can be deleted); no capacity accounting.
-//! - HPA: only `Resource` metrics; an HPA without `behavior` follows the
-//!   default behavior rather than upstream's older max(2×, 4) rule; repeated
-//!   warnings are recorded as new events, not counted up.
+//! - HPA: only `Resource` metrics; repeated warnings are recorded as new
+//!   events, not counted up.
 //! - Not yet: namespace finalization, ResourceQuota, event TTL.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

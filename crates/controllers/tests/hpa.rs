@@ -379,7 +379,8 @@ async fn hpa_scales_a_custom_resource_through_its_scale_subresource() -> anyhow:
     }))?;
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "default");
     hpas.create(&PostParams::default(), &hpa).await?;
-    // 300% against 50%: 2 → 12, limited to maxReplicas 5 (the rate allows 6).
+    // 300% against 50%: 2 → 12, first limited by the rate (max(2 × 2, 4) =
+    // 4), then by maxReplicas 5.
     wait_for("the Widget scaled to 5", TIMEOUT, || async {
         let w = widgets.get("w").await?;
         Ok((w.data.pointer("/spec/replicas").and_then(|v| v.as_i64()) == Some(5)).then_some(()))

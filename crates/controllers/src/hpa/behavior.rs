@@ -10,7 +10,9 @@
 //!                 ─> min/max replicas
 //! ```
 //!
-//! The recommendations and past scale events live in the controller's
+//! An HPA without `behavior` takes upstream's older rules instead
+//! ([`stabilize_legacy`], [`limit_legacy`]). The recommendations and past
+//! scale events live in the controller's
 //! memory, one [`History`] per HPA, as in kube-controller-manager: after a
 //! restart the windows start empty (and the first recommendation is the
 //! current replica count, so a restart never scales down at once).
@@ -292,6 +294,65 @@ pub fn limit_rate(
                 message,
             };
         }
+    }
+    Limited {
+        replicas: desired,
+        reason: "DesiredWithinRange",
+        message: "the desired count is within the acceptable range",
+    }
+}
+
+/// Without `behavior`, upstream takes its older path
+/// (`normalizeDesiredReplicas`): scale-ups at most to max(2 × current, 4)
+/// per evaluation (`scaleUpLimitFactor`, `scaleUpLimitMinimum`).
+pub fn legacy_scale_up_limit(current: i32) -> i32 {
+    current.saturating_mul(2).max(4)
+}
+
+/// The older path's stabilization (`stabilizeRecommendation`): the highest
+/// recommendation of the last [`DEFAULT_SCALE_DOWN_WINDOW_S`], this one
+/// included.
+pub fn stabilize_legacy(history: &mut History, desired: i32, now_ms: i64) -> i32 {
+    let cutoff = now_ms - i64::from(DEFAULT_SCALE_DOWN_WINDOW_S) * 1000;
+    history.recommendations.retain(|&(at, _)| at > cutoff);
+    let highest = history
+        .recommendations
+        .iter()
+        .map(|&(_, r)| r)
+        .fold(desired, i32::max);
+    history.recommendations.push((now_ms, desired));
+    highest
+}
+
+/// The older path's limits (`convertDesiredReplicasWithRules`).
+pub fn limit_legacy(current: i32, desired: i32, min: i32, max: i32) -> Limited {
+    let up = legacy_scale_up_limit(current);
+    let (allowed, reason, message) = if max > up {
+        (
+            up,
+            "ScaleUpLimit",
+            "the desired replica count is increasing faster than the maximum scale rate",
+        )
+    } else {
+        (
+            max,
+            "TooManyReplicas",
+            "the desired replica count is more than the maximum replica count",
+        )
+    };
+    if desired < min {
+        return Limited {
+            replicas: min,
+            reason: "TooFewReplicas",
+            message: "the desired replica count is less than the minimum replica count",
+        };
+    }
+    if desired > allowed {
+        return Limited {
+            replicas: allowed,
+            reason,
+            message,
+        };
     }
     Limited {
         replicas: desired,

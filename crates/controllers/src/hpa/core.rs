@@ -423,8 +423,9 @@ fn compute_metrics(
     }
 }
 
-/// `normalizeDesiredReplicasWithBehaviors`: stabilization, then rate and
-/// min/max limits, with the AbleToScale and ScalingLimited conditions.
+/// `normalizeDesiredReplicasWithBehaviors` (or, without `behavior`, the
+/// older `normalizeDesiredReplicas`): stabilization, then rate and min/max
+/// limits, with the AbleToScale and ScalingLimited conditions.
 #[allow(clippy::too_many_arguments)]
 fn normalize(
     hpa: &HorizontalPodAutoscaler,
@@ -436,17 +437,44 @@ fn normalize(
     max: i32,
     now: i64,
 ) -> i32 {
-    let rules = behavior::rules(hpa.spec.behavior.as_ref());
-    let stabilized = behavior::stabilize(history, &rules, current, proposal, now);
-    if stabilized.replicas != proposal {
-        set_condition(
+    let Some(given) = hpa.spec.behavior.as_ref() else {
+        // No `behavior`: upstream's older `normalizeDesiredReplicas`.
+        let stabilized = behavior::stabilize_legacy(history, proposal, now);
+        able_to_scale(
             conditions,
-            "AbleToScale",
-            true,
-            stabilized.reason,
-            stabilized.message.into(),
+            stabilized != proposal,
+            "ScaleDownStabilized",
+            "recent recommendations were higher than current one, applying the highest recent recommendation",
             now,
         );
+        let limited = behavior::limit_legacy(current, stabilized, min, max);
+        return scaling_limited(conditions, stabilized, limited, now);
+    };
+    let rules = behavior::rules(Some(given));
+    let stabilized = behavior::stabilize(history, &rules, current, proposal, now);
+    able_to_scale(
+        conditions,
+        stabilized.replicas != proposal,
+        stabilized.reason,
+        stabilized.message,
+        now,
+    );
+    let limited =
+        behavior::limit_rate(history, &rules, current, stabilized.replicas, min, max, now);
+    scaling_limited(conditions, stabilized.replicas, limited, now)
+}
+
+/// AbleToScale after stabilization: `reason` if it changed the
+/// recommendation, else `ReadyForNewScale`.
+fn able_to_scale(
+    conditions: &mut Vec<HorizontalPodAutoscalerCondition>,
+    stabilized: bool,
+    reason: &str,
+    message: &str,
+    now: i64,
+) {
+    if stabilized {
+        set_condition(conditions, "AbleToScale", true, reason, message.into(), now);
     } else {
         set_condition(
             conditions,
@@ -457,12 +485,19 @@ fn normalize(
             now,
         );
     }
-    let limited =
-        behavior::limit_rate(history, &rules, current, stabilized.replicas, min, max, now);
+}
+
+/// ScalingLimited: True when the limits changed the stabilized count.
+fn scaling_limited(
+    conditions: &mut Vec<HorizontalPodAutoscalerCondition>,
+    stabilized: i32,
+    limited: behavior::Limited,
+    now: i64,
+) -> i32 {
     set_condition(
         conditions,
         "ScalingLimited",
-        limited.replicas != stabilized.replicas,
+        limited.replicas != stabilized,
         limited.reason,
         limited.message.into(),
         now,

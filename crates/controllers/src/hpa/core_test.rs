@@ -750,3 +750,40 @@ fn failed_compute_event_carries_upstreams_wrapped_error() {
         "invalid metrics (1 invalid out of 1), first error is: failed to get cpu resource metric value: failed to get cpu utilization: missing request for cpu in container app of Pod web-0"
     );
 }
+
+#[test]
+fn without_behavior_the_older_rules_apply() {
+    // max(2 × 2, 4) = 4, where the default behavior would allow 6.
+    let got = behavior::limit_legacy(2, 20, 1, 50);
+    assert_eq!((got.replicas, got.reason), (4, "ScaleUpLimit"));
+    let got = behavior::limit_legacy(10, 30, 1, 15);
+    assert_eq!((got.replicas, got.reason), (15, "TooManyReplicas"));
+    let got = behavior::limit_legacy(3, 1, 2, 15);
+    assert_eq!((got.replicas, got.reason), (2, "TooFewReplicas"));
+    // Stabilization keeps the highest of the last 5 minutes, even above a
+    // scale-up recommendation; older ones are forgotten.
+    let mut h = History {
+        recommendations: vec![(NOW - 6 * MIN, 20), (NOW - 2 * MIN, 10)],
+        ..Default::default()
+    };
+    assert_eq!(behavior::stabilize_legacy(&mut h, 6, NOW), 10);
+    assert_eq!(h.recommendations, vec![(NOW - 2 * MIN, 10), (NOW, 6)]);
+    // Through a whole reconcile: 2 busy pods at 400% → 16, limited to 4.
+    let plan = run(
+        &hpa(cpu50()),
+        Ok(2),
+        &[ready("a"), ready("b")],
+        &[("a", 2000), ("b", 2000)],
+    );
+    assert_eq!(plan.rescale, Some(4));
+    // With a behavior (defaults filled in), the policies allow 2 + 4 = 6.
+    let mut spec = cpu50();
+    spec["behavior"] = json!({"scaleUp": {}});
+    let plan = run(
+        &hpa(spec),
+        Ok(2),
+        &[ready("a"), ready("b")],
+        &[("a", 2000), ("b", 2000)],
+    );
+    assert_eq!(plan.rescale, Some(6));
+}

@@ -10,11 +10,14 @@
 //! - [`controller`]: discovery, `/scale`, `metrics.k8s.io`, the writes.
 //!
 //! Caveats: only `Resource` metrics (`Pods`, `Object`, `External` and
-//! `ContainerResource` set ScalingActive False); an HPA without
-//! `behavior` gets the default behavior (upstream's older path limits
-//! scale-ups to max(2×, 4) without a period); the per-HPA
-//! `behavior.*.tolerance` (alpha) is not read; recommendations and scale
-//! events are in memory, as upstream keeps them.
+//! `ContainerResource` set ScalingActive False); the per-HPA
+//! `behavior.*.tolerance` (alpha) is not read; pods are listed from the
+//! API on each evaluation rather than from a shared cache; repeated
+//! warnings are new events (upstream's recorder counts them up);
+//! recommendations and scale events are in memory, as upstream keeps them.
+//! Like upstream, an HPA without `behavior` takes the older rules
+//! (scale-up to at most max(2 × current, 4) per evaluation, scale-down
+//! after the highest recommendation of 5 minutes).
 
 pub mod behavior;
 pub mod controller;
