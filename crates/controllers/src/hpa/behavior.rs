@@ -239,6 +239,37 @@ fn policy_limit(
     limit.unwrap_or(current)
 }
 
+impl Limited {
+    /// `replicas` for `reason`, with upstream's message for it.
+    fn new(replicas: i32, reason: &'static str) -> Limited {
+        let message = match reason {
+            "ScaleUpLimit" => {
+                "the desired replica count is increasing faster than the maximum scale rate"
+            }
+            "ScaleDownLimit" => {
+                "the desired replica count is decreasing faster than the maximum scale rate"
+            }
+            "TooManyReplicas" => "the desired replica count is more than the maximum replica count",
+            "TooFewReplicas" => "the desired replica count is less than the minimum replica count",
+            _ => "the desired count is within the acceptable range",
+        };
+        Limited {
+            replicas,
+            reason,
+            message,
+        }
+    }
+}
+
+/// The tighter of a rate limit and `maxReplicas` on the way up.
+fn up_bound(rate: i32, max: i32) -> Limited {
+    if max > rate {
+        Limited::new(rate, "ScaleUpLimit")
+    } else {
+        Limited::new(max, "TooManyReplicas")
+    }
+}
+
 /// `convertDesiredReplicasWithBehaviorRate`: `desired` limited by the
 /// policies and by `min`/`max`.
 pub fn limit_rate(
@@ -252,54 +283,22 @@ pub fn limit_rate(
 ) -> Limited {
     if desired > current {
         let rate = policy_limit(&rules.up, history, current, true, now_ms).max(current);
-        let (allowed, reason, message) = if max > rate {
-            (
-                rate,
-                "ScaleUpLimit",
-                "the desired replica count is increasing faster than the maximum scale rate",
-            )
-        } else {
-            (
-                max,
-                "TooManyReplicas",
-                "the desired replica count is more than the maximum replica count",
-            )
-        };
-        if desired > allowed {
-            return Limited {
-                replicas: allowed,
-                reason,
-                message,
-            };
+        let bound = up_bound(rate, max);
+        if desired > bound.replicas {
+            return bound;
         }
     } else if desired < current {
         let rate = policy_limit(&rules.down, history, current, false, now_ms).min(current);
-        let (allowed, reason, message) = if min < rate {
-            (
-                rate,
-                "ScaleDownLimit",
-                "the desired replica count is decreasing faster than the maximum scale rate",
-            )
+        let bound = if min < rate {
+            Limited::new(rate, "ScaleDownLimit")
         } else {
-            (
-                min,
-                "TooFewReplicas",
-                "the desired replica count is less than the minimum replica count",
-            )
+            Limited::new(min, "TooFewReplicas")
         };
-        if desired < allowed {
-            return Limited {
-                replicas: allowed,
-                reason,
-                message,
-            };
+        if desired < bound.replicas {
+            return bound;
         }
     }
-    Limited {
-        replicas: desired,
-        reason: "DesiredWithinRange",
-        message: "the desired count is within the acceptable range",
-    }
+    Limited::new(desired, "DesiredWithinRange")
 }
 
 /// Without `behavior`, upstream takes its older path
@@ -326,37 +325,12 @@ pub fn stabilize_legacy(history: &mut History, desired: i32, now_ms: i64) -> i32
 
 /// The older path's limits (`convertDesiredReplicasWithRules`).
 pub fn limit_legacy(current: i32, desired: i32, min: i32, max: i32) -> Limited {
-    let up = legacy_scale_up_limit(current);
-    let (allowed, reason, message) = if max > up {
-        (
-            up,
-            "ScaleUpLimit",
-            "the desired replica count is increasing faster than the maximum scale rate",
-        )
-    } else {
-        (
-            max,
-            "TooManyReplicas",
-            "the desired replica count is more than the maximum replica count",
-        )
-    };
+    let bound = up_bound(legacy_scale_up_limit(current), max);
     if desired < min {
-        return Limited {
-            replicas: min,
-            reason: "TooFewReplicas",
-            message: "the desired replica count is less than the minimum replica count",
-        };
-    }
-    if desired > allowed {
-        return Limited {
-            replicas: allowed,
-            reason,
-            message,
-        };
-    }
-    Limited {
-        replicas: desired,
-        reason: "DesiredWithinRange",
-        message: "the desired count is within the acceptable range",
+        Limited::new(min, "TooFewReplicas")
+    } else if desired > bound.replicas {
+        bound
+    } else {
+        Limited::new(desired, "DesiredWithinRange")
     }
 }
