@@ -73,6 +73,13 @@
 //!   API server's eviction check spends.
 //! - [`gc`]: the garbage collector: background deletion of dependents whose
 //!   owners are all gone; `orphan` and `foregroundDeletion` finalizers.
+//! - [`hpa`]: HorizontalPodAutoscalers (autoscaling/v2): every 15 s, the
+//!   target's `/scale` (Deployments, ReplicaSets, StatefulSets, custom
+//!   resources), its pods' cpu/memory from `metrics.k8s.io`, Kubernetes'
+//!   replica calculator (0.1 tolerance, missing and unready pods),
+//!   `behavior` windows and policies, min/max; status with
+//!   `AbleToScale`/`ScalingActive`/`ScalingLimited` and upstream's reasons;
+//!   `SuccessfulRescale` events.
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
 //! - [`nodelifecycle`]: a node whose Lease (`kube-node-lease`) and `Ready`
 //!   heartbeat stop for `node_monitor_grace_period` (40 s) becomes
@@ -90,7 +97,9 @@
 //!
 //! # Contracts
 //! - Level-triggered: a reconcile reads only the current caches and the
-//!   clock, so running it twice, late, or after a restart is harmless. Each
+//!   clock, so running it twice, late, or after a restart is harmless
+//!   (the HPA also reads `/scale`, pods and metrics live, and keeps its
+//!   recommendation windows in memory, as kube-controller-manager does). Each
 //!   decision is a pure function (`core.rs`, `health.rs`, `eviction.rs`,
 //!   `gc/core.rs`) tested table-driven on fixed inputs; the
 //!   `controller.rs` files only do I/O.
@@ -152,7 +161,9 @@
 //! - Volumes: the API server serves no `storage.k8s.io` StorageClasses
 //!   yet, so `local-path` is also built in; no `pvc-protection` finalizer
 //!   (a claim in use can be deleted); no capacity accounting.
-//! - Not yet: HPA, namespace finalization, ResourceQuota, event TTL.
+//! - HPA: only `Resource` metrics; repeated warnings are recorded as new
+//!   events, not counted up.
+//! - Not yet: namespace finalization, ResourceQuota, event TTL.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -167,6 +178,7 @@ pub mod error;
 pub mod events;
 pub mod expectations;
 pub mod gc;
+pub mod hpa;
 pub mod job;
 pub mod names;
 pub mod nodeipam;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -34,6 +35,7 @@ use crate::disruption::controller::{DisruptionController, Informers as Disruptio
 use crate::endpoints::controller::{EndpointSliceController, EndpointsController};
 use crate::error::ControllerError;
 use crate::gc::controller::GarbageCollector;
+use crate::hpa::controller::HpaController;
 use crate::job::controller::JobController;
 use crate::nodeipam::NodeIpamController;
 use crate::nodelifecycle::controller::{NodeLifecycleController, NODE_LEASE_NAMESPACE};
@@ -150,6 +152,18 @@ pub async fn run_controllers(
         nodes.store(),
         &pv_queue,
     );
+    let mut hpas = Informer::new(
+        Api::<HorizontalPodAutoscaler>::all(client.clone()),
+        wc.clone(),
+    );
+    let hpa_queue = WorkQueue::new();
+    let hpa_ctl = HpaController::new(
+        client.clone(),
+        &mut hpas,
+        &hpa_queue,
+        crate::clock::system_clock(),
+    );
+    let hpa_synced = hpas.synced();
     let gc = GarbageCollector::new(client.clone(), config.clone());
     let (ep_queue, eps_queue, ipam_queue) = (WorkQueue::new(), WorkQueue::new(), WorkQueue::new());
     let ep_ctl = EndpointsController::new(
@@ -203,6 +217,7 @@ pub async fn run_controllers(
     informers.spawn(claims.run());
     informers.spawn(volumes.run());
     informers.spawn(classes.run());
+    informers.spawn(hpas.run());
 
     let mut workers = JoinSet::new();
     let n = config.workers;
@@ -322,6 +337,13 @@ pub async fn run_controllers(
             run_workers(pv_ctl, q, 1).await;
         });
     }
+    {
+        let q = hpa_queue.clone();
+        workers.spawn(async move {
+            hpa_synced.wait().await;
+            run_workers(hpa_ctl, q, n).await;
+        });
+    }
     let mut loops = JoinSet::new();
     {
         let p = pod_synced;
@@ -348,6 +370,7 @@ pub async fn run_controllers(
         &pdb_queue,
         &sts_queue,
         &pv_queue,
+        &hpa_queue,
     ] {
         q.shut_down();
     }

@@ -18,26 +18,6 @@ use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Runs the real kubectl; returns (success, stdout + stderr).
-async fn kubectl(server: &Server, args: &[&str]) -> anyhow::Result<(bool, String)> {
-    let kubeconfig = server.kubeconfig();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("kubectl")
-            .env("KUBECONFIG", kubeconfig)
-            .args(&args)
-            .stdin(std::process::Stdio::null())
-            .output()
-    })
-    .await??;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
-}
-
 fn ready(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()
         && p.status

@@ -198,6 +198,7 @@ pub fn spawn_fake_kubelet(client: Client, nodes: Vec<String>) -> tokio::task::Jo
             let now = k8s_openapi::jiff::Timestamp::now().to_string();
             let status = json!({"status": {
                 "phase": "Running",
+                "startTime": now,
                 "conditions": [
                     {"type": "Ready", "status": "True", "lastTransitionTime": now},
                     {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
@@ -212,4 +213,24 @@ pub fn spawn_fake_kubelet(client: Client, nodes: Vec<String>) -> tokio::task::Jo
                 .await;
         }
     })
+}
+
+/// Runs the real kubectl; returns (success, stdout + stderr).
+pub async fn kubectl(server: &Server, args: &[&str]) -> anyhow::Result<(bool, String)> {
+    let kubeconfig = server.kubeconfig();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("kubectl")
+            .env("KUBECONFIG", kubeconfig)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+    })
+    .await??;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
 }
