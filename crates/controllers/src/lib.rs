@@ -74,6 +74,12 @@
 //! - [`gc`]: the garbage collector: background deletion of dependents whose
 //!   owners are all gone; `orphan` and `foregroundDeletion` finalizers.
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
+//! - [`namespace`]: empties a Terminating namespace (every namespaced
+//!   resource discovery finds, custom resources included; pods through
+//!   their graceful deletion), reports the `NamespaceContentRemaining`,
+//!   `NamespaceFinalizersRemaining` and deletion-failure conditions, and
+//!   removes the `kubernetes` finalizer through `finalize` once nothing is
+//!   left.
 //! - [`nodelifecycle`]: a node whose Lease (`kube-node-lease`) and `Ready`
 //!   heartbeat stop for `node_monitor_grace_period` (40 s) becomes
 //!   `Unknown` and gets the `node.kubernetes.io/unreachable:NoExecute`
@@ -169,6 +175,7 @@ pub mod expectations;
 pub mod gc;
 pub mod job;
 pub mod names;
+pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod owner;

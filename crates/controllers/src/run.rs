@@ -35,6 +35,7 @@ use crate::endpoints::controller::{EndpointSliceController, EndpointsController}
 use crate::error::ControllerError;
 use crate::gc::controller::GarbageCollector;
 use crate::job::controller::JobController;
+use crate::namespace::controller::NamespaceController;
 use crate::nodeipam::NodeIpamController;
 use crate::nodelifecycle::controller::{NodeLifecycleController, NODE_LEASE_NAMESPACE};
 use crate::replicaset::controller::ReplicaSetController;
@@ -94,6 +95,8 @@ pub async fn run_controllers(
     );
     let sa_ctl =
         ServiceAccountController::new(client.clone(), &mut namespaces, &mut accounts, &sa_queue);
+    let ns_queue = WorkQueue::new();
+    let ns_ctl = NamespaceController::new(client.clone(), &mut namespaces, &ns_queue);
     let node_ctl = NodeLifecycleController::new(
         client.clone(),
         nodes.store(),
@@ -239,6 +242,14 @@ pub async fn run_controllers(
         });
     }
     {
+        let q = ns_queue.clone();
+        let synced = ns_synced.clone();
+        workers.spawn(async move {
+            synced.wait().await;
+            run_workers(ns_ctl, q, n).await;
+        });
+    }
+    {
         let q = sa_queue.clone();
         workers.spawn(async move {
             tokio::join!(ns_synced.wait(), sa_synced.wait());
@@ -339,6 +350,7 @@ pub async fn run_controllers(
         &rs_queue,
         &d_queue,
         &sa_queue,
+        &ns_queue,
         &ep_queue,
         &eps_queue,
         &ipam_queue,
