@@ -195,4 +195,4 @@ mod test_fixtures;
 
 pub use config::ControllersConfig;
 pub use error::ControllerError;
-pub use run::run_controllers;
+pub use run::{run_controllers, run_controllers_when_leading};
