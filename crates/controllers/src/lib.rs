@@ -1,8 +1,10 @@
 //! Skiff's controllers: they turn what users declare (Deployments,
 //! ReplicaSets, namespaces) into what runs, and keep it so when pods die and
-//! nodes go silent. They run inside `skiff server`, on the active server
-//! only, and talk to the API server over HTTPS with kube-rs like any other
-//! client.
+//! nodes go silent. They run inside `skiff server`, on the one server that
+//! holds the Lease `kube-system/kube-controller-manager`
+//! ([`run_controllers_when_leading`], the elector of
+//! `skiff_client::leader`), and talk to the API server over HTTPS with
+//! kube-rs like any other client.
 //!
 //! ```text
 //!          API server (watch)                          API server (writes)
@@ -122,8 +124,12 @@
 //!   and the scheduler honours that toleration.
 //!
 //! # Caveats (what Kubernetes does that Skiff does not, yet)
-//! - No leader election: with several servers, run the controllers on one
-//!   (a Lease `kube-system/skiff-controller-manager` is the plan).
+//! - A server that loses the controller Lease stops its controllers and
+//!   stands by again (kube-controller-manager exits instead); a holder
+//!   killed with -9 leaves the Lease for its 15 s before a standby takes it.
+//! - The namespace controller deletes object by object (no
+//!   `deletecollection`) and re-checks a Terminating namespace every
+//!   second instead of estimating the pods' remaining grace periods.
 //! - `pod-template-hash` is FNV-1a of the template's JSON, not of Go's
 //!   `spew` dump: values differ from Kubernetes', names are still stable.
 //! - The scale-down rank counts co-located pods of the same ReplicaSet, not
