@@ -172,6 +172,13 @@ impl StoreServer {
         }
     }
 
+    /// SIGTERM the process (a clean shutdown), SIGKILL after 30 s; reap it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            crate::terminate(&mut child, Duration::from_secs(30));
+        }
+    }
+
     /// Wait up to `timeout` for the process to exit by itself (a server
     /// that refuses to start); its exit status, or None if it still runs.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {

@@ -2,7 +2,9 @@
 //! three `skiff server` processes with their controllers on, one
 //! replicated store. Exactly one holds `kube-system/kube-controller-manager`
 //! and runs the controllers; after it is killed (-9) another takes the
-//! Lease over and starts its controllers, while the others keep serving.
+//! Lease over and starts its controllers, while the others keep serving;
+//! a holder shut down cleanly releases the Lease, so a standby takes it
+//! before the 15 s lease would run out.
 //!
 //! The Lease is read through the store's etcd API; a holder identity is
 //! `<hostname>_<pid>`, which names the server. Ports 23900-23999 only.
@@ -148,6 +150,26 @@ async fn one_server_runs_the_controllers_and_another_takes_over() -> anyhow::Res
         "figure: controller lease taken over by s{} {took:?} after kill -9 of s{} (lease 15 s, retry 2 s)",
         next + 1,
         first + 1
+    );
+
+    // The killed server comes back as a standby; then the holder shuts
+    // down cleanly and releases the Lease, so a standby takes it at once
+    // rather than after the 15 s.
+    servers[first].start(None)?;
+    servers[first].wait_ready(START_TIMEOUT).await?;
+    let stopped_at = Instant::now();
+    servers[next].stop();
+    let stop_took = stopped_at.elapsed();
+    let last = wait_holder(&servers, other, Some(next)).await?;
+    let handover = stopped_at.elapsed();
+    println!(
+        "figure: clean shutdown of holder s{} ({stop_took:?}): s{} holds the lease {handover:?} after the SIGTERM",
+        next + 1,
+        last + 1
+    );
+    assert!(
+        handover < Duration::from_secs(15),
+        "a released lease was taken over only after {handover:?}"
     );
     drop(servers);
     Ok(())
