@@ -16,8 +16,13 @@
 //!   its dependents before removing the finalizer; `Background` (the
 //!   default) deletes at once and leaves the dependents to the collector.
 //!   batch/v1 Jobs default to `Orphan` with Kubernetes' warning.
-//! - Caveat: deleting a namespace removes its contents at once (Kubernetes
-//!   marks it Terminating and its controller empties it).
+//! - A namespace (other than the four built-in ones, which answer 403)
+//!   gets `deletionTimestamp` and phase `Terminating`; the namespace
+//!   controller (`crates/controllers/src/namespace`) deletes its contents
+//!   and then removes the `kubernetes` finalizer through the `finalize`
+//!   subresource ([`finalize`]), which deletes the object. Creating
+//!   objects in a Terminating namespace is refused
+//!   (`crate::rest`'s NamespaceLifecycle check).
 
 use chrono::Utc;
 use http::Response;
@@ -26,7 +31,7 @@ use serde_json::{json, Value};
 use crate::auth::Operation;
 use crate::error::{ApiError, Target};
 use crate::pods;
-use crate::registry::{ListOptions, ListPage, Registry};
+use crate::registry::{ListOptions, ListPage, Registry, Stored};
 use crate::request::RequestContext;
 use crate::resources::ResourceInfo;
 use crate::response::{self, Body};
@@ -242,6 +247,12 @@ pub async fn delete_one(
             .obj
             .pointer("/metadata/deletionGracePeriodSeconds")
             .and_then(Value::as_i64);
+        if res.kind == "Namespace" {
+            match delete_namespace(ctx, res, name, &current, dry_run).await? {
+                Some(v) => return Ok(v),
+                None => continue,
+            }
+        }
 
         if period > 0 || finalizers {
             if deleting && old_grace.is_some_and(|g| g <= period) {
@@ -292,18 +303,113 @@ pub async fn delete_one(
             if crate::services::is_service(res) {
                 crate::services::release(&ctx.state.registry, &current.obj).await;
             }
-            if res.kind == "Namespace" {
-                // Caveat: Kubernetes marks the namespace Terminating and its
-                // controller deletes the contents gracefully; Skiff removes
-                // them at once.
-                for r in crate::resources::RESOURCES.iter().filter(|r| r.namespaced) {
-                    ctx.state
-                        .registry
-                        .delete_namespace_contents(r, name)
-                        .await?;
-                }
-            }
             return Ok(current.obj);
+        }
+    }
+    Err(ApiError::modified(res, name))
+}
+
+/// The namespaces that always exist (the lifecycle admission plugin's
+/// immortal namespaces).
+pub const IMMORTAL_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// DELETE of a namespace (Kubernetes' namespace REST `Delete`): the first
+/// request sets `deletionTimestamp` and phase `Terminating` and leaves the
+/// contents to the namespace controller; the object goes once neither
+/// `spec.finalizers` nor `metadata.finalizers` holds it. `Ok(None)`: lost
+/// a race, retry.
+async fn delete_namespace(
+    ctx: &RequestContext,
+    res: &'static ResourceInfo,
+    name: &str,
+    current: &Stored,
+    dry_run: bool,
+) -> Result<Option<Value>, ApiError> {
+    if IMMORTAL_NAMESPACES.contains(&name) {
+        return Err(ApiError::ForbiddenObject {
+            target: Target::new(res, name),
+            detail: "this namespace may not be deleted".into(),
+            causes: Vec::new(),
+        });
+    }
+    let held = crate::rest::has_finalizers(res, &current.obj);
+    let deleting = current.obj.pointer("/metadata/deletionTimestamp").is_some();
+    if held && deleting {
+        return Ok(Some(current.obj.clone()));
+    }
+    if held {
+        let mut next = current.obj.clone();
+        meta_mut(&mut next).insert(
+            "deletionTimestamp".into(),
+            json!(strategy::timestamp(Utc::now())),
+        );
+        meta_mut(&mut next).insert("deletionGracePeriodSeconds".into(), json!(0));
+        next["status"]["phase"] = json!("Terminating");
+        if dry_run {
+            return Ok(Some(next));
+        }
+        return ctx
+            .state
+            .registry
+            .update(res, None, name, &next, current)
+            .await;
+    }
+    if dry_run {
+        return Ok(Some(current.obj.clone()));
+    }
+    let gone = ctx
+        .state
+        .registry
+        .delete(res, None, name, current.mod_revision)
+        .await?;
+    Ok(gone.map(|_| current.obj.clone()))
+}
+
+/// PUT `namespaces/<name>/finalize`: replaces `spec.finalizers` with the
+/// body's (the namespace controller removes `kubernetes` when the
+/// namespace is empty); a Terminating namespace left with no finalizers
+/// is deleted.
+pub async fn finalize(
+    ctx: &mut RequestContext,
+    res: &'static ResourceInfo,
+    name: &str,
+) -> Result<Response<Body>, ApiError> {
+    let body = ctx.body_object()?;
+    let finalizers = match body.pointer("/spec/finalizers") {
+        None | Some(Value::Null) => json!([]),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => json!(a),
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "spec.finalizers must be a list of strings".into(),
+            ))
+        }
+    };
+    let dry_run = ctx.dry_run()?;
+    for _ in 0..MAX_UPDATE_ATTEMPTS {
+        let current = ctx.state.registry.get_required(res, None, name).await?;
+        let mut next = current.obj.clone();
+        next["spec"]["finalizers"] = finalizers.clone();
+        let done = next.pointer("/metadata/deletionTimestamp").is_some()
+            && !crate::rest::has_finalizers(res, &next);
+        if dry_run {
+            return respond_object(ctx, 200, res, &next);
+        }
+        let written = if done {
+            let gone = ctx
+                .state
+                .registry
+                .delete(res, None, name, current.mod_revision)
+                .await?;
+            gone.map(|_| next)
+        } else {
+            ctx.state
+                .registry
+                .update(res, None, name, &next, &current)
+                .await?
+        };
+        if let Some(obj) = written {
+            return respond_object(ctx, 200, res, &obj);
         }
     }
     Err(ApiError::modified(res, name))

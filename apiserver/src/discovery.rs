@@ -103,6 +103,7 @@ fn subresource_entry(resource: &ResourceInfo, sub: &str) -> Value {
         "portforward" => ("PodPortForwardOptions", &["create", "get"]),
         "scale" => ("Scale", &["get", "patch", "update"]),
         "token" => ("TokenRequest", &["create"]),
+        "finalize" => (resource.kind, &["update"]),
         _ => (resource.kind, &["get"]),
     };
     let mut entry = json!({

@@ -101,6 +101,17 @@ pub enum ApiError {
     /// 403 `Forbidden`.
     #[error("{0}")]
     Forbidden(String),
+    /// 403 `Forbidden` about one object, with details (apimachinery's
+    /// `NewForbidden`): `<resource> "<name>" is forbidden: <detail>`.
+    #[error("{} \"{}\" is forbidden: {detail}", .target.qualified(), .target.name)]
+    ForbiddenObject {
+        /// The object.
+        target: Target,
+        /// Why.
+        detail: String,
+        /// (`StatusCause.reason`, message, field) per cause.
+        causes: Vec<(String, String, String)>,
+    },
     /// 405 `MethodNotAllowed`.
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
@@ -221,7 +232,7 @@ impl ApiError {
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => 422,
             ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized => 401,
-            ApiError::Forbidden(_) => 403,
+            ApiError::Forbidden(_) | ApiError::ForbiddenObject { .. } => 403,
             ApiError::MethodNotAllowed => 405,
             ApiError::NotAcceptable => 406,
             ApiError::Gone(_) => 410,
@@ -244,7 +255,7 @@ impl ApiError {
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
-            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::Forbidden(_) | ApiError::ForbiddenObject { .. } => "Forbidden",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::NotAcceptable => "NotAcceptable",
             ApiError::Gone(_) => "Expired",
@@ -286,6 +297,20 @@ impl ApiError {
                     details.insert("group".into(), json!(t.group));
                 }
                 details.insert("kind".into(), json!(t.resource));
+            }
+            ApiError::ForbiddenObject { target, causes, .. } => {
+                details.insert("name".into(), json!(target.name));
+                if !target.group.is_empty() {
+                    details.insert("group".into(), json!(target.group));
+                }
+                details.insert("kind".into(), json!(target.resource));
+                if !causes.is_empty() {
+                    let causes: Vec<Value> = causes
+                        .iter()
+                        .map(|(r, m, f)| json!({"reason": r, "message": m, "field": f}))
+                        .collect();
+                    details.insert("causes".into(), Value::Array(causes));
+                }
             }
             ApiError::Invalid {
                 kind,

@@ -463,8 +463,9 @@ impl Registry {
         Ok(resp.succeeded.then_some(resp.revision))
     }
 
-    /// Deletes every object of `resource` in namespace `ns` (used when the
-    /// namespace itself is deleted).
+    /// Deletes every object of `resource` in namespace `ns` at once,
+    /// bypassing the delete pipeline (tests use it to leave stale state;
+    /// namespace deletion goes through the namespace controller).
     pub async fn delete_namespace_contents(
         &self,
         resource: &ResourceInfo,

@@ -126,7 +126,7 @@ macro_rules! resource {
 /// Every resource served, in discovery order.
 pub static RESOURCES: &[ResourceInfo] = &[
     // core/v1
-    resource!("", "v1", "namespaces", "namespace", "Namespace", false, short: ["ns"], categories: [], sub: ["status"]),
+    resource!("", "v1", "namespaces", "namespace", "Namespace", false, short: ["ns"], categories: [], sub: ["status", "finalize"]),
     resource!("", "v1", "nodes", "node", "Node", false, short: ["no"], categories: [], sub: ["status"]),
     resource!("", "v1", "pods", "pod", "Pod", true, short: ["po"], categories: ["all"], sub: ["status", "binding", "log", "eviction", "exec", "attach", "portforward"]),
     resource!("", "v1", "services", "service", "Service", true, short: ["svc"], categories: ["all"], sub: ["status"]),

@@ -1,6 +1,8 @@
 //! The generic REST verbs over any resource in the table: get, list,
-//! create, update, patch, delete, deletecollection, and the `status`
-//! subresource (kube-apiserver's `registry/generic/registry.Store`).
+//! create, update, patch, delete, deletecollection, the `status`
+//! subresource and namespaces' `finalize` (kube-apiserver's
+//! `registry/generic/registry.Store`), with the NamespaceLifecycle
+//! admission check on creates.
 //!
 //! Each write runs the pipeline in order: decode → check kind and identity
 //! → unknown-field check (`fieldValidation`) → server-set fields
@@ -104,6 +106,7 @@ async fn handle_stored(
         (_, Some(n), Some("scale")) => crate::scale::serve(ctx, method, res, ns, n).await,
         ("PUT", Some(n), None) => update(ctx, res, ns, n, false).await,
         ("PUT", Some(n), Some("status")) => update(ctx, res, ns, n, true).await,
+        ("PUT", Some(n), Some("finalize")) => crate::delete::finalize(ctx, res, n).await,
         ("PATCH", Some(n), None) => patch(ctx, res, ns, n, false).await,
         ("PATCH", Some(n), Some("status")) => patch(ctx, res, ns, n, true).await,
         ("DELETE", Some(n), None) => crate::delete::delete(ctx, res, ns, n).await,
@@ -340,7 +343,7 @@ pub(crate) async fn create_object(
     prepare(ctx, res, Operation::Create, &mut obj, None).await?;
     crate::apply_rest::track(ctx, res, None, &mut obj, false);
     let name = meta_str(&obj, "name").unwrap_or_default().to_string();
-    namespace_exists(ctx, res, ns).await?;
+    namespace_exists(ctx, res, ns, &name).await?;
     if ctx.dry_run()? {
         return respond_object(ctx, 201, res, &obj);
     }
@@ -354,24 +357,33 @@ pub(crate) async fn create_object(
 }
 
 /// Kubernetes' NamespaceLifecycle admission: no objects in a namespace
-/// that does not exist (404 `namespaces "x" not found`).
+/// that does not exist (404 `namespaces "x" not found`) or is being
+/// deleted (403 with the `NamespaceTerminating` cause).
 async fn namespace_exists(
     ctx: &RequestContext,
     res: &ResourceInfo,
     ns: Option<&str>,
+    name: &str,
 ) -> Result<(), ApiError> {
-    match ns.filter(|_| res.namespaced) {
-        Some(ns)
-            if ctx
-                .state
-                .registry
-                .get(namespaces(), None, ns)
-                .await?
-                .is_none() =>
-        {
-            Err(ApiError::not_found(namespaces(), ns))
+    let Some(ns) = ns.filter(|_| res.namespaced) else {
+        return Ok(());
+    };
+    match ctx.state.registry.get(namespaces(), None, ns).await? {
+        None => Err(ApiError::not_found(namespaces(), ns)),
+        Some(n) if n.obj.pointer("/metadata/deletionTimestamp").is_some() => {
+            Err(ApiError::ForbiddenObject {
+                target: crate::error::Target::new(res, name),
+                detail: format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+                causes: vec![(
+                    "NamespaceTerminating".into(),
+                    format!("namespace {ns} is being terminated"),
+                    "metadata.namespace".into(),
+                )],
+            })
         }
-        _ => Ok(()),
+        Some(_) => Ok(()),
     }
 }
 
@@ -395,10 +407,7 @@ pub async fn write_update(
     // Removing the last finalizer of an object being deleted completes the
     // deletion (Kubernetes' generic registry does the same on update).
     let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
-    let finalizers = new
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|f| !f.is_empty());
+    let finalizers = has_finalizers(res, &new);
     let grace = new
         .pointer("/metadata/deletionGracePeriodSeconds")
         .and_then(Value::as_i64)
@@ -423,6 +432,17 @@ pub async fn write_update(
         .registry
         .update(res, ns, name, &new, current)
         .await
+}
+
+/// Whether anything still holds `obj` back from deletion: its
+/// `metadata.finalizers`, and for a namespace also `spec.finalizers`.
+pub fn has_finalizers(res: &ResourceInfo, obj: &Value) -> bool {
+    let any = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
+    };
+    any("/metadata/finalizers") || (res.kind == "Namespace" && any("/spec/finalizers"))
 }
 
 fn body_resource_version(obj: &Value) -> Option<String> {
@@ -461,7 +481,7 @@ async fn update(
                 let mut created = obj.clone();
                 strategy::prepare_for_create(res, &mut created, Utc::now());
                 prepare(ctx, res, Operation::Create, &mut created, None).await?;
-                namespace_exists(ctx, res, ns).await?;
+                namespace_exists(ctx, res, ns, name).await?;
                 if ctx.dry_run()? {
                     return respond_object(ctx, 201, res, &created);
                 }

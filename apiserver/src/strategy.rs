@@ -244,6 +244,22 @@ pub fn prepare_for_update(
         };
     }
     meta.remove("selfLink");
+    if (resource.group, resource.kind) == ("", "Namespace") {
+        // Only the `finalize` subresource changes a namespace's finalizers.
+        match old.pointer("/spec/finalizers") {
+            Some(f) => {
+                let f = f.clone();
+                if let Some(spec) = object_child(new, "spec") {
+                    spec["finalizers"] = f;
+                }
+            }
+            None => {
+                if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.remove("finalizers");
+                }
+            }
+        }
+    }
     if crate::crd::is_crd(resource) {
         crate::defaults::apply_defaults(resource, new);
         crate::crd::set_status(new, Some(old), Utc::now());

@@ -83,10 +83,7 @@ impl Default for SchedulerOptions {
 
 /// `<hostname>_<pid>`, client-go's usual leader identity shape.
 pub fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "skiff".into());
-    format!("{host}_{}", std::process::id())
+    skiff_client::leader::default_identity()
 }
 
 enum Change {

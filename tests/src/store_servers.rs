@@ -1,9 +1,10 @@
 //! Several `skiff server` processes forming one replicated store on
 //! loopback, for the store's cluster tests (`tests/tests/store_cluster.rs`).
 //!
-//! Each [`StoreServer`] runs `skiff server --no-agent --no-controllers` with
-//! its own data directory and its own loopback ports (Kubernetes API, etcd
-//! v3 API, raft peer port), all picked free by binding port 0. The tests
+//! Each [`StoreServer`] runs `skiff server --no-agent --no-controllers`
+//! (controllers optional) with its own data directory and its own loopback
+//! ports (Kubernetes API, etcd v3 API, raft peer port), picked free by
+//! binding port 0 unless a test gives them. The tests
 //! talk to each server through its etcd v3 gRPC port with the generated
 //! client types of `skiff_store::etcd::pb`.
 //!
@@ -55,6 +56,7 @@ pub struct StoreServer {
     pub peer_port: u16,
     api_port: u16,
     snapshot_entries: Option<u64>,
+    controllers: bool,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -74,9 +76,28 @@ impl StoreServer {
             peer_port: free_port()?,
             api_port: free_port()?,
             snapshot_entries,
+            controllers: false,
             log: root.join(format!("{name}.log")),
             child: None,
         })
+    }
+
+    /// Uses these ports (Kubernetes API, etcd API, raft peers) instead of
+    /// free ones, for tests given a fixed port range.
+    pub fn with_ports(mut self, api: u16, etcd: u16, peer: u16) -> StoreServer {
+        (self.api_port, self.etcd_port, self.peer_port) = (api, etcd, peer);
+        self
+    }
+
+    /// Runs the server's controllers too (they are off by default).
+    pub fn with_controllers(mut self) -> StoreServer {
+        self.controllers = true;
+        self
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The etcd API URL.
@@ -122,7 +143,10 @@ impl StoreServer {
             .arg(format!("127.0.0.1:{}", self.etcd_port))
             .arg("--peer-listen")
             .arg(format!("127.0.0.1:{}", self.peer_port))
-            .args(["--no-agent", "--no-controllers"]);
+            .arg("--no-agent");
+        if !self.controllers {
+            cmd.arg("--no-controllers");
+        }
         if let Some(n) = self.snapshot_entries {
             cmd.arg("--store-snapshot-entries").arg(n.to_string());
         }
@@ -145,6 +169,13 @@ impl StoreServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM the process (a clean shutdown), SIGKILL after 30 s; reap it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            crate::terminate(&mut child, Duration::from_secs(30));
         }
     }
 

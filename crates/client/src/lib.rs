@@ -10,6 +10,8 @@
 //!   URL that trusts the given CA and presents a bearer token, as every
 //!   in-cluster component of Skiff uses.
 //! - [`pem_certs`]: the certificates of a PEM bundle, as DER.
+//! - [`leader`]: leader election on a Lease (client-go's
+//!   `leaderelection`), shared by the scheduler and the controllers.
 //! - [`unverified_tls_config`]: a rustls client config that accepts any
 //!   server certificate but still verifies handshake signatures. Two callers
 //!   need it, each for a stated reason: the agent fetching `/cacerts` before
@@ -24,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 mod kube_client;
+pub mod leader;
 mod tls;
 
 pub use kube_client::{

@@ -1,8 +1,10 @@
 //! Skiff's controllers: they turn what users declare (Deployments,
 //! ReplicaSets, namespaces) into what runs, and keep it so when pods die and
-//! nodes go silent. They run inside `skiff server`, on the active server
-//! only, and talk to the API server over HTTPS with kube-rs like any other
-//! client.
+//! nodes go silent. They run inside `skiff server`, on the one server that
+//! holds the Lease `kube-system/kube-controller-manager`
+//! ([`run_controllers_when_leading`], the elector of
+//! `skiff_client::leader`), and talk to the API server over HTTPS with
+//! kube-rs like any other client.
 //!
 //! ```text
 //!          API server (watch)                          API server (writes)
@@ -81,6 +83,12 @@
 //!   `AbleToScale`/`ScalingActive`/`ScalingLimited` and upstream's reasons;
 //!   `SuccessfulRescale` events.
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
+//! - [`namespace`]: empties a Terminating namespace (every namespaced
+//!   resource discovery finds, custom resources included; pods through
+//!   their graceful deletion), reports the `NamespaceContentRemaining`,
+//!   `NamespaceFinalizersRemaining` and deletion-failure conditions, and
+//!   removes the `kubernetes` finalizer through `finalize` once nothing is
+//!   left.
 //! - [`nodelifecycle`]: a node whose Lease (`kube-node-lease`) and `Ready`
 //!   heartbeat stop for `node_monitor_grace_period` (40 s) becomes
 //!   `Unknown` and gets the `node.kubernetes.io/unreachable:NoExecute`
@@ -125,8 +133,12 @@
 //!   and the scheduler honours that toleration.
 //!
 //! # Caveats (what Kubernetes does that Skiff does not, yet)
-//! - No leader election: with several servers, run the controllers on one
-//!   (a Lease `kube-system/skiff-controller-manager` is the plan).
+//! - A server that loses the controller Lease stops its controllers and
+//!   stands by again (kube-controller-manager exits instead); a holder
+//!   killed with -9 leaves the Lease for its 15 s before a standby takes it.
+//! - The namespace controller deletes object by object (no
+//!   `deletecollection`) and re-checks a Terminating namespace every
+//!   second instead of estimating the pods' remaining grace periods.
 //! - `pod-template-hash` is FNV-1a of the template's JSON, not of Go's
 //!   `spew` dump: values differ from Kubernetes', names are still stable.
 //! - The scale-down rank counts co-located pods of the same ReplicaSet, not
@@ -181,6 +193,7 @@ pub mod gc;
 pub mod hpa;
 pub mod job;
 pub mod names;
+pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod owner;
@@ -200,4 +213,4 @@ mod test_fixtures;
 
 pub use config::ControllersConfig;
 pub use error::ControllerError;
-pub use run::run_controllers;
+pub use run::{run_controllers, run_controllers_when_leading};

@@ -25,6 +25,8 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::watcher;
 use kube::{Api, Client};
+use skiff_client::leader::LeaseConfig;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::ControllersConfig;
@@ -37,6 +39,7 @@ use crate::error::ControllerError;
 use crate::gc::controller::GarbageCollector;
 use crate::hpa::controller::HpaController;
 use crate::job::controller::JobController;
+use crate::namespace::controller::NamespaceController;
 use crate::nodeipam::NodeIpamController;
 use crate::nodelifecycle::controller::{NodeLifecycleController, NODE_LEASE_NAMESPACE};
 use crate::replicaset::controller::ReplicaSetController;
@@ -46,8 +49,72 @@ use crate::statefulset::controller::StatefulSetController;
 use crate::volume::controller::VolumeController;
 use crate::volume::local_path::ensure_storage_class;
 
+/// The controllers' Lease and timings: kube-controller-manager's
+/// (`kube-system/kube-controller-manager`, 15 s lease, 10 s renew
+/// deadline, 2 s retry).
+pub const LEASE: LeaseConfig = LeaseConfig {
+    namespace: "kube-system",
+    name: "kube-controller-manager",
+    lease_duration: std::time::Duration::from_secs(15),
+    renew_deadline: std::time::Duration::from_secs(10),
+    retry_period: std::time::Duration::from_secs(2),
+};
+
+/// Runs the controllers only while this process holds the [`LEASE`] under
+/// `identity`, as kube-controller-manager does with several servers:
+/// they start on acquiring it and stop on losing it (the process keeps
+/// serving the API and stands by again). On `shutdown` the controllers
+/// stop first, then the Lease is released so a standby takes over at once.
+pub async fn run_controllers_when_leading(
+    client: Client,
+    config: ControllersConfig,
+    identity: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControllerError> {
+    let (leading_tx, mut leading) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let elector = tokio::spawn(skiff_client::leader::elect(
+        client.clone(),
+        LEASE,
+        identity,
+        leading_tx,
+        stop_rx,
+    ));
+    let (quit_tx, mut quit) = watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        shutdown.await;
+        quit_tx.send_replace(true);
+    });
+    let result = loop {
+        tokio::select! {
+            _ = quit.wait_for(|q| *q) => break Ok(()),
+            r = leading.wait_for(|l| *l) => if r.is_err() { break Ok(()) },
+        }
+        tracing::info!("holding the controller lease: starting the controllers");
+        let (mut lost, mut stopping) = (leading.clone(), quit.clone());
+        let stop = async move {
+            tokio::select! {
+                _ = lost.wait_for(|l| !*l) => {}
+                _ = stopping.wait_for(|q| *q) => {}
+            }
+        };
+        if let Err(e) = run_controllers(client.clone(), config.clone(), stop).await {
+            break Err(e);
+        }
+        if *quit.borrow() {
+            break Ok(());
+        }
+        tracing::warn!("lost the controller lease: controllers stopped; standing by");
+    };
+    stop_tx.send_replace(true);
+    let _ = elector.await;
+    watcher.abort();
+    result
+}
+
 /// Runs every controller until `shutdown` completes. Call it on the active
-/// (leader) server only: two controller managers would both act.
+/// (leader) server only: two controller managers would both act
+/// ([`run_controllers_when_leading`] does that).
 pub async fn run_controllers(
     client: Client,
     config: ControllersConfig,
@@ -96,6 +163,8 @@ pub async fn run_controllers(
     );
     let sa_ctl =
         ServiceAccountController::new(client.clone(), &mut namespaces, &mut accounts, &sa_queue);
+    let ns_queue = WorkQueue::new();
+    let ns_ctl = NamespaceController::new(client.clone(), &mut namespaces, &ns_queue);
     let node_ctl = NodeLifecycleController::new(
         client.clone(),
         nodes.store(),
@@ -254,6 +323,14 @@ pub async fn run_controllers(
         });
     }
     {
+        let q = ns_queue.clone();
+        let synced = ns_synced.clone();
+        workers.spawn(async move {
+            synced.wait().await;
+            run_workers(ns_ctl, q, n).await;
+        });
+    }
+    {
         let q = sa_queue.clone();
         workers.spawn(async move {
             tokio::join!(ns_synced.wait(), sa_synced.wait());
@@ -361,6 +438,7 @@ pub async fn run_controllers(
         &rs_queue,
         &d_queue,
         &sa_queue,
+        &ns_queue,
         &ep_queue,
         &eps_queue,
         &ipam_queue,

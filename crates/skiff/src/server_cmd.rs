@@ -123,13 +123,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let controllers = (!args.no_controllers).then(|| {
         spawn_logged(
             "controllers",
-            skiff_controllers::run_controllers(
+            skiff_controllers::run_controllers_when_leading(
                 client,
                 skiff_controllers::ControllersConfig {
                     cluster_cidr: Some(args.cluster_cidr.clone()).filter(|c| !c.is_empty()),
                     node_cidr_mask_size: args.node_cidr_mask_size,
                     ..Default::default()
                 },
+                skiff_client::leader::default_identity(),
                 stopped(stop_rx.clone()),
             ),
         )
