@@ -121,7 +121,7 @@ fn type_name(v: &Value) -> &'static str {
 
 /// Serializes a response body in the chosen form (`Table` bodies are
 /// already built as JSON). Returns the `Content-Type` and bytes.
-pub fn encode(value: &Value, output: Output) -> (&'static str, Vec<u8>) {
+pub fn encode(value: &(impl serde::Serialize + ?Sized), output: Output) -> (&'static str, Vec<u8>) {
     match output {
         Output::Yaml => match serde_yaml::to_string(value) {
             Ok(s) => ("application/yaml", s.into_bytes()),

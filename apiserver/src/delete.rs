@@ -452,13 +452,11 @@ pub async fn delete_collection(
             Err(e) => return Err(e),
         }
     }
-    let list = Registry::list_object(
-        res,
-        ListPage {
-            items: deleted,
-            revision,
-            continue_token: None,
-        },
-    );
+    let page = ListPage {
+        items: deleted.into_iter().map(std::sync::Arc::new).collect(),
+        revision,
+        continue_token: None,
+    };
+    let list = Registry::list_object(res, &page);
     Ok(response::object(200, &list, ctx.output, &ctx.warnings))
 }

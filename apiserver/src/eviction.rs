@@ -56,7 +56,10 @@ pub fn is_ready(pod: &Value) -> bool {
 
 /// The budgets (of the pod's namespace) whose selector selects `pod`. In
 /// policy/v1 an empty selector selects every pod, a missing one none.
-pub fn selecting<'a>(pod: &Value, budgets: &'a [Value]) -> Vec<&'a Value> {
+pub fn selecting<'a, B: std::borrow::Borrow<Value>>(
+    pod: &Value,
+    budgets: &'a [B],
+) -> Vec<&'a Value> {
     let empty = Map::new();
     let labels = pod
         .pointer("/metadata/labels")
@@ -64,7 +67,8 @@ pub fn selecting<'a>(pod: &Value, budgets: &'a [Value]) -> Vec<&'a Value> {
         .unwrap_or(&empty);
     budgets
         .iter()
-        .filter(|b| {
+        .map(|b| b.borrow())
+        .filter(|b: &&Value| {
             b.pointer("/spec/selector")
                 .filter(|s| !s.is_null())
                 .is_some_and(|s| selector_matches(s, labels))

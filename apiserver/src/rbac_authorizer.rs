@@ -109,7 +109,7 @@ impl RbacAuthorizer {
                 .registry
                 .list_from_store(r, None, &crate::registry::ListOptions::default(), |_| true)
                 .await?;
-            lists.push(page.items.into_iter().map(Arc::new).collect());
+            lists.push(page.items);
         }
         Ok(Arc::new(build(&lists)))
     }

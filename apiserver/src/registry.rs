@@ -34,6 +34,7 @@ use skiff_store::{
 use crate::error::ApiError;
 use crate::resources::ResourceInfo;
 use crate::watchcache::{CachedPage, WatchCache, FRESHNESS_TIMEOUT};
+use crate::watchcache_state::Obj;
 
 /// An object read from the store with its revision.
 #[derive(Clone, Debug)]
@@ -47,12 +48,24 @@ pub struct Stored {
 /// One page of a list.
 #[derive(Clone, Debug)]
 pub struct ListPage {
-    /// Matching objects, in key order.
-    pub items: Vec<Value>,
+    /// Matching objects, in key order, shared with the watch cache (a list
+    /// of 10,000 pods is not copied on its way to the response).
+    pub items: Vec<Obj>,
     /// The snapshot's revision (the list's resourceVersion).
     pub revision: Revision,
     /// Token for the next page, if there is one.
     pub continue_token: Option<String>,
+}
+
+/// A list response (`PodList`, …) that borrows its items, so encoding it
+/// copies no object. Fields in the order `json!` used to write them.
+#[derive(serde::Serialize)]
+pub struct ListBody<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    items: Vec<&'a Value>,
+    kind: &'a str,
+    metadata: Value,
 }
 
 /// How to read a list.
@@ -259,12 +272,16 @@ impl Registry {
             }
         };
         Ok(page.map(|p: CachedPage| ListPage {
-            // The one copy a response needs; the cache keeps its own.
-            items: p
-                .items
-                .iter()
-                .map(|o| crate::crd::convert(resource, Value::clone(o)))
-                .collect(),
+            // Shared with the cache; only custom objects served under another
+            // version than the stored one are copied (to set apiVersion).
+            items: if resource.custom.is_some() {
+                p.items
+                    .iter()
+                    .map(|o| Arc::new(crate::crd::convert(resource, Value::clone(o))))
+                    .collect()
+            } else {
+                p.items
+            },
             revision: p.revision,
             continue_token: p.next_start.map(|s| encode_continue(p.revision, s)),
         }))
@@ -330,7 +347,7 @@ impl Registry {
                 if !filter(&obj) {
                     continue;
                 }
-                items.push(obj);
+                items.push(Arc::new(obj));
                 if opts.limit > 0 && items.len() as i64 >= opts.limit {
                     let more = i + 1 < n || resp.more;
                     let continue_token = more.then(|| {
@@ -498,16 +515,16 @@ impl Registry {
     }
 
     /// A list object (`PodList`, …) around `items`.
-    pub fn list_object(resource: &ResourceInfo, page: ListPage) -> Value {
+    pub fn list_object<'a>(resource: &'a ResourceInfo, page: &'a ListPage) -> ListBody<'a> {
         let mut meta = json!({"resourceVersion": page.revision.to_string()});
-        if let Some(c) = page.continue_token {
-            meta["continue"] = Value::String(c);
+        if let Some(c) = &page.continue_token {
+            meta["continue"] = Value::String(c.clone());
         }
-        json!({
-            "kind": resource.list_kind,
-            "apiVersion": resource.api_version(),
-            "metadata": meta,
-            "items": page.items,
-        })
+        ListBody {
+            api_version: resource.api_version(),
+            items: page.items.iter().map(|o| &**o).collect(),
+            kind: resource.list_kind,
+            metadata: meta,
+        }
     }
 }

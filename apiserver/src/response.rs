@@ -50,7 +50,12 @@ fn build(code: u16, content_type: &str, body: Body, warnings: &[String]) -> Resp
 }
 
 /// A JSON (or YAML) object response.
-pub fn object(code: u16, value: &Value, output: Output, warnings: &[String]) -> Response<Body> {
+pub fn object(
+    code: u16,
+    value: &(impl serde::Serialize + ?Sized),
+    output: Output,
+    warnings: &[String],
+) -> Response<Body> {
     let (ct, bytes) = encode(value, output);
     build(code, ct, full(bytes), warnings)
 }

@@ -238,7 +238,7 @@ async fn list(
     }
     Ok(response::object(
         200,
-        &Registry::list_object(res, page),
+        &Registry::list_object(res, &page),
         ctx.output,
         &ctx.warnings,
     ))

@@ -420,7 +420,7 @@ fn cells_of(group: &str, version: &str, plural: &str, obj: Value) -> Value {
 fn names_of(group: &str, version: &str, plural: &str) -> Vec<String> {
     let t = to_table(
         find(group, version, plural).unwrap(),
-        &[],
+        &[] as &[Value],
         json!({}),
         IncludeObject::None,
         now(),

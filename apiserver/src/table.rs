@@ -227,7 +227,7 @@ pub fn selector_string(selector: &Value) -> String {
 /// table's `metadata` (resourceVersion, continue); `now` dates the AGE cells.
 pub fn to_table(
     resource: &ResourceInfo,
-    items: &[Value],
+    items: &[impl std::borrow::Borrow<Value>],
     list_metadata: Value,
     include_object: IncludeObject,
     now: DateTime<Utc>,
@@ -241,6 +241,7 @@ pub fn to_table(
     let rows: Vec<Value> = items
         .iter()
         .map(|obj| {
+            let obj: &Value = obj.borrow();
             let (cells, conditions) = cells(resource, obj, now);
             let object = match include_object {
                 IncludeObject::None => Value::Null,
