@@ -237,6 +237,10 @@ pub fn cluster_roles() -> Vec<Value> {
             &["pods"],
         ),
         rule(&["update", "patch"], "", &["pods/status"]),
+        // Skiff-specific: the agent's service proxy is also the load
+        // balancer, and writes `status.loadBalancer` of LoadBalancer
+        // Services (kube-proxy never does; a cloud controller would).
+        rule(&["update", "patch"], "", &["services/status"]),
         rule(&["create"], "", &["pods/eviction", "serviceaccounts/token"]),
         rule(&["create", "update", "patch"], "", &["events"]),
         rule(&["create", "update", "patch"], "events.k8s.io", &["events"]),
