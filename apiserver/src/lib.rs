@@ -115,9 +115,9 @@
 //!   impersonation, no admission plugins, no client-certificate
 //!   authentication. ServiceAccount tokens: no OIDC discovery/JWKS, no
 //!   legacy Secret tokens.
-//! - Deleting a namespace removes its contents at once (no Terminating
-//!   phase); `propagationPolicy` is accepted but there is no garbage
-//!   collector yet.
+//! - Deleting a namespace marks it Terminating; the namespace controller
+//!   (`crates/controllers/src/namespace/`) empties it and then finalizes
+//!   it, so without controllers (`--no-controllers`) it stays Terminating.
 //! - The agent's serving certificate is not verified when proxying logs
 //!   (like kube-apiserver without `--kubelet-certificate-authority`).
 //! - Responses are JSON (or YAML) only; protobuf request bodies are

@@ -147,7 +147,8 @@
 //!   with the number of revisions since the requested one (bounded by
 //!   automatic compaction).
 //! - Snapshots are a full dump of the sled tree, streamed to `snapshot.bin`
-//!   in step with apply every 2,000 entries (writes pause meanwhile); fine
+//!   in step with apply, when the log since the last one is as large as it
+//!   (at least 8 MiB) or 20,000 entries long (writes pause meanwhile); fine
 //!   for edge-sized data sets, slow for very large ones. Sending or
 //!   installing one (followers, later) holds it in memory.
 //! - History stores each event with its previous value, so with the default
