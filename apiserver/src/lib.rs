@@ -95,6 +95,10 @@
 //! - `serviceaccounts/<name>/token` issues ES256 JWTs
 //!   ([`serviceaccount_token`]); the review APIs ([`reviews`]) answer
 //!   `kubectl auth can-i` / `whoami` and are never stored.
+//! - Events expire `--event-ttl` (1 h) after their last write: the
+//!   registry attaches each Event write to a store lease shared by writes
+//!   within a short window ([`event_ttl`]), and the store's lessor deletes
+//!   them.
 //!
 //! # Caveats (what Kubernetes does that Skiff does not, yet)
 //! - The watch cache ([`watchcache`]) keeps a fixed number of events per
@@ -157,6 +161,7 @@ pub mod delete;
 pub mod discovery;
 pub mod dispatch;
 pub mod error;
+pub mod event_ttl;
 pub mod eviction;
 pub mod fieldpath;
 pub mod k8s_schema;

@@ -28,10 +28,11 @@ use base64::Engine;
 use serde_json::{json, Value};
 use skiff_store::{
     prefix_end, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, Kv,
-    PutRequest, RangeRequest, RequestOp, Revision, StoreError, TxnRequest,
+    PutRequest, RangeRequest, RequestOp, Revision, StoreError, TxnRequest, TxnResponse,
 };
 
 use crate::error::ApiError;
+use crate::event_ttl::{self, EventLeases};
 use crate::resources::ResourceInfo;
 use crate::watchcache::{CachedPage, WatchCache, FRESHNESS_TIMEOUT};
 use crate::watchcache_state::Obj;
@@ -153,12 +154,17 @@ fn decode_continue(token: &str, prefix: &str) -> Result<ContinueToken, ApiError>
 pub struct Registry {
     kv: Arc<dyn Kv>,
     cache: Option<Arc<WatchCache>>,
+    event_leases: Option<Arc<EventLeases>>,
 }
 
 impl Registry {
     /// A registry over `kv`, every read from the store.
     pub fn new(kv: Arc<dyn Kv>) -> Self {
-        Registry { kv, cache: None }
+        Registry {
+            kv,
+            cache: None,
+            event_leases: None,
+        }
     }
 
     /// A registry over `kv` that serves lists from `cache`.
@@ -166,7 +172,15 @@ impl Registry {
         Registry {
             kv,
             cache: Some(cache),
+            event_leases: None,
         }
+    }
+
+    /// Events written through this registry expire: each write attaches
+    /// them to a lease from `leases` ([`crate::event_ttl`]).
+    pub fn with_event_leases(mut self, leases: Arc<EventLeases>) -> Self {
+        self.event_leases = Some(leases);
+        self
     }
 
     /// The underlying store.
@@ -390,20 +404,7 @@ impl Registry {
         let key = resource.storage_key(ns, name).into_bytes();
         let value = encode(obj)?;
         let resp = self
-            .kv
-            .txn(TxnRequest {
-                compare: vec![Compare {
-                    key: key.clone(),
-                    result: CompareResult::Equal,
-                    target: CompareTarget::CreateRevision(0),
-                }],
-                success: vec![RequestOp::Put(PutRequest {
-                    key,
-                    value: value.clone(),
-                    ..Default::default()
-                })],
-                failure: vec![],
-            })
+            .put_if(resource, key, CompareTarget::CreateRevision(0), &value)
             .await?;
         if !resp.succeeded {
             return Err(ApiError::AlreadyExists(crate::error::Target::new(
@@ -431,25 +432,64 @@ impl Registry {
             return Ok(Some(current.obj.clone()));
         }
         let resp = self
-            .kv
-            .txn(TxnRequest {
-                compare: vec![Compare {
-                    key: key.clone(),
-                    result: CompareResult::Equal,
-                    target: CompareTarget::ModRevision(current.mod_revision),
-                }],
-                success: vec![RequestOp::Put(PutRequest {
-                    key,
-                    value: value.clone(),
-                    ..Default::default()
-                })],
-                failure: vec![],
-            })
+            .put_if(
+                resource,
+                key,
+                CompareTarget::ModRevision(current.mod_revision),
+                &value,
+            )
             .await?;
         if !resp.succeeded {
             return Ok(None);
         }
         decode_at(&value, resp.revision).map(|o| Some(crate::crd::convert(resource, o)))
+    }
+
+    /// Puts `value` at `key` if `target` holds for it. A write of an Event
+    /// is attached to an event lease; if the store no longer has the lease
+    /// picked (it expired or was revoked), once more with a fresh one.
+    async fn put_if(
+        &self,
+        resource: &ResourceInfo,
+        key: Vec<u8>,
+        target: CompareTarget,
+        value: &[u8],
+    ) -> Result<TxnResponse, ApiError> {
+        let leases = self
+            .event_leases
+            .as_ref()
+            .filter(|_| event_ttl::expires(resource));
+        let mut retried = false;
+        loop {
+            let lease = match leases {
+                Some(l) => l.lease().await?,
+                None => 0,
+            };
+            let result = self
+                .kv
+                .txn(TxnRequest {
+                    compare: vec![Compare {
+                        key: key.clone(),
+                        result: CompareResult::Equal,
+                        target: target.clone(),
+                    }],
+                    success: vec![RequestOp::Put(PutRequest {
+                        key: key.clone(),
+                        value: value.to_vec(),
+                        lease,
+                        ..Default::default()
+                    })],
+                    failure: vec![],
+                })
+                .await;
+            match (result, leases) {
+                (Err(StoreError::LeaseNotFound(id)), Some(l)) if !retried => {
+                    l.forget(id);
+                    retried = true;
+                }
+                (result, _) => return Ok(result?),
+            }
+        }
     }
 
     /// Deletes the object if its `mod_revision` is still `expected`;

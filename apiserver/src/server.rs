@@ -12,13 +12,14 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
-use skiff_store::Kv;
+use skiff_store::{Kv, Storage};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::auth::{Admission, AllowAll, Authorizer, NoAdmission, TokenAuthenticator};
 use crate::dispatch::{self, ApiState};
+use crate::event_ttl::EventLeases;
 use crate::pki::{self, Pki, PkiError};
 use crate::rbac_authorizer::RbacAuthorizer;
 use crate::registry::Registry;
@@ -56,6 +57,9 @@ pub struct ApiServerConfig {
     pub extra_sans: Vec<String>,
     /// `--service-cidr` and the node port range.
     pub service_ranges: crate::service_ranges::ServiceRanges,
+    /// How long Events live after their last write (`--event-ttl`); zero
+    /// keeps them until deleted.
+    pub event_ttl: Duration,
 }
 
 impl ApiServerConfig {
@@ -66,6 +70,7 @@ impl ApiServerConfig {
             data_dir: data_dir.into(),
             extra_sans: Vec::new(),
             service_ranges: Default::default(),
+            event_ttl: crate::event_ttl::DEFAULT_EVENT_TTL,
         }
     }
 }
@@ -192,27 +197,28 @@ impl ApiServer {
     /// the system namespaces and starts serving in the background.
     pub async fn start(
         config: ApiServerConfig,
-        kv: Arc<dyn Kv>,
+        store: Arc<dyn Storage>,
     ) -> Result<ApiServer, ApiServerError> {
-        Self::start_with_hooks(config, kv, Hooks::default()).await
+        Self::start_with_hooks(config, store, Hooks::default()).await
     }
 
     /// [`ApiServer::start`] with a chosen authorizer and admission chain.
     pub async fn start_with_hooks(
         config: ApiServerConfig,
-        kv: Arc<dyn Kv>,
+        store: Arc<dyn Storage>,
         hooks: Hooks,
     ) -> Result<ApiServer, ApiServerError> {
-        Self::start_with_cache(config, kv, hooks, WatchCacheConfig::default()).await
+        Self::start_with_cache(config, store, hooks, WatchCacheConfig::default()).await
     }
 
     /// [`ApiServer::start_with_hooks`] with chosen watch cache sizes.
     pub async fn start_with_cache(
         config: ApiServerConfig,
-        kv: Arc<dyn Kv>,
+        store: Arc<dyn Storage>,
         hooks: Hooks,
         cache: WatchCacheConfig,
     ) -> Result<ApiServer, ApiServerError> {
+        let kv: Arc<dyn Kv> = store.clone();
         let pki = pki::load_or_create(&config.data_dir, &config.extra_sans)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&pki)?));
         let listener =
@@ -249,7 +255,11 @@ impl ApiServer {
         let cache_task = watch_cache.spawn(stop_rx.clone());
         let crds = crate::crd_registry::CrdRegistry::new(Some(watch_cache.clone()));
         let crd_task = crds.spawn(kv.clone(), stop_rx.clone());
-        let registry = Registry::with_cache(kv, watch_cache);
+        let mut registry = Registry::with_cache(kv, watch_cache);
+        if !config.event_ttl.is_zero() {
+            registry =
+                registry.with_event_leases(Arc::new(EventLeases::new(store, config.event_ttl)));
+        }
         let signer = TokenSigner::from_pem(&pki.service_account_key_pem)
             .map_err(ApiServerError::ServiceAccountKey)?;
         let authz = match hooks.authorizer {

@@ -56,9 +56,18 @@ pub struct Out {
 
 impl Harness {
     pub async fn start_in(dir: tempfile::TempDir) -> Harness {
+        Self::start_configured(dir, |_| {}).await
+    }
+
+    /// [`Harness::start_in`] with the server's configuration adjusted.
+    pub async fn start_configured(
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut ApiServerConfig),
+    ) -> Harness {
         let store = open_store(dir.path()).await;
         let mut config = ApiServerConfig::new(dir.path().join("server"));
         config.listen = "127.0.0.1:0".parse().unwrap();
+        configure(&mut config);
         let server = ApiServer::start(config, Arc::new(store.clone()))
             .await
             .expect("start server");
@@ -221,8 +230,16 @@ fn rand_suffix() -> String {
 
 /// Runs `test` against a fresh server; always stops it afterwards.
 pub async fn with_server(test: impl AsyncFnOnce(&Harness)) {
+    with_server_configured(|_| {}, test).await
+}
+
+/// [`with_server`] with the server's configuration adjusted.
+pub async fn with_server_configured(
+    configure: impl FnOnce(&mut ApiServerConfig),
+    test: impl AsyncFnOnce(&Harness),
+) {
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::start_in(dir).await;
+    let h = Harness::start_configured(dir, configure).await;
     let result = AssertUnwindSafe(test(&h)).catch_unwind().await;
     h.stop().await;
     if let Err(panic) = result {

@@ -175,7 +175,8 @@
 //!   (a claim in use can be deleted); no capacity accounting.
 //! - HPA: only `Resource` metrics; repeated warnings are recorded as new
 //!   events, not counted up.
-//! - Not yet: namespace finalization, ResourceQuota, event TTL.
+//! - Not yet: ResourceQuota. (Events expire in the API server:
+//!   `skiff_apiserver::event_ttl`.)
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -55,6 +55,10 @@ pub struct ServerArgs {
     /// Where Services' cluster IPs come from.
     #[arg(long, default_value = skiff_apiserver::service_ranges::DEFAULT_SERVICE_CIDR)]
     service_cidr: String,
+    /// How long Events live after their last write (kube-apiserver's
+    /// `--event-ttl`: e.g. 1h, 30m, 90s; 0 keeps them).
+    #[arg(long, default_value = "1h", value_parser = skiff_apiserver::event_ttl::parse_duration)]
+    event_ttl: std::time::Duration,
     #[command(flatten)]
     agent: AgentOptions,
     #[command(flatten)]
@@ -103,8 +107,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?,
             ..Default::default()
         },
+        event_ttl: args.event_ttl,
     };
-    let api = skiff_apiserver::ApiServer::start(config, store.kv())
+    let api = skiff_apiserver::ApiServer::start(config, store.storage())
         .await
         .context("starting the API server")?;
     let url = api.url().to_string();
@@ -174,7 +179,7 @@ enum Datastore {
 }
 
 impl Datastore {
-    fn kv(&self) -> Arc<dyn skiff_store::Kv> {
+    fn storage(&self) -> Arc<dyn skiff_store::Storage> {
         match self {
             Datastore::Embedded(s) => Arc::new(s.clone()),
             Datastore::Remote(s) => Arc::new(s.clone()),

@@ -360,3 +360,11 @@ pub trait Lease: Send + Sync + 'static {
     /// Every live lease's id.
     async fn lease_leases(&self) -> Result<Vec<LeaseId>, StoreError>;
 }
+
+/// A whole store: keys and leases. Implemented by every type that is both
+/// (the embedded [`crate::Store`] and [`crate::RemoteStore`]), so an
+/// `Arc<dyn Storage>` can be handed to a user of both services and upcast
+/// to `Arc<dyn Kv>` or `Arc<dyn Lease>` where only one is needed.
+pub trait Storage: Kv + Lease {}
+
+impl<T: Kv + Lease> Storage for T {}
