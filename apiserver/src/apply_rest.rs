@@ -143,7 +143,7 @@ pub async fn apply_patch(
             ))
         }
     }
-    ctx.check_unknown_fields(res, &config)?;
+    ctx.check_unknown_fields(res, &mut config)?;
     let api_version = res.api_version();
     let shape = kind_shape(&api_version, res.kind);
     for _ in 0..MAX_UPDATE_ATTEMPTS {

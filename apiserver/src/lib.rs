@@ -22,7 +22,8 @@
 //!    ▼                                                   dispatch.rs, codec.rs
 //!  REST verb on the resource      rest.rs, delete.rs, pods.rs, watch.rs, logs.rs, streams.rs
 //!    decode (JSON, YAML, protobuf; 400)   codec.rs, protobuf.rs, k8s_schema.rs
-//!    → kind/identity checks → fieldValidation (Strict 400 / Warn header)
+//!    → kind/identity checks → fieldValidation (Strict 400 / Warn header;
+//!      unknown fields then dropped)
 //!    → server-set fields (strategy.rs) → defaults (defaults.rs)
 //!    → validate (validation.rs, 422; custom objects by their CRD's
 //!      schema: crd_schema.rs) → RBAC escalation check

@@ -148,35 +148,36 @@ impl RequestContext {
     }
 
     /// Applies `fieldValidation` to `obj`: 400 on unknown fields when
-    /// Strict, warnings when Warn.
+    /// Strict, warnings when Warn; then drops them (Ignore and Warn), as
+    /// kube-apiserver does by decoding into its types. Custom resources are
+    /// pruned by their schema elsewhere.
     pub fn check_unknown_fields(
         &mut self,
         resource: &ResourceInfo,
-        obj: &Value,
+        obj: &mut Value,
     ) -> Result<(), ApiError> {
         let mode = self.field_validation()?;
-        if mode == FieldValidation::Ignore {
-            return Ok(());
-        }
-        let unknown: Vec<String> = crate::validation::unknown_fields(resource, obj)
-            .into_iter()
-            .map(|p| format!("unknown field \"{}\"", p.trim_start_matches('.')))
-            .collect();
+        let unknown = crate::validation::unknown_fields(resource, obj);
         if unknown.is_empty() {
             return Ok(());
         }
         match mode {
-            FieldValidation::Strict => Err(ApiError::BadRequest(format!(
-                "{kind} in version \"{v}\" cannot be handled as a {kind}: strict decoding error: {}",
-                unknown.join(", "),
-                kind = resource.kind,
-                v = resource.version
-            ))),
-            _ => {
-                self.warnings.extend(unknown);
-                Ok(())
+            FieldValidation::Strict => {
+                return Err(ApiError::BadRequest(
+                    crate::validation::strict_decoding_message(resource, &unknown),
+                ))
             }
+            FieldValidation::Warn => self.warnings.extend(
+                unknown
+                    .iter()
+                    .map(|p| format!("unknown field \"{}\"", p.trim_start_matches('.'))),
+            ),
+            FieldValidation::Ignore => {}
         }
+        if resource.custom.is_none() {
+            crate::validation::prune_unknown_fields(resource, obj);
+        }
+        Ok(())
     }
 }
 

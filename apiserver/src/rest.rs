@@ -5,7 +5,7 @@
 //! admission check on creates.
 //!
 //! Each write runs the pipeline in order: decode → check kind and identity
-//! → unknown-field check (`fieldValidation`) → server-set fields
+//! → unknown-field check (`fieldValidation`; unknown fields dropped) → server-set fields
 //! ([`crate::strategy`]) → defaults → validation → admission → store Txn.
 //! Updates from patches retry on a lost race (they have no
 //! resourceVersion precondition); a PUT or patch that carries a
@@ -325,7 +325,7 @@ async fn create(
 ) -> Result<Response<Body>, ApiError> {
     let mut obj = ctx.body_object()?;
     check_kind(res, &mut obj)?;
-    ctx.check_unknown_fields(res, &obj)?;
+    ctx.check_unknown_fields(res, &mut obj)?;
     create_object(ctx, res, ns, obj).await
 }
 
@@ -472,7 +472,7 @@ async fn update(
         }
     }
     check_namespace(res, &mut obj, ns)?;
-    ctx.check_unknown_fields(res, &obj)?;
+    ctx.check_unknown_fields(res, &mut obj)?;
     let precondition = body_resource_version(&obj);
     for _ in 0..MAX_UPDATE_ATTEMPTS {
         let Some(current) = ctx.state.registry.get(res, ns, name).await? else {
@@ -543,7 +543,7 @@ async fn patch(
                 "the name of the object cannot be changed by a patch".into(),
             ));
         }
-        ctx.check_unknown_fields(res, &patched)?;
+        ctx.check_unknown_fields(res, &mut patched)?;
         // A patch that sets resourceVersion is a precondition on it.
         let precondition =
             body_resource_version(&patched).filter(|rv| *rv != current.mod_revision.to_string());

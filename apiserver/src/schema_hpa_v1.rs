@@ -49,7 +49,7 @@ pub async fn handle(
         ("POST", None) | ("PUT", Some(_)) => {
             let mut obj = ctx.body_object()?;
             check_kind(v1, &mut obj)?;
-            ctx.check_unknown_fields(v1, &obj)?;
+            ctx.check_unknown_fields(v1, &mut obj)?;
             let converted = serde_json::to_vec(&v1_to_v2(&obj))
                 .map_err(|e| ApiError::Internal(format!("encoding a converted object: {e}")))?;
             ctx.body = Bytes::from(converted);
@@ -97,7 +97,7 @@ async fn patch_v1(
                 "the name of the object cannot be changed by a patch".into(),
             ));
         }
-        ctx.check_unknown_fields(v1, &patched)?;
+        ctx.check_unknown_fields(v1, &mut patched)?;
         if meta_str(&patched, "resourceVersion")
             .is_some_and(|rv| !rv.is_empty() && rv != current.mod_revision.to_string())
         {

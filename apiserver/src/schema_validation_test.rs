@@ -217,6 +217,28 @@ fn unknown_field_paths() {
     );
 }
 
+#[test]
+fn unknown_fields_are_pruned_and_known_ones_kept_as_sent() {
+    let mut p = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "labels": {"any": "thing"}, "bogus": 1},
+        "spec": {"containers": [{"name": "c", "image": "x", "imagePullPolcy": "Always",
+                                 "resources": {"requests": {"cpu": "0.5"}},
+                                 "env": [{"name": "A", "vaule": "1"}]}],
+                 "volumes": [{"name": "v", "emptyDir": {}}]},
+        "extra": true});
+    prune_unknown_fields(pods(), &mut p);
+    assert_eq!(
+        p,
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "labels": {"any": "thing"}},
+            "spec": {"containers": [{"name": "c", "image": "x",
+                                     "resources": {"requests": {"cpu": "0.5"}},
+                                     "env": [{"name": "A"}]}],
+                     "volumes": [{"name": "v", "emptyDir": {}}]}})
+    );
+    assert_eq!(unknown_fields(pods(), &p), Vec::<String>::new());
+}
+
 /// Bodies of every wrong shape go through defaulting, validation, unknown
 /// field detection and table printing without a panic.
 #[test]

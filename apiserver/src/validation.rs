@@ -288,6 +288,38 @@ pub fn unknown_fields(resource: &ResourceInfo, obj: &Value) -> Vec<String> {
     out
 }
 
+/// Drops the fields of `obj` that [`unknown_fields`] reports, for a
+/// built-in kind (a custom resource's schema prunes its own).
+pub fn prune_unknown_fields(resource: &ResourceInfo, obj: &mut Value) {
+    if resource.custom.is_some() {
+        return;
+    }
+    if let Some(Ok(known)) = round_trip(resource, obj) {
+        remove_missing_keys(obj, &known);
+    }
+}
+
+/// Removes the keys of `input` (recursively) that `known` lacks: the
+/// mutable twin of [`missing_keys`].
+fn remove_missing_keys(input: &mut Value, known: &Value) {
+    match (input, known) {
+        (Value::Object(i), Value::Object(k)) => {
+            i.retain(|key, value| value.is_null() || k.contains_key(key));
+            for (key, value) in i.iter_mut() {
+                if let Some(kv) = k.get(key) {
+                    remove_missing_keys(value, kv);
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(k)) => {
+            for (iv, kv) in i.iter_mut().zip(k) {
+                remove_missing_keys(iv, kv);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The message kube-apiserver returns (400 BadRequest) when
 /// `fieldValidation=Strict` finds unknown fields, e.g. `Pod in version "v1"
 /// cannot be handled as a Pod: strict decoding error: unknown field

@@ -193,6 +193,20 @@ async fn errors_are_kubernetes_statuses() {
                 .contains("warning: 299 - \"unknown field \\\"spec.foo\\\"\""),
             "{headers}"
         );
+        // The unknown field is dropped, not stored (Warn and Ignore alike).
+        let (_, stored) = h.call("GET", "/api/v1/namespaces/default/pods/s", None).await;
+        assert!(stored["spec"].get("foo").is_none(), "{stored}");
+        let mut ignored = pod("s2");
+        ignored["spec"]["foo"] = json!(1);
+        let (code, created) = h
+            .call(
+                "POST",
+                "/api/v1/namespaces/default/pods?fieldValidation=Ignore",
+                Some(ignored),
+            )
+            .await;
+        assert_eq!(code, 201, "{created}");
+        assert!(created["spec"].get("foo").is_none(), "{created}");
 
         // Unsupported field selector: 400 as Kubernetes words it.
         let (code, s) = h
