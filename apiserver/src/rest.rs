@@ -244,9 +244,39 @@ async fn list(
     ))
 }
 
-/// Checks (or fills in) `apiVersion` and `kind` of a request body.
+/// Checks (or fills in) `apiVersion` and `kind` of a request body; 400
+/// when they or `metadata` have the wrong JSON type, worded as Go's
+/// decoder words it.
 pub fn check_kind(res: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
     let want_av = res.api_version();
+    // What Go's decoder says of a wrongly typed field.
+    let go_type = |v: &Value| match v {
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+        Value::Null => "null",
+    };
+    for field in ["apiVersion", "kind"] {
+        if let Some(v) = obj.get(field).filter(|v| !v.is_string() && !v.is_null()) {
+            return Err(ApiError::BadRequest(format!(
+                "couldn't get version/kind; json parse error: json: cannot unmarshal {} into Go struct field .{field} of type string",
+                go_type(v)
+            )));
+        }
+    }
+    if let Some(m) = obj
+        .get("metadata")
+        .filter(|m| !m.is_object() && !m.is_null())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: json: cannot unmarshal {} into Go struct field {kind}.metadata of type v1.ObjectMeta",
+            go_type(m),
+            kind = res.kind,
+            version = res.version,
+        )));
+    }
     match obj.get("apiVersion").and_then(Value::as_str) {
         None | Some("") => obj["apiVersion"] = json!(want_av),
         Some(av) if av == want_av => {}

@@ -426,3 +426,54 @@ fn new_kinds_report_unknown_fields() {
         "spec": {"minAvailable": 1, "maxUnavailable": 1}});
     assert_eq!(messages(pdb, both, None).len(), 1);
 }
+
+#[test]
+fn selector_operators_and_rolling_update_counts() {
+    let deploy = find("apps", "v1", "deployments").unwrap();
+    let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"a": "b"},
+                              "matchExpressions": [{"key": "a", "operator": ""},
+                                                   {"key": "a", "operator": "In"},
+                                                   {"key": "a", "operator": "Exists", "values": ["x"]}]},
+                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "x", "maxUnavailable": "150%"}},
+                 "template": {"metadata": {"labels": {"a": "b"}},
+                              "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+    apply_defaults(deploy, &mut d);
+    let msgs: Vec<String> = validate(deploy, &d, None)
+        .iter()
+        .map(|e| e.message())
+        .collect();
+    assert_eq!(
+        msgs,
+        [
+            "spec.selector.matchExpressions[0].operator: Invalid value: \"\": not a valid selector operator",
+            "spec.selector.matchExpressions[1].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
+            "spec.selector.matchExpressions[2].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            "spec.strategy.rollingUpdate.maxSurge: Invalid value: \"x\": a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+            "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"150%\": must not be greater than 100%",
+        ]
+    );
+    d["spec"]["selector"] = json!({"matchLabels": {"a": "b"}});
+    d["spec"]["strategy"]["rollingUpdate"] = json!({"maxSurge": 0, "maxUnavailable": "0%"});
+    let msgs: Vec<String> = validate(deploy, &d, None)
+        .iter()
+        .map(|e| e.message())
+        .collect();
+    assert_eq!(
+        msgs,
+        ["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"0%\": may not be 0 when `maxSurge` is 0"]
+    );
+    d["spec"]["strategy"]["rollingUpdate"] = json!({"maxSurge": "25%", "maxUnavailable": 1});
+    assert_eq!(validate(deploy, &d, None), vec![]);
+
+    let pdb = find("policy", "v1", "poddisruptionbudgets").unwrap();
+    let b = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "b", "namespace": "default"},
+        "spec": {"minAvailable": "1x", "selector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}}});
+    let msgs: Vec<String> = validate(pdb, &b, None)
+        .iter()
+        .map(|e| e.message())
+        .collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(msgs[0].starts_with("spec.minAvailable: Invalid value: \"1x\": a valid percent string"));
+    assert_eq!(msgs[1], "spec.selector.matchExpressions[0].operator: Invalid value: \"Near\": not a valid selector operator");
+}

@@ -16,8 +16,12 @@
 //!   maxReplicas`; PodDisruptionBudget: not both `minAvailable` and
 //!   `maxUnavailable`.
 //!
+//! - label selectors' `matchExpressions` (operators and values), and the
+//!   int-or-percent counts of rolling updates and budgets (`maxSurge`,
+//!   `maxUnavailable`, `minAvailable`).
+//!
 //! Caveats: Kubernetes checks much more (update immutability of selectors,
-//! volume claim templates, the cron syntax, rolling-update percentages).
+//! volume claim templates, the cron syntax).
 
 use super::names::{is_dns1123_label, is_valid_port_name, quote};
 use super::pod::{not_supported, validate_pod_spec};
@@ -146,6 +150,7 @@ fn validate_selector_and_template(
     restart_policies: &[&str],
 ) {
     let selector = at(spec, &["selector"]);
+    let before = errs.len();
     if !selector.is_object() {
         errs.push(FieldError::required("spec.selector"));
     } else if selector_is_empty(selector) {
@@ -154,9 +159,12 @@ fn validate_selector_and_template(
             selector.to_string(),
             format!("empty selector is invalid for {}", kind.to_lowercase()),
         ));
+    } else {
+        validate_label_selector(errs, selector, "spec.selector");
     }
     let template = at(spec, &["template"]);
-    if selector.is_object() && !selector_is_empty(selector) && template.is_object() {
+    // A selector that does not parse is not matched against the labels.
+    if errs.len() == before && template.is_object() {
         let labels = at(template, &["metadata", "labels"]);
         let empty = Map::new();
         if !selector_matches(selector, labels.as_object().unwrap_or(&empty)) {
@@ -170,6 +178,120 @@ fn validate_selector_and_template(
     validate_template(errs, template, "spec.template", restart_policies);
 }
 
+/// `ValidateLabelSelector`'s rules for `matchExpressions`: a known
+/// operator, values for In/NotIn, none for Exists/DoesNotExist.
+fn validate_label_selector(errs: &mut Vec<FieldError>, selector: &Value, path: &str) {
+    let Some(exprs) = at(selector, &["matchExpressions"]).as_array() else {
+        return;
+    };
+    for (i, expr) in exprs.iter().enumerate() {
+        let here = format!("{path}.matchExpressions[{i}]");
+        let values = at(expr, &["values"]).as_array().map_or(0, Vec::len);
+        match at(expr, &["operator"]).as_str().unwrap_or("") {
+            "In" | "NotIn" if values == 0 => {
+                let mut e = FieldError::required(format!("{here}.values"));
+                e.detail = "must be specified when `operator` is 'In' or 'NotIn'".into();
+                errs.push(e);
+            }
+            "Exists" | "DoesNotExist" if values > 0 => errs.push(FieldError {
+                field: format!("{here}.values"),
+                kind: FieldErrorKind::Forbidden,
+                value: None,
+                detail: "may not be specified when `operator` is 'Exists' or 'DoesNotExist'".into(),
+            }),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            op => errs.push(FieldError::invalid(
+                format!("{here}.operator"),
+                quote(op),
+                "not a valid selector operator",
+            )),
+        }
+    }
+}
+
+/// An int-or-string count such as `maxSurge`: a non-negative integer or
+/// a percentage (`ValidatePositiveIntOrPercent`, plus
+/// `IsNotMoreThan100Percent` when `at_most_100`). Returns whether it is
+/// zero, for the rules that forbid two zeros.
+fn validate_int_or_percent(
+    errs: &mut Vec<FieldError>,
+    value: &Value,
+    path: &str,
+    at_most_100: bool,
+) -> bool {
+    match value {
+        Value::Number(n) => match n.as_i64() {
+            Some(v) if v >= 0 => v == 0,
+            _ => {
+                errs.push(FieldError::invalid(
+                    path,
+                    n.to_string(),
+                    "must be greater than or equal to 0",
+                ));
+                false
+            }
+        },
+        Value::String(text) => {
+            let digits = text.strip_suffix('%').unwrap_or("");
+            match digits.parse::<u64>() {
+                Ok(p) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                    if at_most_100 && p > 100 {
+                        errs.push(FieldError::invalid(
+                            path,
+                            quote(text),
+                            "must not be greater than 100%",
+                        ));
+                    }
+                    p == 0
+                }
+                _ => {
+                    errs.push(FieldError::invalid(
+                        path,
+                        quote(text),
+                        "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                    ));
+                    false
+                }
+            }
+        }
+        _ => false,
+    }
+}
+
+/// A rolling update's `maxSurge`/`maxUnavailable` at `path` (Deployment's
+/// `spec.strategy.rollingUpdate`, DaemonSet's and StatefulSet's
+/// `spec.updateStrategy.rollingUpdate`).
+fn validate_rolling_update(errs: &mut Vec<FieldError>, rolling: &Value, path: &str) {
+    if !rolling.is_object() {
+        return;
+    }
+    let surge_zero = match at(rolling, &["maxSurge"]) {
+        Value::Null => None,
+        v => Some(validate_int_or_percent(
+            errs,
+            v,
+            &format!("{path}.maxSurge"),
+            false,
+        )),
+    };
+    let unavailable = at(rolling, &["maxUnavailable"]);
+    if unavailable.is_null() {
+        return;
+    }
+    let field = format!("{path}.maxUnavailable");
+    let unavailable_zero = validate_int_or_percent(errs, unavailable, &field, true);
+    if unavailable_zero && surge_zero == Some(true) {
+        errs.push(FieldError::invalid(
+            field,
+            match unavailable {
+                Value::String(s) => quote(s),
+                v => v.to_string(),
+            },
+            "may not be 0 when `maxSurge` is 0",
+        ));
+    }
+}
+
 /// Validates the workload and service kinds; empty for other kinds.
 pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -181,24 +303,55 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
             if kind == "Deployment" {
                 non_negative(&mut errs, obj, &["spec", "revisionHistoryLimit"]);
                 non_negative(&mut errs, obj, &["spec", "minReadySeconds"]);
+                validate_rolling_update(
+                    &mut errs,
+                    at(spec, &["strategy", "rollingUpdate"]),
+                    "spec.strategy.rollingUpdate",
+                );
+            }
+            if kind == "StatefulSet" {
+                let rolling = at(spec, &["updateStrategy", "rollingUpdate", "maxUnavailable"]);
+                if !rolling.is_null() {
+                    validate_int_or_percent(
+                        &mut errs,
+                        rolling,
+                        "spec.updateStrategy.rollingUpdate.maxUnavailable",
+                        true,
+                    );
+                }
             }
         }
         ("apps", "DaemonSet") => {
             validate_selector_and_template(&mut errs, kind, spec, &["Always"]);
+            validate_rolling_update(
+                &mut errs,
+                at(spec, &["updateStrategy", "rollingUpdate"]),
+                "spec.updateStrategy.rollingUpdate",
+            );
         }
         ("batch", "Job") => validate_job(&mut errs, obj),
         ("batch", "CronJob") => validate_cron_job(&mut errs, spec),
         ("", "Service") => validate_service(&mut errs, spec),
         ("autoscaling", "HorizontalPodAutoscaler") => validate_hpa(&mut errs, spec),
-        ("policy", "PodDisruptionBudget")
-            if !at(spec, &["minAvailable"]).is_null()
-                && !at(spec, &["maxUnavailable"]).is_null() =>
-        {
-            errs.push(FieldError::invalid(
-                "spec",
-                spec.to_string(),
-                "minAvailable and maxUnavailable cannot be both set",
-            ));
+        ("policy", "PodDisruptionBudget") => {
+            let min = at(spec, &["minAvailable"]);
+            let max = at(spec, &["maxUnavailable"]);
+            if !min.is_null() && !max.is_null() {
+                errs.push(FieldError::invalid(
+                    "spec",
+                    spec.to_string(),
+                    "minAvailable and maxUnavailable cannot be both set",
+                ));
+            }
+            if !min.is_null() {
+                validate_int_or_percent(&mut errs, min, "spec.minAvailable", true);
+            }
+            if !max.is_null() {
+                validate_int_or_percent(&mut errs, max, "spec.maxUnavailable", true);
+            }
+            if spec.get("selector").is_some_and(Value::is_object) {
+                validate_label_selector(&mut errs, at(spec, &["selector"]), "spec.selector");
+            }
         }
         _ => {}
     }

@@ -158,6 +158,34 @@ async fn errors_are_kubernetes_statuses() {
             .await;
         assert_eq!(code, 413);
 
+        // Wrongly typed apiVersion or metadata: 400 in Go's words.
+        let (code, s) = h
+            .call(
+                "POST",
+                "/api/v1/namespaces/default/configmaps",
+                Some(json!({"apiVersion": 5, "kind": "ConfigMap", "metadata": {"name": "t"}})),
+            )
+            .await;
+        assert_eq!(code, 400, "{s}");
+        assert!(
+            s["message"].as_str().unwrap().contains(
+                "cannot unmarshal number into Go struct field .apiVersion of type string"
+            ),
+            "{s}"
+        );
+        let (code, s) = h
+            .call(
+                "PUT",
+                "/api/v1/namespaces/default/pods/s",
+                Some(json!({"apiVersion": "v1", "kind": "Pod", "metadata": "x"})),
+            )
+            .await;
+        assert_eq!(code, 400, "{s}");
+        assert_eq!(
+            s["message"],
+            "Pod in version \"v1\" cannot be handled as a Pod: json: cannot unmarshal string into Go struct field Pod.metadata of type v1.ObjectMeta"
+        );
+
         // Strict field validation names the unknown field; Warn warns.
         let mut extra = pod("s");
         extra["spec"]["foo"] = json!(1);
