@@ -48,6 +48,12 @@ pub struct AgentConfig {
     /// How many pods may be in their first start (sandbox, then their
     /// containers) at once; the others wait their turn in arrival order.
     pub max_parallel_pod_starts: usize,
+    /// Hard eviction thresholds (`--eviction-hard`; see
+    /// [`crate::node::eviction`]); empty: never evict.
+    pub eviction_hard: Vec<crate::node::eviction::Threshold>,
+    /// How long a pressure condition stays after its threshold was last
+    /// met (`--eviction-pressure-transition-period`).
+    pub eviction_pressure_transition_period: std::time::Duration,
 }
 
 /// Pods started at once by default. With every pod of a burst in flight,
@@ -89,6 +95,9 @@ impl AgentConfig {
             cluster_dns: true,
             pod_cidr_wait: DEFAULT_POD_CIDR_WAIT,
             max_parallel_pod_starts: DEFAULT_MAX_PARALLEL_POD_STARTS,
+            eviction_hard: default_eviction_hard(),
+            eviction_pressure_transition_period:
+                crate::node::eviction::DEFAULT_PRESSURE_TRANSITION_PERIOD,
         }
     }
 
@@ -96,6 +105,12 @@ impl AgentConfig {
     pub fn effective_node_ip(&self) -> IpAddr {
         self.node_ip.unwrap_or_else(default_node_ip)
     }
+}
+
+/// Kubelet's default hard thresholds.
+pub fn default_eviction_hard() -> Vec<crate::node::eviction::Threshold> {
+    crate::node::eviction::parse_thresholds(crate::node::eviction::DEFAULT_EVICTION_HARD)
+        .unwrap_or_default()
 }
 
 /// The hostname, lowercased (node names are DNS subdomains), or `localhost`.

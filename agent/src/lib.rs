@@ -23,7 +23,7 @@
 //! | [`bootstrap`] | token → pinned CA → `kube::Client` |
 //! | [`cri`] | CRI traits, the tonic client, the fake |
 //! | [`pod`] | pod lifecycle, the pure planner and status, the workers |
-//! | [`node`] | Node registration, status, Lease heartbeat |
+//! | [`node`] | Node registration, status, Lease heartbeat, node-pressure eviction ([`node::eviction`], [`node::evict`]) |
 //! | [`server`], [`logs`], [`tls`] | the HTTPS endpoint and CRI log reading |
 //! | [`stats`] | `/stats/summary`: node and container cpu/memory for `kubectl top` |
 //! | [`stream`] | exec/attach/port-forward: WebSocket ↔ SPDY to the runtime's streaming server |
@@ -79,11 +79,15 @@
 //!   container), projected/CSI volumes, PVCs of other volume kinds, fsGroup and file ownership,
 //!   HTTPS probes and hooks, probe events, secret volumes on tmpfs (they are
 //!   plain files under the data dir), `terminationMessagePath`,
-//!   service-account tokens, cluster DNS config, static pods, evictions, or
-//!   events. Probes run inside the pod worker's 1 s sync (a slow probe
+//!   service-account tokens, cluster DNS config, static pods, or events. Probes run inside the pod worker's 1 s sync (a slow probe
 //!   delays that pod's sync by at most its timeout).
 //! - `imagePullPolicy: Always` falls back to a present local image when the
 //!   pull fails (no registry on edge nodes); kubelet would fail.
+//! - Node-pressure eviction knows the hard thresholds on `memory.available`
+//!   and `nodefs.available` only: no soft thresholds, no `imagefs`, inode
+//!   or pid signals, no image or dead-container garbage collection to
+//!   reclaim first, and no `Evicted` event. An evicted pod is stopped at
+//!   once (grace 0, as kubelet's hard eviction) and stays `Failed`.
 //! - Log files are not rotated.
 //! - The node does not set `spec.podCIDR`; it uses the configured CIDR until
 //!   a controller assigns one, then [`net`] rewrites the CNI config (pods

@@ -231,6 +231,7 @@ async fn run_with_runtime(
         &params,
         &HostFacts::read(data),
         &health,
+        node::PressureState::default(),
         None,
         Timestamp::now(),
     );
@@ -305,11 +306,26 @@ async fn run_with_runtime(
             config.node_name.clone(),
             Some(node_obj),
         ));
+        let (pressure_tx, pressure_rx) = tokio::sync::watch::channel(node::PressureState::default());
+        let (evict_tx, evict_rx) = tokio::sync::mpsc::channel(16);
+        let eviction = tokio::spawn(node::evict::eviction_loop(
+            client.clone(),
+            cri.clone(),
+            node::evict::EvictionParams {
+                node_name: config.node_name.clone(),
+                data_dir: data.clone(),
+                thresholds: config.eviction_hard.clone(),
+                transition: config.eviction_pressure_transition_period,
+            },
+            pressure_tx,
+            evict_tx,
+        ));
         let node_status = tokio::spawn(node::status_loop(
             client.clone(),
             cri.clone(),
             params.clone(),
             status,
+            pressure_rx,
         ));
         let sweeper = tokio::spawn(crate::local_path::sweep_loop(
             client.clone(),
@@ -326,12 +342,16 @@ async fn run_with_runtime(
                 config.max_parallel_pod_starts.max(1),
             )),
         });
-        let pods = PodManager::new(ctx).run(shutdown).await;
+        let pods = PodManager::new(ctx)
+            .with_evictions(evict_rx)
+            .run(shutdown)
+            .await;
         if let Some((server, watches)) = dns {
             server.stop();
             watches.abort();
         }
         lease.abort();
+        eviction.abort();
         sweeper.abort();
         node_status.abort();
         network.abort();

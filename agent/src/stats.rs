@@ -100,15 +100,17 @@ struct RatesInner {
     containers: HashMap<String, CpuSample>,
 }
 
-/// One container's usage.
-struct ContainerUsage {
-    namespace: String,
-    pod: String,
-    uid: String,
-    name: String,
+/// One running container's usage, from CRI stats.
+pub(crate) struct ContainerUsage {
+    pub(crate) namespace: String,
+    pub(crate) pod: String,
+    pub(crate) uid: String,
+    pub(crate) name: String,
     cpu: CpuSample,
     nano_cores: Option<u64>,
-    working_set: u64,
+    pub(crate) working_set: u64,
+    /// Bytes of its writable layer.
+    pub(crate) writable_layer: u64,
 }
 
 fn now_ns() -> i64 {
@@ -123,7 +125,9 @@ fn read_node_cpu() -> Option<CpuSample> {
     })
 }
 
-async fn read_containers(
+/// Every running container of this node's pods with its usage, by
+/// container id.
+pub(crate) async fn read_containers(
     cri: &dyn Cri,
     node: &str,
 ) -> Result<Vec<(String, ContainerUsage)>, CriError> {
@@ -170,6 +174,11 @@ async fn read_containers(
                 },
                 nano_cores: cpu.usage_nano_cores.map(|v| v.value).filter(|v| *v > 0),
                 working_set: memory.working_set_bytes.map_or(0, |v| v.value),
+                writable_layer: s
+                    .writable_layer
+                    .as_ref()
+                    .and_then(|w| w.used_bytes.as_ref())
+                    .map_or(0, |v| v.value),
             };
             Some((attrs.id, usage))
         })

@@ -97,6 +97,7 @@ async fn run(pod: Value, data: &std::path::Path) -> (Seen, Arc<Mutex<bool>>, Arc
     let (tx, rx) = watch::channel(PodUpdate {
         pod: Arc::new(pod),
         removed: false,
+        eviction: None,
     });
     tokio::spawn(async move {
         run_pod_worker(ctx, rx).await;

@@ -101,6 +101,7 @@ async fn post_start_failure_kills_and_pre_stop_runs_before_stop() {
     let (tx, rx) = watch::channel(PodUpdate {
         pod: Arc::new(p.clone()),
         removed: false,
+        eviction: None,
     });
     let worker = tokio::spawn(run_pod_worker(ctx, rx));
     for _ in 0..100 {
@@ -124,6 +125,7 @@ async fn post_start_failure_kills_and_pre_stop_runs_before_stop() {
     tx.send_replace(PodUpdate {
         pod: Arc::new(deleting),
         removed: false,
+        eviction: None,
     });
     tokio::time::timeout(Duration::from_secs(10), worker)
         .await

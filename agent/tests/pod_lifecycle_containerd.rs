@@ -319,6 +319,7 @@ async fn pod_lifecycle_on_real_containerd() {
     let (tx, rx) = watch::channel(PodUpdate {
         pod: Arc::new(p.clone()),
         removed: false,
+        eviction: None,
     });
     let worker = tokio::spawn(run_pod_worker(ctx, rx));
 
@@ -439,6 +440,7 @@ async fn pod_lifecycle_on_real_containerd() {
     tx.send_replace(PodUpdate {
         pod: Arc::new(deleting),
         removed: false,
+        eviction: None,
     });
     tokio::time::timeout(Duration::from_secs(30), worker)
         .await

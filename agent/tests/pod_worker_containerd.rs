@@ -279,6 +279,7 @@ async fn pod_on_real_containerd() {
     let (tx, rx) = watch::channel(PodUpdate {
         pod: Arc::new(p.clone()),
         removed: false,
+        eviction: None,
     });
     let worker = tokio::spawn(run_pod_worker(ctx, rx));
 
@@ -392,6 +393,7 @@ async fn pod_on_real_containerd() {
     tx.send_replace(PodUpdate {
         pod: Arc::new(deleting),
         removed: false,
+        eviction: None,
     });
     tokio::time::timeout(Duration::from_secs(30), worker)
         .await

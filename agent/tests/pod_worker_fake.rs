@@ -118,6 +118,7 @@ async fn pod_worker_runs_restarts_and_deletes_a_pod() {
     let (tx, rx) = watch::channel(PodUpdate {
         pod: Arc::new(pod()),
         removed: false,
+        eviction: None,
     });
     let worker = tokio::spawn(run_pod_worker(ctx, rx));
 
@@ -156,6 +157,7 @@ async fn pod_worker_runs_restarts_and_deletes_a_pod() {
     tx.send_replace(PodUpdate {
         pod: Arc::new(deleting),
         removed: false,
+        eviction: None,
     });
     tokio::time::timeout(Duration::from_secs(10), worker)
         .await
@@ -194,6 +196,7 @@ async fn removed_pod_is_torn_down_without_api_delete() {
     let (tx, rx) = watch::channel(PodUpdate {
         pod: Arc::new(p.clone()),
         removed: false,
+        eviction: None,
     });
     let worker = tokio::spawn(run_pod_worker(ctx, rx));
     wait_for("running", || {
@@ -205,6 +208,7 @@ async fn removed_pod_is_torn_down_without_api_delete() {
     tx.send_replace(PodUpdate {
         pod: Arc::new(p),
         removed: true,
+        eviction: None,
     });
     tokio::time::timeout(Duration::from_secs(10), worker)
         .await
@@ -245,6 +249,7 @@ async fn a_new_pod_waits_for_a_start_permit_and_a_deletion_ends_the_wait() {
     let (_tx, rx) = watch::channel(PodUpdate {
         pod: Arc::new(p.clone()),
         removed: false,
+        eviction: None,
     });
     let worker = tokio::spawn(run_pod_worker(ctx.clone(), rx));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -284,11 +289,13 @@ async fn a_new_pod_waits_for_a_start_permit_and_a_deletion_ends_the_wait() {
     let (tx, rx) = watch::channel(PodUpdate {
         pod: Arc::new(p.clone()),
         removed: false,
+        eviction: None,
     });
     let worker = tokio::spawn(run_pod_worker(ctx2, rx));
     tx.send_replace(PodUpdate {
         pod: Arc::new(p),
         removed: true,
+        eviction: None,
     });
     tokio::time::timeout(Duration::from_secs(10), worker)
         .await

@@ -225,6 +225,26 @@ pub fn pod_priority(pod: &Pod, classes: &HashMap<String, i32>, global_default: i
     }
 }
 
+/// Whether a pod is of the BestEffort QoS class: its `status.qosClass`,
+/// else no container (init ones included) requests or limits anything.
+fn is_best_effort(pod: &Pod) -> bool {
+    if let Some(q) = pod.status.as_ref().and_then(|s| s.qos_class.as_deref()) {
+        return q == "BestEffort";
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        return true;
+    };
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .all(|c| {
+            c.resources.as_ref().is_none_or(|r| {
+                r.requests.as_ref().is_none_or(|m| m.is_empty())
+                    && r.limits.as_ref().is_none_or(|m| m.is_empty())
+            })
+        })
+}
+
 /// The core's view of a pending pod, with its priority already resolved.
 pub fn pending_pod(pod: &Pod, priority: i32) -> PendingPod {
     let (requests, extended) = pod_requests_all(pod);
@@ -257,6 +277,16 @@ pub fn pending_pod(pod: &Pod, priority: i32) -> PendingPod {
             effect: t.effect.clone().unwrap_or_default(),
         })
         .collect();
+    // Kubernetes lets pods that are not BestEffort onto a node under memory
+    // pressure: they get the memory-pressure toleration.
+    if !is_best_effort(pod) {
+        out.tolerations.push(Toleration {
+            key: "node.kubernetes.io/memory-pressure".into(),
+            operator: "Exists".into(),
+            value: String::new(),
+            effect: "NoSchedule".into(),
+        });
+    }
     let affinity = spec.affinity.as_ref();
     if let Some(na) = affinity.and_then(|a| a.node_affinity.as_ref()) {
         out.required_node_affinity = na
@@ -454,5 +484,31 @@ mod tests {
                 pods: 1
             }
         );
+    }
+
+    #[test]
+    fn only_best_effort_pods_stay_off_memory_pressure() {
+        let tolerates = |pod: &Pod| {
+            pending_pod(pod, 0)
+                .tolerations
+                .iter()
+                .any(|t| t.key == "node.kubernetes.io/memory-pressure")
+        };
+        let burstable = Pod {
+            spec: Some(PodSpec {
+                containers: vec![container("100m", "64Mi")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let best_effort = Pod {
+            spec: Some(PodSpec {
+                containers: vec![Container::default()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(tolerates(&burstable));
+        assert!(!tolerates(&best_effort));
     }
 }

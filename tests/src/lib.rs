@@ -67,11 +67,18 @@ pub struct Cluster {
     bridge: String,
     subnet: u8,
     child: Option<Child>,
+    /// Extra `skiff server` flags ([`Cluster::start_with_args`]).
+    extra_args: Vec<String>,
 }
 
 impl Cluster {
     /// Starts a server and waits until the API answers and the node is Ready.
     pub fn start(opts: ClusterOptions) -> anyhow::Result<Cluster> {
+        Self::start_with_args(opts, &[])
+    }
+
+    /// [`Cluster::start`] with extra `skiff server` flags.
+    pub fn start_with_args(opts: ClusterOptions, extra: &[&str]) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("skiff-e2e-")
             .tempdir_in("/var/tmp")?;
@@ -82,6 +89,7 @@ impl Cluster {
             bridge: format!("skt{}", opts.subnet),
             subnet: opts.subnet,
             child: None,
+            extra_args: extra.iter().map(|a| a.to_string()).collect(),
         };
         cluster.spawn()?;
         cluster.wait_ready(Duration::from_secs(120))?;
@@ -144,6 +152,7 @@ impl Cluster {
             .arg("24")
             .arg("--service-cidr")
             .arg(self.service_cidr())
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -5,6 +5,8 @@
 //! 10 s, and the Node's status, rewritten when it changes or every 5 minutes
 //! (`nodeStatusReportFrequency`). Skiff does the same.
 
+pub mod evict;
+pub mod eviction;
 pub mod facts;
 pub mod lease;
 pub mod status;
@@ -20,6 +22,7 @@ use kube::Api;
 use tracing::{info, warn};
 
 use crate::cri::Cri;
+pub use eviction::PressureState;
 pub use facts::HostFacts;
 pub use status::{node_status, NodeParams, RuntimeHealth};
 
@@ -139,12 +142,22 @@ pub async fn status_loop(
     cri: Arc<dyn Cri>,
     params: NodeParams,
     mut last: NodeStatus,
+    mut pressure: tokio::sync::watch::Receiver<PressureState>,
 ) {
     let mut last_write = Instant::now();
     let mut tick = tokio::time::interval(NODE_STATUS_UPDATE_PERIOD);
     tick.tick().await;
     loop {
-        tick.tick().await;
+        // A pressure change is written at once, the rest on the tick.
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = pressure.changed() => {
+                if changed.is_err() {
+                    // No eviction manager (it stopped): keep the last state.
+                    tick.tick().await;
+                }
+            }
+        }
         let health = match cri.version().await {
             Ok(v) => RuntimeHealth::Up {
                 version: format!("{}://{}", v.runtime_name, v.runtime_version),
@@ -154,7 +167,15 @@ pub async fn status_loop(
             },
         };
         let facts = HostFacts::read(&params.data_dir);
-        let next = node_status(&params, &facts, &health, Some(&last), Timestamp::now());
+        let state = *pressure.borrow_and_update();
+        let next = node_status(
+            &params,
+            &facts,
+            &health,
+            state,
+            Some(&last),
+            Timestamp::now(),
+        );
         let due = last_write.elapsed() >= NODE_STATUS_REPORT_PERIOD;
         if !due && status::same_ignoring_heartbeat(&last, &next) {
             continue;

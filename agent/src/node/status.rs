@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use super::eviction::PressureState;
 use super::facts::{kube_arch, HostFacts};
 
 /// `nodeInfo.kubeletVersion` Skiff reports: the Kubernetes API level it
@@ -79,6 +80,7 @@ pub fn node_status(
     params: &NodeParams,
     facts: &HostFacts,
     health: &RuntimeHealth,
+    pressure: PressureState,
     prev: Option<&NodeStatus>,
     now: Timestamp,
 ) -> NodeStatus {
@@ -111,22 +113,44 @@ pub fn node_status(
         ),
     };
     let conditions = vec![
-        condition(
-            prev,
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "skiff agent has sufficient memory available",
-            &now,
-        ),
-        condition(
-            prev,
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "skiff agent has no disk pressure",
-            &now,
-        ),
+        if pressure.memory {
+            condition(
+                prev,
+                "MemoryPressure",
+                "True",
+                "KubeletHasInsufficientMemory",
+                "skiff agent has insufficient memory available",
+                &now,
+            )
+        } else {
+            condition(
+                prev,
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "skiff agent has sufficient memory available",
+                &now,
+            )
+        },
+        if pressure.disk {
+            condition(
+                prev,
+                "DiskPressure",
+                "True",
+                "KubeletHasDiskPressure",
+                "skiff agent has disk pressure",
+                &now,
+            )
+        } else {
+            condition(
+                prev,
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "skiff agent has no disk pressure",
+                &now,
+            )
+        },
         condition(
             prev,
             "PIDPressure",
@@ -214,8 +238,15 @@ mod tests {
         };
         let t0 = Timestamp::from_second(1_000).unwrap();
         let t1 = Timestamp::from_second(2_000).unwrap();
-        let s0 = node_status(&params(), &facts(), &up, None, t0);
-        let s1 = node_status(&params(), &facts(), &up, Some(&s0), t1);
+        let s0 = node_status(&params(), &facts(), &up, PressureState::default(), None, t0);
+        let s1 = node_status(
+            &params(),
+            &facts(),
+            &up,
+            PressureState::default(),
+            Some(&s0),
+            t1,
+        );
         let ready = |s: &NodeStatus| {
             s.conditions
                 .clone()
@@ -248,7 +279,14 @@ mod tests {
         let down = RuntimeHealth::Down {
             message: "refused".into(),
         };
-        let s2 = node_status(&params(), &facts(), &down, Some(&s1), t1);
+        let s2 = node_status(
+            &params(),
+            &facts(),
+            &down,
+            PressureState::default(),
+            Some(&s1),
+            t1,
+        );
         assert_eq!(ready(&s2).status, "False");
         assert_eq!(ready(&s2).last_transition_time, Some(Time(t1)));
         assert!(!same_ignoring_heartbeat(&s1, &s2));

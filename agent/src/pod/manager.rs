@@ -26,12 +26,13 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::worker::{run_pod_worker, PodUpdate, WorkerContext};
 use crate::cri::labels;
+use crate::node::evict::Eviction;
 
 /// How often finished workers are reaped and orphaned sandboxes looked for.
 pub const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(10);
@@ -61,6 +62,8 @@ pub struct PodManager {
     /// events for them do not start a new worker; cleared on `Delete`.
     finished: HashSet<String>,
     housekeeping_period: Duration,
+    /// Pods the eviction manager wants gone ([`crate::node::evict`]).
+    evictions: Option<mpsc::Receiver<Eviction>>,
 }
 
 impl PodManager {
@@ -72,7 +75,15 @@ impl PodManager {
             workers: HashMap::new(),
             finished: HashSet::new(),
             housekeeping_period: HOUSEKEEPING_PERIOD,
+            evictions: None,
         }
+    }
+
+    /// Takes eviction requests from `rx`: the pod's worker stops it and
+    /// marks it `Failed` with reason `Evicted`.
+    pub fn with_evictions(mut self, rx: mpsc::Receiver<Eviction>) -> Self {
+        self.evictions = Some(rx);
+        self
     }
 
     /// Sets how often housekeeping runs (tests use a short period).
@@ -91,10 +102,17 @@ impl PodManager {
         let mut housekeeping = tokio::time::interval(self.housekeeping_period);
         let mut relist: Option<HashSet<String>> = None;
         let mut synced = false;
+        let mut evictions = self.evictions.take();
         tokio::pin!(shutdown);
         let result = loop {
             tokio::select! {
                 _ = &mut shutdown => break Ok(()),
+                Some(e) = async {
+                    match evictions.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.evict(e),
                 event = events.next() => match event {
                     None => break Err(PodManagerError::WatchEnded),
                     Some(Err(e)) => warn!("pod watch: {e}"),
@@ -145,12 +163,15 @@ impl PodManager {
         let Some(uid) = pod.metadata.uid.clone() else {
             return;
         };
-        let update = PodUpdate {
+        let mut update = PodUpdate {
             pod: Arc::new(pod),
             removed: false,
+            eviction: None,
         };
         if let Some(w) = self.workers.get(&uid) {
             if !w.task.is_finished() {
+                // An eviction outlives newer objects of the pod.
+                update.eviction = w.updates.borrow().eviction.clone();
                 w.updates.send_replace(update);
                 return;
             }
@@ -170,7 +191,23 @@ impl PodManager {
             Some(p) => Arc::new(p),
             None => w.updates.borrow().pod.clone(),
         };
-        w.updates.send_replace(PodUpdate { pod, removed: true });
+        let eviction = w.updates.borrow().eviction.clone();
+        w.updates.send_replace(PodUpdate {
+            pod,
+            removed: true,
+            eviction,
+        });
+    }
+
+    /// Hands an eviction to the pod's worker.
+    fn evict(&mut self, e: Eviction) {
+        match self.workers.get(&e.uid) {
+            Some(w) if !w.task.is_finished() => {
+                w.updates
+                    .send_modify(|u| u.eviction = Some(Arc::from(e.message)));
+            }
+            _ => debug!(uid = %e.uid, "eviction of a pod without a worker ignored"),
+        }
     }
 
     fn spawn(&mut self, uid: String, update: PodUpdate) {
@@ -234,6 +271,7 @@ impl PodManager {
                 PodUpdate {
                     pod: Arc::new(pod),
                     removed: true,
+                    eviction: None,
                 },
             );
         }

@@ -58,6 +58,9 @@ pub struct PodUpdate {
     pub pod: Arc<Pod>,
     /// The object is gone from the API server.
     pub removed: bool,
+    /// The eviction manager evicted the pod, with this status message: it
+    /// is stopped and reported `Failed` with reason `Evicted`.
+    pub eviction: Option<Arc<str>>,
 }
 
 /// What every worker shares.
@@ -98,6 +101,8 @@ pub(super) struct Memory {
     pub(super) sources: SourceCache,
     /// Projected volume payloads last written.
     pub(super) volumes: volumes::Written,
+    /// The eviction message, once the pod was evicted.
+    pub(super) eviction: Option<Arc<str>>,
 }
 
 impl Memory {
@@ -175,6 +180,20 @@ pub async fn run_pod_worker(ctx: Arc<WorkerContext>, mut updates: watch::Receive
                         }
                     }
                 }
+                if mem.eviction.is_none() && update.eviction.is_some() {
+                    info!(pod = %pod_ref.name, ns = %pod_ref.namespace, "pod evicted");
+                    mem.eviction = update.eviction.clone();
+                }
+                // An evicted pod is synced as the Failed pod it is about to
+                // be: its sandbox stops and it is never restarted.
+                let evicted;
+                let pod = match &mem.eviction {
+                    Some(_) if !super::plan::is_terminal_phase(pod) => {
+                        evicted = as_failed(pod);
+                        &evicted
+                    }
+                    _ => pod,
+                };
                 let result = sync_pod(&ctx, pod, &pod_ref, &mut mem).await;
                 if !matches!(result, Ok(true)) {
                     first_start = false;
@@ -486,6 +505,12 @@ async fn write_status(
         kill_messages: &mem.kill_messages,
         now: Timestamp::now(),
     });
+    let status = match &mem.eviction {
+        Some(message) => {
+            evicted_status(status, message, mem.last_status.as_ref(), Timestamp::now())
+        }
+        None => status,
+    };
     if mem.last_status.as_ref() == Some(&status) {
         return Ok(());
     }
@@ -496,6 +521,44 @@ async fn write_status(
     debug!(pod = %r.name, phase = ?status.phase, "status written");
     mem.last_status = Some(status);
     Ok(())
+}
+
+/// `pod` with its phase set to `Failed`.
+fn as_failed(pod: &Pod) -> Pod {
+    let mut p = pod.clone();
+    p.status.get_or_insert_with(Default::default).phase = Some("Failed".into());
+    p
+}
+
+/// What kubelet reports for a pod it evicted: phase `Failed`, reason
+/// `Evicted`, the eviction manager's message, and the `DisruptionTarget`
+/// condition (reason `TerminationByKubelet`).
+pub(super) fn evicted_status(
+    mut status: PodStatus,
+    message: &str,
+    prev: Option<&PodStatus>,
+    now: Timestamp,
+) -> PodStatus {
+    status.phase = Some("Failed".into());
+    status.reason = Some("Evicted".into());
+    status.message = Some(message.to_string());
+    // The condition written first stays, so its transition time is stable.
+    let condition = prev
+        .and_then(|p| p.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "DisruptionTarget"))
+        .cloned()
+        .unwrap_or_else(|| k8s_openapi::api::core::v1::PodCondition {
+            type_: "DisruptionTarget".into(),
+            status: "True".into(),
+            reason: Some("TerminationByKubelet".into()),
+            message: Some(message.to_string()),
+            last_transition_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
+            ..Default::default()
+        });
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    conditions.retain(|c| c.type_ != "DisruptionTarget");
+    conditions.push(condition);
+    status
 }
 
 /// Kill everything in CRI, then (for a graceful API deletion) make the final

@@ -39,7 +39,20 @@ pub struct AgentOptions {
     #[arg(long, default_value_t = skiff_agent::config::DEFAULT_MAX_PARALLEL_POD_STARTS as u16,
           value_parser = clap::value_parser!(u16).range(1..))]
     max_parallel_pod_starts: u16,
+    /// Hard eviction thresholds, kubelet's syntax: the agent evicts pods
+    /// while `memory.available` (MemAvailable) or `nodefs.available` (free
+    /// space of the data dir's file system) is below them; "" never evicts.
+    #[arg(long, default_value = skiff_agent::node::eviction::DEFAULT_EVICTION_HARD,
+          value_parser = skiff_agent::node::eviction::parse_thresholds)]
+    eviction_hard: EvictionThresholds,
+    /// How long MemoryPressure/DiskPressure stay true after their threshold
+    /// was last met, in seconds.
+    #[arg(long, default_value_t = 300)]
+    eviction_pressure_transition_secs: u64,
 }
+
+/// `--eviction-hard`, parsed (clap needs one type per argument).
+type EvictionThresholds = Vec<skiff_agent::node::eviction::Threshold>;
 
 impl AgentOptions {
     pub fn into_config(
@@ -68,6 +81,10 @@ impl AgentOptions {
             cluster_dns: !self.no_cluster_dns,
             pod_cidr_wait: skiff_agent::config::DEFAULT_POD_CIDR_WAIT,
             max_parallel_pod_starts: usize::from(self.max_parallel_pod_starts),
+            eviction_hard: self.eviction_hard,
+            eviction_pressure_transition_period: std::time::Duration::from_secs(
+                self.eviction_pressure_transition_secs,
+            ),
         })
     }
 }

@@ -1,0 +1,158 @@
+//! Node-pressure eviction on a real node (`skiff server` with its embedded
+//! agent, containerd, runc, the stock kubectl): with a `memory.available`
+//! threshold just under what the host has free, a BestEffort pod that takes
+//! 3 GB puts the node under memory pressure; the agent reports
+//! `MemoryPressure`, evicts that pod (phase Failed, reason Evicted,
+//! kubelet's message, the `DisruptionTarget` condition) and stops its
+//! containers, leaves the Guaranteed pod that stays under its request
+//! alone, and clears the condition after the transition period.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+use skiff_tests::{tail, wait_until, Cluster, ClusterOptions, Kubectl};
+
+/// Pod CIDR `10.199.97.0/24`.
+const SUBNET: u8 = 97;
+
+const KEEP: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: keep
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: keep
+    image: skiff.local/busybox:1
+    command: ["sleep", "3600"]
+    resources:
+      requests: {cpu: 10m, memory: 32Mi}
+      limits: {cpu: 10m, memory: 32Mi}
+"#;
+
+/// dd fills a 3000M buffer, then blocks writing it to a pipe nobody reads:
+/// it holds the memory without burning cpu.
+const HOG: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: hog
+    image: skiff.local/busybox:1
+    command: ["sh", "-c", "dd if=/dev/zero bs=3000M count=1 | sleep 3600"]
+"#;
+
+fn mem_available() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|kib| kib * 1024)
+        .expect("MemAvailable in /proc/meminfo")
+}
+
+fn get(k: &Kubectl, args: &[&str]) -> Value {
+    k.json(args).unwrap_or(Value::Null)
+}
+
+fn condition<'a>(obj: &'a Value, kind: &str) -> &'a Value {
+    obj["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+        .unwrap_or(&Value::Null)
+}
+
+#[test]
+fn memory_pressure_evicts_the_pod_above_its_request() -> anyhow::Result<()> {
+    // 1 GiB below what is free now: the 3000M pod crosses it, the rest of
+    // the machine's noise (in either direction) does not.
+    let threshold = mem_available().saturating_sub(1 << 30);
+    let flag = format!("memory.available<{threshold}");
+    let cluster = Cluster::start_with_args(
+        ClusterOptions { subnet: SUBNET },
+        &[
+            "--eviction-hard",
+            &flag,
+            "--eviction-pressure-transition-secs",
+            "10",
+        ],
+    )?;
+    let result = run(&cluster);
+    if result.is_err() {
+        eprintln!("--- server log ---\n{}", tail(&cluster.server_log(), 150));
+    }
+    result
+}
+
+fn run(cluster: &Cluster) -> anyhow::Result<()> {
+    let k = cluster.kube();
+    let node = cluster.node_name();
+    k.apply(KEEP)?;
+    wait_until(Duration::from_secs(120), || {
+        Ok(get(&k, &["get", "pod", "keep"])["status"]["phase"] == "Running")
+    })
+    .context("waiting for keep to run")?;
+    let started = Instant::now();
+    k.apply(HOG)?;
+    let mut saw_pressure = false;
+    wait_until(Duration::from_secs(180), || {
+        let n = get(&k, &["get", "node", &node]);
+        saw_pressure |= condition(&n, "MemoryPressure")["status"] == "True";
+        Ok(get(&k, &["get", "pod", "hog"])["status"]["phase"] == "Failed")
+    })
+    .context("waiting for hog to be evicted")?;
+    eprintln!("hog created → evicted: {:?}", started.elapsed());
+    let hog = get(&k, &["get", "pod", "hog"]);
+    assert_eq!(hog["status"]["reason"], "Evicted", "{hog}");
+    let message = hog["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("The node was low on resource: memory. Threshold quantity: ")
+            && message.contains("Container hog was using ")
+            && message.contains("request is 0, has larger consumption of memory."),
+        "{message}"
+    );
+    let target = condition(&hog, "DisruptionTarget");
+    assert_eq!(target["status"], "True", "{hog}");
+    assert_eq!(target["reason"], "TerminationByKubelet", "{hog}");
+    // The Guaranteed pod under its request was not the one chosen.
+    let keep = get(&k, &["get", "pod", "keep"]);
+    assert_eq!(keep["status"]["phase"], "Running", "{keep}");
+    // `kubectl describe` shows the reason and message.
+    let described = k.ok(&["describe", "pod", "hog"])?;
+    assert!(
+        described.contains("Evicted")
+            && described.contains("The node was low on resource: memory."),
+        "{described}"
+    );
+
+    // Its container is stopped (the memory comes back).
+    wait_until(Duration::from_secs(60), || {
+        let p = get(&k, &["get", "pod", "hog"]);
+        Ok(!p["status"]["containerStatuses"][0]["state"]["terminated"].is_null())
+    })
+    .context("waiting for hog's container to stop")?;
+    // The node said so while it lasted, and clears it after the transition
+    // period once the threshold is no longer met.
+    wait_until(Duration::from_secs(90), || {
+        let n = get(&k, &["get", "node", &node]);
+        let status = &condition(&n, "MemoryPressure")["status"];
+        saw_pressure |= status == "True";
+        Ok(saw_pressure && status == "False")
+    })
+    .with_context(|| {
+        format!(
+            "waiting for MemoryPressure to clear (MemAvailable now {} MiB)",
+            mem_available() >> 20
+        )
+    })?;
+    Ok(())
+}
