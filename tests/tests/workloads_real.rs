@@ -53,6 +53,12 @@ fn is_ready(pod: &Value) -> bool {
         })
 }
 
+/// Whether a pod (as JSON) still counts against a Job's parallelism.
+fn is_active(pod: &Value) -> bool {
+    let phase = &pod["status"]["phase"];
+    pod["metadata"]["deletionTimestamp"].is_null() && phase != "Succeeded" && phase != "Failed"
+}
+
 fn condition<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
     obj["status"]["conditions"]
         .as_array()?
@@ -134,15 +140,16 @@ spec:
           periodSeconds: 1
 "#;
 
-/// (seconds since [`ReadyWatch::arm`], ready count) at every change.
+/// (seconds since [`PodWatch::arm`], count) at every change.
 type Timeline = Vec<(f64, usize)>;
 
-/// The ready count of a set of pods as a `kubectl get --watch` reports it,
-/// and the lowest count seen since [`ReadyWatch::arm`].
-#[derive(Default)]
+/// How many of a set of pods match a predicate, as a `kubectl get --watch`
+/// reports them, and the extremes of that count since [`PodWatch::arm`].
 struct Tally {
-    ready: BTreeMap<String, bool>,
-    min: Option<usize>,
+    counts: fn(&Value) -> bool,
+    matching: BTreeMap<String, bool>,
+    min: usize,
+    max: usize,
     events: usize,
     timeline: Timeline,
     armed_at: Option<Instant>,
@@ -151,7 +158,7 @@ struct Tally {
 
 impl Tally {
     fn count(&self) -> usize {
-        self.ready.values().filter(|r| **r).count()
+        self.matching.values().filter(|m| **m).count()
     }
 
     fn apply(&mut self, event: &Value) {
@@ -162,13 +169,14 @@ impl Tally {
             .to_string();
         let before = self.count();
         if event["type"] == "DELETED" {
-            self.ready.remove(&name);
+            self.matching.remove(&name);
         } else {
-            self.ready.insert(name, is_ready(&event["object"]));
+            self.matching.insert(name, (self.counts)(&event["object"]));
         }
         let now = self.count();
         if let Some(at) = self.armed_at {
-            self.min = Some(self.min.map_or(now, |m| m.min(now)));
+            self.min = self.min.min(now);
+            self.max = self.max.max(now);
             if now != before {
                 self.timeline.push((at.elapsed().as_secs_f64(), now));
             }
@@ -176,17 +184,25 @@ impl Tally {
     }
 }
 
+/// What a [`PodWatch`] saw between `arm` and `result`.
+struct Seen {
+    min: usize,
+    max: usize,
+    events: usize,
+    timeline: Timeline,
+}
+
 /// A `kubectl get pods -l SELECTOR --watch --output-watch-events -o json`
 /// running in the background, every event folded into a [`Tally`]. The
-/// watch sees every change of every pod, so the minimum is exact rather
+/// watch sees every change of every pod, so the extremes are exact rather
 /// than sampled. The kubectl process is killed (by its pid) on drop.
-struct ReadyWatch {
+struct PodWatch {
     child: Child,
     tally: Arc<Mutex<Tally>>,
 }
 
-impl ReadyWatch {
-    fn start(k: &Kubectl, selector: &str) -> anyhow::Result<ReadyWatch> {
+impl PodWatch {
+    fn start(k: &Kubectl, selector: &str, counts: fn(&Value) -> bool) -> anyhow::Result<PodWatch> {
         let mut child = Command::new("kubectl")
             .env("KUBECONFIG", &k.kubeconfig)
             .args([
@@ -205,7 +221,16 @@ impl ReadyWatch {
             .spawn()
             .context("starting kubectl get --watch")?;
         let stdout = child.stdout.take().context("kubectl stdout")?;
-        let tally = Arc::new(Mutex::new(Tally::default()));
+        let tally = Arc::new(Mutex::new(Tally {
+            counts,
+            matching: BTreeMap::new(),
+            min: 0,
+            max: 0,
+            events: 0,
+            timeline: Vec::new(),
+            armed_at: None,
+            ended: None,
+        }));
         let shared = tally.clone();
         std::thread::spawn(move || {
             let stream = serde_json::Deserializer::from_reader(BufReader::new(stdout));
@@ -220,22 +245,25 @@ impl ReadyWatch {
             }
             shared.lock().unwrap().ended = Some("the watch ended".into());
         });
-        Ok(ReadyWatch { child, tally })
+        let watch = PodWatch { child, tally };
+        watch.arm();
+        Ok(watch)
     }
 
     fn count(&self) -> usize {
         self.tally.lock().unwrap().count()
     }
 
-    /// Starts recording the minimum from the current count on.
+    /// Records the extremes from the current count on (`start` arms too).
     fn arm(&self) {
         let mut t = self.tally.lock().unwrap();
         t.armed_at = Some(Instant::now());
-        t.min = Some(t.count());
+        t.timeline.clear();
+        (t.min, t.max) = (t.count(), t.count());
     }
 
-    /// Lowest ready count since `arm`, the number of events, the timeline.
-    fn result(&mut self) -> anyhow::Result<(usize, usize, Timeline)> {
+    /// What the watch saw since `arm`; an error if it stopped early.
+    fn result(&mut self) -> anyhow::Result<Seen> {
         let t = self.tally.lock().unwrap();
         if let Some(why) = &t.ended {
             let mut err = String::new();
@@ -245,11 +273,16 @@ impl ReadyWatch {
             }
             bail!("the pod watch stopped early ({why}): {err}");
         }
-        Ok((t.min.unwrap_or(0), t.events, t.timeline.clone()))
+        Ok(Seen {
+            min: t.min,
+            max: t.max,
+            events: t.events,
+            timeline: t.timeline.clone(),
+        })
     }
 }
 
-impl Drop for ReadyWatch {
+impl Drop for PodWatch {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -278,7 +311,7 @@ fn live_roll_values(k: &Kubectl) -> anyhow::Result<Vec<(String, bool)>> {
 #[test]
 fn deployment_rolls_with_readiness_and_undo_restores_the_template() -> anyhow::Result<()> {
     on_cluster(SUBNET_DEPLOYMENT, |k| {
-        let mut watch = ReadyWatch::start(k, "app=roll")?;
+        let mut watch = PodWatch::start(k, "app=roll", is_ready)?;
         let t = Instant::now();
         k.apply(ROLL_MANIFEST)?;
         k.ok(&["rollout", "status", "deployment/roll", "--timeout=180s"])?;
@@ -299,7 +332,12 @@ fn deployment_rolls_with_readiness_and_undo_restores_the_template() -> anyhow::R
             let pods = live_roll_values(k)?;
             Ok(pods.len() == 4 && pods.iter().all(|(roll, ready)| roll == "2" && *ready))
         })?;
-        let (min, events, timeline) = watch.result()?;
+        let Seen {
+            min,
+            events,
+            timeline,
+            ..
+        } = watch.result()?;
         // The probe gated readiness: no new pod was Ready before its
         // container's `sleep 2` ended (times have second resolution).
         for p in items(&k.json(&["get", "pods", "-l", "app=roll"])?) {
@@ -437,6 +475,7 @@ fn wait_job(k: &Kubectl, name: &str, kind: &str) -> anyhow::Result<Value> {
 #[test]
 fn jobs_complete_fail_and_index_on_a_real_node() -> anyhow::Result<()> {
     on_cluster(SUBNET_JOB, |k| {
+        let mut active = PodWatch::start(k, "job-name=ok", is_active)?;
         let t = Instant::now();
         k.apply(JOBS_MANIFEST)?;
 
@@ -449,6 +488,12 @@ fn jobs_complete_fail_and_index_on_a_real_node() -> anyhow::Result<()> {
         let pods = items(&k.json(&["get", "pods", "-l", "job-name=ok"])?);
         assert_eq!(pods.len(), 3, "one pod per completion: {pods:?}");
         assert!(pods.iter().all(|p| p["status"]["phase"] == "Succeeded"));
+        let seen = active.result()?;
+        assert_eq!(
+            seen.max, 2,
+            "active pods never beyond parallelism 2: {:?}",
+            seen.timeline
+        );
 
         let idx = wait_job(k, "idx", "Complete")?;
         eprintln!("job idx (Indexed, 3) Complete: {:?}", t.elapsed());
@@ -475,9 +520,31 @@ fn jobs_complete_fail_and_index_on_a_real_node() -> anyhow::Result<()> {
         assert_eq!(reason, "BackoffLimitExceeded", "{fail}");
         assert_eq!(fail["status"]["failed"], 2, "{fail}");
         assert!(fail["status"]["succeeded"].as_i64().unwrap_or(0) == 0);
-        let pods = items(&k.json(&["get", "pods", "-l", "job-name=fail"])?);
+        let mut pods = items(&k.json(&["get", "pods", "-l", "job-name=fail"])?);
         assert_eq!(pods.len(), 2, "{pods:?}");
         assert!(pods.iter().all(|p| p["status"]["phase"] == "Failed"));
+        // The retry waited out the 10 s pod-failure back-off.
+        let time_of = |p: &Value, path: &str| {
+            seconds_since_epoch(p.pointer(path).and_then(Value::as_str).unwrap_or("?"))
+        };
+        pods.sort_by_key(|p| {
+            p["metadata"]["creationTimestamp"]
+                .as_str()
+                .map(str::to_string)
+        });
+        let failed_at = time_of(
+            &pods[0],
+            "/status/containerStatuses/0/state/terminated/finishedAt",
+        )?;
+        let retried_at = time_of(&pods[1], "/metadata/creationTimestamp")?;
+        eprintln!(
+            "job fail: retry created {} s after the first pod failed",
+            retried_at - failed_at
+        );
+        assert!(
+            retried_at - failed_at >= 9,
+            "no back-off before the retry: {pods:?}"
+        );
         Ok(())
     })
 }
