@@ -479,6 +479,13 @@ fn jobs_complete_fail_and_index_on_a_real_node() -> anyhow::Result<()> {
         let t = Instant::now();
         k.apply(JOBS_MANIFEST)?;
 
+        // kubectl's own wait, then the same through the API.
+        k.ok(&[
+            "wait",
+            "--for=condition=complete",
+            "job/ok",
+            "--timeout=150s",
+        ])?;
         let ok = wait_job(k, "ok", "Complete")?;
         eprintln!(
             "job ok (3 completions, parallelism 2) Complete: {:?}",
@@ -514,6 +521,12 @@ fn jobs_complete_fail_and_index_on_a_real_node() -> anyhow::Result<()> {
 
         // backoffLimit 1: the second failed pod fails the Job (after the
         // controller's 10 s back-off before the retry).
+        k.ok(&[
+            "wait",
+            "--for=condition=failed",
+            "job/fail",
+            "--timeout=150s",
+        ])?;
         let fail = wait_job(k, "fail", "Failed")?;
         eprintln!("job fail (backoffLimit 1) Failed: {:?}", t.elapsed());
         let reason = &condition(&fail, "Failed").context("Failed condition")?["reason"];
@@ -652,6 +665,24 @@ fn cronjob_runs_on_the_minute_and_keeps_its_history_limit() -> anyhow::Result<()
             !cj["status"]["lastSuccessfulTime"].is_null()
                 && !cj["status"]["lastScheduleTime"].is_null(),
             "{cj}"
+        );
+
+        // `kubectl create job --from=cronjob/...` runs the template now.
+        k.ok(&["create", "job", "--from=cronjob/tick", "now"])?;
+        k.ok(&[
+            "wait",
+            "--for=condition=complete",
+            "job/now",
+            "--timeout=120s",
+        ])?;
+        let now = k.json(&["get", "job", "now"])?;
+        assert_eq!(
+            now["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
+            "manual"
+        );
+        assert_eq!(
+            now["metadata"]["ownerReferences"][0]["name"], "tick",
+            "{now}"
         );
         Ok(())
     })
