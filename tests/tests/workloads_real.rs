@@ -390,8 +390,37 @@ fn deployment_rolls_with_readiness_and_undo_restores_the_template() -> anyhow::R
         let rev3 = k.ok(&["rollout", "history", "deployment/roll", "--revision=3"])?;
         assert!(rev3.contains("ROLL:\t1"), "revision 3: {rev3}");
         // The old ReplicaSet was reused, not copied: still two of them.
+        // It carries revision 3 and remembers it was revision 1; the other
+        // is scaled to zero.
         let rss = k.json(&["get", "replicasets", "-l", "app=roll"])?;
         assert_eq!(items(&rss).len(), 2, "replicasets: {rss}");
+        let annotations = |rs: &Value, key: &str| {
+            rs["metadata"]["annotations"][key]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (live, old): (Vec<Value>, Vec<Value>) = items(&rss)
+            .into_iter()
+            .partition(|rs| rs["spec"]["replicas"] == 4);
+        assert_eq!((live.len(), old.len()), (1, 1), "replicasets: {rss}");
+        assert_eq!(old[0]["spec"]["replicas"], 0, "{rss}");
+        assert_eq!(
+            annotations(&live[0], "deployment.kubernetes.io/revision"),
+            "3"
+        );
+        assert_eq!(
+            annotations(&live[0], "deployment.kubernetes.io/revision-history"),
+            "1"
+        );
+        let d = k.json(&["get", "deployment", "roll"])?;
+        let progressing = condition(&d, "Progressing").context("Progressing")?;
+        assert_eq!(progressing["reason"], "NewReplicaSetAvailable", "{d}");
+        assert!(condition(&d, "Available").is_some(), "{d}");
+        assert_eq!(
+            d["status"]["observedGeneration"],
+            d["metadata"]["generation"]
+        );
         Ok(())
     })
 }
