@@ -838,6 +838,10 @@ fn hpa_scales_a_cpu_burner_up_and_back_down() -> anyhow::Result<()> {
         eprintln!("autoscale → 3 replicas (max): {:?}", t.elapsed());
         let described = k.ok(&["describe", "hpa", "burn"])?;
         assert!(described.contains("SuccessfulRescale"), "{described}");
+        // kubectl get's TARGETS column (a server-side table) shows the figure.
+        let row = k.ok(&["get", "hpa", "burn", "--no-headers"])?;
+        eprintln!("kubectl get hpa: {}", row.trim());
+        assert!(row.contains("%/50%"), "kubectl get hpa: {row}");
 
         // Stop the burn: the new pods sleep, utilization falls, and after
         // the short stabilization window the HPA scales back to 1.
