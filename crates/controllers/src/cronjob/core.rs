@@ -308,6 +308,22 @@ fn show(ms: i64, tz: &TimeZone) -> String {
         .unwrap_or_default()
 }
 
+/// `t` in the zone `tz` as Go's `time.RFC3339` writes it, the format of the
+/// scheduled-timestamp annotation: a zero offset is `Z`, as in
+/// `2026-01-01T14:00:00Z` (clients parse it as Go does; `+00:00` differs
+/// from what Kubernetes writes), any other is `-05:00`.
+fn rfc3339_in(t: Timestamp, tz: &TimeZone) -> String {
+    let zoned = t.to_zoned(tz.clone());
+    let offset = if zoned.offset().seconds() == 0 {
+        "Z"
+    } else {
+        "%:z"
+    };
+    zoned
+        .strftime(&format!("%Y-%m-%dT%H:%M:%S{offset}"))
+        .to_string()
+}
+
 /// The Job for a scheduled time (`getJobFromTemplate2`): the template's
 /// labels, annotations and spec, the scheduled-timestamp annotation, and a
 /// controller reference to the CronJob.
@@ -318,12 +334,7 @@ pub fn job_from_template(cj: &CronJob, scheduled_ms: i64, tz: &TimeZone) -> Job 
         .and_then(|m| m.annotations.clone())
         .unwrap_or_default();
     if let Ok(t) = Timestamp::from_millisecond(scheduled_ms) {
-        annotations.insert(
-            SCHEDULED_TIMESTAMP_ANNOTATION.into(),
-            t.to_zoned(tz.clone())
-                .strftime("%Y-%m-%dT%H:%M:%S%:z")
-                .to_string(),
-        );
+        annotations.insert(SCHEDULED_TIMESTAMP_ANNOTATION.into(), rfc3339_in(t, tz));
     }
     Job {
         metadata: ObjectMeta {

@@ -262,3 +262,13 @@ fn time_zone_decides_the_scheduled_instant() {
     assert_eq!(job.metadata.owner_references.unwrap()[0].kind, "CronJob");
     let _ = Timestamp::UNIX_EPOCH;
 }
+
+#[test]
+fn scheduled_timestamp_in_utc_ends_in_z_as_go_writes_it() {
+    // Kubernetes formats the annotation with Go's time.RFC3339, which
+    // writes a zero offset as `Z`; the e2e CronJob test found `+00:00`.
+    let cj = cronjob("*/1 * * * *", |_, _| {});
+    let job = job_from_template(&cj, at(14 * 60, 0), &TimeZone::UTC);
+    let ann = job.metadata.annotations.unwrap();
+    assert_eq!(ann[SCHEDULED_TIMESTAMP_ANNOTATION], "2026-01-01T14:00:00Z");
+}
