@@ -54,6 +54,8 @@ pub struct AgentConfig {
     /// How long a pressure condition stays after its threshold was last
     /// met (`--eviction-pressure-transition-period`).
     pub eviction_pressure_transition_period: std::time::Duration,
+    /// When unused images are removed ([`crate::node::image_gc`]).
+    pub image_gc: crate::node::image_gc::ImageGcPolicy,
 }
 
 /// Pods started at once by default. With every pod of a burst in flight,
@@ -98,6 +100,7 @@ impl AgentConfig {
             eviction_hard: default_eviction_hard(),
             eviction_pressure_transition_period:
                 crate::node::eviction::DEFAULT_PRESSURE_TRANSITION_PERIOD,
+            image_gc: Default::default(),
         }
     }
 

@@ -23,7 +23,7 @@
 //! | [`bootstrap`] | token → pinned CA → `kube::Client` |
 //! | [`cri`] | CRI traits, the tonic client, the fake |
 //! | [`pod`] | pod lifecycle, the pure planner and status, the workers |
-//! | [`node`] | Node registration, status, Lease heartbeat, node-pressure eviction ([`node::eviction`], [`node::evict`]) |
+//! | [`node`] | Node registration, status, Lease heartbeat, node-pressure eviction ([`node::eviction`], [`node::evict`]), image GC ([`node::image_gc`]) |
 //! | [`server`], [`logs`], [`tls`] | the HTTPS endpoint and CRI log reading |
 //! | [`stats`] | `/stats/summary`: node and container cpu/memory for `kubectl top` |
 //! | [`stream`] | exec/attach/port-forward: WebSocket ↔ SPDY to the runtime's streaming server |
@@ -85,8 +85,8 @@
 //!   pull fails (no registry on edge nodes); kubelet would fail.
 //! - Node-pressure eviction knows the hard thresholds on `memory.available`
 //!   and `nodefs.available` only: no soft thresholds, no `imagefs`, inode
-//!   or pid signals, no image or dead-container garbage collection to
-//!   reclaim first, and no `Evicted` event. An evicted pod is stopped at
+//!   or pid signals, no reclaiming by image garbage collection before
+//!   evicting (image GC runs on its own period), and no `Evicted` event. An evicted pod is stopped at
 //!   once (grace 0, as kubelet's hard eviction) and stays `Failed`.
 //! - Log files are not rotated.
 //! - The node does not set `spec.podCIDR`; it uses the configured CIDR until

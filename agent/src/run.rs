@@ -320,6 +320,14 @@ async fn run_with_runtime(
             pressure_tx,
             evict_tx,
         ));
+        let image_gc = tokio::spawn(node::image_gc::image_gc_loop(
+            cri.clone(),
+            node::image_gc::ImageGcParams {
+                data_dir: data.clone(),
+                node_name: config.node_name.clone(),
+                policy: config.image_gc,
+            },
+        ));
         let node_status = tokio::spawn(node::status_loop(
             client.clone(),
             cri.clone(),
@@ -352,6 +360,7 @@ async fn run_with_runtime(
         }
         lease.abort();
         eviction.abort();
+        image_gc.abort();
         sweeper.abort();
         node_status.abort();
         network.abort();

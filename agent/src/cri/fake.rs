@@ -403,4 +403,31 @@ impl ImageService for FakeRuntime {
             ),
         })
     }
+
+    async fn list_images(&self) -> CriResult<Vec<cri::Image>> {
+        let s = self.lock();
+        let mut images: Vec<cri::Image> = s
+            .images
+            .iter()
+            .map(|i| cri::Image {
+                id: format!("sha256:{i}"),
+                repo_tags: vec![i.clone()],
+                size: 1 << 20,
+                ..Default::default()
+            })
+            .collect();
+        images.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(images)
+    }
+
+    async fn remove_image(&self, image_id: &str) -> CriResult<()> {
+        let mut s = self.lock();
+        self.record(&mut s, format!("RemoveImage {image_id}"));
+        let name = image_id
+            .strip_prefix("sha256:")
+            .unwrap_or(image_id)
+            .to_string();
+        s.images.remove(&name);
+        Ok(())
+    }
 }

@@ -223,6 +223,11 @@ pub trait ImageService: Send + Sync {
         image: &str,
         sandbox_config: Option<cri::PodSandboxConfig>,
     ) -> CriResult<String>;
+    /// `ListImages`: every image present.
+    async fn list_images(&self) -> CriResult<Vec<cri::Image>>;
+    /// `RemoveImage` by id (all its tags go); removing an absent image is
+    /// not an error.
+    async fn remove_image(&self, image_id: &str) -> CriResult<()>;
 }
 
 /// A whole runtime: both services. Implemented for every type that has both.

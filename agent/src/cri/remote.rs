@@ -307,4 +307,27 @@ impl ImageService for RemoteRuntime {
             .await)?
         .image_ref)
     }
+
+    async fn list_images(&self) -> CriResult<Vec<cri::Image>> {
+        Ok(ok(self
+            .image
+            .clone()
+            .list_images(cri::ListImagesRequest { filter: None })
+            .await)?
+        .images)
+    }
+
+    async fn remove_image(&self, image_id: &str) -> CriResult<()> {
+        ok(self
+            .image
+            .clone()
+            .remove_image(cri::RemoveImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: image_id.into(),
+                    ..Default::default()
+                }),
+            })
+            .await)?;
+        Ok(())
+    }
 }

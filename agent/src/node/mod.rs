@@ -8,6 +8,7 @@
 pub mod evict;
 pub mod eviction;
 pub mod facts;
+pub mod image_gc;
 pub mod lease;
 pub mod status;
 

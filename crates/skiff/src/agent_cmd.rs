@@ -49,6 +49,19 @@ pub struct AgentOptions {
     /// was last met, in seconds.
     #[arg(long, default_value_t = 300)]
     eviction_pressure_transition_secs: u64,
+    /// Remove unused images when the data dir's file system is at least
+    /// this full (percent; 100 never).
+    #[arg(long, default_value_t = skiff_agent::node::image_gc::DEFAULT_HIGH_THRESHOLD_PERCENT)]
+    image_gc_high_threshold: u8,
+    /// ... down to this (percent).
+    #[arg(long, default_value_t = skiff_agent::node::image_gc::DEFAULT_LOW_THRESHOLD_PERCENT)]
+    image_gc_low_threshold: u8,
+    /// Images first seen less than this long ago (seconds) are kept.
+    #[arg(long, default_value_t = 120)]
+    image_minimum_gc_age_secs: u64,
+    /// Seconds between image garbage collection passes.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    image_gc_period_secs: u64,
 }
 
 /// `--eviction-hard`, parsed (clap needs one type per argument).
@@ -62,6 +75,13 @@ impl AgentOptions {
         ca_pem: Option<String>,
         data_dir: PathBuf,
     ) -> anyhow::Result<skiff_agent::AgentConfig> {
+        let image_gc = skiff_agent::node::image_gc::ImageGcPolicy {
+            high_percent: self.image_gc_high_threshold,
+            low_percent: self.image_gc_low_threshold,
+            min_age: std::time::Duration::from_secs(self.image_minimum_gc_age_secs),
+            period: std::time::Duration::from_secs(self.image_gc_period_secs),
+        };
+        image_gc.validate().map_err(anyhow::Error::msg)?;
         let node_name = match self.node_name {
             Some(n) => n,
             None => hostname_lowercase()?,
@@ -85,6 +105,7 @@ impl AgentOptions {
             eviction_pressure_transition_period: std::time::Duration::from_secs(
                 self.eviction_pressure_transition_secs,
             ),
+            image_gc,
         })
     }
 }

@@ -1,11 +1,16 @@
-//! Node-pressure eviction on a real node (`skiff server` with its embedded
-//! agent, containerd, runc, the stock kubectl): with a `memory.available`
+//! Node pressure on a real node (`skiff server` with its embedded agent,
+//! containerd, runc, the stock kubectl).
+//!
+//! Eviction: with a `memory.available`
 //! threshold just under what the host has free, a BestEffort pod that takes
 //! 3 GB puts the node under memory pressure; the agent reports
 //! `MemoryPressure`, evicts that pod (phase Failed, reason Evicted,
 //! kubelet's message, the `DisruptionTarget` condition) and stops its
 //! containers, leaves the Guaranteed pod that stays under its request
 //! alone, and clears the condition after the transition period.
+//!
+//! Image garbage collection: with thresholds that make any disk "full",
+//! unused images are removed through CRI and the pinned sandbox image stays.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +18,7 @@ use anyhow::Context;
 use serde_json::Value;
 use skiff_tests::{tail, wait_until, Cluster, ClusterOptions, Kubectl};
 
-/// Pod CIDR `10.199.97.0/24`.
+/// Pod CIDRs `10.199.97.0/24` and `10.199.98.0/24`.
 const SUBNET: u8 = 97;
 
 const KEEP: &str = r#"
@@ -155,4 +160,50 @@ fn run(cluster: &Cluster) -> anyhow::Result<()> {
         )
     })?;
     Ok(())
+}
+
+/// The image names containerd holds in the CRI namespace.
+fn images(cluster: &Cluster) -> anyhow::Result<String> {
+    let socket = cluster.data_dir().join("agent/containerd/containerd.sock");
+    let out = std::process::Command::new("ctr")
+        .arg("--address")
+        .arg(&socket)
+        .args(["-n", "k8s.io", "images", "ls", "-q"])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ctr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn unused_images_are_collected_when_the_disk_is_full() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with_args(
+        ClusterOptions { subnet: SUBNET + 1 },
+        &[
+            "--image-gc-high-threshold",
+            "0",
+            "--image-gc-low-threshold",
+            "0",
+            "--image-minimum-gc-age-secs",
+            "0",
+            "--image-gc-period-secs",
+            "2",
+        ],
+    )?;
+    let result = (|| {
+        wait_until(Duration::from_secs(60), || {
+            Ok(!images(&cluster)?.contains("skiff.local/busybox:1"))
+        })
+        .context("waiting for the unused busybox image to be collected")?;
+        let left = images(&cluster)?;
+        assert!(left.contains("skiff.local/pause:1"), "{left}");
+        anyhow::Ok(())
+    })();
+    if result.is_err() {
+        eprintln!("--- server log ---\n{}", tail(&cluster.server_log(), 80));
+    }
+    result
 }
