@@ -26,6 +26,7 @@
 //! | [`node`] | Node registration, status, Lease heartbeat, node-pressure eviction ([`node::eviction`], [`node::evict`]), image GC ([`node::image_gc`]) |
 //! | [`server`], [`logs`], [`tls`] | the HTTPS endpoint and CRI log reading |
 //! | [`stats`] | `/stats/summary`: node and container cpu/memory for `kubectl top` |
+//! | [`metrics`] | `/metrics`: Prometheus counters (CRI operations, evictions, image GC) |
 //! | [`stream`] | exec/attach/port-forward: WebSocket ↔ SPDY to the runtime's streaming server |
 //! | [`run`](mod@run) | wiring: [`run()`], [`cleanup_all_pods`] |
 //! | [`containerd`], [`cni`], [`images`] | private containerd, CNI config, image import |
@@ -134,6 +135,7 @@ pub mod hollow;
 pub mod images;
 pub mod local_path;
 pub mod logs;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod pod;

@@ -257,6 +257,19 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Bod
                 }
             }
         }
+        (&Method::GET, ["metrics"]) => {
+            if !authorized(&state, &req) {
+                Err(RequestError::Unauthorized)
+            } else {
+                let body = crate::metrics::render_all(state.cri.as_ref(), &state.node_name).await;
+                let mut r = text(StatusCode::OK, body);
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                Ok(r)
+            }
+        }
         (&Method::GET | &Method::POST, ["portForward", ns, pod]) => {
             if !authorized(&state, &req) {
                 Err(RequestError::Unauthorized)

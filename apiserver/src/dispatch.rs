@@ -157,6 +157,14 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
             name: None,
             path: &uri_path,
         },
+        Route::NodeProxy { node, .. } => RequestAttributes {
+            verb: "get",
+            resource: find("", "v1", "nodes"),
+            subresource: Some("proxy"),
+            namespace: None,
+            name: Some(node),
+            path: &uri_path,
+        },
         _ => {
             attrs_verb = method.as_str().to_ascii_lowercase();
             RequestAttributes {
@@ -176,6 +184,13 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
         if crate::streams::is_stream(p) {
             return crate::streams::serve(state.clone(), req, p).await;
         }
+    }
+
+    if let Route::NodeProxy { node, path } = &route {
+        if method != Method::GET {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        return crate::logs::proxy_to_node(&state, node, path, req.uri().query()).await;
     }
 
     if !matches!(route, Route::Resource(_) | Route::Bindings { .. }) {

@@ -182,6 +182,39 @@ pub async fn serve(
     Ok(response::stream(200, "text/plain", rx))
 }
 
+/// Serves `GET /api/v1/nodes/<node>/proxy/<path>` (kubectl get --raw
+/// /api/v1/nodes/N/proxy/metrics): the agent's answer, streamed.
+pub async fn proxy_to_node(
+    state: &ApiState,
+    node: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let nodes = find("", "v1", "nodes").ok_or(ApiError::PathNotFound)?;
+    let stored = state
+        .registry
+        .get(nodes, None, node)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(crate::error::Target::new(nodes, node)))?;
+    let (host, port) = agent_address(&stored.obj).ok_or_else(|| {
+        ApiError::Internal(format!(
+            "node {node} has no InternalIP, ExternalIP or Hostname address"
+        ))
+    })?;
+    let mut agent_path = format!("/{path}");
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        agent_path.push('?');
+        agent_path.push_str(q);
+    }
+    let rx = fetch(&host, port, &agent_path, &state.node_token).await?;
+    let content_type = if path == "metrics" {
+        "text/plain; version=0.0.4"
+    } else {
+        "text/plain"
+    };
+    Ok(response::stream(200, content_type, rx))
+}
+
 /// Percent-encodes a query value (RFC 3986 unreserved characters kept).
 pub(crate) fn encode_component(v: &str) -> String {
     v.bytes()

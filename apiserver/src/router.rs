@@ -67,6 +67,14 @@ pub enum Route {
     },
     /// A resource, collection or object path.
     Resource(ResourcePath),
+    /// `/api/v1/nodes/<node>/proxy/<path>`: a GET passed to the node's
+    /// agent (its `/metrics`, `/healthz`, `/stats/summary`).
+    NodeProxy {
+        /// The node's name.
+        node: String,
+        /// The path on the agent, without the leading `/`.
+        path: String,
+    },
 }
 
 impl Route {
@@ -138,6 +146,12 @@ pub fn resource_route_in(
     };
     let namespaced_plural = |p: &str| find(p).filter(|r| r.namespaced);
     let (resource, namespace, name, sub) = match rest {
+        ["nodes", node, "proxy", path @ ..] if group.is_empty() && !watch_prefix => {
+            return Ok(Route::NodeProxy {
+                node: node.to_string(),
+                path: path.join("/"),
+            })
+        }
         ["namespaces", ns, "bindings"] if group.is_empty() && !watch_prefix => {
             return Ok(Route::Bindings {
                 namespace: ns.to_string(),

@@ -145,6 +145,23 @@ fn run(cluster: &Cluster) -> anyhow::Result<()> {
         Ok(!p["status"]["containerStatuses"][0]["state"]["terminated"].is_null())
     })
     .context("waiting for hog's container to stop")?;
+    // The agent counts it, as kubelet does, in its Prometheus metrics
+    // (through the API server's node proxy, as `kubectl get --raw` reads
+    // kubelet's).
+    let metrics = k.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{node}/proxy/metrics"),
+    ])?;
+    for line in [
+        "kubelet_evictions{eviction_signal=\"memory.available\"} 1",
+        "kubelet_runtime_operations_total{operation_type=\"run_podsandbox\"} ",
+        "# TYPE kubelet_runtime_operations_duration_seconds histogram",
+        "kubelet_running_pods ",
+        "process_resident_memory_bytes ",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    }
     // The node said so while it lasted, and clears it after the transition
     // period once the threshold is no longer met.
     wait_until(Duration::from_secs(90), || {

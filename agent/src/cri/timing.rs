@@ -1,7 +1,7 @@
 //! A tower layer under the CRI client that logs how long each call took.
 //!
 //! Kubelet exports the same figure as `kubelet_runtime_operations_duration_seconds`;
-//! here it is a `debug` event on target `skiff_agent::cri::timing` with the
+//! so does the agent ([`crate::metrics`]), and it is also a `debug` event on target `skiff_agent::cri::timing` with the
 //! gRPC method and its latency, so `RUST_LOG=skiff_agent::cri::timing=debug`
 //! shows where a pod's startup time goes (RunPodSandbox, CreateContainer, …).
 //! The time is measured until the response headers arrive, which for CRI's
@@ -18,9 +18,9 @@ use tower::Service;
 #[derive(Clone, Debug)]
 pub struct Timed<S>(pub S);
 
-impl<S, B> Service<http::Request<B>> for Timed<S>
+impl<S, B, RB> Service<http::Request<B>> for Timed<S>
 where
-    S: Service<http::Request<B>>,
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -39,10 +39,19 @@ where
         let call = self.0.call(req);
         Box::pin(async move {
             let result = call.await;
+            // A failed call is a transport error, or (gRPC errors are
+            // "trailers-only" responses) a non-zero grpc-status header.
+            let ok = result.as_ref().is_ok_and(|r| {
+                r.headers()
+                    .get("grpc-status")
+                    .is_none_or(|s| s.as_bytes() == b"0")
+            });
+            let took = start.elapsed();
+            crate::metrics::global().runtime_operation(&method, took, ok);
             tracing::debug!(
                 %method,
-                ms = start.elapsed().as_secs_f64() * 1000.0,
-                ok = result.is_ok(),
+                ms = took.as_secs_f64() * 1000.0,
+                ok,
                 "CRI call"
             );
             result

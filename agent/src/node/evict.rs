@@ -205,6 +205,7 @@ pub async fn eviction_loop(
         match pick(&client, cri.as_ref(), &params, first, &asked).await {
             Ok(Some(e)) => {
                 warn!(uid = %e.uid, message = %e.message, "evicting pod");
+                crate::metrics::global().eviction(first.signal.name());
                 asked.insert(e.uid.clone());
                 if evictions.send(e).await.is_err() {
                     return;

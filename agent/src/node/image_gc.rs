@@ -224,6 +224,7 @@ pub async fn collect(
             Err(e) => warn!(image = %id, "removing image: {e}"),
         }
     }
+    crate::metrics::global().images_collected(removed.len());
     Ok(removed)
 }
 
