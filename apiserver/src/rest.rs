@@ -344,7 +344,9 @@ pub(crate) async fn create_object(
     crate::apply_rest::track(ctx, res, None, &mut obj, false);
     let name = meta_str(&obj, "name").unwrap_or_default().to_string();
     namespace_exists(ctx, res, ns, &name).await?;
-    if ctx.dry_run()? {
+    let dry_run = ctx.dry_run()?;
+    crate::quota::admit(ctx, res, ns, &name, &obj, dry_run).await?;
+    if dry_run {
         return respond_object(ctx, 201, res, &obj);
     }
     let created = if crate::services::is_service(res) {
