@@ -1,8 +1,8 @@
 //! The generic REST verbs over any resource in the table: get, list,
 //! create, update, patch, delete, deletecollection, the `status`
 //! subresource and namespaces' `finalize` (kube-apiserver's
-//! `registry/generic/registry.Store`), with the NamespaceLifecycle
-//! admission check on creates.
+//! `registry/generic/registry.Store`), with the NamespaceLifecycle and
+//! ResourceQuota ([`crate::quota`]) admission checks on creates.
 //!
 //! Each write runs the pipeline in order: decode → check kind and identity
 //! → unknown-field check (`fieldValidation`) → server-set fields

@@ -175,10 +175,10 @@ impl Quantity {
         }
         let sign = if self.nanos < 0 { "-" } else { "" };
         let abs = self.nanos.unsigned_abs();
-        let whole = abs % (NANOS_PER_UNIT as u128) == 0;
+        let whole = abs.is_multiple_of(NANOS_PER_UNIT as u128);
         if self.format == Format::BinarySI && whole && abs >= 1024 * NANOS_PER_UNIT as u128 {
             let (mut mantissa, mut power) = (abs / NANOS_PER_UNIT as u128, 0);
-            while mantissa % 1024 == 0 && power < BINARY_SUFFIXES.len() - 1 {
+            while mantissa.is_multiple_of(1024) && power < BINARY_SUFFIXES.len() - 1 {
                 mantissa /= 1024;
                 power += 1;
             }
@@ -186,7 +186,7 @@ impl Quantity {
         }
         // mantissa * 10^exponent with the exponent a multiple of three.
         let (mut mantissa, mut exponent) = (abs, -9i32);
-        while mantissa % 10 == 0 {
+        while mantissa.is_multiple_of(10) {
             mantissa /= 10;
             exponent += 1;
         }

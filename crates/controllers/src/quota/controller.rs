@@ -158,6 +158,22 @@ impl QuotaController {
         self.resources.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Every `K` in `ns`, read live (a consistent list).
+    async fn list<K>(&self, ns: &str) -> Result<Vec<K>, ControllerError>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+        K: Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    {
+        Api::<K>::namespaced(self.client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .map_err(|e| {
+                let what = K::plural(&()).to_string();
+                ControllerError::api(format!("listing {what} in {ns}"), e)
+            })
+    }
+
     /// Recomputes and writes the status of quota `name` in `ns`.
     async fn sync_quota(&self, ns: &str, name: &str) -> Result<(), ControllerError> {
         let api: Api<ResourceQuota> = Api::namespaced(self.client.clone(), ns);
@@ -172,34 +188,13 @@ impl QuotaController {
                 ))
             }
         };
-        let lp = ListParams::default();
         let (mut pods, mut services, mut claims) = (Vec::new(), Vec::new(), Vec::new());
         let mut counts = BTreeMap::new();
         for source in core::sources(&quota) {
-            let listing =
-                |what: &str, e| ControllerError::api(format!("listing {what} in {ns}"), e);
             match source {
-                Source::Pods => {
-                    pods = Api::<Pod>::namespaced(self.client.clone(), ns)
-                        .list(&lp)
-                        .await
-                        .map_err(|e| listing("pods", e))?
-                        .items
-                }
-                Source::Services => {
-                    services = Api::<Service>::namespaced(self.client.clone(), ns)
-                        .list(&lp)
-                        .await
-                        .map_err(|e| listing("services", e))?
-                        .items
-                }
-                Source::Claims => {
-                    claims = Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), ns)
-                        .list(&lp)
-                        .await
-                        .map_err(|e| listing("persistentvolumeclaims", e))?
-                        .items
-                }
+                Source::Pods => pods = self.list(ns).await?,
+                Source::Services => services = self.list(ns).await?,
+                Source::Claims => claims = self.list(ns).await?,
                 Source::Count { group, resource } => {
                     let Some(ar) = self.api_resource(&group, &resource).await else {
                         tracing::debug!(%group, %resource, "quota counts a resource that is not served");
@@ -208,9 +203,11 @@ impl QuotaController {
                     // Whole objects: Skiff's API server serves no
                     // metadata-only (PartialObjectMetadataList) lists.
                     let n = Api::<DynamicObject>::namespaced_with(self.client.clone(), ns, &ar)
-                        .list(&lp)
+                        .list(&ListParams::default())
                         .await
-                        .map_err(|e| listing(&resource, e))?
+                        .map_err(|e| {
+                            ControllerError::api(format!("listing {resource} in {ns}"), e)
+                        })?
                         .items
                         .len();
                     counts.insert((group, resource), n as i64);
