@@ -158,6 +158,19 @@ impl Quantity {
         self.nanos.cmp(&other.nanos)
     }
 
+    /// The value times `per_unit`, rounded up to a whole number, as
+    /// Kubernetes' `MilliValue` (`per_unit` 1000) and `Value` (1) round:
+    /// `0.1m` of cpu is 1 millicore. `None` if it overflows.
+    pub fn scaled_ceil(&self, per_unit: i64) -> Option<i128> {
+        let scaled = self.nanos.checked_mul(i128::from(per_unit))?;
+        let whole = scaled.div_euclid(NANOS_PER_UNIT);
+        Some(if scaled.rem_euclid(NANOS_PER_UNIT) == 0 {
+            whole
+        } else {
+            whole + 1
+        })
+    }
+
     /// The format the quantity is written in.
     pub fn format(&self) -> Format {
         self.format
@@ -341,6 +354,16 @@ mod tests {
             "1536Mi"
         );
         assert_eq!(Quantity::from_units(3).to_canonical(), "3");
+    }
+
+    #[test]
+    fn scaled_values_round_up() {
+        let q = |s| Quantity::parse(s).unwrap();
+        assert_eq!(q("100m").scaled_ceil(1000), Some(100));
+        assert_eq!(q("0.1m").scaled_ceil(1000), Some(1));
+        assert_eq!(q("1500m").scaled_ceil(1), Some(2));
+        assert_eq!(q("128Mi").scaled_ceil(1), Some(128 << 20));
+        assert_eq!(q("-1500m").scaled_ceil(1), Some(-1));
     }
 
     #[test]
