@@ -16,12 +16,13 @@
 //!  ─> the object's own create Txn
 //! ```
 //!
+//! A charge is given back when the object's own write then fails
+//! (AlreadyExists, …) or a quota checked in a later round refuses it.
+//!
 //! Caveats: only creates are charged (upstream also charges updates that
-//! raise usage: a claim's resize, a service turning NodePort); a charge is
-//! not given back when the object's own write then fails (the controller's
-//! next recount does); the quotas are read from the watch cache, so one
-//! created a moment ago may not be seen yet (upstream reads an informer's
-//! cache too).
+//! raise usage: a claim's resize, a service turning NodePort); the quotas
+//! are read from the watch cache, so one created a moment ago may not be
+//! seen yet (upstream reads an informer's cache too).
 
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -52,9 +53,59 @@ fn stored(obj: Value) -> Stored {
     Stored { obj, mod_revision }
 }
 
+/// What one admitted create was charged: per quota, the usage added.
+#[derive(Debug, Default)]
+#[must_use = "a create whose write fails must refund its charge"]
+pub struct Charge {
+    namespace: String,
+    quotas: Vec<(String, resources::ResourceList)>,
+}
+
+impl Charge {
+    /// Gives the charge back (the object's own write failed, or a later
+    /// quota refused the create). Best effort: a quota that keeps changing
+    /// is left to the controller's recount.
+    pub async fn refund(self, ctx: &RequestContext) {
+        let Ok(quotas_res) = quotas_resource() else {
+            return;
+        };
+        let registry = &ctx.state.registry;
+        for (name, charged) in &self.quotas {
+            for _ in 0..MAX_CHARGE_ATTEMPTS {
+                let Ok(Some(current)) = registry.get(quotas_res, Some(&self.namespace), name).await
+                else {
+                    break;
+                };
+                let left = resources::subtract(&status_used(&current.obj), charged);
+                let mut refunded = current.obj.clone();
+                refunded["status"]["used"] = json!(resources::to_api(&left));
+                let written = registry
+                    .update(quotas_res, Some(&self.namespace), name, &refunded, &current)
+                    .await;
+                if !matches!(written, Ok(None)) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// `status.used` of a stored quota.
+fn status_used(obj: &Value) -> resources::ResourceList {
+    obj.pointer("/status/used")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            let q = skiff_api::quantity::Quantity::parse(v.as_str()?).ok()?;
+            Some((k.clone(), q))
+        })
+        .collect()
+}
+
 /// Admits the creation of `obj` (`name`, a `res` in namespace `ns`):
 /// refuses it if a quota would be exceeded, else charges the quotas that
-/// cover it unless `dry_run`.
+/// cover it unless `dry_run`, and returns what it charged.
 pub async fn admit(
     ctx: &RequestContext,
     res: &ResourceInfo,
@@ -62,9 +113,13 @@ pub async fn admit(
     name: &str,
     obj: &Value,
     dry_run: bool,
-) -> Result<(), ApiError> {
+) -> Result<Charge, ApiError> {
     let Some(ns) = ns.filter(|_| res.namespaced) else {
-        return Ok(());
+        return Ok(Charge::default());
+    };
+    let mut charge = Charge {
+        namespace: ns.to_string(),
+        quotas: Vec::new(),
     };
     let quotas_res = quotas_resource()?;
     // Any revision the cache has: a fresh consistent read would cost every
@@ -79,7 +134,7 @@ pub async fn admit(
         .list(quotas_res, Some(ns), &opts, |_| true)
         .await?;
     if page.items.is_empty() {
-        return Ok(());
+        return Ok(charge);
     }
     let priced = usage::price(res.group, res.plural, obj, Utc::now().timestamp())
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -95,13 +150,17 @@ pub async fn admit(
             let quota = serde_json::from_value(current.obj.clone())
                 .map_err(|e| ApiError::Internal(format!("stored resourcequota: {e}")))?;
             match admission::check(&quota, res.group, res.plural, &priced) {
-                Err(refusal) => return Err(forbidden(refusal.0)),
+                Err(refusal) => {
+                    // A quota charged in an earlier round gets it back.
+                    charge.refund(ctx).await;
+                    return Err(forbidden(refusal.0));
+                }
                 Ok(Outcome::NotCovered) => {}
                 Ok(Outcome::Charge(used)) => charges.push((current, used)),
             }
         }
         if dry_run {
-            return Ok(());
+            return Ok(charge);
         }
         for (current, used) in charges {
             let quota_name = meta_str(&current.obj, "name")
@@ -110,27 +169,39 @@ pub async fn admit(
             let mut charged = current.obj.clone();
             charged["status"]["used"] = json!(resources::to_api(&used));
             let registry = &ctx.state.registry;
-            if registry
+            let written = registry
                 .update(quotas_res, Some(ns), &quota_name, &charged, &current)
-                .await?
-                .is_none()
-            {
+                .await;
+            let fresh = match written {
+                Ok(Some(_)) => {
+                    let added = resources::subtract(&used, &status_used(&current.obj));
+                    charge.quotas.push((quota_name, added));
+                    continue;
+                }
                 // Another create (or the controller) wrote it first: check
                 // again against what is stored now.
-                if let Some(fresh) = registry.get(quotas_res, Some(ns), &quota_name).await? {
-                    pending.push(fresh);
+                Ok(None) => registry.get(quotas_res, Some(ns), &quota_name).await,
+                Err(e) => Err(e),
+            };
+            match fresh {
+                Ok(Some(fresh)) => pending.push(fresh),
+                Ok(None) => {}
+                Err(e) => {
+                    charge.refund(ctx).await;
+                    return Err(e);
                 }
             }
         }
         if pending.is_empty() {
-            return Ok(());
+            return Ok(charge);
         }
     }
+    let stuck = meta_str(&pending[0].obj, "name")
+        .unwrap_or_default()
+        .to_string();
+    charge.refund(ctx).await;
     Err(ApiError::Conflict {
-        target: Target::new(
-            quotas_res,
-            meta_str(&pending[0].obj, "name").unwrap_or_default(),
-        ),
+        target: Target::new(quotas_res, &stuck),
         detail: "the quota kept changing while this create was charged to it; try again".into(),
     })
 }

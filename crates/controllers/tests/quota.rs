@@ -8,7 +8,8 @@
 //! - pods are admitted until the third is refused (exit code 1, stderr
 //!   with kube-apiserver's "exceeded quota" message); configmaps likewise;
 //! - `kubectl get quota` and `kubectl describe quota` show used/hard;
-//! - a server-side dry run is checked but not charged;
+//! - a server-side dry run is checked but not charged, and a create that
+//!   fails after admission (AlreadyExists) gives its charge back;
 //! - deleting a pod gives its usage back;
 //! - a pod without a cpu request under a cpu quota is refused with
 //!   "must specify requests.cpu";
@@ -110,6 +111,16 @@ async fn quota_usage_and_admission_with_kubectl() -> anyhow::Result<()> {
 
     let create = ["-n", ns, "create", "-f", "-"];
     ok(&server, &create, &pod_yaml("p1", Some("500m"))).await?;
+    // A create that fails after admission (the name is taken) gives its
+    // charge back.
+    refused(
+        &server,
+        &create,
+        &pod_yaml("p1", Some("500m")),
+        r#"pods "p1" already exists"#,
+    )
+    .await?;
+    assert_eq!(used(&client, ns, "q", "pods").await?.as_deref(), Some("1"));
     ok(&server, &create, &pod_yaml("p2", Some("500m"))).await?;
     // Admission charged both synchronously.
     assert_eq!(used(&client, ns, "q", "pods").await?.as_deref(), Some("2"));

@@ -98,6 +98,16 @@ pub fn add(a: &ResourceList, b: &ResourceList) -> ResourceList {
     sum
 }
 
+/// `a - b`, name by name, never below zero; names only in `b` are left out.
+pub fn subtract(a: &ResourceList, b: &ResourceList) -> ResourceList {
+    a.iter()
+        .map(|(k, v)| {
+            let left = b.get(k).map_or(*v, |taken| *v - *taken);
+            (k.clone(), left.max(Quantity::ZERO))
+        })
+        .collect()
+}
+
 /// Only the entries of `list` named in `names`.
 pub fn mask<'a>(list: &ResourceList, names: impl IntoIterator<Item = &'a String>) -> ResourceList {
     let names: BTreeSet<&String> = names.into_iter().collect();
