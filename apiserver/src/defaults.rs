@@ -24,8 +24,7 @@
 //! DefaultTolerationSeconds; both are admission, not defaulting, and are not
 //! done here. Pod-level `spec.resources` are not considered for QoS.
 
-#[path = "schema_quantity.rs"]
-pub mod quantity;
+pub use skiff_api::quantity;
 
 use crate::resources::ResourceInfo;
 use quantity::Quantity;

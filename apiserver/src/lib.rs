@@ -28,6 +28,8 @@
 //!    → validate (validation.rs, 422; custom objects by their CRD's
 //!      schema: crd_schema.rs) → RBAC escalation check
 //!    (rbac_escalation.rs, 403) → admission (auth.rs)
+//!    → creates: NamespaceLifecycle (rest.rs), ResourceQuota (quota.rs:
+//!      403 over a quota, else status.used charged by mod_revision Txn)
 //!    → store Txn (registry.rs: create-if-absent 409, mod_revision 409)
 //!    ▼
 //!  response: object / list / Table / watch stream; errors → metav1.Status
@@ -117,7 +119,8 @@
 //! - Authorization is RBAC only (no Node authorizer: the agent's node token
 //!   is `system:node` in `system:nodes`, bound to a `system:node`
 //!   ClusterRole by [`rbac_bootstrap`]); no anonymous requests (401), no
-//!   impersonation, no admission plugins, no client-certificate
+//!   impersonation, no admission plugins besides NamespaceLifecycle and
+//!   ResourceQuota (which charges creates only; see [`quota`]), no client-certificate
 //!   authentication. ServiceAccount tokens: no OIDC discovery/JWKS, no
 //!   legacy Secret tokens.
 //! - Deleting a namespace marks it Terminating; the namespace controller
@@ -173,6 +176,7 @@ pub mod patch;
 pub mod pki;
 pub mod pods;
 pub mod protobuf;
+pub mod quota;
 pub mod rbac;
 pub mod rbac_authorizer;
 pub mod rbac_bootstrap;

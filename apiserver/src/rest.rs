@@ -1,8 +1,8 @@
 //! The generic REST verbs over any resource in the table: get, list,
 //! create, update, patch, delete, deletecollection, the `status`
 //! subresource and namespaces' `finalize` (kube-apiserver's
-//! `registry/generic/registry.Store`), with the NamespaceLifecycle
-//! admission check on creates.
+//! `registry/generic/registry.Store`), with the NamespaceLifecycle and
+//! ResourceQuota ([`crate::quota`]) admission checks on creates.
 //!
 //! Each write runs the pipeline in order: decode → check kind and identity
 //! → unknown-field check (`fieldValidation`; unknown fields dropped) → server-set fields
@@ -374,16 +374,38 @@ pub(crate) async fn create_object(
     crate::apply_rest::track(ctx, res, None, &mut obj, false);
     let name = meta_str(&obj, "name").unwrap_or_default().to_string();
     namespace_exists(ctx, res, ns, &name).await?;
-    if ctx.dry_run()? {
-        return respond_object(ctx, 201, res, &obj);
+    admit_and_store(ctx, res, ns, &name, &obj).await
+}
+
+/// The last steps of every create (POST, apply, PUT of a missing object):
+/// ResourceQuota admission ([`crate::quota`], charged unless a dry run),
+/// then the store write; a write that fails (409 AlreadyExists, …) gives
+/// the charge back.
+async fn admit_and_store(
+    ctx: &RequestContext,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    obj: &Value,
+) -> Result<Response<Body>, ApiError> {
+    let dry_run = ctx.dry_run()?;
+    let charge = crate::quota::admit(ctx, res, ns, name, obj, dry_run).await?;
+    if dry_run {
+        return respond_object(ctx, 201, res, obj);
     }
-    let created = if crate::services::is_service(res) {
+    let written = if crate::services::is_service(res) {
         let ranges = &ctx.state.service_ranges;
-        crate::services::create(&ctx.state.registry, ranges, res, ns, &name, &obj).await?
+        crate::services::create(&ctx.state.registry, ranges, res, ns, name, obj).await
     } else {
-        ctx.state.registry.create(res, ns, &name, &obj).await?
+        ctx.state.registry.create(res, ns, name, obj).await
     };
-    respond_object(ctx, 201, res, &created)
+    match written {
+        Ok(created) => respond_object(ctx, 201, res, &created),
+        Err(e) => {
+            charge.refund(ctx).await;
+            Err(e)
+        }
+    }
 }
 
 /// Kubernetes' NamespaceLifecycle admission: no objects in a namespace
@@ -512,17 +534,7 @@ async fn update(
                 strategy::prepare_for_create(res, &mut created, Utc::now());
                 prepare(ctx, res, Operation::Create, &mut created, None).await?;
                 namespace_exists(ctx, res, ns, name).await?;
-                if ctx.dry_run()? {
-                    return respond_object(ctx, 201, res, &created);
-                }
-                let created = if crate::services::is_service(res) {
-                    let ranges = &ctx.state.service_ranges;
-                    let registry = &ctx.state.registry;
-                    crate::services::create(registry, ranges, res, ns, name, &created).await?
-                } else {
-                    ctx.state.registry.create(res, ns, name, &created).await?
-                };
-                return respond_object(ctx, 201, res, &created);
+                return admit_and_store(ctx, res, ns, name, &created).await;
             }
             return Err(ApiError::not_found(res, name));
         };

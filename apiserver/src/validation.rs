@@ -263,6 +263,7 @@ pub fn validate(resource: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Ve
                 }
             }
         }
+        ("", "ResourceQuota") => errs.extend(crate::quota::validate(obj)),
         (group, kind) => errs.extend(workload::validate(group, kind, obj)),
     }
     errs

@@ -3,7 +3,11 @@
 //!
 //! The grammar is apimachinery's `resource.Quantity`: a signed decimal number
 //! followed by a binary suffix (Ki Mi Gi Ti Pi Ei), a decimal suffix
-//! (n u m "" k M G T P E) or a decimal exponent (e3, E-2).
+//! (n u m "" k M G T P E) or a decimal exponent (e3, E-2). The parsing is
+//! `skiff_api::quantity`, shared with the API server, the agent and the
+//! quota code; this module only converts to the scheduler's integers.
+
+use skiff_api::quantity::Quantity;
 
 /// Why a quantity did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,47 +16,14 @@ pub struct QuantityError(pub String);
 
 /// Parses `q` and returns its value multiplied by `scale` (1000 for cpu in
 /// millicores, 1 for bytes), rounded up as Kubernetes does when it converts a
-/// quantity to a coarser unit.
+/// quantity to a coarser unit. The parser is the API server's
+/// (`skiff_api::quantity`), in exact integer arithmetic.
 pub fn parse_scaled(q: &str, scale: i64) -> Result<i64, QuantityError> {
-    let err = || QuantityError(q.to_string());
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(q.len());
-    let (number, suffix) = q.split_at(split);
-    if number.is_empty() {
-        return Err(err());
-    }
-    let value: f64 = number.parse().map_err(|_| err())?;
-    let multiplier: f64 = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        s if s.starts_with(['e', 'E']) => {
-            let exp: i32 = s[1..].parse().map_err(|_| err())?;
-            10f64.powi(exp)
-        }
-        _ => return Err(err()),
-    };
-    let scaled = value * multiplier * scale as f64;
-    if !scaled.is_finite() || scaled > i64::MAX as f64 || scaled < i64::MIN as f64 {
-        return Err(err());
-    }
-    // Round up: a request of 0.1m cpu still needs 1m.
-    Ok(scaled.ceil() as i64)
+    Quantity::parse(q)
+        .ok()
+        .and_then(|v| v.scaled_ceil(scale))
+        .and_then(|v| i64::try_from(v).ok())
+        .ok_or_else(|| QuantityError(q.to_string()))
 }
 
 /// cpu quantity in millicores.

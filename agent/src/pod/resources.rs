@@ -22,69 +22,13 @@ pub const MIN_QUOTA_US: i64 = 1_000;
 pub struct BadQuantity(pub String);
 
 /// A quantity as a number of units times 1000 ("milli-units"), rounded up
-/// as Kubernetes rounds `MilliValue` (so `0.1m` reads as 1m).
+/// as Kubernetes rounds `MilliValue` (so `0.1m` reads as 1m); parsed by the
+/// API server's `skiff_api::quantity`.
 pub fn parse_milli(q: &str) -> Result<i128, BadQuantity> {
-    let bad = || BadQuantity(q.to_string());
-    let s = q.trim();
-    let split = s
-        .find(|ch: char| !(ch.is_ascii_digit() || ch == '.' || ch == '+' || ch == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    if num.is_empty() {
-        return Err(bad());
-    }
-    // Binary suffixes multiply by 1024^n, decimal ones by 1000^n; `e3` is an exponent.
-    let (mul_num, mul_den): (i128, i128) = match suffix {
-        "" => (1, 1),
-        "n" => (1, 1_000_000_000),
-        "u" => (1, 1_000_000),
-        "m" => (1, 1000),
-        "k" => (1000, 1),
-        "M" => (1_000_000, 1),
-        "G" => (1_000_000_000, 1),
-        "T" => (1_000_000_000_000, 1),
-        "P" => (1_000_000_000_000_000, 1),
-        "Ki" => (1 << 10, 1),
-        "Mi" => (1 << 20, 1),
-        "Gi" => (1 << 30, 1),
-        "Ti" => (1 << 40, 1),
-        "Pi" => (1 << 50, 1),
-        e if e.starts_with(['e', 'E']) => {
-            let exp: i32 = e[1..].parse().map_err(|_| bad())?;
-            if !(-18..=18).contains(&exp) {
-                return Err(bad());
-            }
-            if exp >= 0 {
-                (10i128.pow(exp.unsigned_abs()), 1)
-            } else {
-                (1, 10i128.pow(exp.unsigned_abs()))
-            }
-        }
-        _ => return Err(bad()),
-    };
-    let (neg, digits) = match num.strip_prefix('-') {
-        Some(d) => (true, d),
-        None => (false, num.strip_prefix('+').unwrap_or(num)),
-    };
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if int.is_empty() && frac.is_empty() || frac.len() > 18 {
-        return Err(bad());
-    }
-    let parse = |d: &str| -> Result<i128, BadQuantity> {
-        if d.is_empty() {
-            Ok(0)
-        } else if d.bytes().all(|b| b.is_ascii_digit()) && d.len() <= 20 {
-            d.parse().map_err(|_| bad())
-        } else {
-            Err(bad())
-        }
-    };
-    let scale = 10i128.pow(u32::try_from(frac.len()).map_err(|_| bad())?);
-    // value = (int + frac/scale) * mul_num / mul_den, in milli-units, rounded up.
-    let numer = (parse(int)? * scale + parse(frac)?) * mul_num * 1000;
-    let denom = scale * mul_den;
-    let milli = (numer + denom - 1) / denom;
-    Ok(if neg { -milli } else { milli })
+    skiff_api::quantity::Quantity::parse(q)
+        .ok()
+        .and_then(|v| v.scaled_ceil(1000))
+        .ok_or_else(|| BadQuantity(q.to_string()))
 }
 
 /// A quantity in whole units, rounded up (Kubernetes `Value`).

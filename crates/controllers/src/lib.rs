@@ -82,6 +82,12 @@
 //!   `behavior` windows and policies, min/max; status with
 //!   `AbleToScale`/`ScalingActive`/`ScalingLimited` and upstream's reasons;
 //!   `SuccessfulRescale` events.
+//! - [`quota`]: ResourceQuota `status.hard` and `status.used` (pods and
+//!   their cpu/memory/ephemeral-storage requests and limits, services,
+//!   node ports, load balancers, claims and storage per class,
+//!   `count/<resource>.<group>` of any served kind; scopes and
+//!   `scopeSelector`), recomputed when objects go away and every 5 min;
+//!   the API server's admission charges creates.
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
 //! - [`namespace`]: empties a Terminating namespace (every namespaced
 //!   resource discovery finds, custom resources included; pods through
@@ -175,8 +181,13 @@
 //!   (a claim in use can be deleted); no capacity accounting.
 //! - HPA: only `Resource` metrics; repeated warnings are recorded as new
 //!   events, not counted up.
-//! - Not yet: ResourceQuota. (Events expire in the API server:
-//!   `skiff_apiserver::event_ttl`.)
+//! - ResourceQuota: counts of kinds other than pods, services and claims
+//!   (configmaps, secrets, `count/deployments.apps`, …) go down at the
+//!   next 5-minute resync after a deletion, not at once (upstream watches
+//!   every kind); a recount that races an admission charge can give a
+//!   charge back until the next trigger (upstream has the same window).
+//! - Events expire in the API server (`skiff_apiserver::event_ttl`), not
+//!   through a controller.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -199,6 +210,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod owner;
 pub mod pod_util;
+pub mod quota;
 pub mod replicaset;
 pub mod revision;
 pub mod run;

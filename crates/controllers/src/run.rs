@@ -42,6 +42,7 @@ use crate::job::controller::JobController;
 use crate::namespace::controller::NamespaceController;
 use crate::nodeipam::NodeIpamController;
 use crate::nodelifecycle::controller::{NodeLifecycleController, NODE_LEASE_NAMESPACE};
+use crate::quota::controller::QuotaController;
 use crate::replicaset::controller::ReplicaSetController;
 use crate::runtime::{run_workers, Informer, WorkQueue};
 use crate::serviceaccount::ServiceAccountController;
@@ -233,6 +234,20 @@ pub async fn run_controllers(
         crate::clock::system_clock(),
     );
     let hpa_synced = hpas.synced();
+    let mut quotas = Informer::new(
+        Api::<k8s_openapi::api::core::v1::ResourceQuota>::all(client.clone()),
+        wc.clone(),
+    );
+    let quota_queue = WorkQueue::new();
+    let quota_ctl = QuotaController::new(
+        client.clone(),
+        &mut quotas,
+        &mut pods,
+        &mut services,
+        &mut claims,
+        &quota_queue,
+    );
+    let quota_synced = quotas.synced();
     let gc = GarbageCollector::new(client.clone(), config.clone());
     let (ep_queue, eps_queue, ipam_queue) = (WorkQueue::new(), WorkQueue::new(), WorkQueue::new());
     let ep_ctl = EndpointsController::new(
@@ -287,6 +302,7 @@ pub async fn run_controllers(
     informers.spawn(volumes.run());
     informers.spawn(classes.run());
     informers.spawn(hpas.run());
+    informers.spawn(quotas.run());
 
     let mut workers = JoinSet::new();
     let n = config.workers;
@@ -421,6 +437,14 @@ pub async fn run_controllers(
             run_workers(hpa_ctl, q, n).await;
         });
     }
+    {
+        // Reconciles read live; the cache only says which quotas exist.
+        let q = quota_queue.clone();
+        workers.spawn(async move {
+            quota_synced.wait().await;
+            run_workers(quota_ctl, q, n).await;
+        });
+    }
     let mut loops = JoinSet::new();
     {
         let p = pod_synced;
@@ -449,6 +473,7 @@ pub async fn run_controllers(
         &sts_queue,
         &pv_queue,
         &hpa_queue,
+        &quota_queue,
     ] {
         q.shut_down();
     }

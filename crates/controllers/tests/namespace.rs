@@ -14,7 +14,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
@@ -31,25 +30,8 @@ async fn kubectl(
     args: &[&str],
     stdin: Option<&str>,
 ) -> anyhow::Result<(bool, String)> {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new("kubectl")
-        .env("KUBECONFIG", server.kubeconfig())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut input = child.stdin.take().expect("piped stdin");
-    input.write_all(stdin.unwrap_or("").as_bytes()).await?;
-    drop(input);
-    let out = tokio::time::timeout(TIMEOUT, child.wait_with_output()).await??;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
+    let run = kubectl_run(server, args, stdin.unwrap_or("")).await?;
+    Ok((run.code == 0, format!("{}{}", run.stdout, run.stderr)))
 }
 
 async fn kubectl_ok(server: &Server, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {

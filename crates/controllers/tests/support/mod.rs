@@ -234,3 +234,41 @@ pub async fn kubectl(server: &Server, args: &[&str]) -> anyhow::Result<(bool, St
     );
     Ok((out.status.success(), text))
 }
+
+/// What one kubectl run printed.
+pub struct KubectlRun {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the stock kubectl against `server` with `stdin` as its input;
+/// never fails on kubectl's own exit code (callers check it).
+pub async fn kubectl_run(
+    server: &Server,
+    args: &[&str],
+    stdin: &str,
+) -> anyhow::Result<KubectlRun> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("kubectl")
+        .env("KUBECONFIG", server.kubeconfig())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting kubectl")?;
+    let mut input = child.stdin.take().context("kubectl stdin")?;
+    input.write_all(stdin.as_bytes()).await?;
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .context("kubectl did not finish in 120 s")??;
+    Ok(KubectlRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
