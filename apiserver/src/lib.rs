@@ -148,6 +148,7 @@ pub mod apply;
 pub mod apply_rest;
 pub mod auth;
 pub mod bench;
+pub mod cached_object;
 pub mod codec;
 pub mod crd;
 pub mod crd_registry;
