@@ -29,6 +29,7 @@ use http::Response;
 use serde_json::{json, Value};
 
 use crate::auth::Operation;
+use crate::cached_object::CachedObject;
 use crate::error::{ApiError, Target};
 use crate::pods;
 use crate::registry::{ListOptions, ListPage, Registry, Stored};
@@ -36,6 +37,7 @@ use crate::request::RequestContext;
 use crate::resources::ResourceInfo;
 use crate::response::{self, Body};
 use crate::rest::{respond_object, selectors, MAX_UPDATE_ATTEMPTS};
+use crate::selectors::Selectable;
 use crate::strategy::{self, meta_mut, meta_str};
 
 /// `DeleteOptions` from the body and the query.
@@ -444,8 +446,9 @@ pub async fn delete_collection(
     let revision = page.revision;
     let mut deleted = Vec::new();
     for item in &page.items {
-        let name = meta_str(item, "name").unwrap_or_default().to_string();
-        let item_ns = meta_str(item, "namespace").map(str::to_string);
+        let name = item.field(res, "metadata.name").into_owned();
+        let item_ns =
+            Some(item.field(res, "metadata.namespace").into_owned()).filter(|n| !n.is_empty());
         match delete_one(ctx, res, item_ns.as_deref(), &name, &opts).await {
             Ok(obj) => deleted.push(obj),
             Err(ApiError::NotFound(_)) => {}
@@ -453,10 +456,13 @@ pub async fn delete_collection(
         }
     }
     let page = ListPage {
-        items: deleted.into_iter().map(std::sync::Arc::new).collect(),
+        items: deleted
+            .iter()
+            .map(|o| std::sync::Arc::new(CachedObject::new(res.kind, o)))
+            .collect(),
         revision,
         continue_token: None,
     };
     let list = Registry::list_object(res, &page);
-    Ok(response::object(200, &list, ctx.output, &ctx.warnings))
+    Ok(response::list(200, &list, ctx.output, &ctx.warnings))
 }

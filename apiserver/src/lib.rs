@@ -69,6 +69,10 @@
 //!   a watcher more than [`watchcache::WatchCacheConfig::watcher_buffer`]
 //!   events behind is closed and its client rewatches. Gets are read from
 //!   the store. Until the cache has loaded, the store serves everything.
+//!   The cache holds each object as its JSON plus the labels and
+//!   field-selector values of its kind ([`cached_object`]): list bodies
+//!   and watch events are written from those bytes, and only Table, YAML,
+//!   custom-object conversion and the RBAC policy decode them.
 //! - CustomResourceDefinitions ([`crd`]) are served like the built-in
 //!   kinds; each served version of each CRD in the store becomes a
 //!   [`resources::ResourceInfo`] with `custom` set ([`crd_registry`], fed
@@ -156,6 +160,7 @@ pub mod apply;
 pub mod apply_rest;
 pub mod auth;
 pub mod bench;
+pub mod cached_object;
 pub mod codec;
 pub mod crd;
 pub mod crd_registry;

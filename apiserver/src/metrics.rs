@@ -103,7 +103,8 @@ async fn summaries(state: &ApiState) -> Result<Summaries, ApiError> {
         .registry
         .list(nodes, None, &ListOptions::default(), |_| true)
         .await?;
-    let asks = list.items.iter().filter_map(|node| {
+    let nodes = list.values();
+    let asks = nodes.iter().filter_map(|node| {
         let name = node.pointer("/metadata/name")?.as_str()?.to_string();
         let (host, port) = agent_address(node)?;
         let token = state.node_token.clone();
@@ -240,7 +241,7 @@ pub async fn serve(
                 .await?;
             let sums = summaries(state).await?;
             let mut items = Vec::new();
-            for node in &all.items {
+            for node in &all.values() {
                 let name = node
                     .pointer("/metadata/name")
                     .and_then(Value::as_str)
@@ -292,7 +293,7 @@ async fn pods(
         })
         .await?;
     let wanted: std::collections::HashSet<(String, String)> = existing
-        .items
+        .values()
         .iter()
         .filter_map(|p| {
             Some((

@@ -251,7 +251,8 @@ async fn spend_budget(ctx: &RequestContext, ns: &str, name: &str) -> Result<(), 
             .registry
             .list(budgets_res, Some(ns), &Default::default(), |_| true)
             .await?;
-        let selecting = crate::eviction::selecting(&pod.obj, &page.items);
+        let budgets = page.values();
+        let selecting = crate::eviction::selecting(&pod.obj, &budgets);
         let now = timestamp(Utc::now());
         let spent = match crate::eviction::decide(&pod.obj, &selecting, &now)? {
             crate::eviction::Decision::Delete => return Ok(()),

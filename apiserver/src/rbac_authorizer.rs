@@ -88,11 +88,11 @@ impl RbacAuthorizer {
         // Read the revision first: anything changed after it forces the
         // next request to rebuild again, so no change is ever missed.
         let revision = cache.revision();
-        let mut lists: Vec<Vec<Arc<Value>>> = Vec::new();
+        let mut lists: Vec<Vec<Value>> = Vec::new();
         for r in &resources {
             let prefix = r.storage_prefix();
             match cache.list(r, &prefix, &prefix, 0, |_| true) {
-                Some(page) => lists.push(page.items),
+                Some(page) => lists.push(page.items.iter().map(|o| o.to_value()).collect()),
                 None => return self.policy_from_store().await,
             }
         }
@@ -103,20 +103,22 @@ impl RbacAuthorizer {
     }
 
     async fn policy_from_store(&self) -> Result<Arc<Policy>, ApiError> {
-        let mut lists: Vec<Vec<Arc<Value>>> = Vec::new();
+        let mut lists: Vec<Vec<Value>> = Vec::new();
         for r in rbac_resources() {
             let page = self
                 .registry
                 .list_from_store(r, None, &crate::registry::ListOptions::default(), |_| true)
                 .await?;
-            lists.push(page.items);
+            lists.push(page.values());
         }
         Ok(Arc::new(build(&lists)))
     }
 }
 
-fn build(lists: &[Vec<Arc<Value>>]) -> Policy {
-    let of = |i: usize| lists.get(i).into_iter().flatten().map(|v| v.as_ref());
+/// The policy from the decoded roles, cluster roles and their bindings
+/// (the cache holds them encoded; the policy is this reader's own index).
+fn build(lists: &[Vec<Value>]) -> Policy {
+    let of = |i: usize| lists.get(i).into_iter().flatten();
     Policy::new(of(0), of(1), of(2), of(3))
 }
 

@@ -8,6 +8,9 @@
 //! - create is a Txn `create_revision(key) == 0 → put` (409 AlreadyExists
 //!   otherwise); update and delete are Txns on `mod_revision(key) == seen`,
 //!   returning `None` when someone else wrote first;
+//! - lists hand out [`CachedObject`]s (the cache's own, shared; from the
+//!   store, encoded as they are read): a list body is written from their
+//!   bytes without decoding them ([`ListBody::to_json`]);
 //! - custom objects are answered in the version asked for
 //!   ([`crate::crd::convert`]), whatever version wrote them;
 //! - a list reads one snapshot: the first page's revision is pinned in the
@@ -31,9 +34,11 @@ use skiff_store::{
     PutRequest, RangeRequest, RequestOp, Revision, StoreError, TxnRequest, TxnResponse,
 };
 
+use crate::cached_object::CachedObject;
 use crate::error::ApiError;
 use crate::event_ttl::{self, EventLeases};
 use crate::resources::ResourceInfo;
+use crate::selectors::Selectable;
 use crate::watchcache::{CachedPage, WatchCache, FRESHNESS_TIMEOUT};
 use crate::watchcache_state::Obj;
 
@@ -58,15 +63,55 @@ pub struct ListPage {
     pub continue_token: Option<String>,
 }
 
+impl ListPage {
+    /// The items, decoded (for readers that need whole objects).
+    pub fn values(&self) -> Vec<Value> {
+        self.items.iter().map(|o| o.to_value()).collect()
+    }
+}
+
 /// A list response (`PodList`, …) that borrows its items, so encoding it
-/// copies no object. Fields in the order `json!` used to write them.
-#[derive(serde::Serialize)]
+/// as JSON copies each item's bytes and decodes none.
 pub struct ListBody<'a> {
-    #[serde(rename = "apiVersion")]
     api_version: String,
-    items: Vec<&'a Value>,
+    items: &'a [Obj],
     kind: &'a str,
     metadata: Value,
+}
+
+impl ListBody<'_> {
+    /// The JSON body, fields in the order `json!` writes them
+    /// (`apiVersion`, `items`, `kind`, `metadata`).
+    pub fn to_json(&self) -> Vec<u8> {
+        let items: usize = self.items.iter().map(|o| o.json().len() + 1).sum();
+        let mut out = Vec::with_capacity(items + 256);
+        out.extend_from_slice(b"{\"apiVersion\":");
+        // Strings always encode.
+        out.extend_from_slice(&serde_json::to_vec(&self.api_version).unwrap_or_default());
+        out.extend_from_slice(b",\"items\":[");
+        for (i, o) in self.items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(o.json());
+        }
+        out.extend_from_slice(b"],\"kind\":");
+        out.extend_from_slice(&serde_json::to_vec(self.kind).unwrap_or_default());
+        out.extend_from_slice(b",\"metadata\":");
+        out.extend_from_slice(&serde_json::to_vec(&self.metadata).unwrap_or_default());
+        out.push(b'}');
+        out
+    }
+
+    /// The body as one value, items decoded (YAML output).
+    pub fn to_value(&self) -> Value {
+        json!({
+            "apiVersion": self.api_version,
+            "items": self.items.iter().map(|o| o.to_value()).collect::<Vec<_>>(),
+            "kind": self.kind,
+            "metadata": self.metadata,
+        })
+    }
 }
 
 /// How to read a list.
@@ -236,7 +281,7 @@ impl Registry {
         resource: &ResourceInfo,
         ns: Option<&str>,
         opts: &ListOptions,
-        filter: impl Fn(&Value) -> bool,
+        filter: impl Fn(&dyn Selectable) -> bool,
     ) -> Result<ListPage, ApiError> {
         if let Some(cache) = &self.cache {
             if let Some(page) = self
@@ -256,7 +301,7 @@ impl Registry {
         resource: &ResourceInfo,
         ns: Option<&str>,
         opts: &ListOptions,
-        filter: &impl Fn(&Value) -> bool,
+        filter: &impl Fn(&dyn Selectable) -> bool,
     ) -> Result<Option<ListPage>, ApiError> {
         if !cache.is_ready() {
             return Ok(None);
@@ -270,6 +315,7 @@ impl Registry {
             }
             None => (prefix.clone(), opts.exact_revision),
         };
+        let filter = |o: &CachedObject| filter(o);
         let page = match at {
             Some(rv) => cache.list_at(resource, &prefix, &start, rv, limit, filter),
             None => {
@@ -291,7 +337,10 @@ impl Registry {
             items: if resource.custom.is_some() {
                 p.items
                     .iter()
-                    .map(|o| Arc::new(crate::crd::convert(resource, Value::clone(o))))
+                    .map(|o| {
+                        let converted = crate::crd::convert(resource, o.to_value());
+                        Arc::new(CachedObject::new(resource.kind, &converted))
+                    })
                     .collect()
             } else {
                 p.items
@@ -307,7 +356,7 @@ impl Registry {
         resource: &ResourceInfo,
         ns: Option<&str>,
         opts: &ListOptions,
-        filter: impl Fn(&Value) -> bool,
+        filter: impl Fn(&dyn Selectable) -> bool,
     ) -> Result<ListPage, ApiError> {
         let prefix = collection_prefix(resource, ns);
         let end = prefix_end(prefix.as_bytes());
@@ -361,7 +410,7 @@ impl Registry {
                 if !filter(&obj) {
                     continue;
                 }
-                items.push(Arc::new(obj));
+                items.push(Arc::new(CachedObject::new(resource.kind, &obj)));
                 if opts.limit > 0 && items.len() as i64 >= opts.limit {
                     let more = i + 1 < n || resp.more;
                     let continue_token = more.then(|| {
@@ -562,7 +611,7 @@ impl Registry {
         }
         ListBody {
             api_version: resource.api_version(),
-            items: page.items.iter().map(|o| &**o).collect(),
+            items: &page.items,
             kind: resource.list_kind,
             metadata: meta,
         }

@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::codec::{encode, Output};
 use crate::error::ApiError;
+use crate::registry::ListBody;
 
 /// Every response body: a whole buffer or a stream (watch, logs).
 pub type Body = BoxBody<Bytes, std::io::Error>;
@@ -58,6 +59,17 @@ pub fn object(
 ) -> Response<Body> {
     let (ct, bytes) = encode(value, output);
     build(code, ct, full(bytes), warnings)
+}
+
+/// A list response: JSON written from the items' cached bytes, YAML from
+/// the decoded items.
+pub fn list(code: u16, body: &ListBody<'_>, output: Output, warnings: &[String]) -> Response<Body> {
+    match output {
+        Output::Yaml => object(code, &body.to_value(), output, warnings),
+        Output::Json | Output::Table => {
+            build(code, "application/json", full(body.to_json()), warnings)
+        }
+    }
 }
 
 /// A JSON response.

@@ -233,10 +233,10 @@ async fn list(
         if let Some(c) = &page.continue_token {
             meta["continue"] = json!(c);
         }
-        let t = table::to_table(res, &page.items, meta, ctx.include_object()?, Utc::now());
+        let t = table::to_table(res, &page.values(), meta, ctx.include_object()?, Utc::now());
         return Ok(response::object(200, &t, Output::Json, &ctx.warnings));
     }
-    Ok(response::object(
+    Ok(response::list(
         200,
         &Registry::list_object(res, &page),
         ctx.output,

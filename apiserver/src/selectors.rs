@@ -11,6 +11,8 @@
 //! by [`field_value`] (Kubernetes' per-resource `GetAttrs`/field label
 //! conversion); any other field is a 400 `field label not supported: x`.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -191,9 +193,8 @@ impl LabelSelector {
     }
 
     /// Whether an object's `metadata.labels` satisfy every requirement.
-    pub fn matches(&self, obj: &Value) -> bool {
-        let labels = obj.pointer("/metadata/labels");
-        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    pub fn matches(&self, obj: &(impl Selectable + ?Sized)) -> bool {
+        let get = |k: &str| obj.label(k);
         self.requirements.iter().all(|r| match &r.op {
             LabelOp::Equals(v) => get(&r.key) == Some(v.as_str()),
             LabelOp::NotEquals(v) => get(&r.key) != Some(v.as_str()),
@@ -336,11 +337,10 @@ impl FieldSelector {
     }
 
     /// Whether `obj` satisfies every requirement.
-    pub fn matches(&self, resource: &ResourceInfo, obj: &Value) -> bool {
-        self.requirements.iter().all(|r| {
-            let v = field_value(resource, obj, &r.field).unwrap_or_default();
-            (v == r.value) != r.negated
-        })
+    pub fn matches(&self, resource: &ResourceInfo, obj: &(impl Selectable + ?Sized)) -> bool {
+        self.requirements
+            .iter()
+            .all(|r| (obj.field(resource, &r.field) == r.value.as_str()) != r.negated)
     }
 }
 
@@ -385,32 +385,65 @@ fn field_supported(resource: &ResourceInfo, field: &str) -> bool {
         || extra_fields(resource.kind).contains(&field)
 }
 
+/// What selectors read of an object: its labels and its field values. A
+/// decoded object answers from its JSON; a
+/// [`CachedObject`](crate::cached_object::CachedObject) from what it
+/// recorded when it was cached.
+pub trait Selectable {
+    /// The value of label `key`, if set.
+    fn label(&self, key: &str) -> Option<&str>;
+    /// The value a field selector compares for `field`, which `resource`
+    /// supports (missing → `""`).
+    fn field(&self, resource: &ResourceInfo, field: &str) -> Cow<'_, str>;
+}
+
+impl Selectable for Value {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.pointer("/metadata/labels")?.get(key)?.as_str()
+    }
+
+    fn field(&self, resource: &ResourceInfo, field: &str) -> Cow<'_, str> {
+        Cow::Owned(field_value(resource, self, field).unwrap_or_default())
+    }
+}
+
+/// Every field a field selector can name on an object of `kind`: the ones
+/// a cached object records.
+pub fn selectable_fields(kind: &str) -> impl Iterator<Item = &'static str> {
+    ["metadata.name", "metadata.namespace"]
+        .into_iter()
+        .chain(extra_fields(kind).iter().copied())
+}
+
 /// The string value a field selector compares for `field` of `obj`
 /// (missing → `""`; booleans as `true`/`false`, as Kubernetes formats them).
 pub fn field_value(resource: &ResourceInfo, obj: &Value, field: &str) -> Option<String> {
-    if !field_supported(resource, field) {
-        return None;
-    }
-    let v = if resource.kind == "Event" && field == "source" {
+    field_supported(resource, field).then(|| value_of_field(resource.kind, obj, field))
+}
+
+/// [`field_value`] for an object of `kind`, without checking that the
+/// kind supports `field`.
+pub fn value_of_field(kind: &str, obj: &Value, field: &str) -> String {
+    let v = if kind == "Event" && field == "source" {
         // Kubernetes' event "source" is source.component, or
         // reportingController when that is empty.
         obj.pointer("/source/component")
             .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
             .or_else(|| obj.pointer("/reportingComponent"))
-    } else if resource.kind == "Event" && field == "reportingComponent" {
+    } else if kind == "Event" && field == "reportingComponent" {
         obj.pointer("/reportingComponent")
     } else {
         let pointer = format!("/{}", field.replace('.', "/"));
         obj.pointer(&pointer)
     };
-    Some(match v {
+    match v {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Bool(b)) => b.to_string(),
         Some(Value::Number(n)) => n.to_string(),
         // Unset booleans read as false (spec.hostNetwork, spec.unschedulable).
         None if matches!(field, "spec.hostNetwork" | "spec.unschedulable") => "false".into(),
         _ => String::new(),
-    })
+    }
 }
 
 #[cfg(test)]

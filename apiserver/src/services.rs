@@ -88,7 +88,7 @@ async fn read_seen(registry: &Registry, own_uid: &str) -> Result<Seen, ApiError>
     let live: BTreeSet<String> = registry
         .list_from_store(services, None, &ListOptions::default(), |_| true)
         .await?
-        .items
+        .values()
         .iter()
         .filter_map(|s| meta_str(s, "uid").map(str::to_string))
         .collect();

@@ -45,10 +45,11 @@ use crate::registry::{collection_prefix, decode, decode_at, ListOptions, Registr
 use crate::request::RequestContext;
 use crate::resources::ResourceInfo;
 use crate::response::{self, Body};
-use crate::selectors::{FieldRequirement, FieldSelector, LabelSelector};
+use crate::selectors::{FieldRequirement, FieldSelector, LabelSelector, Selectable};
 use crate::table::{self, IncludeObject};
 use crate::watchcache::{
-    Initial, WatchCache, WatchCacheError, WatchFilter, WatchItem, WatchStart, FRESHNESS_TIMEOUT,
+    CachedObject, Initial, WatchCache, WatchCacheError, WatchFilter, WatchItem, WatchStart,
+    FRESHNESS_TIMEOUT,
 };
 
 /// How long a watch lasts when the client gives no `timeoutSeconds`
@@ -72,7 +73,7 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn matches(&self, obj: &Value) -> bool {
+    fn matches(&self, obj: &(impl Selectable + ?Sized)) -> bool {
         self.labels.matches(obj) && self.fields.matches(self.resource, obj)
     }
 
@@ -103,6 +104,16 @@ impl Watcher {
             _ => serde_json::to_vec(obj),
         };
         self.send_json(kind, &json.unwrap_or_default()).await
+    }
+
+    /// Sends one event with a cached object: its bytes as they are, unless
+    /// this watcher wants Table rows (or custom objects, converted to the
+    /// watched version).
+    async fn send_cached(&self, kind: &str, obj: &CachedObject) -> bool {
+        if self.table.is_some() || self.resource.custom.is_some() {
+            return self.send(kind, &obj.to_value()).await;
+        }
+        self.send_json(kind, obj.json()).await
     }
 
     /// Sends one event whose object is already JSON.
@@ -278,7 +289,7 @@ async fn run_cached(
     match std::mem::replace(&mut cw.initial, Initial::Replay(Vec::new())) {
         Initial::Snapshot(objects) => {
             for o in &objects {
-                if !w.send("ADDED", o).await {
+                if !w.send_cached("ADDED", o).await {
                     return true;
                 }
             }
@@ -362,7 +373,7 @@ async fn run_store(
                 }
             };
             for obj in &page.items {
-                if !w.send("ADDED", obj).await {
+                if !w.send_cached("ADDED", obj).await {
                     return;
                 }
             }

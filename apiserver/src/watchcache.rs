@@ -20,9 +20,13 @@
 //!   resources' prefixes are added at run time ([`WatchCache::cache_prefix`],
 //!   called by [`crate::crd_registry`]): the cache's task reads the prefix
 //!   at its own revision between two store batches.
+//! - Each object is held once, as its JSON with `resourceVersion` set plus
+//!   the labels and field-selector values of its kind
+//!   ([`crate::cached_object`]); lists and watch events copy those bytes,
+//!   and selectors read the recorded values without decoding.
 //! - The store watch is opened without `prev_kv`: the cache already holds
-//!   each object's previous state, so a second decoded copy per event
-//!   would only cost memory.
+//!   each object's previous state, so a second copy per event would only
+//!   cost memory.
 //! - If the store watch ends (compaction while lagging, store restart,
 //!   error), the cache relists and rewatches after [`RELIST_BACKOFF_MIN`];
 //!   every watcher is closed then, and its client rewatches.
@@ -37,23 +41,22 @@
 //!
 //! [`RESOURCES`]: crate::resources::RESOURCES
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::Value;
 use skiff_store::{prefix_end, EventType, Kv, RangeRequest, Revision, StoreError, WatchRequest};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
-use crate::registry::decode_at;
 use crate::resources::{ResourceInfo, RESOURCES};
-use crate::watchcache_state::{CacheState, Change};
+use crate::watchcache_state::{storage_prefix_of, CacheState, Change};
 pub use crate::watchcache_state::{
-    CachedEvent, CachedPage, EventKind, Initial, Obj, RegisterError, SharedEvent, WatchFilter,
-    WatchItem, WatchStart,
+    CachedEvent, CachedObject, CachedPage, EventKind, Initial, Obj, RegisterError, SharedEvent,
+    WatchFilter, WatchItem, WatchStart,
 };
 
 /// How long a read waits for the cache to reach the revision it needs
@@ -168,6 +171,10 @@ pub struct WatchCache {
     /// signal that there are some.
     wanted: Mutex<Vec<String>>,
     wanted_signal: Notify,
+    /// The kind stored under each built-in storage prefix: it decides which
+    /// field-selector values a cached object records. Custom objects use
+    /// their own `kind`.
+    kinds: HashMap<String, &'static str>,
 }
 
 impl WatchCache {
@@ -179,6 +186,10 @@ impl WatchCache {
             prefixes.iter().map(String::as_str),
             config.events_per_resource,
         );
+        let mut kinds = HashMap::new();
+        for (prefix, r) in prefixes.into_iter().zip(RESOURCES.iter()) {
+            kinds.entry(prefix).or_insert(r.kind);
+        }
         Arc::new(WatchCache {
             kv,
             config,
@@ -187,6 +198,7 @@ impl WatchCache {
             revision: watch::channel(0).0,
             wanted: Mutex::new(Vec::new()),
             wanted_signal: Notify::new(),
+            kinds,
         })
     }
 
@@ -296,7 +308,7 @@ impl WatchCache {
         prefix: &str,
         start: &str,
         limit: usize,
-        filter: impl Fn(&Value) -> bool,
+        filter: impl Fn(&CachedObject) -> bool,
     ) -> Option<CachedPage> {
         let bucket = self.bucket(resource)?;
         let state = self.read();
@@ -326,7 +338,7 @@ impl WatchCache {
         start: &str,
         revision: Revision,
         limit: usize,
-        filter: impl Fn(&Value) -> bool,
+        filter: impl Fn(&CachedObject) -> bool,
     ) -> Option<CachedPage> {
         let bucket = self.bucket(resource)?;
         let state = self.read();
@@ -507,10 +519,9 @@ impl WatchCache {
                 if !keep {
                     continue;
                 }
-                match decode_at(&kv.value, kv.mod_revision) {
-                    Ok(obj) => {
-                        out.push((String::from_utf8_lossy(&kv.key).into_owned(), Arc::new(obj)))
-                    }
+                let key = String::from_utf8_lossy(&kv.key).into_owned();
+                match self.decode(&key, &kv.value, kv.mod_revision) {
+                    Ok(obj) => out.push((key, Arc::new(obj))),
                     Err(e) => tracing::warn!(
                         key = %String::from_utf8_lossy(&kv.key), error = %e,
                         "watch cache: skipping an object that does not decode"
@@ -525,6 +536,18 @@ impl WatchCache {
                 _ => return Ok((out, revision)),
             }
         }
+    }
+
+    /// Decodes a stored object under `key` for the cache, recording the
+    /// field-selector values of the kind stored there.
+    fn decode(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        revision: Revision,
+    ) -> Result<CachedObject, ApiError> {
+        let kind = storage_prefix_of(key).and_then(|p| self.kinds.get(p).copied());
+        CachedObject::decode(bytes, revision, kind)
     }
 
     /// Decodes one store batch (outside the lock) and applies it.
@@ -549,7 +572,7 @@ impl WatchCache {
                 }
                 let object = match ev.kind {
                     EventType::Delete => None,
-                    EventType::Put => match decode_at(&ev.kv.value, ev.kv.mod_revision) {
+                    EventType::Put => match self.decode(&key, &ev.kv.value, ev.kv.mod_revision) {
                         Ok(o) => Some(Arc::new(o)),
                         Err(e) => {
                             tracing::warn!(%key, error = %e, "watch cache: object does not decode; treating it as deleted");

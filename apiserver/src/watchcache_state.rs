@@ -5,7 +5,8 @@
 //!  CacheState
 //!   ├─ revision            every store event up to here is applied
 //!   └─ Bucket per storage prefix (/registry/<group>/<plural>/)
-//!       ├─ objects          key → Arc<Value> (decoded once, resourceVersion set)
+//!       ├─ objects          key → Arc<CachedObject> (JSON with resourceVersion
+//!       │                   set, plus the labels and fields selectors read)
 //!       ├─ ring             the last `capacity` events, for watch resumption
 //!       ├─ oldest           every event after this revision is in the ring
 //!       └─ watchers         bounded senders; a full one is dropped (closed)
@@ -30,9 +31,11 @@ use serde_json::Value;
 use skiff_store::Revision;
 use tokio::sync::mpsc;
 
-/// An object as the cache holds it: decoded once, `resourceVersion` set,
+pub use crate::cached_object::CachedObject;
+
+/// An object as the cache holds it: encoded once, `resourceVersion` set,
 /// shared by the map, the ring, lists and watchers.
-pub type Obj = Arc<Value>;
+pub type Obj = Arc<CachedObject>;
 
 /// One change to one object, as the cache saw it.
 #[derive(Debug)]
@@ -81,15 +84,15 @@ impl EventKind {
     }
 }
 
-/// One event on its way to the watchers of a bucket. The JSON of the
-/// object is made once, by the first watcher that needs it, and shared by
-/// the others; it is dropped when the last watcher has sent it (the ring
-/// keeps only the [`CachedEvent`]).
+/// One event on its way to the watchers of a bucket. The JSON of a
+/// deleted object (the previous state at the deletion's revision) is made
+/// once, by the first watcher that needs it, and shared by the others; it
+/// is dropped when the last watcher has sent it (the ring keeps only the
+/// [`CachedEvent`]).
 #[derive(Debug)]
 pub struct SharedEvent {
     /// The change.
     pub event: Arc<CachedEvent>,
-    object_json: OnceLock<Bytes>,
     deleted_json: OnceLock<Bytes>,
 }
 
@@ -98,47 +101,40 @@ impl SharedEvent {
     pub fn new(event: Arc<CachedEvent>) -> Arc<SharedEvent> {
         Arc::new(SharedEvent {
             event,
-            object_json: OnceLock::new(),
             deleted_json: OnceLock::new(),
         })
     }
 
-    /// The object a watcher sends for `kind`: the new state for ADDED and
-    /// MODIFIED; for DELETED the previous state with the change's
-    /// resourceVersion (as kube-apiserver sends it).
+    /// The object a watcher sends for `kind`, decoded (see
+    /// [`SharedEvent::object_json`]).
     pub fn object(&self, kind: EventKind) -> Option<Value> {
-        match kind {
-            EventKind::Added | EventKind::Modified => self.event.object.as_deref().cloned(),
-            EventKind::Deleted => self.event.prev.as_deref().map(|p| {
-                let mut o = p.clone();
-                if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-                    meta.insert(
-                        "resourceVersion".into(),
-                        Value::String(self.event.revision.to_string()),
-                    );
-                }
-                o
-            }),
-        }
+        let present = match kind {
+            EventKind::Added | EventKind::Modified => self.event.object.is_some(),
+            EventKind::Deleted => self.event.prev.is_some(),
+        };
+        // Cached bytes were encoded from a Value, so they decode.
+        present.then(|| serde_json::from_slice(&self.object_json(kind)).unwrap_or(Value::Null))
     }
 
-    /// The JSON of [`SharedEvent::object`], encoded once per event.
+    /// The JSON a watcher sends for `kind`: the new state for ADDED and
+    /// MODIFIED (the cached bytes); for DELETED the previous state with the
+    /// change's resourceVersion (as kube-apiserver sends it), encoded once
+    /// per event.
     pub fn object_json(&self, kind: EventKind) -> Bytes {
-        let cell = match kind {
-            EventKind::Deleted => &self.deleted_json,
-            _ => &self.object_json,
-        };
-        cell.get_or_init(|| match kind {
-            EventKind::Deleted => Bytes::from(
-                serde_json::to_vec(&self.object(kind).unwrap_or(Value::Null)).unwrap_or_default(),
-            ),
-            // No clone needed for the new state.
-            _ => Bytes::from(
-                serde_json::to_vec(self.event.object.as_deref().unwrap_or(&Value::Null))
-                    .unwrap_or_default(),
-            ),
-        })
-        .clone()
+        match kind {
+            EventKind::Added | EventKind::Modified => self
+                .event
+                .object
+                .as_ref()
+                .map_or_else(|| Bytes::from_static(b"null"), |o| o.json().clone()),
+            EventKind::Deleted => self
+                .deleted_json
+                .get_or_init(|| match &self.event.prev {
+                    Some(p) => p.json_at(&self.event.revision.to_string()),
+                    None => Bytes::from_static(b"null"),
+                })
+                .clone(),
+        }
     }
 }
 
@@ -157,7 +153,7 @@ pub struct WatchFilter {
     /// Storage key prefix of the collection watched.
     pub prefix: String,
     /// The selectors.
-    pub matches: Box<dyn Fn(&Value) -> bool + Send + Sync>,
+    pub matches: Box<dyn Fn(&CachedObject) -> bool + Send + Sync>,
 }
 
 impl std::fmt::Debug for WatchFilter {
@@ -453,7 +449,7 @@ impl CacheState {
         prefix: &str,
         start: &str,
         limit: usize,
-        filter: impl Fn(&Value) -> bool,
+        filter: impl Fn(&CachedObject) -> bool,
     ) -> CachedPage {
         let mut items = Vec::new();
         let mut next_start = None;

@@ -1,10 +1,12 @@
 use super::*;
+use crate::selectors::Selectable;
 use serde_json::json;
 
 fn obj(name: &str, rv: Revision, app: &str) -> Obj {
-    Arc::new(
-        json!({"metadata": {"name": name, "resourceVersion": rv.to_string(), "labels": {"app": app}}}),
-    )
+    Arc::new(CachedObject::new(
+        "Pod",
+        &json!({"metadata": {"name": name, "resourceVersion": rv.to_string(), "labels": {"app": app}}}),
+    ))
 }
 
 fn put(key: &str, rv: Revision, app: &str) -> Change {
@@ -34,7 +36,7 @@ fn state(capacity: usize) -> CacheState {
 fn web() -> Arc<WatchFilter> {
     Arc::new(WatchFilter {
         prefix: PODS.into(),
-        matches: Box::new(|o: &Value| o.pointer("/metadata/labels/app") == Some(&json!("web"))),
+        matches: Box::new(|o: &CachedObject| o.label("app") == Some("web")),
     })
 }
 
@@ -188,10 +190,17 @@ fn a_bucket_added_later_starts_from_its_listed_objects_and_follows_changes() {
     assert!(s.can_serve_at(b, 11));
     s.apply(vec![put("/registry/x.example.com/things/d/b", 12, "db")]);
     let page = s.list(b, THINGS, THINGS, 0, |_| true);
-    let names: Vec<&str> = page
+    let names: Vec<String> = page
         .items
         .iter()
-        .filter_map(|o| o.pointer("/metadata/name")?.as_str())
+        .filter_map(|o| {
+            Some(
+                o.to_value()
+                    .pointer("/metadata/name")?
+                    .as_str()?
+                    .to_string(),
+            )
+        })
         .collect();
     assert_eq!(
         names,

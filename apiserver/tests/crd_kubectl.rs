@@ -349,7 +349,7 @@ async fn the_watch_cache_loads_a_custom_resource_prefix_on_demand() {
         let names = || {
             cache
                 .list(crontabs, &prefix, &prefix, 0, |_| true)
-                .map(|p| p.items.iter().filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string)).collect::<Vec<_>>())
+                .map(|p| p.items.iter().filter_map(|o| o.to_value()["metadata"]["name"].as_str().map(str::to_string)).collect::<Vec<_>>())
         };
         eventually("the cache loads", async || cache.is_ready()).await;
         assert_eq!(names(), None, "not cached before it is asked for");
