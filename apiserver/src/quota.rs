@@ -143,7 +143,7 @@ pub async fn admit(
         detail,
         causes: Vec::new(),
     };
-    let mut pending: Vec<Stored> = page.items.iter().map(|q| stored(Value::clone(q))).collect();
+    let mut pending: Vec<Stored> = page.values().into_iter().map(stored).collect();
     for _ in 0..MAX_CHARGE_ATTEMPTS {
         let mut charges = Vec::new();
         for current in pending.drain(..) {
