@@ -18,7 +18,7 @@
 //! them: first those using more than they request, then by priority
 //! (lowest first), then by usage above the request (largest first).
 //! Pods at or above the system-critical priority are never evicted. The
-//! I/O loop around this is [`super::eviction_loop`].
+//! I/O loop around this is [`super::evict::eviction_loop`].
 
 use std::time::{Duration, Instant};
 
