@@ -110,6 +110,30 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+    /// The Deployment and ReplicaSet controllers on hollow nodes: a
+    /// Deployment scaled 0 → N until all pods are Running, a rolling update
+    /// of all N, the scale back to 0, with the server's CPU and memory.
+    Controllers {
+        /// Hollow nodes (4 cpu, 16Gi, 110 pods each), run in this process.
+        #[arg(long, default_value_t = 1_000)]
+        nodes: usize,
+        /// Replicas of the Deployment (pods request 1m cpu).
+        #[arg(long, default_value_t = 10_000)]
+        replicas: usize,
+        /// Repetitions (each is printed, then the medians).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Seconds one phase may take before the run is abandoned.
+        #[arg(long, default_value_t = 1800)]
+        timeout: u64,
+        /// Admin kubeconfig of a running `skiff server --no-agent` to
+        /// measure (default: start one on a temporary data directory).
+        #[arg(long, requires = "server_pid")]
+        kubeconfig: Option<PathBuf>,
+        /// That server's pid, for its CPU and memory.
+        #[arg(long, requires = "kubeconfig")]
+        server_pid: Option<u32>,
+    },
     /// Skiff's store against etcd 3.4: 3 `skiff server`s and 3 etcd
     /// members on loopback, driven through the etcd API with N concurrent
     /// clients (writes/s, p50/p99, gets/s, memory, disk bytes per write).
@@ -198,6 +222,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             println!("{}", crate::bench_startup::run(client, &cfg).await?);
             Ok(())
         }
+        BenchCommand::Controllers {
+            nodes,
+            replicas,
+            runs,
+            timeout,
+            kubeconfig,
+            server_pid,
+        } => {
+            crate::bench_controllers::run(crate::bench_controllers::ControllersBench {
+                nodes,
+                replicas,
+                runs: runs.max(1),
+                phase_timeout: Duration::from_secs(timeout),
+                server: kubeconfig.zip(server_pid),
+            })
+            .await
+        }
         BenchCommand::Store {
             dir,
             clients,
@@ -247,7 +288,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// The server URL, CA (PEM) and bearer token of a kubeconfig's current
 /// context, as `skiff server` writes it.
-fn read_kubeconfig(path: &std::path::Path) -> anyhow::Result<(String, String, String)> {
+pub(crate) fn read_kubeconfig(path: &std::path::Path) -> anyhow::Result<(String, String, String)> {
     use base64::Engine;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -280,49 +321,81 @@ async fn bench_scheduler_end_to_end(
     pods: usize,
     seed: u64,
 ) -> anyhow::Result<()> {
-    use k8s_openapi::api::core::v1::Node;
-    use kube::api::{Api, ListParams};
     let (url, ca_pem, token) = read_kubeconfig(kubeconfig)?;
     let client = skiff_client::kube_client(&url, &ca_pem, &token)?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let hollow = tokio::spawn(skiff_agent::hollow::run_hollow_nodes(
-        client.clone(),
-        nodes,
-        "hollow-",
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let started = Instant::now();
-    let api: Api<Node> = Api::all(client.clone());
-    loop {
-        let registered = api
-            .list(&ListParams::default().labels(skiff_agent::hollow::HOLLOW_LABEL))
-            .await?
-            .items
-            .iter()
-            .filter(|n| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.allocatable.as_ref())
-                    .is_some()
-            })
-            .count();
-        if registered >= nodes {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(300),
-            "hollow nodes not registered after 5 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    eprintln!("{nodes} hollow nodes registered in {:?}", started.elapsed());
+    let hollow = HollowNodes::start(client.clone(), nodes, "hollow-").await?;
     let table =
         skiff_scheduler::bench_end_to_end(client, nodes, pods, seed, Duration::from_secs(1800))
             .await;
-    let _ = stop_tx.send(());
-    let _ = hollow.await;
+    hollow.stop().await;
     println!("{}", table?);
     Ok(())
+}
+
+/// Hollow nodes run in this process (`skiff_agent::hollow`), so their CPU
+/// is not the server's.
+pub(crate) struct HollowNodes {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), skiff_agent::hollow::HollowError>>,
+}
+
+impl HollowNodes {
+    /// Starts `nodes` hollow nodes named `<prefix>00000`… and waits until
+    /// every one is registered with its allocatable resources.
+    pub(crate) async fn start(
+        client: kube::Client,
+        nodes: usize,
+        prefix: &str,
+    ) -> anyhow::Result<HollowNodes> {
+        use k8s_openapi::api::core::v1::Node;
+        use kube::api::{Api, ListParams};
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (c, p) = (client.clone(), prefix.to_string());
+        let mut task = tokio::spawn(async move {
+            skiff_agent::hollow::run_hollow_nodes(c, nodes, &p, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+        });
+        let started = Instant::now();
+        let api: Api<Node> = Api::all(client);
+        loop {
+            let registered = api
+                .list(&ListParams::default().labels(skiff_agent::hollow::HOLLOW_LABEL))
+                .await?
+                .items
+                .iter()
+                .filter(|n| {
+                    n.metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|name| name.starts_with(prefix))
+                        && n.status
+                            .as_ref()
+                            .and_then(|s| s.allocatable.as_ref())
+                            .is_some()
+                })
+                .count();
+            if registered >= nodes {
+                break;
+            }
+            if task.is_finished() {
+                let ended = (&mut task).await;
+                anyhow::bail!("hollow nodes stopped while registering: {ended:?}");
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(300),
+                "hollow nodes not registered after 5 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        eprintln!("{nodes} hollow nodes registered in {:?}", started.elapsed());
+        Ok(HollowNodes { stop, task })
+    }
+
+    /// Stops them (they stay registered, as a stopped kubelet's node does).
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
 }

@@ -3,6 +3,7 @@
 
 mod agent_cmd;
 mod bench_cmd;
+mod bench_controllers;
 mod bench_startup;
 mod bench_store;
 mod cluster_cmd;

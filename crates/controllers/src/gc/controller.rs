@@ -375,7 +375,7 @@ impl Reconciler for GarbageCollector {
             let Some(node) = graph.get(uid).cloned() else {
                 return Ok(None);
             };
-            (node, graph.dependents(uid).len())
+            (node, graph.dependent_count(uid))
         };
         if !node.owners.is_empty() {
             self.handle_dependent(uid, &node).await?;

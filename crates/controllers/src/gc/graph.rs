@@ -57,6 +57,13 @@ impl Graph {
             .unwrap_or_default()
     }
 
+    /// How many objects name `owner_uid` as an owner (without copying
+    /// their uids: a ReplicaSet of 10,000 pods is reconciled on every
+    /// change of one of them).
+    pub fn dependent_count(&self, owner_uid: &str) -> usize {
+        self.dependents.get(owner_uid).map_or(0, |s| s.len())
+    }
+
     /// Every uid with owners or a collector finalizer (for a resync).
     pub fn interesting(&self) -> Vec<String> {
         self.nodes
@@ -149,6 +156,7 @@ mod tests {
         g.upsert("rs".into(), node(&["deploy"]));
         g.upsert("pod".into(), node(&["rs"]));
         assert_eq!(g.dependents("rs"), vec!["pod".to_string()]);
+        assert_eq!(g.dependent_count("rs"), 1);
         // The pod is released: no longer a dependent.
         g.upsert("pod".into(), node(&[]));
         assert!(g.dependents("rs").is_empty());

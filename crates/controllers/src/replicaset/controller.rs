@@ -7,8 +7,14 @@
 //!                 an orphan); observe expected creations/deletions
 //!  reconcile(key) ──> core::reconcile ──> adopt/release (PATCH pod),
 //!                     create (POST pod, slow start), delete (DELETE pod,
-//!                     uid precondition), PATCH replicasets/status
+//!                     uid precondition, all at once), PATCH replicasets/status
 //! ```
+//!
+//! Each pod's `SuccessfulCreate`/`SuccessfulDelete` event is written right
+//! after its own call, concurrently with the other pods' calls: written one
+//! after another (and the deletions too) they held a 10,000-pod scale-up
+//! to ~100 pods/s and a scale-down to ~25 pods/s (`skiff bench
+//! controllers`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -187,41 +193,29 @@ impl ReplicaSetController {
         let mut first_error = None;
         while start < names.len() {
             let end = (start + batch).min(names.len());
+            // Each pod's event is written as soon as its create returns, in
+            // parallel with the others (Kubernetes' recorder never blocks
+            // the controller on event writes).
             let calls = names[start..end].iter().map(|name| {
                 let pod = core::pod_from_template(rs, name);
                 let api = api.clone();
-                async move { (name, api.create(&PostParams::default(), &pod).await) }
+                async move {
+                    let result = api.create(&PostParams::default(), &pod).await;
+                    let (type_, reason, message) = match &result {
+                        Ok(_) => ("Normal", "SuccessfulCreate", format!("Created pod: {name}")),
+                        Err(e) => ("Warning", "FailedCreate", format!("Error creating: {e}")),
+                    };
+                    events::record(&self.client, NAME, rs, type_, reason, &message).await;
+                    (name, result)
+                }
             });
-            let results = futures::future::join_all(calls).await;
-            for (name, r) in results {
-                match r {
-                    Ok(_) => {
-                        events::record(
-                            &self.client,
-                            NAME,
-                            rs,
-                            "Normal",
-                            "SuccessfulCreate",
-                            &format!("Created pod: {name}"),
-                        )
-                        .await;
-                    }
-                    Err(e) => {
-                        self.expectations.creation_observed(key, name);
-                        events::record(
-                            &self.client,
-                            NAME,
-                            rs,
-                            "Warning",
-                            "FailedCreate",
-                            &format!("Error creating: {e}"),
-                        )
-                        .await;
-                        first_error.get_or_insert(ControllerError::api(
-                            format!("creating pod {ns}/{name}"),
-                            e,
-                        ));
-                    }
+            for (name, r) in futures::future::join_all(calls).await {
+                if let Err(e) = r {
+                    self.expectations.creation_observed(key, name);
+                    first_error.get_or_insert(ControllerError::api(
+                        format!("creating pod {ns}/{name}"),
+                        e,
+                    ));
                 }
             }
             if first_error.is_some() {
@@ -247,36 +241,44 @@ impl ReplicaSetController {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let uids: Vec<String> = pods.iter().map(|p| p.uid.clone()).collect();
         self.expectations.expect(key, &[], &uids);
-        let mut first_error = None;
-        for pod in pods {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: Some(pod.uid.clone()),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            match api.delete(&pod.name, &params).await {
-                Ok(_) => {
+        // All deletions of one reconcile at once, as Kubernetes'
+        // `manageReplicas` does (one goroutine per pod).
+        let calls = pods.iter().map(|pod| {
+            let api = api.clone();
+            async move {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(pod.uid.clone()),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                let result = api.delete(&pod.name, &params).await;
+                if result.is_ok() {
+                    let message = format!("Deleted pod: {}", pod.name);
                     events::record(
                         &self.client,
                         NAME,
                         rs,
                         "Normal",
                         "SuccessfulDelete",
-                        &format!("Deleted pod: {}", pod.name),
+                        &message,
                     )
                     .await;
                 }
-                Err(e) => {
-                    self.expectations
-                        .deletion_observed(key, &pod.name, &pod.uid);
-                    if !is_status(&e, 404) {
-                        first_error.get_or_insert(ControllerError::api(
-                            format!("deleting pod {ns}/{}", pod.name),
-                            e,
-                        ));
-                    }
+                (pod, result)
+            }
+        });
+        let mut first_error = None;
+        for (pod, r) in futures::future::join_all(calls).await {
+            if let Err(e) = r {
+                self.expectations
+                    .deletion_observed(key, &pod.name, &pod.uid);
+                if !is_status(&e, 404) {
+                    first_error.get_or_insert(ControllerError::api(
+                        format!("deleting pod {ns}/{}", pod.name),
+                        e,
+                    ));
                 }
             }
         }
