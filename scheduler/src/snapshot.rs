@@ -225,26 +225,6 @@ pub fn pod_priority(pod: &Pod, classes: &HashMap<String, i32>, global_default: i
     }
 }
 
-/// Whether a pod is of the BestEffort QoS class: its `status.qosClass`,
-/// else no container (init ones included) requests or limits anything.
-fn is_best_effort(pod: &Pod) -> bool {
-    if let Some(q) = pod.status.as_ref().and_then(|s| s.qos_class.as_deref()) {
-        return q == "BestEffort";
-    }
-    let Some(spec) = pod.spec.as_ref() else {
-        return true;
-    };
-    spec.containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .all(|c| {
-            c.resources.as_ref().is_none_or(|r| {
-                r.requests.as_ref().is_none_or(|m| m.is_empty())
-                    && r.limits.as_ref().is_none_or(|m| m.is_empty())
-            })
-        })
-}
-
 /// The core's view of a pending pod, with its priority already resolved.
 pub fn pending_pod(pod: &Pod, priority: i32) -> PendingPod {
     let (requests, extended) = pod_requests_all(pod);
@@ -279,7 +259,7 @@ pub fn pending_pod(pod: &Pod, priority: i32) -> PendingPod {
         .collect();
     // Kubernetes lets pods that are not BestEffort onto a node under memory
     // pressure: they get the memory-pressure toleration.
-    if !is_best_effort(pod) {
+    if !skiff_api::quota::scope::is_best_effort(pod) {
         out.tolerations.push(Toleration {
             key: "node.kubernetes.io/memory-pressure".into(),
             operator: "Exists".into(),

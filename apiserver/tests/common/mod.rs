@@ -26,24 +26,12 @@ pub struct Harness {
     pub kubeconfig: PathBuf,
 }
 
-/// Opens the store, retrying for a while: after `Store::shutdown` on a
-/// loaded machine, sled's directory lock is released a little later, so an
-/// immediate reopen (the restart test) can see `WouldBlock` (a store
-/// behaviour reported to its owner).
+/// Opens the store (`Store::open` itself waits for the sled lock a
+/// previous store of this process may still hold after `shutdown`).
 async fn open_store(dir: &std::path::Path) -> Store {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match Store::open(StoreConfig::new(dir.join("store"))).await {
-            Ok(s) => return s,
-            Err(e)
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("open store: {e}"),
-        }
-    }
+    Store::open(StoreConfig::new(dir.join("store")))
+        .await
+        .unwrap_or_else(|e| panic!("open store: {e}"))
 }
 
 /// What a command printed.

@@ -33,6 +33,9 @@ use crate::watch::{self, WatchHub};
 const SLED_DIR: &str = "sm";
 /// Name of the sled tree holding the MVCC state.
 const SLED_TREE: &str = "mvcc";
+/// How long `open` waits for sled's file lock left by this process's
+/// previous store (see `Store::open`).
+const SLED_LOCK_WAIT: Duration = Duration::from_secs(10);
 /// Default sled page cache: 32 MiB (sled's own default is 1 GiB; edge
 /// hardware is small).
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 32 << 20;
@@ -298,21 +301,35 @@ impl Store {
                 StoreError::Storage(format!("removing {}: {e}", sled_dir.display()))
             })?;
         }
-        let db = sled::Config::new()
+        let sled_config = sled::Config::new()
             .path(&sled_dir)
             .cache_capacity(config.cache_capacity_bytes)
             .flush_every_ms(
                 config
                     .sled_flush_interval
                     .map(|d| d.as_millis().clamp(1, u64::MAX as u128) as u64),
-            )
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Corruption { .. } => {
-                    bad_dir(&config, format!("state machine database is corrupt: {e}"))
+            );
+        // We hold the data dir's lock, so a sled lock held elsewhere can
+        // only be this process's previous store, whose sled threads let go
+        // of it a little after `shutdown` on a loaded machine: wait for it.
+        let lock_deadline = Instant::now() + SLED_LOCK_WAIT;
+        let db = loop {
+            match sled_config.open() {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && Instant::now() < lock_deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                other => StoreError::Storage(format!("opening sled: {other}")),
-            })?;
+                other => break other,
+            }
+        }
+        .map_err(|e| match e {
+            sled::Error::Corruption { .. } => {
+                bad_dir(&config, format!("state machine database is corrupt: {e}"))
+            }
+            other => StoreError::Storage(format!("opening sled: {other}")),
+        })?;
         let tree = db
             .open_tree(SLED_TREE)
             .map_err(|e| StoreError::Storage(format!("opening sled tree: {e}")))?;

@@ -54,7 +54,7 @@ pub fn is_scoped(spec: &ResourceQuotaSpec) -> bool {
 
 /// Whether every container and init container states neither requests nor
 /// limits of cpu and memory (QoS class BestEffort).
-fn is_best_effort(pod: &Pod) -> bool {
+pub fn is_best_effort(pod: &Pod) -> bool {
     let Some(spec) = pod.spec.as_ref() else {
         return true;
     };
