@@ -58,6 +58,23 @@ pub struct ClusterOptions {
     pub subnet: u8,
 }
 
+/// Agent flags that keep a test node from acting on the host's disk and
+/// memory (this machine's disk is often more than 85% full, which would
+/// evict test pods and garbage-collect their images; registry-less nodes
+/// cannot pull them back): no eviction thresholds, no image GC. A flag the
+/// test passes itself (in `extra`) wins.
+pub fn quiet_node_flags(extra: &[String]) -> Vec<&'static str> {
+    let given = |flag: &str| extra.iter().any(|a| a == flag);
+    let mut out = Vec::new();
+    if !given("--eviction-hard") {
+        out.extend(["--eviction-hard", ""]);
+    }
+    if !given("--image-gc-high-threshold") {
+        out.extend(["--image-gc-high-threshold", "100"]);
+    }
+    out
+}
+
 /// A running single-node cluster: `skiff server` with its embedded agent.
 pub struct Cluster {
     /// The temporary directory holding everything the cluster writes.
@@ -152,6 +169,7 @@ impl Cluster {
             .arg("24")
             .arg("--service-cidr")
             .arg(self.service_cidr())
+            .args(quiet_node_flags(&self.extra_args))
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

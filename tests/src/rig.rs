@@ -350,6 +350,7 @@ impl Rig {
             .args(["--node-name", &host.name])
             .args(["--node-ip", &host.ip.to_string()])
             .args(["--cni-bridge", HOST_BRIDGE])
+            .args(crate::quiet_node_flags(&[]))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out)
