@@ -15,9 +15,10 @@
 //!
 //! Caveats: no `APIService` object (Skiff has no aggregation layer); a
 //! node whose agent does not answer is left out of the lists (as
-//! metrics-server does) and its item is 404; `window` is the agent's
-//! sampling interval as reported, not metrics-server's fixed scrape period;
-//! the cache is process-wide, keyed by the cluster's node token.
+//! metrics-server does) and its item is 404; `window` is always `1s`,
+//! whatever interval the agent's cpu rate covered (the agent samples twice
+//! 250 ms apart when it has no recent sample); the cache is process-wide,
+//! keyed by the cluster's node token.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
