@@ -196,14 +196,9 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 
 /// `process_resident_memory_bytes` and `process_cpu_seconds_total`.
 fn process_metrics(out: &mut String) {
-    if let Some(rss_kib) = std::fs::read_to_string("/proc/self/status")
+    if let Some(rss) = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
+        .and_then(|t| crate::stats::kib_field(&t, "VmRSS:"))
     {
         header(
             out,
@@ -211,7 +206,7 @@ fn process_metrics(out: &mut String) {
             "gauge",
             "Resident memory size in bytes.",
         );
-        let _ = writeln!(out, "process_resident_memory_bytes {}", rss_kib * 1024);
+        let _ = writeln!(out, "process_resident_memory_bytes {rss}");
     }
     // Fields 14 and 15 of /proc/self/stat (utime, stime) in clock ticks
     // (100 per second), counted after the command's closing parenthesis.

@@ -78,14 +78,20 @@ pub fn parse_proc_stat(text: &str) -> Option<u64> {
 
 /// `(MemTotal, MemAvailable)` in bytes from `/proc/meminfo`.
 pub fn parse_meminfo(text: &str) -> Option<(u64, u64)> {
-    let field = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|kib| kib * 1024)
-    };
-    Some((field("MemTotal:")?, field("MemAvailable:")?))
+    Some((
+        kib_field(text, "MemTotal:")?,
+        kib_field(text, "MemAvailable:")?,
+    ))
+}
+
+/// The value of a `Name:   1234 kB` line of a `/proc` file (`meminfo`,
+/// `self/status`), in bytes.
+pub(crate) fn kib_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|kib| kib * 1024)
 }
 
 /// Previous cpu samples, by container id and for the node.

@@ -389,6 +389,12 @@ impl PodView {
     }
 }
 
+/// The guarded value, also after a panic elsewhere poisoned the lock (the
+/// bench's counters stay readable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn revision_of(pod: &Pod) -> String {
     pod.spec
         .as_ref()
@@ -412,7 +418,7 @@ fn watch_pods(client: Client) -> (Arc<Mutex<PodView>>, tokio::task::JoinHandle<(
                 tokio::time::sleep(POLL).await;
                 continue;
             };
-            let mut view = v.lock().unwrap();
+            let mut view = lock(&v);
             match event {
                 Event::Init => {
                     view.synced = false;
@@ -498,7 +504,7 @@ async fn one_run(
     let deadline = Instant::now() + cfg.phase_timeout;
     while Instant::now() < deadline {
         let empty = {
-            let v = view.lock().unwrap();
+            let v = lock(&view);
             v.synced && v.pods.is_empty()
         };
         if empty && matches!(api.get_opt(DEPLOYMENT).await, Ok(None)) {
@@ -535,8 +541,8 @@ async fn phases(
         &mut meter,
         cfg.phase_timeout,
         "scale up",
-        async || Ok(view.lock().unwrap().running_of("1") >= n),
-        || format!("{} of {n} Running", view.lock().unwrap().running_of("1")),
+        async || Ok(lock(view).running_of("1") >= n),
+        || format!("{} of {n} Running", lock(view).running_of("1")),
     )
     .await?;
     results.push(meter.finish(&format!("scale 0 → {n}"), n)?);
@@ -564,23 +570,23 @@ async fn phases(
         async || {
             let d = api.get(DEPLOYMENT).await.context("reading the Deployment")?;
             let s = d.status.unwrap_or_default();
-            *status_line.lock().unwrap() = format!(
+            *lock(&status_line) = format!(
                 "observedGeneration {:?} of {generation}, replicas {:?}, updated {:?}, available {:?}, old pods {}",
                 s.observed_generation,
                 s.replicas,
                 s.updated_replicas,
                 s.available_replicas,
-                view.lock().unwrap().others_than("2"),
+                lock(view).others_than("2"),
             );
             let want = Some(n as i32);
             let complete = s.observed_generation.unwrap_or(0) >= generation
                 && s.replicas == want
                 && s.updated_replicas == want
                 && s.available_replicas == want;
-            let v = view.lock().unwrap();
+            let v = lock(view);
             Ok(complete && v.synced && v.others_than("2") == 0)
         },
-        || status_line.lock().unwrap().clone(),
+        || lock(&status_line).clone(),
     )
     .await?;
     results.push(meter.finish("rolling update", n)?);
@@ -599,10 +605,10 @@ async fn phases(
         cfg.phase_timeout,
         "scale down",
         async || {
-            let v = view.lock().unwrap();
+            let v = lock(view);
             Ok(v.synced && v.pods.is_empty())
         },
-        || format!("{} pods left", view.lock().unwrap().pods.len()),
+        || format!("{} pods left", lock(view).pods.len()),
     )
     .await?;
     results.push(meter.finish(&format!("scale {n} → 0"), n)?);

@@ -5,9 +5,10 @@
 //!  ResourceQuota added, or spec.hard ≠ status.hard ──┐
 //!  Pod deleted, terminal, or being deleted          ├─> queue its namespace (if it has quotas)
 //!  Service / PersistentVolumeClaim deleted          ┘
-//!  reconcile(ns): for each quota: GET it ─> list what it counts (live,
-//!    consistent reads) ─> core::reconcile ─> PUT resourcequotas/status
-//!    with its resourceVersion (an admission charge meanwhile: 409, retried)
+//!  reconcile(ns): GET each quota ─> list what any of them counts, once
+//!    (live, consistent reads) ─> per quota: core::reconcile ─> PUT
+//!    resourcequotas/status with its resourceVersion (an admission charge
+//!    meanwhile: 409, retried)
 //!  every RESYNC_PERIOD: again (object counts of other kinds, drift)
 //! ```
 //!
@@ -174,29 +175,30 @@ impl QuotaController {
             })
     }
 
-    /// Recomputes and writes the status of quota `name` in `ns`.
-    async fn sync_quota(&self, ns: &str, name: &str) -> Result<(), ControllerError> {
-        let api: Api<ResourceQuota> = Api::namespaced(self.client.clone(), ns);
-        // Live, so the resourceVersion we write against is recent.
-        let quota = match api.get_opt(name).await {
-            Ok(Some(q)) => q,
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                return Err(ControllerError::api(
-                    format!("reading resourcequota {ns}/{name}"),
-                    e,
-                ))
-            }
-        };
-        let (mut pods, mut services, mut claims) = (Vec::new(), Vec::new(), Vec::new());
-        let mut counts = BTreeMap::new();
-        for source in core::sources(&quota) {
+    /// Reads quota `name` in `ns` live, so the resourceVersion its status
+    /// is written against is recent; `None` if it is gone.
+    async fn get_quota(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<ResourceQuota>, ControllerError> {
+        Api::<ResourceQuota>::namespaced(self.client.clone(), ns)
+            .get_opt(name)
+            .await
+            .map_err(|e| ControllerError::api(format!("reading resourcequota {ns}/{name}"), e))
+    }
+
+    /// Lists what `sources` name in `ns`, each once whatever the number of
+    /// quotas that count it.
+    async fn gather(&self, ns: &str, sources: &[Source]) -> Result<Listed, ControllerError> {
+        let mut listed = Listed::default();
+        for source in sources {
             match source {
-                Source::Pods => pods = self.list(ns).await?,
-                Source::Services => services = self.list(ns).await?,
-                Source::Claims => claims = self.list(ns).await?,
+                Source::Pods => listed.pods = self.list(ns).await?,
+                Source::Services => listed.services = self.list(ns).await?,
+                Source::Claims => listed.claims = self.list(ns).await?,
                 Source::Count { group, resource } => {
-                    let Some(ar) = self.api_resource(&group, &resource).await else {
+                    let Some(ar) = self.api_resource(group, resource).await else {
                         tracing::debug!(%group, %resource, "quota counts a resource that is not served");
                         continue;
                     };
@@ -210,24 +212,38 @@ impl QuotaController {
                         })?
                         .items
                         .len();
-                    counts.insert((group, resource), n as i64);
+                    listed
+                        .counts
+                        .insert((group.clone(), resource.clone()), n as i64);
                 }
             }
         }
+        Ok(listed)
+    }
+
+    /// Recomputes `quota`'s status over `listed` and writes it if it changed.
+    async fn write_status(
+        &self,
+        quota: &ResourceQuota,
+        listed: &Listed,
+    ) -> Result<(), ControllerError> {
+        let ns = quota.namespace().unwrap_or_default();
+        let name = quota.name_any();
         let objects = Objects {
-            pods: pods.iter().collect(),
-            services: services.iter().collect(),
-            claims: claims.iter().collect(),
-            counts,
+            pods: listed.pods.iter().collect(),
+            services: listed.services.iter().collect(),
+            claims: listed.claims.iter().collect(),
+            counts: listed.counts.clone(),
         };
         let now = k8s_openapi::jiff::Timestamp::now().as_second();
-        let Some(status) = core::reconcile(&quota, &objects, now) else {
+        let Some(status) = core::reconcile(quota, &objects, now) else {
             return Ok(());
         };
         let mut updated = quota.clone();
         updated.status = Some(status);
+        let api: Api<ResourceQuota> = Api::namespaced(self.client.clone(), &ns);
         match api
-            .replace_status(name, &PostParams::default(), &updated)
+            .replace_status(&name, &PostParams::default(), &updated)
             .await
         {
             Ok(_) => Ok(()),
@@ -240,6 +256,15 @@ impl QuotaController {
             )),
         }
     }
+}
+
+/// What one reconcile of a namespace listed.
+#[derive(Default)]
+struct Listed {
+    pods: Vec<Pod>,
+    services: Vec<Service>,
+    claims: Vec<PersistentVolumeClaim>,
+    counts: BTreeMap<(String, String), i64>,
 }
 
 #[async_trait::async_trait]
@@ -259,8 +284,18 @@ impl Reconciler for QuotaController {
         if names.is_empty() {
             return Ok(None);
         }
+        let mut quotas = Vec::new();
         for name in &names {
-            self.sync_quota(ns, name).await?;
+            if let Some(q) = self.get_quota(ns, name).await? {
+                quotas.push(q);
+            }
+        }
+        let mut sources: Vec<Source> = quotas.iter().flat_map(core::sources).collect();
+        sources.sort();
+        sources.dedup();
+        let listed = self.gather(ns, &sources).await?;
+        for quota in &quotas {
+            self.write_status(quota, &listed).await?;
         }
         Ok(Some(RESYNC_PERIOD))
     }
