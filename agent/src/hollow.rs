@@ -357,8 +357,14 @@ pub async fn run_hollow_nodes_with(
         r = registering => { r?; }
     }
     tracing::info!(count = o.count, prefix = %o.name_prefix, "hollow nodes registered");
+    // Heartbeats and pod reports draw on separate budgets: when they shared
+    // one, a burst of pod reports delayed lease renewals past the node
+    // monitor's grace period and the node lifecycle controller marked
+    // hundreds of busy hollow nodes unreachable (real kubelets do not
+    // queue their heartbeats behind their pods either).
+    let beat_slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let beat = tokio::spawn(heartbeat(client.clone(), o.clone(), slots.clone()));
+    let beat = tokio::spawn(heartbeat(client.clone(), o.clone(), beat_slots));
     let pods: Api<Pod> = Api::all(client.clone());
     let mut events = watcher::watcher(pods, watcher::Config::default())
         .default_backoff()
@@ -404,14 +410,18 @@ pub async fn run_hollow_nodes_with(
         if !handled.insert((uid, deleting)) {
             continue;
         }
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            break Ok(());
-        };
         ips = ips.wrapping_add(1);
         let ip = fake_ip(ips);
         let client = client.clone();
+        // The permit is taken inside the task, so the watch is read at the
+        // pace the server sends (waiting here made the server close the
+        // watch as too slow, and the re-list cost it a full range read).
+        // The semaphore is fair, so reports go out in arrival order.
+        let slots = slots.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let Ok(_permit) = slots.acquire_owned().await else {
+                return;
+            };
             handle_pod(client, pod, ip).await;
         });
     };

