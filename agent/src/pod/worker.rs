@@ -63,7 +63,18 @@ pub struct PodUpdate {
     pub eviction: Option<Arc<str>>,
 }
 
+/// How long one API request of a pod worker may take, answer included.
+/// The agent's client has no read timeout (its watches stay open for
+/// minutes), so over an uplink that went silent (requests neither answered
+/// nor refused) a status write would hang until TCP gives up, minutes
+/// later, and the pod's sync with it: no restarts, no probes. Bounded, the
+/// write fails like any other and the sync carries on without the API
+/// server (kubelet's status manager likewise runs apart from its pod
+/// workers). Found by `tests/tests/agent_resilience.rs`.
+pub const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What every worker shares.
+#[derive(Clone)]
 pub struct WorkerContext {
     /// The runtime.
     pub cri: Arc<dyn Cri>,
@@ -81,6 +92,48 @@ pub struct WorkerContext {
     /// Permits for a pod's first start ([`crate::AgentConfig::max_parallel_pod_starts`]);
     /// tokio's semaphore is fair, so pods start in the order they arrived.
     pub pod_starts: Arc<Semaphore>,
+}
+
+impl WorkerContext {
+    /// The same context whose API client gives up on a request after
+    /// `timeout` ([`API_REQUEST_TIMEOUT`]), for the workers: their
+    /// requests are single objects, never watches.
+    pub fn with_request_timeout(&self, timeout: Duration) -> WorkerContext {
+        WorkerContext {
+            client: bounded_client(self.client.clone(), timeout),
+            ..self.clone()
+        }
+    }
+}
+
+/// A request that got no whole answer in time.
+#[derive(Debug, thiserror::Error)]
+#[error("no answer from the API server within {0:?}")]
+pub struct RequestTimeout(pub Duration);
+
+/// `client`, with each request and the whole of its answer bounded by
+/// `timeout`. The answer is read into memory, so this is not for watches.
+fn bounded_client(client: kube::Client, timeout: Duration) -> kube::Client {
+    use http_body_util::BodyExt;
+    let namespace = client.default_namespace().to_string();
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let client = client.clone();
+        async move {
+            let answer = async {
+                let (parts, body) = client.send(request).await?.into_parts();
+                let bytes = body.collect().await?.to_bytes();
+                Ok::<_, tower::BoxError>(http::Response::from_parts(
+                    parts,
+                    http_body_util::Full::new(bytes),
+                ))
+            };
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(r) => r,
+                Err(_) => Err(RequestTimeout(timeout).into()),
+            }
+        }
+    });
+    kube::Client::new(service, namespace)
 }
 
 /// The worker's memory between syncs: back-offs, waiting reasons, and the
@@ -626,4 +679,53 @@ async fn terminate(
     // Kubelet garbage-collects the pod's log directory once it is removed.
     let _ = tokio::fs::remove_dir_all(pod_log_dir(&ctx.data_dir, r)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+
+    type Answer = Result<http::Response<Full<bytes::Bytes>>, tower::BoxError>;
+
+    fn client(answer: fn() -> Option<Answer>) -> kube::Client {
+        let service = tower::service_fn(move |_: http::Request<kube::client::Body>| async move {
+            match answer() {
+                Some(a) => a,
+                // A link that went silent: no answer, no error.
+                None => std::future::pending().await,
+            }
+        });
+        bounded_client(
+            kube::Client::new(service, "default"),
+            Duration::from_millis(200),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_request_the_server_never_answers_fails_after_the_timeout() {
+        let pods: Api<Pod> = Api::namespaced(client(|| None), "default");
+        let err = tokio::time::timeout(Duration::from_secs(30), pods.get("web"))
+            .await
+            .expect("the request should have timed out by itself")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no answer from the API server within 200ms"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_pass_through_the_bound() {
+        let pods: Api<Pod> = Api::namespaced(
+            client(|| {
+                let body = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"}}"#;
+                Some(Ok(http::Response::new(Full::new(body.into()))))
+            }),
+            "default",
+        );
+        let pod = pods.get("web").await.unwrap();
+        assert_eq!(pod.metadata.name.as_deref(), Some("web"));
+    }
 }
