@@ -5,9 +5,10 @@
 //!
 //! 1. [`agent_restart_keeps_containers`]: the agent is killed (SIGKILL) and
 //!    started again. Its running pod keeps the same container (same id,
-//!    restartCount 0, still Ready); a pod force-deleted while it was down
-//!    loses its sandbox and containers in CRI; a pod created while it was
-//!    down is started.
+//!    restartCount 0, Ready without a break); a pod force-deleted while it
+//!    was down loses its sandbox and containers in CRI; one deleted
+//!    gracefully is stopped and its object removed; a pod created while it
+//!    was down is started.
 //! 2. [`containerd_restart_is_survived`]: containerd is killed by its pid;
 //!    the agent's supervisor starts it again, the shims kept the container
 //!    running, the pod stays Running and Ready, and a container that exits
@@ -96,11 +97,20 @@ fn container_status(pod: &Value) -> &Value {
     &pod["status"]["containerStatuses"][0]
 }
 
-fn is_ready(pod: &Value) -> bool {
+fn ready_condition(pod: &Value) -> &Value {
     pod["status"]["conditions"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-        .is_some_and(|c| c["status"] == "True")
+        .unwrap_or(&Value::Null)
+}
+
+fn is_ready(pod: &Value) -> bool {
+    ready_condition(pod)["status"] == "True"
+}
+
+/// When the pod last became Ready (or not).
+fn ready_since(pod: &Value) -> Value {
+    ready_condition(pod)["lastTransitionTime"].clone()
 }
 
 /// Waits until the pod is Running with a ready container; returns it.
@@ -199,18 +209,24 @@ fn agent_restart_keeps_containers() -> anyhow::Result<()> {
         let socket = rig.hosts[0].containerd_socket();
         rig.kube.apply(&KEEP.replace("NAME", "keep"))?;
         rig.kube.apply(&KEEP.replace("NAME", "gone"))?;
+        rig.kube.apply(&KEEP.replace("NAME", "graceful"))?;
         let before = wait_running(rig, "keep")?;
         let gone_uid = uid(&wait_running(rig, "gone")?)?;
+        let graceful_uid = uid(&wait_running(rig, "graceful")?)?;
         let keep_uid = uid(&before)?;
         let keep_id = cri_id(container_status(&before));
         let started_at = container_status(&before)["state"]["running"]["startedAt"].clone();
+        let ready_at = ready_since(&before);
         assert_eq!(container_status(&before)["restartCount"], 0, "{before}");
 
         rig.kill_agent(0)?;
         // While the agent is down: one pod goes (force-deleted, so the
-        // object is gone at once and only the node still has it), one comes.
+        // object is gone at once and only the node still has it), one is
+        // deleted gracefully (the object waits for the node), one comes.
         rig.kube
             .ok(&["delete", "pod", "gone", "--grace-period=0", "--force"])?;
+        rig.kube
+            .ok(&["delete", "pod", "graceful", "--wait=false"])?;
         rig.kube.apply(&KEEP.replace("NAME", "late"))?;
         assert!(
             !in_cri(&socket, &gone_uid)?.sandboxes.is_empty(),
@@ -228,6 +244,13 @@ fn agent_restart_keeps_containers() -> anyhow::Result<()> {
         })
         .with_context(|| format!("the deleted pod's sandbox stays in CRI: {left:?}"))?;
         let orphan_gone = restarted.elapsed();
+        wait_until(TIMEOUT, || {
+            let out = rig.kube.run(&["get", "pod", "graceful"])?;
+            Ok(String::from_utf8_lossy(&out.stderr).contains("NotFound")
+                && in_cri(&socket, &graceful_uid)?.sandboxes.is_empty())
+        })
+        .context("the pod deleted gracefully while the agent was down stays")?;
+        let graceful_gone = restarted.elapsed();
 
         // The running pod was adopted, not restarted: same container, same
         // start, no restart, Ready throughout.
@@ -239,13 +262,17 @@ fn agent_restart_keeps_containers() -> anyhow::Result<()> {
             status["state"]["running"]["startedAt"], started_at,
             "{after}"
         );
+        // Had it been reported not Ready in between, the condition's
+        // transition time would have moved.
+        assert_eq!(ready_since(&after), ready_at, "{after}");
         let keep = in_cri(&socket, &keep_uid)?;
         assert_eq!(keep.sandboxes.len(), 1, "one sandbox: {keep:?}");
         let ids: Vec<&str> = keep.containers.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, [keep_id.as_str()], "one container: {keep:?}");
         eprintln!(
             "measured: agent restart → pod created meanwhile Running {late_running:?}, \
-             force-deleted pod's sandbox removed {orphan_gone:?}"
+             force-deleted pod's sandbox removed {orphan_gone:?}, \
+             gracefully deleted pod gone {graceful_gone:?}"
         );
         Ok(())
     })
@@ -376,10 +403,12 @@ fn pods_keep_restarting_while_the_api_server_is_down() -> anyhow::Result<()> {
             Ok(s["restartCount"] == 2 && s["ready"] == true)
         })
         .with_context(|| format!("waiting for the status after the link healed: {last}"))?;
+        let reconciled = healed.elapsed();
+        // The node's own loops (lease, status) came through as well.
+        rig.wait_nodes_ready(TIMEOUT)?;
         eprintln!(
             "measured: server link cut, exit → restarted in CRI {restarted:?}; \
-             link restored → status reconciled {:?}",
-            healed.elapsed()
+             link restored → status reconciled {reconciled:?}"
         );
         Ok(())
     })
