@@ -25,7 +25,7 @@
 //! Each test prints what it measured (`grep '^measured'` in the output of
 //! `cargo test -p skiff-tests --test agent_resilience -- --nocapture`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -194,13 +194,64 @@ fn signal_exit(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", dir.join("exit").display()))
 }
 
-/// The exiter pod, its signal directory made on the host.
-fn apply_exiter(rig: &Rig) -> anyhow::Result<std::path::PathBuf> {
-    let dir = rig.dir.path().join("signal");
-    std::fs::create_dir_all(&dir)?;
+/// The exiter pod once it runs on host 0.
+struct Exiter {
+    /// The host's containerd.
+    socket: PathBuf,
+    /// The host directory its container watches.
+    signal: PathBuf,
+    uid: String,
+    /// The pod object when it first ran.
+    first: Value,
+}
+
+/// Makes the signal directory, creates the exiter pod and waits until it
+/// runs.
+fn start_exiter(rig: &Rig) -> anyhow::Result<Exiter> {
+    let signal = rig.dir.path().join("signal");
+    std::fs::create_dir_all(&signal)?;
     rig.kube
-        .apply(&EXITER.replace("DIR", &dir.to_string_lossy()))?;
-    Ok(dir)
+        .apply(&EXITER.replace("DIR", &signal.to_string_lossy()))?;
+    let first = wait_running(rig, "exiter")?;
+    assert_eq!(container_status(&first)["restartCount"], 0, "{first}");
+    Ok(Exiter {
+        socket: rig.hosts[0].containerd_socket(),
+        signal,
+        uid: uid(&first)?,
+        first,
+    })
+}
+
+/// Waits until CRI shows the exiter's attempt `n` running (read from CRI,
+/// not the API: the server may be away).
+fn wait_attempt_in_cri(exiter: &Exiter, n: u32) -> anyhow::Result<InCri> {
+    let mut seen = InCri::default();
+    wait_until(TIMEOUT, || {
+        seen = in_cri(&exiter.socket, &exiter.uid)?;
+        Ok(seen.running().any(|c| attempt(c) == n))
+    })
+    .with_context(|| format!("waiting for attempt {n} to run: {seen:?}"))?;
+    Ok(seen)
+}
+
+/// Waits until the exiter's status shows `restarts` restarts, the last
+/// exit (code 3) and a ready container again; returns the pod.
+fn wait_restarts(rig: &Rig, restarts: u32) -> anyhow::Result<Value> {
+    let mut last = Value::Null;
+    wait_until(TIMEOUT, || {
+        last = match pod(rig, "exiter") {
+            Ok(p) => p,
+            // The API server may still be coming back.
+            Err(_) => return Ok(false),
+        };
+        let s = container_status(&last);
+        Ok(s["restartCount"] == restarts
+            && s["lastState"]["terminated"]["exitCode"] == 3
+            && s["ready"] == true
+            && last["status"]["phase"] == "Running")
+    })
+    .with_context(|| format!("waiting for the status to show {restarts} restarts: {last}"))?;
+    Ok(last)
 }
 
 #[test]
@@ -281,11 +332,8 @@ fn agent_restart_keeps_containers() -> anyhow::Result<()> {
 #[test]
 fn containerd_restart_is_survived() -> anyhow::Result<()> {
     on_rig(131, |rig| {
-        let socket = rig.hosts[0].containerd_socket();
-        let signal = apply_exiter(rig)?;
-        let before = wait_running(rig, "exiter")?;
-        let pod_uid = uid(&before)?;
-        let first_id = cri_id(container_status(&before));
+        let exiter = start_exiter(rig)?;
+        let first_id = cri_id(container_status(&exiter.first));
 
         let old_pid = rig.hosts[0]
             .containerd_pid()
@@ -302,7 +350,7 @@ fn containerd_restart_is_survived() -> anyhow::Result<()> {
             if rig.hosts[0].containerd_pid() == Some(old_pid) {
                 return Ok(false);
             }
-            seen = match in_cri(&socket, &pod_uid) {
+            seen = match in_cri(&exiter.socket, &exiter.uid) {
                 Ok(s) => s,
                 Err(_) => return Ok(false),
             };
@@ -318,16 +366,8 @@ fn containerd_restart_is_survived() -> anyhow::Result<()> {
         let p = wait_running(rig, "exiter")?;
         assert_eq!(cri_id(container_status(&p)), first_id, "{p}");
         let exited = Instant::now();
-        signal_exit(&signal)?;
-        let mut last = Value::Null;
-        wait_until(TIMEOUT, || {
-            last = pod(rig, "exiter")?;
-            let s = container_status(&last);
-            Ok(s["restartCount"] == 1
-                && s["lastState"]["terminated"]["exitCode"] == 3
-                && s["ready"] == true)
-        })
-        .with_context(|| format!("waiting for the restart after containerd's: {last}"))?;
+        signal_exit(&exiter.signal)?;
+        let last = wait_restarts(rig, 1).context("the restart after containerd's")?;
         assert_ne!(cri_id(container_status(&last)), first_id, "{last}");
         eprintln!(
             "measured: containerd killed → CRI answers again {back:?}; \
@@ -341,43 +381,20 @@ fn containerd_restart_is_survived() -> anyhow::Result<()> {
 #[test]
 fn pods_keep_restarting_while_the_api_server_is_down() -> anyhow::Result<()> {
     on_rig(132, |rig| {
-        let socket = rig.hosts[0].containerd_socket();
-        let signal = apply_exiter(rig)?;
-        let before = wait_running(rig, "exiter")?;
-        let pod_uid = uid(&before)?;
-        assert_eq!(container_status(&before)["restartCount"], 0, "{before}");
+        let exiter = start_exiter(rig)?;
 
         rig.kill_server();
         let exited = Instant::now();
-        signal_exit(&signal)?;
-        let mut seen = InCri::default();
-        wait_until(TIMEOUT, || {
-            seen = in_cri(&socket, &pod_uid)?;
-            Ok(seen.running().any(|c| attempt(c) == 1))
-        })
-        .with_context(|| format!("waiting for the restart without a server: {seen:?}"))?;
+        signal_exit(&exiter.signal)?;
+        let seen = wait_attempt_in_cri(&exiter, 1).context("the restart without a server")?;
         let restarted = exited.elapsed();
-        let sandboxes = seen.sandboxes.len();
-        if sandboxes != 1 {
+        if seen.sandboxes.len() != 1 {
             bail!("the restart made a new sandbox: {seen:?}");
         }
-
         let back = Instant::now();
         rig.restart_server()?;
         let server_up = back.elapsed();
-        let mut last = Value::Null;
-        wait_until(TIMEOUT, || {
-            last = match pod(rig, "exiter") {
-                Ok(p) => p,
-                Err(_) => return Ok(false),
-            };
-            let s = container_status(&last);
-            Ok(s["restartCount"] == 1
-                && s["lastState"]["terminated"]["exitCode"] == 3
-                && s["ready"] == true
-                && last["status"]["phase"] == "Running")
-        })
-        .with_context(|| format!("waiting for the status to show the restart: {last}"))?;
+        wait_restarts(rig, 1)?;
         eprintln!(
             "measured: server down, exit → restarted in CRI {restarted:?}; \
              server restart {server_up:?}, then status reconciled {:?}",
@@ -388,21 +405,13 @@ fn pods_keep_restarting_while_the_api_server_is_down() -> anyhow::Result<()> {
         // hang instead of failing) must not hold up restarts either.
         rig.cut_server_link()?;
         let exited = Instant::now();
-        signal_exit(&signal)?;
-        let waited = wait_until(TIMEOUT, || {
-            seen = in_cri(&socket, &pod_uid)?;
-            Ok(seen.running().any(|c| attempt(c) == 2))
-        });
+        signal_exit(&exiter.signal)?;
+        let waited = wait_attempt_in_cri(&exiter, 2);
         let restarted = exited.elapsed();
         let healed = Instant::now();
         rig.restore_server_link()?;
-        waited.with_context(|| format!("waiting for the restart with the link cut: {seen:?}"))?;
-        wait_until(TIMEOUT, || {
-            last = pod(rig, "exiter")?;
-            let s = container_status(&last);
-            Ok(s["restartCount"] == 2 && s["ready"] == true)
-        })
-        .with_context(|| format!("waiting for the status after the link healed: {last}"))?;
+        waited.context("the restart with the server's link cut")?;
+        wait_restarts(rig, 2)?;
         let reconciled = healed.elapsed();
         // The node's own loops (lease, status) came through as well.
         rig.wait_nodes_ready(TIMEOUT)?;
