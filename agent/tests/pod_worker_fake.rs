@@ -1,7 +1,7 @@
 //! A pod worker driven end to end on the fake CRI and a fake API server:
 //! start, image pull failure and back-off, crash and restart, graceful
 //! deletion with kubelet's final delete; the start permits that make pods
-//! of a burst start in turn.
+//! of a burst start in turn; restarts while the API server does not answer.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,9 +20,23 @@ use tokio::sync::{watch, Semaphore};
 type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
 
 fn fake_api(seen: Seen) -> kube::Client {
+    let (up, gate) = watch::channel(true);
+    fake_api_gated(seen, gate, Some(up))
+}
+
+/// A fake API server that holds every request until `gate` is true (an
+/// uplink gone silent, then back). `keep` keeps the gate's sender alive.
+fn fake_api_gated(
+    seen: Seen,
+    gate: watch::Receiver<bool>,
+    keep: Option<watch::Sender<bool>>,
+) -> kube::Client {
     let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+        let _ = &keep;
         let seen = seen.clone();
+        let mut gate = gate.clone();
         async move {
+            let _ = gate.wait_for(|up| *up).await;
             let method = req.method().to_string();
             let path = req.uri().to_string();
             let body = req.into_body().collect().await?.to_bytes();
@@ -306,4 +320,48 @@ async fn a_new_pod_waits_for_a_start_permit_and_a_deletion_ends_the_wait() {
         "{:?}",
         cri2.calls()
     );
+}
+
+/// Regression: a status write over an uplink gone silent held up the pod's
+/// sync, so a crashed container was not restarted until the server came
+/// back (`tests/tests/agent_resilience.rs` found it on a real node).
+#[tokio::test]
+async fn containers_restart_while_the_api_server_does_not_answer() {
+    let seen: Seen = Arc::default();
+    let (up, gate) = watch::channel(false);
+    let cri = Arc::new(FakeRuntime::with_images(&["skiff.local/busybox:1"]));
+    let data = tempfile::tempdir().unwrap();
+    let ctx = Arc::new(WorkerContext {
+        cri: cri.clone(),
+        client: fake_api_gated(seen.clone(), gate, None),
+        data_dir: data.path().to_path_buf(),
+        host_ip: "192.0.2.10".into(),
+        node_name: "testnode".into(),
+        cluster_dns: None,
+        pod_starts: Arc::new(Semaphore::new(4)),
+    });
+    let mut p = pod();
+    p.spec.as_mut().unwrap().containers.truncate(1);
+    let (_tx, rx) = watch::channel(PodUpdate {
+        pod: Arc::new(p),
+        removed: false,
+        eviction: None,
+    });
+    let worker = tokio::spawn(run_pod_worker(ctx, rx));
+    wait_for("app started", || cri.container_ids().len() == 1).await;
+    let first = cri.container_ids()[0].clone();
+    cri.exit_container(&first, 1);
+    wait_for("app restarted without the API server", || {
+        cri.container_ids().len() == 2
+    })
+    .await;
+    assert!(seen.lock().unwrap().is_empty(), "no request was answered");
+
+    // The server answers again: the newest status (one restart) goes out.
+    up.send_replace(true);
+    wait_for("status with the restart", || {
+        last_state(&seen, "app") == Some(("running".into(), String::new(), 1))
+    })
+    .await;
+    worker.abort();
 }

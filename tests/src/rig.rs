@@ -27,7 +27,8 @@
 //! boot it again, [`Rig::cut_link`] / [`Rig::restore_link`] (the host's switch
 //! port down/up: carrier loss, every process keeps running), the same for
 //! the server ([`Rig::cut_server_link`] / [`Rig::restore_server_link`]),
-//! [`Rig::kill_server`] / [`Rig::restart_server`].
+//! [`Rig::kill_server`] / [`Rig::restart_server`], [`Rig::kill_agent`] (the
+//! agent alone crashes; containerd and the pods stay).
 //!
 //! Clean-up, in [`Rig`]'s `Drop` (so also when a test panics):
 //! 1. per host: every pod through CRI (while containerd runs), then the agent
@@ -104,6 +105,21 @@ impl Host {
 
     fn containerd_state(&self) -> PathBuf {
         self.dir.join("containerd")
+    }
+
+    /// The CRI socket of the host's containerd (the agent's private one).
+    pub fn containerd_socket(&self) -> PathBuf {
+        self.containerd_state().join("containerd.sock")
+    }
+
+    /// The pid of the host's containerd, from the pid file the agent writes
+    /// each time it starts one (`None` before the first start).
+    pub fn containerd_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.containerd_state().join("containerd.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// The agent's log.
@@ -418,6 +434,17 @@ impl Rig {
         Ok(())
     }
 
+    /// Crashes host `i`'s agent alone (SIGKILL): its containerd, the shims
+    /// and the pods keep running, as when kubelet crashes or is upgraded.
+    /// [`Rig::start_agent`] starts it again.
+    pub fn kill_agent(&mut self, i: usize) -> anyhow::Result<()> {
+        let host = self.hosts.get_mut(i).context("no such host")?;
+        let mut agent = host.agent.take().context("the host runs no agent")?;
+        agent.kill()?;
+        agent.wait()?;
+        Ok(())
+    }
+
     /// Unplugs host `i`'s cable: its switch port goes down, so it can reach
     /// nothing and nothing reaches it, while every process keeps running.
     pub fn cut_link(&self, i: usize) -> anyhow::Result<()> {
@@ -460,8 +487,8 @@ impl Rig {
 
     fn cleanup(&mut self) {
         for host in &mut self.hosts {
-            let socket = host.containerd_state().join("containerd.sock");
-            if host.agent.is_some() && socket.exists() {
+            let socket = host.containerd_socket();
+            if socket.exists() {
                 if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

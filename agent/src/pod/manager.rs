@@ -10,11 +10,16 @@
 //!                                             sandboxes whose pod is unknown
 //! ```
 //!
+//! The watch keeps the agent's own client; the workers get one whose
+//! requests time out ([`API_REQUEST_TIMEOUT`]), so a silent uplink cannot
+//! stall a pod's sync.
+//!
 //! A pod that disappears from the watch (a `Delete` event, or missing from
 //! a relist) is told `removed`, and its worker tears it down without an API
 //! delete. Sandboxes in CRI that belong to no known pod (left over from an
 //! agent restart while their pod was deleted) get a worker that only tears
-//! them down: kubelet's `HandlePodCleanups`.
+//! them down: kubelet's `HandlePodCleanups`. They are looked for right after
+//! the first list and then every [`HOUSEKEEPING_PERIOD`].
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -30,7 +35,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::worker::{run_pod_worker, PodUpdate, WorkerContext};
+use super::worker::{run_pod_worker, PodUpdate, WorkerContext, API_REQUEST_TIMEOUT};
 use crate::cri::labels;
 use crate::node::evict::Eviction;
 
@@ -96,6 +101,9 @@ impl PodManager {
     /// their pods: containers keep running when the agent exits.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), PodManagerError> {
         let api: Api<Pod> = Api::all(self.ctx.client.clone());
+        // The watch above stays open; the workers' requests must not hang
+        // when the uplink goes silent (see API_REQUEST_TIMEOUT).
+        self.ctx = Arc::new(self.ctx.with_request_timeout(API_REQUEST_TIMEOUT));
         let config =
             watcher::Config::default().fields(&format!("spec.nodeName={}", self.node_name));
         let mut events = watcher(api, config).default_backoff().boxed();
@@ -135,7 +143,13 @@ impl PodManager {
                                 self.remove(&uid, None);
                             }
                         }
-                        synced = true;
+                        if !synced {
+                            // Right after the first list, not a housekeeping
+                            // period later: after an agent restart this is
+                            // when pods deleted meanwhile are found.
+                            synced = true;
+                            self.adopt_orphans().await;
+                        }
                     }
                     Some(Ok(Event::Apply(pod))) => self.apply(pod),
                     Some(Ok(Event::Delete(pod))) => {

@@ -4,6 +4,7 @@
 //! ```text
 //!   updates (watch) ──► lifecycle ──Syncing──► observe CRI → next_actions → run
 //!                                  │                       → compute_status → patch if changed
+//!                                  │                         (in its own task: never waited on)
 //!                                  └Terminating─► teardown → final DELETE (grace 0) → Terminated
 //! ```
 //!
@@ -12,6 +13,11 @@
 //! leaves nothing more to do at once. While a sync makes progress without
 //! errors the status is written by the next one, which follows at once, so
 //! a pod's start costs one status write.
+//!
+//! Without the API server (an edge node's uplink down, or silent) pods keep
+//! running, restarting and being probed: status writes are not waited on,
+//! other requests give up after [`API_REQUEST_TIMEOUT`], and the newest
+//! status is sent once a write gets through again.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,6 +29,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::Api;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::backoff::BackOff;
@@ -63,7 +70,18 @@ pub struct PodUpdate {
     pub eviction: Option<Arc<str>>,
 }
 
+/// How long one API request of a pod worker may take, answer included.
+/// The agent's client has no read timeout (its watches stay open for
+/// minutes), so over an uplink that went silent (requests neither answered
+/// nor refused) a request hangs until TCP gives up, minutes later. A
+/// status write awaited in the sync stalled the pod's restarts and probes
+/// that way (found by `tests/tests/agent_resilience.rs`); status writes now
+/// run apart, but a ConfigMap read is still awaited, and a write in flight
+/// holds up the next. Bounded, they fail like any other request.
+pub const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What every worker shares.
+#[derive(Clone)]
 pub struct WorkerContext {
     /// The runtime.
     pub cri: Arc<dyn Cri>,
@@ -83,14 +101,57 @@ pub struct WorkerContext {
     pub pod_starts: Arc<Semaphore>,
 }
 
+impl WorkerContext {
+    /// The same context whose API client gives up on a request after
+    /// `timeout` ([`API_REQUEST_TIMEOUT`]), for the workers: their
+    /// requests are single objects, never watches.
+    pub fn with_request_timeout(&self, timeout: Duration) -> WorkerContext {
+        WorkerContext {
+            client: bounded_client(self.client.clone(), timeout),
+            ..self.clone()
+        }
+    }
+}
+
+/// A request that got no whole answer in time.
+#[derive(Debug, thiserror::Error)]
+#[error("no answer from the API server within {0:?}")]
+pub struct RequestTimeout(pub Duration);
+
+/// `client`, with each request and the whole of its answer bounded by
+/// `timeout`. The answer is read into memory, so this is not for watches.
+fn bounded_client(client: kube::Client, timeout: Duration) -> kube::Client {
+    use http_body_util::BodyExt;
+    let namespace = client.default_namespace().to_string();
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let client = client.clone();
+        async move {
+            let answer = async {
+                let (parts, body) = client.send(request).await?.into_parts();
+                let bytes = body.collect().await?.to_bytes();
+                Ok::<_, tower::BoxError>(http::Response::from_parts(
+                    parts,
+                    http_body_util::Full::new(bytes),
+                ))
+            };
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(r) => r,
+                Err(_) => Err(RequestTimeout(timeout).into()),
+            }
+        }
+    });
+    kube::Client::new(service, namespace)
+}
+
 /// The worker's memory between syncs: back-offs, waiting reasons, and the
-/// last status it wrote. Lost on agent restart (kubelet's is too); what
+/// last status it sent. Lost on agent restart (kubelet's is too); what
 /// matters is rebuilt from CRI labels.
 #[derive(Default)]
 pub(super) struct Memory {
     pub(super) restart_backoff: BackOff,
     pub(super) pull_backoff: BackOff,
     pub(super) waiting: HashMap<String, Waiting>,
+    /// The status last sent (the base of the next one).
     pub(super) last_status: Option<PodStatus>,
     pub(super) cache: ObserveCache,
     /// Probe trackers per running container id.
@@ -103,6 +164,11 @@ pub(super) struct Memory {
     pub(super) volumes: volumes::Written,
     /// The eviction message, once the pod was evicted.
     pub(super) eviction: Option<Arc<str>>,
+    /// The status write in flight, if any ([`write_status`]).
+    pub(super) status_write: Option<JoinHandle<Result<(), kube::Error>>>,
+    /// The last status write failed: `last_status` is sent again even if
+    /// nothing changed.
+    pub(super) status_unsent: bool,
 }
 
 impl Memory {
@@ -213,6 +279,7 @@ pub async fn run_pod_worker(ctx: Arc<WorkerContext>, mut updates: watch::Receive
                 delete_from_api,
             } => {
                 start_permit = None;
+                finish_status_write(&mut mem).await;
                 match terminate(&ctx, pod, &pod_ref, grace_period_seconds, delete_from_api).await {
                     Ok(()) => {
                         info!(pod = %pod_ref.name, ns = %pod_ref.namespace, "pod terminated");
@@ -253,7 +320,7 @@ pub(super) enum SyncError {
     Volume(#[from] super::volumes::VolumeError),
     #[error(transparent)]
     Cri(#[from] crate::cri::CriError),
-    #[error("writing pod status: {0}")]
+    #[error("API request: {0}")]
     Api(#[from] kube::Error),
     #[error("creating log directory: {0}")]
     Io(#[from] std::io::Error),
@@ -481,8 +548,13 @@ pub(super) fn set_waiting(mem: &mut Memory, name: &str, reason: &str, message: S
     );
 }
 
-/// Computes the status and writes it through the status subresource when
-/// it differs from what this worker last wrote.
+/// Computes the status and sends it through the status subresource when it
+/// differs from what this worker last sent, or that send failed. The write
+/// runs as a task of its own, one at a time per pod, and the sync does not
+/// wait for it: with the API server unreachable or silent, containers are
+/// still restarted and probed on time, and the newest status goes out once
+/// a write gets through again (kubelet's status manager likewise runs apart
+/// from its pod workers).
 async fn write_status(
     ctx: &WorkerContext,
     pod: &Pod,
@@ -511,16 +583,49 @@ async fn write_status(
         }
         None => status,
     };
-    if mem.last_status.as_ref() == Some(&status) {
+    if mem.status_write.as_ref().is_some_and(|w| !w.is_finished()) {
+        // The next sync sends whatever is newest by then.
+        return Ok(());
+    }
+    if let Some(write) = mem.status_write.take() {
+        let failed = match write.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        match &failed {
+            // Warn once per outage, not once per sync.
+            Some(e) if !mem.status_unsent => {
+                warn!(pod = %r.name, ns = %r.namespace, "writing pod status: {e}")
+            }
+            Some(e) => debug!(pod = %r.name, "writing pod status: {e}"),
+            None if mem.status_unsent => info!(pod = %r.name, "pod status written again"),
+            None => {}
+        }
+        mem.status_unsent = failed.is_some();
+    }
+    if !mem.status_unsent && mem.last_status.as_ref() == Some(&status) {
         return Ok(());
     }
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &r.namespace);
     let patch = serde_json::json!({ "status": serde_json::to_value(&status)? });
-    api.patch_status(&r.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    debug!(pod = %r.name, phase = ?status.phase, "status written");
+    let name = r.name.clone();
+    debug!(pod = %r.name, phase = ?status.phase, "writing status");
+    mem.status_write = Some(tokio::spawn(async move {
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+    }));
     mem.last_status = Some(status);
     Ok(())
+}
+
+/// Waits for the status write in flight, so that nothing is written after
+/// the pod's final delete (a new pod of the same name may follow it).
+async fn finish_status_write(mem: &mut Memory) {
+    if let Some(write) = mem.status_write.take() {
+        let _ = write.await;
+    }
 }
 
 /// `pod` with its phase set to `Failed`.
@@ -626,4 +731,53 @@ async fn terminate(
     // Kubelet garbage-collects the pod's log directory once it is removed.
     let _ = tokio::fs::remove_dir_all(pod_log_dir(&ctx.data_dir, r)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+
+    type Answer = Result<http::Response<Full<bytes::Bytes>>, tower::BoxError>;
+
+    fn client(answer: fn() -> Option<Answer>) -> kube::Client {
+        let service = tower::service_fn(move |_: http::Request<kube::client::Body>| async move {
+            match answer() {
+                Some(a) => a,
+                // A link that went silent: no answer, no error.
+                None => std::future::pending().await,
+            }
+        });
+        bounded_client(
+            kube::Client::new(service, "default"),
+            Duration::from_millis(200),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_request_the_server_never_answers_fails_after_the_timeout() {
+        let pods: Api<Pod> = Api::namespaced(client(|| None), "default");
+        let err = tokio::time::timeout(Duration::from_secs(30), pods.get("web"))
+            .await
+            .expect("the request should have timed out by itself")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no answer from the API server within 200ms"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_pass_through_the_bound() {
+        let pods: Api<Pod> = Api::namespaced(
+            client(|| {
+                let body = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"}}"#;
+                Some(Ok(http::Response::new(Full::new(body.into()))))
+            }),
+            "default",
+        );
+        let pod = pods.get("web").await.unwrap();
+        assert_eq!(pod.metadata.name.as_deref(), Some("web"));
+    }
 }
