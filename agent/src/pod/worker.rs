@@ -58,9 +58,10 @@ pub struct PodUpdate {
     pub pod: Arc<Pod>,
     /// The object is gone from the API server.
     pub removed: bool,
-    /// The eviction manager evicted the pod, with this status message: it
-    /// is stopped and reported `Failed` with reason `Evicted`.
-    pub eviction: Option<Arc<str>>,
+    /// The eviction manager evicted the pod (with this status message and
+    /// kill grace period): it is stopped and reported `Failed` with reason
+    /// `Evicted`.
+    pub eviction: Option<Arc<crate::node::evict::Eviction>>,
 }
 
 /// What every worker shares.
@@ -102,7 +103,7 @@ pub(super) struct Memory {
     /// Projected volume payloads last written.
     pub(super) volumes: volumes::Written,
     /// The eviction message, once the pod was evicted.
-    pub(super) eviction: Option<Arc<str>>,
+    pub(super) eviction: Option<Arc<crate::node::evict::Eviction>>,
 }
 
 impl Memory {
@@ -188,8 +189,8 @@ pub async fn run_pod_worker(ctx: Arc<WorkerContext>, mut updates: watch::Receive
                 // be: its sandbox stops and it is never restarted.
                 let evicted;
                 let pod = match &mem.eviction {
-                    Some(_) if !super::plan::is_terminal_phase(pod) => {
-                        evicted = as_failed(pod);
+                    Some(e) if !super::plan::is_terminal_phase(pod) => {
+                        evicted = as_failed(pod, e.grace_period_seconds);
                         &evicted
                     }
                     _ => pod,
@@ -506,9 +507,12 @@ async fn write_status(
         now: Timestamp::now(),
     });
     let status = match &mem.eviction {
-        Some(message) => {
-            evicted_status(status, message, mem.last_status.as_ref(), Timestamp::now())
-        }
+        Some(e) => evicted_status(
+            status,
+            &e.message,
+            mem.last_status.as_ref(),
+            Timestamp::now(),
+        ),
         None => status,
     };
     if mem.last_status.as_ref() == Some(&status) {
@@ -523,10 +527,13 @@ async fn write_status(
     Ok(())
 }
 
-/// `pod` with its phase set to `Failed`.
-fn as_failed(pod: &Pod) -> Pod {
+/// `pod` with its phase set to `Failed`, to be killed within the
+/// eviction's grace period (kubelet's `gracePeriodOverride`).
+fn as_failed(pod: &Pod, grace_seconds: i64) -> Pod {
     let mut p = pod.clone();
     p.status.get_or_insert_with(Default::default).phase = Some("Failed".into());
+    let grace = grace_period(pod).min(grace_seconds);
+    p.metadata.deletion_grace_period_seconds = Some(grace);
     p
 }
 
