@@ -243,7 +243,9 @@ fn run_soft(cluster: &Cluster) -> anyhow::Result<()> {
     let created = Instant::now();
     k.apply(STUBBORN_HOG)?;
     // Pressure shows while the pod still runs: conditions do not wait for
-    // the grace period.
+    // the grace period. The agent reports `Failed` once the container is
+    // killed, after min(600 s, --eviction-max-pod-grace-period 3 s): the
+    // 240 s allowed here would not cover the pod's own 600 s.
     let mut pressure_at = None;
     wait_until(Duration::from_secs(240), || {
         let n = get(&k, &["get", "node", &node]);
@@ -271,15 +273,11 @@ fn run_soft(cluster: &Cluster) -> anyhow::Result<()> {
         message.starts_with("The node was low on resource: memory."),
         "{message}"
     );
-    // Killed after min(600 s, --eviction-max-pod-grace-period 3 s): well
-    // within two minutes, where 600 s would not be.
-    let stop = Instant::now();
-    wait_until(Duration::from_secs(120), || {
+    wait_until(Duration::from_secs(60), || {
         let p = get(&k, &["get", "pod", "hog"]);
         Ok(!p["status"]["containerStatuses"][0]["state"]["terminated"].is_null())
     })
-    .context("waiting for hog's container to be killed")?;
-    eprintln!("evicted → container stopped: {:?}", stop.elapsed());
+    .context("waiting for hog's container to show as terminated")?;
     Ok(())
 }
 
