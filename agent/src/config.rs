@@ -51,6 +51,12 @@ pub struct AgentConfig {
     /// Hard eviction thresholds (`--eviction-hard`; see
     /// [`crate::node::eviction`]); empty: never evict.
     pub eviction_hard: Vec<crate::node::eviction::Threshold>,
+    /// Soft eviction thresholds with their grace periods (`--eviction-soft`,
+    /// `--eviction-soft-grace-period`); empty by default, as in kubelet.
+    pub eviction_soft: Vec<crate::node::eviction::Threshold>,
+    /// The longest grace period a pod evicted for a soft threshold gets
+    /// (`--eviction-max-pod-grace-period`, seconds; kubelet's default 0).
+    pub eviction_max_pod_grace_period_seconds: i64,
     /// How long a pressure condition stays after its threshold was last
     /// met (`--eviction-pressure-transition-period`).
     pub eviction_pressure_transition_period: std::time::Duration,
@@ -98,6 +104,8 @@ impl AgentConfig {
             pod_cidr_wait: DEFAULT_POD_CIDR_WAIT,
             max_parallel_pod_starts: DEFAULT_MAX_PARALLEL_POD_STARTS,
             eviction_hard: default_eviction_hard(),
+            eviction_soft: Vec::new(),
+            eviction_max_pod_grace_period_seconds: 0,
             eviction_pressure_transition_period:
                 crate::node::eviction::DEFAULT_PRESSURE_TRANSITION_PERIOD,
             image_gc: Default::default(),

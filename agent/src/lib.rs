@@ -76,19 +76,28 @@
 //!   `medium: Memory`), hostPath, configMap, secret, downwardAPI under
 //!   `<data_dir>/pod-volumes/<uid>`, projected files re-read every 10 s and
 //!   swapped atomically (`..data`). See `pod` for the files.
+//!   Projected volumes combine configMap, secret, downwardAPI and
+//!   `serviceAccountToken` sources; tokens come from the TokenRequest API,
+//!   bound to the pod, and are refreshed at 80% of their lifetime or after
+//!   24 h (`pod/token.rs`).
 //! - Not done: sidecar init containers (`restartPolicy: Always` on an init
-//!   container), projected/CSI volumes, PVCs of other volume kinds, fsGroup and file ownership,
+//!   container), CSI volumes, `clusterTrustBundle` and `podCertificate`
+//!   projections, PVCs of other volume kinds, fsGroup and file ownership
+//!   (token files are 0644, not owned by `runAsUser`),
 //!   HTTPS probes and hooks, probe events, secret volumes on tmpfs (they are
 //!   plain files under the data dir), `terminationMessagePath`,
-//!   service-account tokens, cluster DNS config, static pods, or events. Probes run inside the pod worker's 1 s sync (a slow probe
+//!   cluster DNS config, static pods, or events. Probes run inside the pod worker's 1 s sync (a slow probe
 //!   delays that pod's sync by at most its timeout).
 //! - `imagePullPolicy: Always` falls back to a present local image when the
 //!   pull fails (no registry on edge nodes); kubelet would fail.
-//! - Node-pressure eviction knows the hard thresholds on `memory.available`
-//!   and `nodefs.available` only: no soft thresholds, no `imagefs`, inode
-//!   or pid signals, no reclaiming by image garbage collection before
-//!   evicting (image GC runs on its own period), and no `Evicted` event. An evicted pod is stopped at
-//!   once (grace 0, as kubelet's hard eviction) and stays `Failed`.
+//! - Node-pressure eviction knows hard and soft thresholds on
+//!   `memory.available` and `nodefs.available` only: no `imagefs`, inode
+//!   or pid signals, no `--eviction-minimum-reclaim`, no reclaiming by
+//!   image garbage collection before evicting (image GC runs on its own
+//!   period), and no `Evicted` event. An evicted pod's containers get 1 s
+//!   (hard threshold, kubelet's `immediateEvictionGracePeriodSeconds`) or
+//!   min(`terminationGracePeriodSeconds`, `--eviction-max-pod-grace-period`)
+//!   (soft), then its sandbox stops; it stays `Failed`.
 //! - Log files are not rotated.
 //! - The node does not set `spec.podCIDR`; it uses the configured CIDR until
 //!   a controller assigns one, then [`net`] rewrites the CNI config (pods

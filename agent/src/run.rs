@@ -314,7 +314,8 @@ async fn run_with_runtime(
             node::evict::EvictionParams {
                 node_name: config.node_name.clone(),
                 data_dir: data.clone(),
-                thresholds: config.eviction_hard.clone(),
+                thresholds: [&config.eviction_hard[..], &config.eviction_soft[..]].concat(),
+                max_pod_grace_period_seconds: config.eviction_max_pod_grace_period_seconds,
                 transition: config.eviction_pressure_transition_period,
             },
             pressure_tx,

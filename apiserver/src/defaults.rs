@@ -19,10 +19,10 @@
 //! from the same files.
 //!
 //! Caveats: `spec.serviceAccountName`/`serviceAccount: default` and the
-//! token volume come from the ServiceAccount admission plugin, and the
+//! token volume come from the ServiceAccount admission plugin
+//! ([`crate::serviceaccount_admission`]), and the
 //! `node.kubernetes.io/not-ready`/`unreachable` tolerations from
-//! DefaultTolerationSeconds; both are admission, not defaulting, and are not
-//! done here. Pod-level `spec.resources` are not considered for QoS.
+//! DefaultTolerationSeconds (admission, not done by Skiff). Pod-level `spec.resources` are not considered for QoS.
 
 pub use skiff_api::quantity;
 

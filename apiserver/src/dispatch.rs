@@ -52,6 +52,9 @@ pub struct ApiState {
     pub service_ranges: crate::service_ranges::ServiceRanges,
     /// The custom resources CRDs define.
     pub crds: Arc<crate::crd_registry::CrdRegistry>,
+    /// Run the ServiceAccount admission plugin on pod creation
+    /// ([`crate::serviceaccount_admission`]).
+    pub service_account_admission: bool,
 }
 
 /// The `/version` body (`version.Info`).

@@ -30,7 +30,9 @@
 //!    → validate (validation.rs, 422; custom objects by their CRD's
 //!      schema: crd_schema.rs) → RBAC escalation check
 //!    (rbac_escalation.rs, 403) → admission (auth.rs)
-//!    → creates: NamespaceLifecycle (rest.rs), ResourceQuota (quota.rs:
+//!    → creates: NamespaceLifecycle (rest.rs), ServiceAccount for pods
+//!      (serviceaccount_admission.rs: default account, token volume),
+//!      ResourceQuota (quota.rs:
 //!      403 over a quota, else status.used charged by mod_revision Txn)
 //!    → store Txn (registry.rs: create-if-absent 409, mod_revision 409)
 //!    ▼
@@ -125,8 +127,9 @@
 //! - Authorization is RBAC only (no Node authorizer: the agent's node token
 //!   is `system:node` in `system:nodes`, bound to a `system:node`
 //!   ClusterRole by [`rbac_bootstrap`]); no anonymous requests (401), no
-//!   impersonation, no admission plugins besides NamespaceLifecycle and
-//!   ResourceQuota (which charges creates only; see [`quota`]), no client-certificate
+//!   impersonation, no admission plugins besides NamespaceLifecycle,
+//!   ServiceAccount ([`serviceaccount_admission`]) and ResourceQuota
+//!   (which charges creates only; see [`quota`]), no client-certificate
 //!   authentication. ServiceAccount tokens: no OIDC discovery/JWKS, no
 //!   legacy Secret tokens.
 //! - Deleting a namespace marks it Terminating; the namespace controller
@@ -200,6 +203,7 @@ pub mod scale;
 pub mod selectors;
 pub mod server;
 pub mod service_ranges;
+pub mod serviceaccount_admission;
 pub mod serviceaccount_token;
 pub mod services;
 pub mod strategy;

@@ -374,6 +374,10 @@ pub(crate) async fn create_object(
     crate::apply_rest::track(ctx, res, None, &mut obj, false);
     let name = meta_str(&obj, "name").unwrap_or_default().to_string();
     namespace_exists(ctx, res, ns, &name).await?;
+    let service_accounts = ctx.state.service_account_admission;
+    if let (Some(ns), ("", "pods"), true) = (ns, (res.group, res.plural), service_accounts) {
+        crate::serviceaccount_admission::admit(&ctx.state.registry, ns, res, &mut obj).await?;
+    }
     admit_and_store(ctx, res, ns, &name, &obj).await
 }
 

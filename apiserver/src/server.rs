@@ -60,6 +60,12 @@ pub struct ApiServerConfig {
     /// How long Events live after their last write (`--event-ttl`); zero
     /// keeps them until deleted.
     pub event_ttl: Duration,
+    /// Run the ServiceAccount admission plugin on pod creation (default
+    /// account, token volume; [`crate::serviceaccount_admission`]). It
+    /// refuses pods whose account does not exist, so it needs the
+    /// controllers that create each namespace's `default` account: `skiff
+    /// server` turns it on; `new` leaves it off for embedders without them.
+    pub service_account_admission: bool,
 }
 
 impl ApiServerConfig {
@@ -71,6 +77,7 @@ impl ApiServerConfig {
             extra_sans: Vec::new(),
             service_ranges: Default::default(),
             event_ttl: crate::event_ttl::DEFAULT_EVENT_TTL,
+            service_account_admission: false,
         }
     }
 }
@@ -281,6 +288,7 @@ impl ApiServer {
             stopping: stop_rx.clone(),
             service_ranges: config.service_ranges,
             crds,
+            service_account_admission: config.service_account_admission,
         });
 
         if !bootstrap(&state).await {

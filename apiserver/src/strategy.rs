@@ -77,15 +77,18 @@ pub fn expand_generate_name(obj: &mut Value) {
         .and_then(Value::as_str)
         .filter(|p| !p.is_empty())
     {
-        let mut rng = rand::rng();
-        let suffix: String = (0..GENERATE_NAME_SUFFIX_LEN)
-            .map(|_| {
-                GENERATE_NAME_ALPHABET[rng.random_range(0..GENERATE_NAME_ALPHABET.len())] as char
-            })
-            .collect();
-        let name = format!("{prefix}{suffix}");
+        let name = format!("{prefix}{}", random_name_suffix());
         meta.insert("name".into(), Value::String(name));
     }
+}
+
+/// Five random characters for a generated name (Kubernetes'
+/// `SimpleNameGenerator`: no vowels, no confusable digits).
+pub fn random_name_suffix() -> String {
+    let mut rng = rand::rng();
+    (0..GENERATE_NAME_SUFFIX_LEN)
+        .map(|_| GENERATE_NAME_ALPHABET[rng.random_range(0..GENERATE_NAME_ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Sets the server-owned metadata of a new object and the kind's initial

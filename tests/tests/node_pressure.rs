@@ -9,6 +9,12 @@
 //! containers, leaves the Guaranteed pod that stays under its request
 //! alone, and clears the condition after the transition period.
 //!
+//! Soft eviction: with a soft `memory.available` threshold, its grace
+//! period and `--eviction-max-pod-grace-period`, the node reports
+//! `MemoryPressure` as soon as the threshold is met (as kubelet does), the
+//! pod is evicted only after the grace period, and its container, which
+//! ignores SIGTERM and asks for 600 s, is killed after the 3 s maximum.
+//!
 //! Image garbage collection: with thresholds that make any disk "full",
 //! unused images are removed through CRI and the pinned sandbox image stays.
 
@@ -20,6 +26,8 @@ use skiff_tests::{tail, wait_until, Cluster, ClusterOptions, Kubectl};
 
 /// Pod CIDRs `10.199.97.0/24` and `10.199.98.0/24`.
 const SUBNET: u8 = 97;
+/// Pod CIDR `10.199.136.0/24`.
+const SOFT_SUBNET: u8 = 136;
 
 const KEEP: &str = r#"
 apiVersion: v1
@@ -52,6 +60,10 @@ spec:
     command: ["sh", "-c", "dd if=/dev/zero bs=3000M count=1 | sleep 3600"]
 "#;
 
+/// The memory tests hog 3 GB each and set thresholds from what is free:
+/// they take turns.
+static MEMORY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn mem_available() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -78,6 +90,7 @@ fn condition<'a>(obj: &'a Value, kind: &str) -> &'a Value {
 
 #[test]
 fn memory_pressure_evicts_the_pod_above_its_request() -> anyhow::Result<()> {
+    let _turn = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
     // 1 GiB below what is free now: the 3000M pod crosses it, the rest of
     // the machine's noise (in either direction) does not.
     let threshold = mem_available().saturating_sub(1 << 30);
@@ -176,6 +189,95 @@ fn run(cluster: &Cluster) -> anyhow::Result<()> {
             mem_available() >> 20
         )
     })?;
+    Ok(())
+}
+
+/// Ignores SIGTERM and asks for 600 s to stop.
+const STUBBORN_HOG: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  terminationGracePeriodSeconds: 600
+  containers:
+  - name: hog
+    image: skiff.local/busybox:1
+    command: ["sh", "-c", "trap '' TERM; dd if=/dev/zero bs=3000M count=1 | sleep 3600"]
+"#;
+
+/// The soft threshold's grace period.
+const SOFT_GRACE: Duration = Duration::from_secs(20);
+
+#[test]
+fn soft_threshold_evicts_after_its_grace_period() -> anyhow::Result<()> {
+    let _turn = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+    let threshold = mem_available().saturating_sub(1 << 30);
+    let soft = format!("memory.available<{threshold}");
+    let grace = format!("memory.available={}s", SOFT_GRACE.as_secs());
+    let cluster = Cluster::start_with_args(
+        ClusterOptions {
+            subnet: SOFT_SUBNET,
+        },
+        &[
+            "--eviction-soft",
+            &soft,
+            "--eviction-soft-grace-period",
+            &grace,
+            "--eviction-max-pod-grace-period",
+            "3",
+            "--eviction-pressure-transition-secs",
+            "10",
+        ],
+    )?;
+    let result = run_soft(&cluster);
+    if result.is_err() {
+        eprintln!("--- server log ---\n{}", tail(&cluster.server_log(), 150));
+    }
+    result
+}
+
+fn run_soft(cluster: &Cluster) -> anyhow::Result<()> {
+    let k = cluster.kube();
+    let node = cluster.node_name();
+    let created = Instant::now();
+    k.apply(STUBBORN_HOG)?;
+    // Pressure shows while the pod still runs: conditions do not wait for
+    // the grace period. The agent reports `Failed` once the container is
+    // killed, after min(600 s, --eviction-max-pod-grace-period 3 s): the
+    // 240 s allowed here would not cover the pod's own 600 s.
+    let mut pressure_at = None;
+    wait_until(Duration::from_secs(240), || {
+        let n = get(&k, &["get", "node", &node]);
+        let phase = get(&k, &["get", "pod", "hog"])["status"]["phase"].clone();
+        if pressure_at.is_none() && condition(&n, "MemoryPressure")["status"] == "True" {
+            anyhow::ensure!(
+                phase == "Running",
+                "evicted before pressure was seen: {phase}"
+            );
+            pressure_at = Some(created.elapsed());
+        }
+        Ok(phase == "Failed")
+    })
+    .context("waiting for hog to be evicted")?;
+    let evicted_at = created.elapsed();
+    let pressure_at = pressure_at.context("MemoryPressure was never reported")?;
+    eprintln!("hog created → MemoryPressure {pressure_at:?} → evicted {evicted_at:?}");
+    // The threshold was met no earlier than the pod's creation, so its
+    // grace period had passed (only a loaded machine makes this later).
+    assert!(evicted_at >= SOFT_GRACE, "evicted after {evicted_at:?}");
+    let hog = get(&k, &["get", "pod", "hog"]);
+    assert_eq!(hog["status"]["reason"], "Evicted", "{hog}");
+    let message = hog["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("The node was low on resource: memory."),
+        "{message}"
+    );
+    wait_until(Duration::from_secs(60), || {
+        let p = get(&k, &["get", "pod", "hog"]);
+        Ok(!p["status"]["containerStatuses"][0]["state"]["terminated"].is_null())
+    })
+    .context("waiting for hog's container to show as terminated")?;
     Ok(())
 }
 

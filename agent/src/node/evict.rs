@@ -1,8 +1,9 @@
 //! The eviction manager's loop: every [`MONITOR_PERIOD`] it observes the
 //! node ([`eviction`](super::eviction) has the rules), publishes the
-//! pressure conditions for the node status, and under pressure asks the
-//! pod manager to evict the first pod of the ranking, one per period
-//! (kubelet evicts one pod per pass and then re-observes).
+//! pressure conditions for the node status, and once a threshold is due
+//! (hard at once, soft after its grace period) asks the pod manager to
+//! evict the first pod of the ranking, one per period (kubelet evicts one
+//! pod per pass and then re-observes).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -16,8 +17,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use super::eviction::{
-    eviction_message, met, rank, Candidate, ContainerUse, Met, Observations, Pressure,
-    PressureState, Signal, Threshold,
+    eviction_grace_seconds, eviction_message, met, rank, Candidate, ContainerUse, GracePeriods,
+    Met, Observations, Pressure, PressureState, Signal, Threshold,
 };
 use crate::cri::Cri;
 use crate::pod::config::{pod_log_dir, PodRef};
@@ -33,6 +34,9 @@ pub struct Eviction {
     pub uid: String,
     /// Its status message.
     pub message: String,
+    /// The grace period its containers are killed with
+    /// ([`eviction_grace_seconds`]).
+    pub grace_period_seconds: i64,
 }
 
 /// What the loop needs.
@@ -42,8 +46,10 @@ pub struct EvictionParams {
     pub node_name: String,
     /// The agent's data dir: its file system is `nodefs`.
     pub data_dir: PathBuf,
-    /// Hard thresholds (`--eviction-hard`).
+    /// Hard and soft thresholds (`--eviction-hard`, `--eviction-soft`).
     pub thresholds: Vec<Threshold>,
+    /// `--eviction-max-pod-grace-period`, in seconds.
+    pub max_pod_grace_period_seconds: i64,
     /// How long a pressure condition outlives its threshold.
     pub transition: Duration,
 }
@@ -153,6 +159,7 @@ async fn candidates(
                 namespace: r.namespace,
                 name: r.name,
                 priority: spec.priority.unwrap_or(0),
+                grace_period_seconds: spec.termination_grace_period_seconds,
                 containers,
                 extra_usage,
             })
@@ -176,6 +183,11 @@ async fn pick(
         .map(|c| Eviction {
             uid: c.uid.clone(),
             message: eviction_message(m, c),
+            grace_period_seconds: eviction_grace_seconds(
+                m,
+                c.grace_period_seconds,
+                params.max_pod_grace_period_seconds,
+            ),
         }))
 }
 
@@ -188,6 +200,7 @@ pub async fn eviction_loop(
     evictions: mpsc::Sender<Eviction>,
 ) {
     let mut pressure = Pressure::new(params.transition);
+    let mut grace_periods = GracePeriods::default();
     // Pods already sent to the pod manager (their worker stops them).
     let mut asked: HashSet<String> = HashSet::new();
     let mut tick = tokio::time::interval(MONITOR_PERIOD);
@@ -195,10 +208,17 @@ pub async fn eviction_loop(
         tick.tick().await;
         let obs = observe(&params.data_dir);
         let met_now = met(&params.thresholds, &obs);
-        let state = pressure.observe(&met_now, Instant::now());
+        let now = Instant::now();
+        let state = pressure.observe(&met_now, now);
         pressure_tx.send_if_modified(|s| std::mem::replace(s, state) != state);
-        let Some(first) = met_now.first() else {
+        if met_now.is_empty() {
             asked.clear();
+        }
+        let due = grace_periods.due(&met_now, now);
+        let Some(first) = due.first() else {
+            if !met_now.is_empty() {
+                debug!(met = ?met_now, "soft eviction threshold met, within its grace period");
+            }
             continue;
         };
         debug!(?first, "eviction threshold met");

@@ -1,16 +1,26 @@
 //! Node-pressure eviction (kubelet's eviction manager), the pure part:
-//! hard thresholds, which of them the node's observations meet, the node
-//! conditions that follow, and which pod goes first.
+//! hard and soft thresholds, which of them the node's observations meet,
+//! the node conditions that follow, and which pod goes first.
 //!
 //! ```text
-//!  --eviction-hard "memory.available<100Mi,nodefs.available<10%"
-//!        │ parse_thresholds
+//!  --eviction-hard "memory.available<100Mi,nodefs.available<10%"   parse_thresholds
+//!  --eviction-soft "memory.available<1Gi"                         parse_soft_thresholds
+//!  --eviction-soft-grace-period "memory.available=1m30s"
 //!        ▼
 //!  Observations (meminfo, statvfs) ──met──► pressure (MemoryPressure, DiskPressure)
 //!        │                                       │ held for the transition period
-//!        ▼                                       ▼
-//!  pods + usage ──rank──► first pod ──► evict: phase Failed, reason Evicted
+//!        ▼ GracePeriods::due (a soft threshold must have been met
+//!        │                    for its whole grace period)
+//!  pods + usage ──rank──► first pod ──► evict: phase Failed, reason Evicted,
+//!                                       killed with eviction_grace_seconds
 //! ```
+//!
+//! As in kubelet (`eviction_manager.go`, `synchronize`), the pressure
+//! conditions follow every threshold met, soft ones included, regardless of
+//! their grace period; only the eviction waits for the grace period. A pod
+//! evicted for a hard threshold is killed with a 1 s grace period, one
+//! evicted for a soft threshold with the smaller of its
+//! `terminationGracePeriodSeconds` and `--eviction-max-pod-grace-period`.
 //!
 //! The signals are kubelet's `memory.available` (here `MemAvailable` of
 //! `/proc/meminfo`) and `nodefs.available` (the free space of the file
@@ -31,6 +41,10 @@ pub const DEFAULT_EVICTION_HARD: &str = "memory.available<100Mi,nodefs.available
 /// Kubelet's `--eviction-pressure-transition-period`: how long a pressure
 /// condition stays true after its threshold was last met.
 pub const DEFAULT_PRESSURE_TRANSITION_PERIOD: Duration = Duration::from_secs(300);
+
+/// Kubelet's grace period for pods evicted by a hard threshold
+/// (`immediateEvictionGracePeriodSeconds`).
+pub const IMMEDIATE_EVICTION_GRACE_PERIOD_SECONDS: i64 = 1;
 
 /// Priority from which pods are critical and never evicted
 /// (`system-cluster-critical` is 2,000,000,000).
@@ -72,13 +86,16 @@ pub enum Limit {
     Fraction(f64),
 }
 
-/// One hard eviction threshold: evict when `signal` is below `limit`.
+/// One eviction threshold: evict when `signal` is below `limit`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Threshold {
     /// What is observed.
     pub signal: Signal,
     /// The level under which the node is under pressure.
     pub limit: Limit,
+    /// `None` for a hard threshold; for a soft one, how long it must be
+    /// met before pods are evicted (`--eviction-soft-grace-period`).
+    pub grace_period: Option<Duration>,
 }
 
 impl Threshold {
@@ -99,15 +116,12 @@ pub fn parse_thresholds(text: &str) -> Result<Vec<Threshold>, String> {
         let (name, value) = item.split_once('<').ok_or_else(|| {
             format!("eviction threshold {item:?}: expected SIGNAL<QUANTITY, e.g. memory.available<100Mi")
         })?;
-        let signal = match name.trim() {
-            "memory.available" => Signal::MemoryAvailable,
-            "nodefs.available" => Signal::NodefsAvailable,
-            other => {
-                return Err(format!(
-                    "eviction threshold {item:?}: unsupported signal {other:?} (supported: memory.available, nodefs.available)"
-                ))
-            }
-        };
+        let signal = signal_named(name.trim()).ok_or_else(|| {
+            format!(
+                "eviction threshold {item:?}: unsupported signal {:?} (supported: memory.available, nodefs.available)",
+                name.trim()
+            )
+        })?;
         let value = value.trim();
         let limit = match value.strip_suffix('%') {
             Some(p) => {
@@ -135,9 +149,62 @@ pub fn parse_thresholds(text: &str) -> Result<Vec<Threshold>, String> {
         if out.iter().any(|t: &Threshold| t.signal == signal) {
             return Err(format!("eviction threshold {item:?}: {name} given twice"));
         }
-        out.push(Threshold { signal, limit });
+        out.push(Threshold {
+            signal,
+            limit,
+            grace_period: None,
+        });
     }
     Ok(out)
+}
+
+/// Parses `--eviction-soft` (the syntax of `--eviction-hard`) with
+/// `--eviction-soft-grace-period` (`signal=duration` items, Go durations
+/// such as `1m30s`), with kubelet's messages (`ParseThresholdConfig`):
+/// every soft threshold needs a grace period.
+pub fn parse_soft_thresholds(soft: &str, grace_periods: &str) -> Result<Vec<Threshold>, String> {
+    let mut periods = Vec::new();
+    for item in grace_periods
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+    {
+        let (name, value) = item
+            .split_once('=')
+            .ok_or("malformed pair, expect string=string")?;
+        let signal = signal_named(name.trim())
+            .ok_or_else(|| format!("unsupported eviction signal {}", name.trim()))?;
+        let value = value.trim();
+        if value.starts_with('-') {
+            return Err(format!(
+                "invalid eviction grace period specified: {value}, must be a positive value"
+            ));
+        }
+        let period = skiff_api::duration::parse_duration(value)?;
+        periods.push((signal, period));
+    }
+    let mut out = parse_thresholds(soft)?;
+    for t in &mut out {
+        let period = periods
+            .iter()
+            .rev()
+            .find(|(s, _)| *s == t.signal)
+            .map(|(_, p)| *p)
+            .ok_or_else(|| {
+                format!(
+                    "grace period must be specified for the soft eviction threshold {}",
+                    t.signal.name()
+                )
+            })?;
+        t.grace_period = Some(period);
+    }
+    Ok(out)
+}
+
+fn signal_named(name: &str) -> Option<Signal> {
+    [Signal::MemoryAvailable, Signal::NodefsAvailable]
+        .into_iter()
+        .find(|s| s.name() == name)
 }
 
 /// What the node has, in bytes.
@@ -162,6 +229,8 @@ pub struct Met {
     pub threshold: u64,
     /// What is available, in bytes.
     pub available: u64,
+    /// The threshold's grace period: `None` if it is a hard one.
+    pub grace_period: Option<Duration>,
 }
 
 /// The thresholds that `obs` meets, in the order given.
@@ -178,9 +247,62 @@ pub fn met(thresholds: &[Threshold], obs: &Observations) -> Vec<Met> {
                 signal: t.signal,
                 threshold,
                 available,
+                grace_period: t.grace_period,
             })
         })
         .collect()
+}
+
+/// When each met threshold was first seen met in its current run
+/// (kubelet's `thresholdsFirstObservedAt`), to hold soft thresholds back
+/// for their grace period.
+#[derive(Debug, Default)]
+pub struct GracePeriods {
+    first_observed: Vec<(Signal, bool, Instant)>,
+}
+
+impl GracePeriods {
+    /// Records what is met at `now` and returns the thresholds that drive
+    /// eviction: hard ones at once, soft ones once they have been met
+    /// without a break for their grace period. Hard thresholds come first.
+    pub fn due(&mut self, met: &[Met], now: Instant) -> Vec<Met> {
+        let key = |m: &Met| (m.signal, m.grace_period.is_some());
+        self.first_observed
+            .retain(|(s, soft, _)| met.iter().any(|m| key(m) == (*s, *soft)));
+        let mut due = Vec::new();
+        for m in met {
+            let (signal, soft) = key(m);
+            let since = match self
+                .first_observed
+                .iter()
+                .find(|(s, f, _)| (*s, *f) == (signal, soft))
+            {
+                Some((_, _, at)) => *at,
+                None => {
+                    self.first_observed.push((signal, soft, now));
+                    now
+                }
+            };
+            let grace = m.grace_period.unwrap_or(Duration::ZERO);
+            if now.saturating_duration_since(since) >= grace {
+                due.push(*m);
+            }
+        }
+        due.sort_by_key(|m| m.grace_period.is_some());
+        due
+    }
+}
+
+/// The grace period a pod evicted for `m` is killed with (kubelet's
+/// `gracePeriodOverride`): 1 s for a hard threshold; for a soft one the
+/// smaller of the pod's `terminationGracePeriodSeconds` and
+/// `--eviction-max-pod-grace-period`.
+pub fn eviction_grace_seconds(m: &Met, pod_grace: Option<i64>, max_pod_grace: i64) -> i64 {
+    match (m.grace_period, pod_grace) {
+        (None, _) => IMMEDIATE_EVICTION_GRACE_PERIOD_SECONDS,
+        (Some(_), Some(pod)) => pod.min(max_pod_grace),
+        (Some(_), None) => max_pod_grace,
+    }
 }
 
 /// The node's pressure conditions, held true for a transition period after
@@ -251,6 +373,8 @@ pub struct Candidate {
     pub name: String,
     /// `spec.priority` (0 when unset).
     pub priority: i32,
+    /// `spec.terminationGracePeriodSeconds`.
+    pub grace_period_seconds: Option<i64>,
     /// Its containers' use of the resource under pressure.
     pub containers: Vec<ContainerUse>,
     /// Use by the pod itself beyond its containers (its volumes and logs
@@ -333,11 +457,13 @@ mod tests {
             [
                 Threshold {
                     signal: Signal::MemoryAvailable,
-                    limit: Limit::Bytes(100 << 20)
+                    limit: Limit::Bytes(100 << 20),
+                    grace_period: None,
                 },
                 Threshold {
                     signal: Signal::NodefsAvailable,
-                    limit: Limit::Fraction(0.1)
+                    limit: Limit::Fraction(0.1),
+                    grace_period: None,
                 },
             ]
         );
@@ -369,7 +495,8 @@ mod tests {
             [Met {
                 signal: Signal::MemoryAvailable,
                 threshold: 1 << 30,
-                available: 512 << 20
+                available: 512 << 20,
+                grace_period: None,
             }]
         );
         let mut p = Pressure::new(Duration::from_secs(300));
@@ -392,6 +519,7 @@ mod tests {
             namespace: "default".into(),
             name: name.into(),
             priority,
+            grace_period_seconds: Some(30),
             containers: vec![ContainerUse {
                 name: "c".into(),
                 usage,
@@ -423,11 +551,125 @@ mod tests {
     }
 
     #[test]
+    fn soft_thresholds_need_grace_periods_in_kubelets_words() {
+        let t = parse_soft_thresholds(
+            "memory.available<1Gi,nodefs.available<15%",
+            "memory.available=1m30s, nodefs.available=2m",
+        )
+        .unwrap();
+        assert_eq!(t[0].grace_period, Some(Duration::from_secs(90)));
+        assert_eq!(t[1].grace_period, Some(Duration::from_secs(120)));
+        assert_eq!(t[1].limit, Limit::Fraction(0.15));
+        assert_eq!(parse_soft_thresholds("", "").unwrap(), []);
+        // A grace period without a soft threshold is ignored, as by kubelet.
+        assert_eq!(
+            parse_soft_thresholds("", "memory.available=1m").unwrap(),
+            []
+        );
+        for (soft, grace, says) in [
+            (
+                "memory.available<1Gi",
+                "",
+                "grace period must be specified for the soft eviction threshold memory.available",
+            ),
+            (
+                "memory.available<1Gi",
+                "nodefs.available=1m",
+                "grace period must be specified for the soft eviction threshold memory.available",
+            ),
+            (
+                "memory.available<1Gi",
+                "memory.available=-1s",
+                "invalid eviction grace period specified: -1s, must be a positive value",
+            ),
+            (
+                "memory.available<1Gi",
+                "memory.available:1m",
+                "malformed pair, expect string=string",
+            ),
+            (
+                "memory.available<1Gi",
+                "pid.available=1m",
+                "unsupported eviction signal pid.available",
+            ),
+            (
+                "memory.available<1Gi",
+                "memory.available=soon",
+                "time: invalid duration \"soon\"",
+            ),
+            (
+                "memory.available>1Gi",
+                "memory.available=1m",
+                "expected SIGNAL<QUANTITY",
+            ),
+        ] {
+            let err = parse_soft_thresholds(soft, grace).unwrap_err();
+            assert!(err.contains(says), "{soft} / {grace}: {err}");
+        }
+    }
+
+    #[test]
+    fn soft_thresholds_evict_only_after_their_grace_period() {
+        let mut t = parse_thresholds("memory.available<100Mi").unwrap();
+        t.extend(parse_soft_thresholds("memory.available<1Gi", "memory.available=30s").unwrap());
+        let low = |avail: u64| Observations {
+            memory_capacity: 8 << 30,
+            memory_available: avail,
+            nodefs_capacity: 1 << 40,
+            nodefs_available: 1 << 40,
+        };
+        let mut g = GracePeriods::default();
+        let mut p = Pressure::new(Duration::from_secs(300));
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        // Soft threshold met: pressure at once (kubelet reports conditions
+        // regardless of grace periods), but no eviction yet.
+        let m = met(&t, &low(512 << 20));
+        assert!(p.observe(&m, t0).memory);
+        assert_eq!(g.due(&m, t0), []);
+        assert_eq!(g.due(&m, s(29)), []);
+        let due = g.due(&m, s(30));
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].grace_period, Some(Duration::from_secs(30)));
+        // A break restarts the grace period.
+        assert_eq!(g.due(&met(&t, &low(2 << 30)), s(31)), []);
+        assert_eq!(g.due(&m, s(32)), []);
+        assert_eq!(g.due(&m, s(61)), []);
+        assert_eq!(g.due(&m, s(62)).len(), 1);
+        // The hard threshold is due at once, and comes first.
+        let both = met(&t, &low(50 << 20));
+        let due = g.due(&both, s(63));
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].grace_period, None);
+    }
+
+    #[test]
+    fn evicted_pods_get_kubelets_grace_period() {
+        let hard = Met {
+            signal: Signal::MemoryAvailable,
+            threshold: 1,
+            available: 0,
+            grace_period: None,
+        };
+        let soft = Met {
+            grace_period: Some(Duration::from_secs(60)),
+            ..hard
+        };
+        assert_eq!(eviction_grace_seconds(&hard, Some(30), 120), 1);
+        assert_eq!(eviction_grace_seconds(&soft, Some(30), 120), 30);
+        assert_eq!(eviction_grace_seconds(&soft, Some(300), 120), 120);
+        // kubelet's default --eviction-max-pod-grace-period is 0.
+        assert_eq!(eviction_grace_seconds(&soft, Some(30), 0), 0);
+        assert_eq!(eviction_grace_seconds(&soft, None, 45), 45);
+    }
+
+    #[test]
     fn messages_in_kubelets_words() {
         let m = Met {
             signal: Signal::MemoryAvailable,
             threshold: 100 << 20,
             available: 50 << 20,
+            grace_period: None,
         };
         assert_eq!(
             eviction_message(&m, &pod("p", 0, 1 << 30, 0)),

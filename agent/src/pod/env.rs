@@ -40,6 +40,9 @@ pub struct EnvSources {
     pub node_cpu_milli: i64,
     /// Node allocatable memory in bytes (for `limits.memory` without a limit).
     pub node_memory_bytes: i64,
+    /// Service-account tokens of projected volumes, or kubelet's message
+    /// why there is none.
+    pub tokens: HashMap<super::token::TokenKey, Result<String, String>>,
 }
 
 /// Names of the ConfigMaps and Secrets a pod refers to.
@@ -51,10 +54,13 @@ pub struct Refs {
     pub secrets: BTreeSet<String>,
     /// PersistentVolumeClaim names.
     pub claims: BTreeSet<String>,
+    /// Service-account tokens of projected volumes.
+    pub tokens: BTreeSet<super::token::TokenKey>,
 }
 
-/// Every ConfigMap and Secret named in env, envFrom and volumes, and every
-/// claim a volume mounts.
+/// Every ConfigMap and Secret named in env, envFrom and volumes (projected
+/// ones included), every claim a volume mounts, and every token a
+/// projected volume holds.
 pub fn referenced_objects(pod: &Pod) -> Refs {
     let mut r = Refs::default();
     let Some(spec) = pod.spec.as_ref() else {
@@ -96,7 +102,16 @@ pub fn referenced_objects(pod: &Pod) -> Refs {
         if let Some(c) = &v.persistent_volume_claim {
             r.claims.insert(c.claim_name.clone());
         }
+        for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(cm) = &source.config_map {
+                r.config_maps.insert(cm.name.clone());
+            }
+            if let Some(s) = &source.secret {
+                r.secrets.insert(s.name.clone());
+            }
+        }
     }
+    r.tokens = super::token::TokenKey::of_pod(pod).into_iter().collect();
     r
 }
 

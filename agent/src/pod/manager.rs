@@ -217,8 +217,7 @@ impl PodManager {
     fn evict(&mut self, e: Eviction) {
         match self.workers.get(&e.uid) {
             Some(w) if !w.task.is_finished() => {
-                w.updates
-                    .send_modify(|u| u.eviction = Some(Arc::from(e.message)));
+                w.updates.send_modify(|u| u.eviction = Some(Arc::new(e)));
             }
             _ => debug!(uid = %e.uid, "eviction of a pod without a worker ignored"),
         }

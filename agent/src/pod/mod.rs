@@ -16,7 +16,8 @@
 //! | `hooks.rs` | postStart / preStop hooks |
 //! | `sources.rs` | ConfigMaps and Secrets through the API, cached, re-read every 10 s |
 //! | `start.rs` | starting a container (image, config, hooks) and killing one |
-//! | `volumes.rs` | emptyDir, hostPath, configMap, secret, downwardAPI; CRI mounts |
+//! | `volumes.rs` | emptyDir, hostPath, configMap, secret, downwardAPI, projected; CRI mounts |
+//! | `token.rs` | service-account tokens for projected volumes (kubelet's token manager) |
 //! | `atomic_writer.rs` | kubelet's `..data` symlink swap for projected volumes |
 //! | `backoff.rs` | restart and image pull back-off |
 //! | `teardown.rs` | stop + remove in kubelet's order |
@@ -41,6 +42,7 @@ pub mod sources;
 pub mod start;
 pub mod status;
 pub mod teardown;
+pub mod token;
 pub mod volumes;
 pub mod worker;
 

@@ -239,7 +239,21 @@ pub fn next_actions(input: &PlanInput<'_>) -> Vec<Action> {
     let ready_sandbox = observed.sandbox().filter(|s| s.ready);
 
     // A finished pod: free its network, keep its containers for logs.
+    // Containers still running in a pod that turned terminal (an eviction)
+    // are killed first, within the pod's grace period (kubelet's
+    // `killPod`); stopping the sandbox would kill them at once.
     if is_terminal_phase(pod) || pod_is_done(pod, observed) {
+        for c in observed
+            .containers
+            .iter()
+            .filter(|c| c.state == RunState::Running)
+        {
+            actions.push(Action::KillContainer {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                message: format!("Stopping container {}", c.name),
+            });
+        }
         for sb in observed.sandboxes.iter().filter(|s| s.ready) {
             actions.push(Action::StopSandbox {
                 sandbox_id: sb.id.clone(),

@@ -265,6 +265,33 @@ fn terminal_phase_only_stops_the_sandbox() {
 }
 
 #[test]
+fn an_evicted_pod_kills_its_running_containers_before_the_sandbox() {
+    let mut p = pod("Always", &["a"]);
+    p.status = Some(PodStatus {
+        phase: Some("Failed".into()),
+        ..Default::default()
+    });
+    let obs = observed(
+        vec![sandbox("sb1", true, 0)],
+        vec![ctr("c1", "sb1", "a", 0, RunState::Running, 0)],
+    );
+    let none = BackOff::default();
+    assert_eq!(
+        plan(&p, &obs, &none, &none, Instant::now()),
+        vec![
+            Action::KillContainer {
+                id: "c1".into(),
+                name: "a".into(),
+                message: "Stopping container a".into(),
+            },
+            Action::StopSandbox {
+                sandbox_id: "sb1".into()
+            }
+        ]
+    );
+}
+
+#[test]
 fn back_off_delays_restarts_pulls_and_sandboxes() {
     let now = Instant::now();
     let mut restart = BackOff::default();

@@ -5,7 +5,9 @@
 //! configMap manager re-reads on its own TTL too). Secrets stay in memory
 //! only for as long as the pod's worker lives. A claim is read until it is
 //! bound; the host path of its volume is then kept (a bound claim's
-//! volume does not change).
+//! volume does not change). Service-account tokens come from the pod's
+//! [`TokenManager`], which asks the API server only when one is due for
+//! refresh.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeCl
 use kube::Api;
 
 use super::env::{EnvSources, Refs};
+use super::token::{jitter, ApiTokenSource, TokenManager};
 
 /// How long a fetched object is trusted before it is read again.
 pub const RESYNC_PERIOD: Duration = Duration::from_secs(10);
@@ -31,6 +34,8 @@ pub struct SourceCache {
     secrets: HashMap<String, Entry<Secret>>,
     /// Claims whose volume's host path is known.
     claim_paths: HashMap<String, String>,
+    /// Service-account tokens.
+    tokens: TokenManager,
 }
 
 /// The host path of claim `name`'s volume, or kubelet's reason why not.
@@ -133,6 +138,17 @@ impl SourceCache {
                 self.claim_paths.insert(name.clone(), p.clone());
             }
             out.claims.insert(name.clone(), path);
+        }
+        let keys: Vec<_> = refs.tokens.iter().cloned().collect();
+        self.tokens.retain(&keys);
+        out.tokens.clear();
+        let now = chrono::Utc::now().timestamp();
+        for key in keys {
+            let token = self
+                .tokens
+                .get(&ApiTokenSource(client), namespace, &key, now, jitter())
+                .await;
+            out.tokens.insert(key, token);
         }
         out.config_maps = self
             .config_maps

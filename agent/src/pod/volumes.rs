@@ -1,9 +1,10 @@
 //! Pod volumes (kubelet's volume manager, reduced to what a node without
 //! storage plugins needs): `emptyDir` (a directory, or a tmpfs for
-//! `medium: Memory`), `hostPath`, and `configMap`, `secret` and
-//! `downwardAPI` volumes written by the [`atomic_writer`]
-//! and re-written whenever their source changes, so updates reach running
-//! pods; `persistentVolumeClaim` volumes whose PersistentVolume is a
+//! `medium: Memory`), `hostPath`, and `configMap`, `secret`,
+//! `downwardAPI` and `projected` volumes (the latter combining those three
+//! with `serviceAccountToken` sources, from [`super::token`]) written by
+//! the [`atomic_writer`] and re-written whenever their source changes or a
+//! token is refreshed, so updates reach running pods; `persistentVolumeClaim` volumes whose PersistentVolume is a
 //! `hostPath` or `local` directory (what Skiff's local-path provisioner
 //! makes), linked into the pod directory. Containers get them as CRI
 //! `Mount`s.
@@ -13,6 +14,7 @@
 //!                                      /kubernetes.io~configmap/<name>/..data -> …
 //!                                      /kubernetes.io~secret/<name>/
 //!                                      /kubernetes.io~downward-api/<name>/
+//!                                      /kubernetes.io~projected/<name>/token, ca.crt, …
 //!                                      /kubernetes.io~local-volume/<name> -> PV path
 //! ```
 //!
@@ -27,13 +29,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_cri::v1 as cri;
-use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume};
+use k8s_openapi::api::core::v1::{
+    Container, DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource, Volume,
+};
 
 use super::atomic_writer::{self, FileProjection, Payload};
 use super::env::{
     config_map_data, field_ref, resource_field_ref, secret_data, ConfigError, EnvSources,
 };
 use super::resources::parse_value;
+use super::token::TokenKey;
 
 /// Default file mode of projected files (Kubernetes `defaultMode` 0644).
 pub const DEFAULT_MODE: i32 = 0o644;
@@ -87,6 +92,8 @@ fn plugin(v: &Volume) -> Option<&'static str> {
         Some("kubernetes.io~secret")
     } else if v.downward_api.is_some() {
         Some("kubernetes.io~downward-api")
+    } else if v.projected.is_some() {
+        Some("kubernetes.io~projected")
     } else if v.persistent_volume_claim.is_some() {
         Some("kubernetes.io~local-volume")
     } else {
@@ -153,95 +160,161 @@ fn project(
     Ok(out)
 }
 
-/// The files of a configMap, secret or downwardAPI volume; `None` for the
-/// kinds that have no payload.
+/// The files of a ConfigMap (all keys, or `items`).
+fn config_map_files(
+    name: &str,
+    items: Option<&Vec<KeyToPath>>,
+    optional: Option<bool>,
+    default_mode: Option<i32>,
+    src: &EnvSources,
+) -> Result<Payload, String> {
+    let optional = optional == Some(true);
+    let data = match src.config_maps.get(name) {
+        Some(o) => config_map_data(o),
+        None if optional => BTreeMap::new(),
+        None => return Err(format!("configmap \"{name}\" not found")),
+    };
+    project(data, items, default_mode, "configmap", optional)
+}
+
+/// The files of a Secret (all keys, or `items`).
+fn secret_files(
+    name: &str,
+    items: Option<&Vec<KeyToPath>>,
+    optional: Option<bool>,
+    default_mode: Option<i32>,
+    src: &EnvSources,
+) -> Result<Payload, String> {
+    let optional = optional == Some(true);
+    let data = match src.secrets.get(name) {
+        Some(o) => secret_data(o),
+        None if optional => BTreeMap::new(),
+        None => return Err(format!("secret \"{name}\" not found")),
+    };
+    project(data, items, default_mode, "secret", optional)
+}
+
+/// The files of downward API `items`.
+fn downward_files(
+    pod: &Pod,
+    items: Option<&Vec<DownwardAPIVolumeFile>>,
+    default_mode: Option<i32>,
+    src: &EnvSources,
+) -> Result<Payload, String> {
+    let mut out = Payload::new();
+    for it in items.into_iter().flatten() {
+        let text = if let Some(f) = &it.field_ref {
+            // Labels and annotations are files of `key="value"` lines,
+            // sorted (Kubernetes `fieldpath.FormatMap`).
+            let map = match f.field_path.as_str() {
+                "metadata.labels" => Some(pod.metadata.labels.clone().unwrap_or_default()),
+                "metadata.annotations" => {
+                    Some(pod.metadata.annotations.clone().unwrap_or_default())
+                }
+                _ => None,
+            };
+            match map {
+                Some(m) => m
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:?}\n"))
+                    .collect::<String>(),
+                None => field_ref(pod, &f.field_path, src).map_err(|e| e.0)?,
+            }
+        } else if let Some(r) = &it.resource_field_ref {
+            let c = pod
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .find(|c| Some(c.name.as_str()) == r.container_name.as_deref())
+                .ok_or_else(|| format!("container {:?} not found", r.container_name))?;
+            resource_field_ref(
+                c,
+                &r.resource,
+                r.divisor.as_ref().map(|d| d.0.as_str()),
+                src,
+            )
+            .map_err(|e| e.0)?
+        } else {
+            continue;
+        };
+        out.insert(
+            it.path.clone(),
+            FileProjection {
+                data: text.into_bytes(),
+                mode: mode_of(it.mode, default_mode),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The files of a projected volume: its sources' files side by side, the
+/// tokens from [`EnvSources::tokens`] (Kubernetes' `projected` plugin).
+fn projected_files(
+    pod: &Pod,
+    p: &ProjectedVolumeSource,
+    src: &EnvSources,
+) -> Result<Payload, String> {
+    let mode = p.default_mode;
+    let mut out = Payload::new();
+    for source in p.sources.iter().flatten() {
+        let files = if let Some(cm) = &source.config_map {
+            config_map_files(&cm.name, cm.items.as_ref(), cm.optional, mode, src)?
+        } else if let Some(s) = &source.secret {
+            secret_files(&s.name, s.items.as_ref(), s.optional, mode, src)?
+        } else if let Some(d) = &source.downward_api {
+            downward_files(pod, d.items.as_ref(), mode, src)?
+        } else if let Some(t) = &source.service_account_token {
+            let token = src
+                .tokens
+                .get(&TokenKey::for_source(pod, t))
+                .ok_or("service account token not loaded yet")?
+                .clone()?;
+            Payload::from([(
+                t.path.clone(),
+                FileProjection {
+                    data: token.into_bytes(),
+                    mode: mode_of(None, mode),
+                },
+            )])
+        } else {
+            return Err("only configMap, secret, downwardAPI and serviceAccountToken sources are supported by Skiff".into());
+        };
+        out.extend(files);
+    }
+    Ok(out)
+}
+
+/// The files of a configMap, secret, downwardAPI or projected volume;
+/// `None` for the kinds that have no payload.
 pub fn payload(pod: &Pod, v: &Volume, src: &EnvSources) -> Result<Option<Payload>, VolumeError> {
-    let fail = |message: String| VolumeError::Source {
+    let files = if let Some(cm) = &v.config_map {
+        config_map_files(
+            &cm.name,
+            cm.items.as_ref(),
+            cm.optional,
+            cm.default_mode,
+            src,
+        )
+    } else if let Some(s) = &v.secret {
+        let name = s.secret_name.clone().unwrap_or_default();
+        secret_files(&name, s.items.as_ref(), s.optional, s.default_mode, src)
+    } else if let Some(d) = &v.downward_api {
+        downward_files(pod, d.items.as_ref(), d.default_mode, src)
+    } else if let Some(p) = &v.projected {
+        projected_files(pod, p, src)
+    } else {
+        return Ok(None);
+    };
+    files.map(Some).map_err(|message| VolumeError::Source {
         volume: v.name.clone(),
         message,
-    };
-    if let Some(cm) = &v.config_map {
-        let optional = cm.optional == Some(true);
-        let data = match src.config_maps.get(&cm.name) {
-            Some(o) => config_map_data(o),
-            None if optional => BTreeMap::new(),
-            None => return Err(fail(format!("configmap \"{}\" not found", cm.name))),
-        };
-        return project(
-            data,
-            cm.items.as_ref(),
-            cm.default_mode,
-            "configmap",
-            optional,
-        )
-        .map(Some)
-        .map_err(fail);
-    }
-    if let Some(s) = &v.secret {
-        let name = s.secret_name.clone().unwrap_or_default();
-        let optional = s.optional == Some(true);
-        let data = match src.secrets.get(&name) {
-            Some(o) => secret_data(o),
-            None if optional => BTreeMap::new(),
-            None => return Err(fail(format!("secret \"{name}\" not found"))),
-        };
-        return project(data, s.items.as_ref(), s.default_mode, "secret", optional)
-            .map(Some)
-            .map_err(fail);
-    }
-    if let Some(d) = &v.downward_api {
-        let mut out = Payload::new();
-        for it in d.items.iter().flatten() {
-            let text = if let Some(f) = &it.field_ref {
-                // Labels and annotations are files of `key="value"` lines,
-                // sorted (Kubernetes `fieldpath.FormatMap`).
-                let map = match f.field_path.as_str() {
-                    "metadata.labels" => Some(pod.metadata.labels.clone().unwrap_or_default()),
-                    "metadata.annotations" => {
-                        Some(pod.metadata.annotations.clone().unwrap_or_default())
-                    }
-                    _ => None,
-                };
-                match map {
-                    Some(m) => m
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v:?}\n"))
-                        .collect::<String>(),
-                    None => field_ref(pod, &f.field_path, src).map_err(|e| fail(e.0))?,
-                }
-            } else if let Some(r) = &it.resource_field_ref {
-                let c = pod
-                    .spec
-                    .iter()
-                    .flat_map(|s| s.containers.iter())
-                    .find(|c| Some(c.name.as_str()) == r.container_name.as_deref())
-                    .ok_or_else(|| fail(format!("container {:?} not found", r.container_name)))?;
-                resource_field_ref(
-                    c,
-                    &r.resource,
-                    r.divisor.as_ref().map(|d| d.0.as_str()),
-                    src,
-                )
-                .map_err(|e| fail(e.0))?
-            } else {
-                continue;
-            };
-            out.insert(
-                it.path.clone(),
-                FileProjection {
-                    data: text.into_bytes(),
-                    mode: mode_of(it.mode, d.default_mode),
-                },
-            );
-        }
-        return Ok(Some(out));
-    }
-    Ok(None)
+    })
 }
 
 /// The CRI mounts of container `c`: each `volumeMount` resolved to its
 /// volume's host path (plus `subPath`). ConfigMap, Secret and downward API
-/// volumes are always read-only, as in Kubernetes.
+/// volumes (projected ones too) are always read-only, as in Kubernetes.
 pub fn container_mounts(
     pod: &Pod,
     c: &Container,
@@ -264,7 +337,10 @@ pub fn container_mounts(
                 v.name
             ))
         })?;
-        let projected = v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some();
+        let projected = v.config_map.is_some()
+            || v.secret.is_some()
+            || v.downward_api.is_some()
+            || v.projected.is_some();
         if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             if !atomic_writer::valid_path(sub) {
                 return Err(ConfigError(format!("invalid subPath {sub:?}")));

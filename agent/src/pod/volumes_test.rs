@@ -161,3 +161,66 @@ fn claim_volumes_link_the_bound_volume_and_wait_until_bound() {
     assert!(!pod_dir.exists());
     assert_eq!(std::fs::read_to_string(pv_dir.join("f")).unwrap(), "kept");
 }
+
+/// The volume the ServiceAccount admission plugin adds.
+fn token_pod() -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+        "spec": {
+            "serviceAccountName": "default",
+            "volumes": [{"name": "kube-api-access-abcde", "projected": {"defaultMode": 0o644, "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace",
+                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ]}}],
+            "containers": [{"name": "c", "volumeMounts": [{"name": "kube-api-access-abcde",
+                "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}]}],
+        },
+    }))
+    .unwrap()
+}
+
+#[test]
+fn projected_volumes_combine_token_ca_and_namespace() {
+    let p = token_pod();
+    let v = &p.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0];
+    let mut src = EnvSources::default();
+    // No CA ConfigMap and no token yet: the pod waits, with kubelet's reason.
+    let key = super::token::TokenKey::of_pod(&p).remove(0);
+    src.tokens.insert(key.clone(), Ok("jwt".into()));
+    match payload(&p, v, &src) {
+        Err(VolumeError::Source { message, .. }) => {
+            assert_eq!(message, "configmap \"kube-root-ca.crt\" not found")
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut cm = ConfigMap::default();
+    cm.data = Some(BTreeMap::from([("ca.crt".into(), "PEM".into())]));
+    src.config_maps.insert("kube-root-ca.crt".into(), cm);
+    let files = payload(&p, v, &src).unwrap().unwrap();
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["ca.crt", "namespace", "token"]
+    );
+    assert_eq!(files["token"].data, b"jwt");
+    assert_eq!(files["token"].mode, 0o644);
+    assert_eq!(files["namespace"].data, b"ns");
+    assert_eq!(files["ca.crt"].data, b"PEM");
+    src.tokens
+        .insert(key, Err("failed to fetch token: forbidden".into()));
+    match payload(&p, v, &src) {
+        Err(VolumeError::Source { message, .. }) => {
+            assert_eq!(message, "failed to fetch token: forbidden")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Mounted read-only under the projected plugin's directory.
+    let c = &p.spec.as_ref().unwrap().containers[0];
+    let mounts = container_mounts(&p, c, std::path::Path::new("/pods/u1")).unwrap();
+    assert_eq!(
+        mounts[0].host_path,
+        "/pods/u1/volumes/kubernetes.io~projected/kube-api-access-abcde"
+    );
+    assert!(mounts[0].readonly);
+}

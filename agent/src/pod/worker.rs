@@ -65,9 +65,10 @@ pub struct PodUpdate {
     pub pod: Arc<Pod>,
     /// The object is gone from the API server.
     pub removed: bool,
-    /// The eviction manager evicted the pod, with this status message: it
-    /// is stopped and reported `Failed` with reason `Evicted`.
-    pub eviction: Option<Arc<str>>,
+    /// The eviction manager evicted the pod (with this status message and
+    /// kill grace period): it is stopped and reported `Failed` with reason
+    /// `Evicted`.
+    pub eviction: Option<Arc<crate::node::evict::Eviction>>,
 }
 
 /// How long one API request of a pod worker may take, answer included.
@@ -163,7 +164,7 @@ pub(super) struct Memory {
     /// Projected volume payloads last written.
     pub(super) volumes: volumes::Written,
     /// The eviction message, once the pod was evicted.
-    pub(super) eviction: Option<Arc<str>>,
+    pub(super) eviction: Option<Arc<crate::node::evict::Eviction>>,
     /// The status write in flight, if any ([`write_status`]).
     pub(super) status_write: Option<JoinHandle<Result<(), kube::Error>>>,
     /// The last status write failed: `last_status` is sent again even if
@@ -254,8 +255,8 @@ pub async fn run_pod_worker(ctx: Arc<WorkerContext>, mut updates: watch::Receive
                 // be: its sandbox stops and it is never restarted.
                 let evicted;
                 let pod = match &mem.eviction {
-                    Some(_) if !super::plan::is_terminal_phase(pod) => {
-                        evicted = as_failed(pod);
+                    Some(e) if !super::plan::is_terminal_phase(pod) => {
+                        evicted = as_failed(pod, e.grace_period_seconds);
                         &evicted
                     }
                     _ => pod,
@@ -578,9 +579,12 @@ async fn write_status(
         now: Timestamp::now(),
     });
     let status = match &mem.eviction {
-        Some(message) => {
-            evicted_status(status, message, mem.last_status.as_ref(), Timestamp::now())
-        }
+        Some(e) => evicted_status(
+            status,
+            &e.message,
+            mem.last_status.as_ref(),
+            Timestamp::now(),
+        ),
         None => status,
     };
     if mem.status_write.as_ref().is_some_and(|w| !w.is_finished()) {
@@ -628,10 +632,13 @@ async fn finish_status_write(mem: &mut Memory) {
     }
 }
 
-/// `pod` with its phase set to `Failed`.
-fn as_failed(pod: &Pod) -> Pod {
+/// `pod` with its phase set to `Failed`, to be killed within the
+/// eviction's grace period (kubelet's `gracePeriodOverride`).
+fn as_failed(pod: &Pod, grace_seconds: i64) -> Pod {
     let mut p = pod.clone();
     p.status.get_or_insert_with(Default::default).phase = Some("Failed".into());
+    let grace = grace_period(pod).min(grace_seconds);
+    p.metadata.deletion_grace_period_seconds = Some(grace);
     p
 }
 

@@ -8,6 +8,7 @@
 //!  controllers (ResourceQuota status.used) ──┘
 //! ```
 //!
+//! - [`duration`]: Go's `time.ParseDuration` (`1h30m`, `90s`).
 //! - [`quantity`]: `resource.Quantity` (`500m`, `1Gi`): parse, add, compare,
 //!   and write back in Kubernetes' canonical form.
 //! - [`quota`]: what an object costs against a ResourceQuota (pods, their
@@ -21,5 +22,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod duration;
 pub mod quantity;
 pub mod quota;

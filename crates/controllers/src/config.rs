@@ -28,6 +28,10 @@ pub struct ControllersConfig {
     pub cluster_cidr: Option<String>,
     /// Prefix length of each node's pod CIDR (`--node-cidr-mask-size`, 24).
     pub node_cidr_mask_size: u8,
+    /// The API server's CA (PEM), published in every namespace as the
+    /// ConfigMap `kube-root-ca.crt` ([`crate::rootca`]); `None`: not
+    /// published.
+    pub root_ca_pem: Option<String>,
 }
 
 impl Default for ControllersConfig {
@@ -40,6 +44,7 @@ impl Default for ControllersConfig {
             gc_resync_period: Duration::from_secs(60),
             cluster_cidr: Some(DEFAULT_CLUSTER_CIDR.into()),
             node_cidr_mask_size: 24,
+            root_ca_pem: None,
         }
     }
 }

@@ -89,6 +89,8 @@
 //!   `scopeSelector`), recomputed when objects go away and every 5 min;
 //!   the API server's admission charges creates.
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
+//! - [`rootca`]: a ConfigMap `kube-root-ca.crt` with the API server's CA
+//!   in every namespace (what pods' token volumes project as `ca.crt`).
 //! - [`namespace`]: empties a Terminating namespace (every namespaced
 //!   resource discovery finds, custom resources included; pods through
 //!   their graceful deletion), reports the `NamespaceContentRemaining`,
@@ -213,6 +215,7 @@ pub mod pod_util;
 pub mod quota;
 pub mod replicaset;
 pub mod revision;
+pub mod rootca;
 pub mod run;
 pub mod runtime;
 pub mod selector;

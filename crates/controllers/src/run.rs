@@ -17,7 +17,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service,
     ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -166,6 +166,21 @@ pub async fn run_controllers(
         ServiceAccountController::new(client.clone(), &mut namespaces, &mut accounts, &sa_queue);
     let ns_queue = WorkQueue::new();
     let ns_ctl = NamespaceController::new(client.clone(), &mut namespaces, &ns_queue);
+    // The root CA publisher, when the server's CA is known.
+    let ca_queue = WorkQueue::new();
+    let mut ca_maps = Informer::new(
+        Api::<ConfigMap>::all(client.clone()),
+        crate::rootca::config_map_watch(wc.clone()),
+    );
+    let ca_ctl = config.root_ca_pem.clone().map(|ca| {
+        crate::rootca::RootCaPublisher::new(
+            client.clone(),
+            ca,
+            &mut namespaces,
+            &mut ca_maps,
+            &ca_queue,
+        )
+    });
     let node_ctl = NodeLifecycleController::new(
         client.clone(),
         nodes.store(),
@@ -287,6 +302,10 @@ pub async fn run_controllers(
     informers.spawn(deployments.run());
     informers.spawn(namespaces.run());
     informers.spawn(accounts.run());
+    let ca_synced = ca_maps.synced();
+    if ca_ctl.is_some() {
+        informers.spawn(ca_maps.run());
+    }
     informers.spawn(nodes.run());
     informers.spawn(leases.run());
     informers.spawn(services.run());
@@ -344,6 +363,13 @@ pub async fn run_controllers(
         workers.spawn(async move {
             synced.wait().await;
             run_workers(ns_ctl, q, n).await;
+        });
+    }
+    if let Some(ca_ctl) = ca_ctl {
+        let (q, ns) = (ca_queue.clone(), ns_synced.clone());
+        workers.spawn(async move {
+            tokio::join!(ns.wait(), ca_synced.wait());
+            run_workers(ca_ctl, q, 1).await;
         });
     }
     {
@@ -462,6 +488,7 @@ pub async fn run_controllers(
         &rs_queue,
         &d_queue,
         &sa_queue,
+        &ca_queue,
         &ns_queue,
         &ep_queue,
         &eps_queue,

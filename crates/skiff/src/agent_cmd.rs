@@ -45,6 +45,17 @@ pub struct AgentOptions {
     #[arg(long, default_value = skiff_agent::node::eviction::DEFAULT_EVICTION_HARD,
           value_parser = skiff_agent::node::eviction::parse_thresholds)]
     eviction_hard: EvictionThresholds,
+    /// Soft eviction thresholds, the syntax of --eviction-hard: pods are
+    /// evicted once one has been met for its grace period.
+    #[arg(long, default_value = "")]
+    eviction_soft: String,
+    /// Grace periods of the soft thresholds, e.g. "memory.available=1m30s".
+    #[arg(long, default_value = "")]
+    eviction_soft_grace_period: String,
+    /// Longest grace period (seconds) a pod evicted for a soft threshold
+    /// gets: the smaller of this and its terminationGracePeriodSeconds.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    eviction_max_pod_grace_period: i64,
     /// How long MemoryPressure/DiskPressure stay true after their threshold
     /// was last met, in seconds.
     #[arg(long, default_value_t = 300)]
@@ -82,6 +93,11 @@ impl AgentOptions {
             period: std::time::Duration::from_secs(self.image_gc_period_secs),
         };
         image_gc.validate().map_err(anyhow::Error::msg)?;
+        let eviction_soft = skiff_agent::node::eviction::parse_soft_thresholds(
+            &self.eviction_soft,
+            &self.eviction_soft_grace_period,
+        )
+        .map_err(|e| anyhow::anyhow!("--eviction-soft: {e}"))?;
         let node_name = match self.node_name {
             Some(n) => n,
             None => hostname_lowercase()?,
@@ -102,6 +118,8 @@ impl AgentOptions {
             pod_cidr_wait: skiff_agent::config::DEFAULT_POD_CIDR_WAIT,
             max_parallel_pod_starts: usize::from(self.max_parallel_pod_starts),
             eviction_hard: self.eviction_hard,
+            eviction_soft,
+            eviction_max_pod_grace_period_seconds: self.eviction_max_pod_grace_period,
             eviction_pressure_transition_period: std::time::Duration::from_secs(
                 self.eviction_pressure_transition_secs,
             ),

@@ -35,7 +35,7 @@ enum Command {
     /// --no-agent, a node agent in the same process.
     Server(Box<server_cmd::ServerArgs>),
     /// Run a node agent that joins a server and runs its pods on containerd.
-    Agent(agent_cmd::AgentArgs),
+    Agent(Box<agent_cmd::AgentArgs>),
     /// Manage container images without a registry.
     Images(images_cmd::ImagesArgs),
     /// Measure parts of Skiff and print tables.
@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server_cmd::run(*args).await,
-            Command::Agent(args) => agent_cmd::run(args).await,
+            Command::Agent(args) => agent_cmd::run(*args).await,
             Command::Images(args) => images_cmd::run(args).await,
             Command::Bench(args) => bench_cmd::run(args).await,
         }

@@ -108,6 +108,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         event_ttl: args.event_ttl,
+        service_account_admission: true,
     };
     let api = skiff_apiserver::ApiServer::start(config, store.storage())
         .await
@@ -134,6 +135,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 skiff_controllers::ControllersConfig {
                     cluster_cidr: Some(args.cluster_cidr.clone()).filter(|c| !c.is_empty()),
                     node_cidr_mask_size: args.node_cidr_mask_size,
+                    root_ca_pem: Some(api.ca_pem().to_string()),
                     ..Default::default()
                 },
                 skiff_client::leader::default_identity(),
