@@ -65,6 +65,9 @@
 //!   duration); status rewritten on change or every 5 minutes.
 //! - **Stopping** the agent does not stop pods (as kubelet). Tests call
 //!   [`cleanup_all_pods`] before stopping containerd.
+//! - **API server away**: pods keep running and restarting; status writes
+//!   are not waited on, a pod worker's other requests time out after 10 s,
+//!   and the newest status is sent when the server answers (`pod::worker`).
 //!
 //! # Caveats (what kubelet does that Skiff does not, yet)
 //! - Pods: init containers run in order; liveness/readiness/startup probes
