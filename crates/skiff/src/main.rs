@@ -9,6 +9,7 @@ mod bench_store;
 mod cluster_cmd;
 
 mod images_cmd;
+mod memory;
 mod server_cmd;
 
 use clap::{Parser, Subcommand};
