@@ -15,7 +15,8 @@
 //!   ([`crate::crd::convert`]), whatever version wrote them;
 //! - a list reads one snapshot: the first page's revision is pinned in the
 //!   `continue` token and every later page reads at it (410 Expired once
-//!   compacted).
+//!   compacted); a page cut by `limit` of a list without selectors says
+//!   how many objects follow (`remainingItemCount`, as kube-apiserver).
 //! - with a [`WatchCache`], lists are served from memory (KEP-2340,
 //!   consistent reads from cache): without a resourceVersion the cache
 //!   first catches up with the store's current revision; with
