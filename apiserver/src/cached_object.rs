@@ -161,11 +161,24 @@ mod tests {
                     .collect(),
                 revision: 42,
                 continue_token: Some("tok".into()),
+                remaining_item_count: Some(7),
             };
             let body = crate::registry::Registry::list_object(pods, &page);
             let value = body.to_value();
             assert_eq!(value["items"], json!(items));
+            assert_eq!(value["metadata"]["remainingItemCount"], 7);
             assert_eq!(body.to_json(), serde_json::to_vec(&value).unwrap());
+            // The metadata-only form: the same metadata, nothing else.
+            let partial = body.metadata_only();
+            let value = partial.to_value();
+            assert_eq!(value["kind"], "PartialObjectMetadataList");
+            assert_eq!(value["apiVersion"], "meta.k8s.io/v1");
+            let metas: Vec<Value> = items
+                .iter()
+                .map(|o| crate::codec::partial_object_metadata(o["metadata"].clone()))
+                .collect();
+            assert_eq!(value["items"], json!(metas));
+            assert_eq!(partial.to_json(), serde_json::to_vec(&value).unwrap());
         }
     }
 

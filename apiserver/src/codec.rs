@@ -1,12 +1,17 @@
 //! Content negotiation: decoding request bodies (JSON or YAML) and choosing
-//! the response form from `Accept` (JSON, YAML, or a `meta.k8s.io` Table).
+//! the response form from `Accept` (JSON, YAML, a `meta.k8s.io` Table, or
+//! metadata only).
 //!
 //! kubectl's human-readable `get` sends
 //! `Accept: application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json`;
 //! discovery asks for aggregated discovery
 //! (`application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,…,application/json`),
 //! which Skiff does not serve: the plain `application/json` answer makes
-//! client-go fall back to `/api` and `/apis`. Protobuf is never chosen
+//! client-go fall back to `/api` and `/apis`. Metadata-only clients (the
+//! garbage collector's metadata informers, kube-rs `Api::list_metadata`)
+//! send `application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`
+//! for lists and `as=PartialObjectMetadata` for single objects and
+//! watches; any other `as=` with no fallback is 406, as in Kubernetes. Protobuf is never chosen
 //! for responses (clients always list JSON as a fallback); protobuf
 //! request bodies are decoded by the kind's generated schema
 //! ([`crate::protobuf`]).
@@ -24,6 +29,12 @@ pub enum Output {
     Yaml,
     /// A `meta.k8s.io/v1` Table (JSON).
     Table,
+    /// A `meta.k8s.io/v1` `PartialObjectMetadata`: an object's `metadata`
+    /// only (JSON). Answers single objects and watch events.
+    Metadata,
+    /// A `meta.k8s.io/v1` `PartialObjectMetadataList`: a list of
+    /// [`Output::Metadata`] items (JSON). Answers lists.
+    MetadataList,
 }
 
 /// One media range of an `Accept` header: type and parameters.
@@ -60,10 +71,19 @@ pub fn negotiate(accept: Option<&str>) -> Result<Output, ApiError> {
         match ty.as_str() {
             "application/json" | "application/*" | "*/*" => match param("as") {
                 None => return Ok(Output::Json),
-                Some("Table") if matches!(param("g"), None | Some("meta.k8s.io")) => {
-                    return Ok(Output::Table)
+                Some(kind) if matches!(param("g"), None | Some("meta.k8s.io")) => {
+                    // The versions kube-apiserver serves these in.
+                    if !matches!(param("v"), None | Some("v1" | "v1beta1")) {
+                        continue;
+                    }
+                    match kind {
+                        "Table" => return Ok(Output::Table),
+                        "PartialObjectMetadata" => return Ok(Output::Metadata),
+                        "PartialObjectMetadataList" => return Ok(Output::MetadataList),
+                        _ => continue,
+                    }
                 }
-                // PartialObjectMetadata, aggregated discovery: not served.
+                // Aggregated discovery: not served.
                 Some(_) => continue,
             },
             "application/yaml" if param("as").is_none() => return Ok(Output::Yaml),
@@ -71,6 +91,17 @@ pub fn negotiate(accept: Option<&str>) -> Result<Output, ApiError> {
         }
     }
     Err(ApiError::NotAcceptable)
+}
+
+/// An object's `PartialObjectMetadata` (`meta.k8s.io/v1`) around its
+/// `metadata`: what [`Output::Metadata`] answers, and what a Table row
+/// carries with `includeObject=Metadata`.
+pub fn partial_object_metadata(metadata: Value) -> Value {
+    serde_json::json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": metadata,
+    })
 }
 
 /// Decodes a request body by `Content-Type` (JSON when absent) into a JSON
@@ -131,7 +162,7 @@ pub fn encode(value: &(impl serde::Serialize + ?Sized), output: Output) -> (&'st
                 serde_json::to_vec(value).unwrap_or_default(),
             ),
         },
-        Output::Json | Output::Table => (
+        Output::Json | Output::Table | Output::Metadata | Output::MetadataList => (
             "application/json",
             serde_json::to_vec(value).unwrap_or_default(),
         ),
@@ -154,6 +185,23 @@ mod tests {
         );
         assert_eq!(negotiate(None).unwrap(), Output::Json);
         assert_eq!(negotiate(Some("application/yaml")).unwrap(), Output::Yaml);
+        // kube-rs's list_metadata / get_metadata (and client-go's metadata
+        // client, which adds a JSON fallback).
+        let list = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+        assert_eq!(negotiate(Some(list)).unwrap(), Output::MetadataList);
+        let one = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+        assert_eq!(negotiate(Some(one)).unwrap(), Output::Metadata);
+        for unknown in [
+            "application/json;as=Foo;g=meta.k8s.io;v=v1",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v2",
+            "application/json;as=PartialObjectMetadata;g=apps;v=v1",
+        ] {
+            assert_eq!(
+                negotiate(Some(unknown)).unwrap_err().status_code(),
+                406,
+                "{unknown}"
+            );
+        }
         assert_eq!(
             negotiate(Some("application/vnd.kubernetes.protobuf,application/json")).unwrap(),
             Output::Json

@@ -462,6 +462,7 @@ pub async fn delete_collection(
             .collect(),
         revision,
         continue_token: None,
+        remaining_item_count: None,
     };
     let list = Registry::list_object(res, &page);
     Ok(response::list(200, &list, ctx.output, &ctx.warnings))

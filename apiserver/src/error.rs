@@ -118,6 +118,11 @@ pub enum ApiError {
     /// 406 `NotAcceptable`: no response media type the client accepts.
     #[error("only the following media types are accepted: application/json, application/yaml")]
     NotAcceptable,
+    /// 406 `NotAcceptable`: the client asked for a form this response cannot
+    /// take (`PartialObjectMetadataList` of one object, or
+    /// `PartialObjectMetadata` of a list), worded as kube-apiserver does.
+    #[error("{0}")]
+    NotAcceptableAs(String),
     /// 410 `Expired`: the asked-for resourceVersion was compacted away.
     /// Clients relist (client-go's reflector, kube-rs's watcher).
     #[error("{0}")]
@@ -234,7 +239,7 @@ impl ApiError {
             ApiError::Unauthorized => 401,
             ApiError::Forbidden(_) | ApiError::ForbiddenObject { .. } => 403,
             ApiError::MethodNotAllowed => 405,
-            ApiError::NotAcceptable => 406,
+            ApiError::NotAcceptable | ApiError::NotAcceptableAs(_) => 406,
             ApiError::Gone(_) => 410,
             ApiError::RequestEntityTooLarge => 413,
             ApiError::UnsupportedMediaType(_) => 415,
@@ -257,7 +262,7 @@ impl ApiError {
             ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden(_) | ApiError::ForbiddenObject { .. } => "Forbidden",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
-            ApiError::NotAcceptable => "NotAcceptable",
+            ApiError::NotAcceptable | ApiError::NotAcceptableAs(_) => "NotAcceptable",
             ApiError::Gone(_) => "Expired",
             ApiError::RequestEntityTooLarge => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",

@@ -140,7 +140,10 @@
 //! - Responses are JSON (or YAML) only; protobuf request bodies are
 //!   decoded for every kind in the generated schema table
 //!   ([`k8s_schema`], [`protobuf`]). No aggregated discovery (clients
-//!   fall back to `/api` and `/apis`).
+//!   fall back to `/api` and `/apis`). Metadata-only answers
+//!   (`as=PartialObjectMetadata[List]`, [`codec`]) for gets, lists,
+//!   watches and writes answered with the object; not for `*/scale`,
+//!   reviews, TokenRequests or `deletecollection`, which answer whole.
 //! - Resources served ([`resources::RESOURCES`]): core/v1, apps/v1,
 //!   batch/v1, autoscaling/v2 and v1, policy/v1, coordination, discovery,
 //!   events.k8s.io, scheduling and RBAC kinds, with Kubernetes' defaults,

@@ -15,7 +15,8 @@
 //!   ([`crate::crd::convert`]), whatever version wrote them;
 //! - a list reads one snapshot: the first page's revision is pinned in the
 //!   `continue` token and every later page reads at it (410 Expired once
-//!   compacted).
+//!   compacted); a page cut by `limit` of a list without selectors says
+//!   how many objects follow (`remainingItemCount`, as kube-apiserver).
 //! - with a [`WatchCache`], lists are served from memory (KEP-2340,
 //!   consistent reads from cache): without a resourceVersion the cache
 //!   first catches up with the store's current revision; with
@@ -61,6 +62,10 @@ pub struct ListPage {
     pub revision: Revision,
     /// Token for the next page, if there is one.
     pub continue_token: Option<String>,
+    /// How many objects follow this page (`ListMeta.remainingItemCount`):
+    /// set only for a page cut by `limit` with no selector, as Kubernetes
+    /// does.
+    pub remaining_item_count: Option<i64>,
 }
 
 impl ListPage {
@@ -77,9 +82,48 @@ pub struct ListBody<'a> {
     items: &'a [Obj],
     kind: &'a str,
     metadata: Value,
+    /// A `PartialObjectMetadataList`: each item is cut to its metadata.
+    metadata_only: bool,
 }
 
-impl ListBody<'_> {
+/// An object's `metadata`, read from its bytes without building the rest.
+#[derive(serde::Deserialize)]
+struct MetadataOf {
+    #[serde(default)]
+    metadata: Value,
+}
+
+impl<'a> ListBody<'a> {
+    /// The same list as a `meta.k8s.io/v1` `PartialObjectMetadataList`
+    /// (metadata-only clients: the garbage collector, `list_metadata`).
+    pub fn metadata_only(self) -> ListBody<'a> {
+        ListBody {
+            api_version: "meta.k8s.io/v1".into(),
+            kind: "PartialObjectMetadataList",
+            metadata_only: true,
+            ..self
+        }
+    }
+
+    /// The list's `ListMeta` (`resourceVersion`, `continue`,
+    /// `remainingItemCount`).
+    pub fn metadata(&self) -> &Value {
+        &self.metadata
+    }
+
+    /// Item `o` as it goes into this list: its own bytes, or its
+    /// `PartialObjectMetadata`.
+    fn item_json<'o>(&self, o: &'o Obj) -> std::borrow::Cow<'o, [u8]> {
+        if !self.metadata_only {
+            return std::borrow::Cow::Borrowed(o.json());
+        }
+        let meta = serde_json::from_slice::<MetadataOf>(o.json())
+            .map(|m| m.metadata)
+            .unwrap_or(Value::Null);
+        let partial = crate::codec::partial_object_metadata(meta);
+        std::borrow::Cow::Owned(serde_json::to_vec(&partial).unwrap_or_default())
+    }
+
     /// The JSON body, fields in the order `json!` writes them
     /// (`apiVersion`, `items`, `kind`, `metadata`).
     pub fn to_json(&self) -> Vec<u8> {
@@ -93,7 +137,7 @@ impl ListBody<'_> {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(o.json());
+            out.extend_from_slice(&self.item_json(o));
         }
         out.extend_from_slice(b"],\"kind\":");
         out.extend_from_slice(&serde_json::to_vec(self.kind).unwrap_or_default());
@@ -107,7 +151,13 @@ impl ListBody<'_> {
     pub fn to_value(&self) -> Value {
         json!({
             "apiVersion": self.api_version,
-            "items": self.items.iter().map(|o| o.to_value()).collect::<Vec<_>>(),
+            "items": self.items.iter().map(|o| {
+                if self.metadata_only {
+                    serde_json::from_slice(&self.item_json(o)).unwrap_or(Value::Null)
+                } else {
+                    o.to_value()
+                }
+            }).collect::<Vec<_>>(),
             "kind": self.kind,
             "metadata": self.metadata,
         })
@@ -123,6 +173,10 @@ pub struct ListOptions {
     pub continue_token: Option<String>,
     /// Read at exactly this revision (`resourceVersionMatch=Exact`).
     pub exact_revision: Option<Revision>,
+    /// Report how many objects follow a page cut by `limit`
+    /// (`remainingItemCount`); callers set it when no selector filters the
+    /// list, since only then is every following key an item.
+    pub count_remaining: bool,
     /// Fail with 504 if the store is older than this (`resourceVersion=N`).
     pub min_revision: Option<Revision>,
 }
@@ -346,6 +400,8 @@ impl Registry {
                 p.items
             },
             revision: p.revision,
+            remaining_item_count: (opts.count_remaining && p.next_start.is_some())
+                .then_some(p.remaining_keys as i64),
             continue_token: p.next_start.map(|s| encode_continue(p.revision, s)),
         }))
     }
@@ -418,10 +474,14 @@ impl Registry {
                         next.push(0);
                         encode_continue(revision, String::from_utf8_lossy(&next).into_owned())
                     });
+                    // `count` is every key from this chunk's start on.
+                    let remaining_item_count =
+                        (more && opts.count_remaining).then_some(resp.count - (i as i64 + 1));
                     return Ok(ListPage {
                         items,
                         revision,
                         continue_token,
+                        remaining_item_count,
                     });
                 }
             }
@@ -435,6 +495,7 @@ impl Registry {
                         items,
                         revision,
                         continue_token: None,
+                        remaining_item_count: None,
                     })
                 }
             }
@@ -609,11 +670,15 @@ impl Registry {
         if let Some(c) = &page.continue_token {
             meta["continue"] = Value::String(c.clone());
         }
+        if let Some(n) = page.remaining_item_count {
+            meta["remainingItemCount"] = json!(n);
+        }
         ListBody {
             api_version: resource.api_version(),
             items: &page.items,
             kind: resource.list_kind,
             metadata: meta,
+            metadata_only: false,
         }
     }
 }

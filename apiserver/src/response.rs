@@ -66,7 +66,7 @@ pub fn object(
 pub fn list(code: u16, body: &ListBody<'_>, output: Output, warnings: &[String]) -> Response<Body> {
     match output {
         Output::Yaml => object(code, &body.to_value(), output, warnings),
-        Output::Json | Output::Table => {
+        Output::Json | Output::Table | Output::Metadata | Output::MetadataList => {
             build(code, "application/json", full(body.to_json()), warnings)
         }
     }

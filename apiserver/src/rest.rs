@@ -152,7 +152,23 @@ pub fn respond_object(
         );
         return Ok(response::object(code, &t, Output::Json, &ctx.warnings));
     }
-    Ok(response::object(code, obj, ctx.output, &ctx.warnings))
+    match ctx.output {
+        Output::Metadata => {
+            let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            let partial = crate::codec::partial_object_metadata(meta);
+            Ok(response::object(
+                code,
+                &partial,
+                Output::Json,
+                &ctx.warnings,
+            ))
+        }
+        Output::MetadataList => Err(ApiError::NotAcceptableAs(format!(
+            "you requested PartialObjectMetadataList, but the requested object is not a list ({})",
+            res.kind
+        ))),
+        output => Ok(response::object(code, obj, output, &ctx.warnings)),
+    }
 }
 
 async fn get(
@@ -221,6 +237,19 @@ async fn list(
 ) -> Result<Response<Body>, ApiError> {
     let (labels, fields) = selectors(ctx, res)?;
     let opts = list_options(ctx)?;
+    if ctx.output == Output::Metadata {
+        return Err(ApiError::NotAcceptableAs(format!(
+            "you requested PartialObjectMetadata, but the requested object is a list ({})",
+            res.list_kind
+        )));
+    }
+    // Kubernetes counts the items after a page only when no selector
+    // filters them (counting would mean matching the whole rest).
+    let count_remaining = labels.is_empty() && fields.is_empty();
+    let opts = ListOptions {
+        count_remaining,
+        ..opts
+    };
     let page = ctx
         .state
         .registry
@@ -228,20 +257,18 @@ async fn list(
             labels.matches(o) && fields.matches(res, o)
         })
         .await?;
+    let body = Registry::list_object(res, &page);
     if ctx.output == Output::Table {
-        let mut meta = json!({"resourceVersion": page.revision.to_string()});
-        if let Some(c) = &page.continue_token {
-            meta["continue"] = json!(c);
-        }
+        let meta = body.metadata().clone();
         let t = table::to_table(res, &page.values(), meta, ctx.include_object()?, Utc::now());
         return Ok(response::object(200, &t, Output::Json, &ctx.warnings));
     }
-    Ok(response::list(
-        200,
-        &Registry::list_object(res, &page),
-        ctx.output,
-        &ctx.warnings,
-    ))
+    let body = if ctx.output == Output::MetadataList {
+        body.metadata_only()
+    } else {
+        body
+    };
+    Ok(response::list(200, &body, ctx.output, &ctx.warnings))
 }
 
 /// Checks (or fills in) `apiVersion` and `kind` of a request body; 400

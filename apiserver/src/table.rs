@@ -245,11 +245,9 @@ pub fn to_table(
             let (cells, conditions) = cells(resource, obj, now);
             let object = match include_object {
                 IncludeObject::None => Value::Null,
-                IncludeObject::Metadata => json!({
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": at(obj, &["metadata"]).clone(),
-                }),
+                IncludeObject::Metadata => {
+                    crate::codec::partial_object_metadata(at(obj, &["metadata"]).clone())
+                }
                 IncludeObject::Object => obj.clone(),
             };
             let mut row = json!({"cells": cells, "object": object});

@@ -14,7 +14,9 @@
 //!
 //! Selectors apply to each event with the object's state before and
 //! after: an object that stops matching is sent as `DELETED`, one that
-//! starts matching as `ADDED`.
+//! starts matching as `ADDED`. With
+//! `Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1`
+//! each event carries only the object's metadata (metadata informers).
 //!
 //! Watches are served from the [`crate::watchcache`]: a snapshot or a
 //! replay of the cache's ring, then live events through a bounded buffer
@@ -69,12 +71,21 @@ struct Watcher {
     labels: LabelSelector,
     fields: FieldSelector,
     table: Option<IncludeObject>,
+    /// Send each object's `PartialObjectMetadata` only.
+    metadata_only: bool,
     tx: mpsc::Sender<Bytes>,
 }
 
 impl Watcher {
     fn matches(&self, obj: &(impl Selectable + ?Sized)) -> bool {
         self.labels.matches(obj) && self.fields.matches(self.resource, obj)
+    }
+
+    /// Whether events cannot carry the object's cached bytes as they are:
+    /// Table rows, metadata only, custom objects converted to the watched
+    /// version.
+    fn transforms(&self) -> bool {
+        self.table.is_some() || self.metadata_only || self.resource.custom.is_some()
     }
 
     /// Sends one event; `false` once the client has gone.
@@ -101,16 +112,19 @@ impl Watcher {
                 );
                 serde_json::to_vec(&t)
             }
+            (None, "ADDED" | "MODIFIED" | "DELETED") if self.metadata_only => {
+                let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
+                serde_json::to_vec(&crate::codec::partial_object_metadata(meta))
+            }
             _ => serde_json::to_vec(obj),
         };
         self.send_json(kind, &json.unwrap_or_default()).await
     }
 
     /// Sends one event with a cached object: its bytes as they are, unless
-    /// this watcher wants Table rows (or custom objects, converted to the
-    /// watched version).
+    /// this watcher [transforms](Self::transforms) them.
     async fn send_cached(&self, kind: &str, obj: &CachedObject) -> bool {
-        if self.table.is_some() || self.resource.custom.is_some() {
+        if self.transforms() {
             return self.send(kind, &obj.to_value()).await;
         }
         self.send_json(kind, obj.json()).await
@@ -128,11 +142,11 @@ impl Watcher {
     }
 
     /// Sends one cached event; the object's JSON is shared with every
-    /// other watcher of the event unless this one wants Table rows (or
-    /// custom objects, converted to the watched version).
+    /// other watcher of the event unless this one
+    /// [transforms](Self::transforms) it.
     async fn send_item(&self, item: &WatchItem) -> bool {
         let kind = item.kind.as_str();
-        if self.table.is_some() || self.resource.custom.is_some() {
+        if self.transforms() {
             let Some(obj) = item.event.object(item.kind) else {
                 return true;
             };
@@ -174,6 +188,11 @@ pub async fn serve(
     }
     let table = match ctx.output {
         Output::Table => Some(ctx.include_object()?),
+        Output::MetadataList => {
+            return Err(ApiError::NotAcceptableAs(
+                "you requested PartialObjectMetadataList, but a watch sends single objects".into(),
+            ))
+        }
         _ => None,
     };
     let timeout = ctx
@@ -200,6 +219,7 @@ pub async fn serve(
         labels,
         fields,
         table,
+        metadata_only: ctx.output == Output::Metadata,
         tx,
     };
     let state = ctx.state.clone();

@@ -235,6 +235,9 @@ pub struct CachedPage {
     pub revision: Revision,
     /// The key the next page starts at, if more keys follow.
     pub next_start: Option<String>,
+    /// How many keys under the prefix follow the page, selected or not (0
+    /// when the page is the last).
+    pub remaining_keys: usize,
 }
 
 struct Slot {
@@ -453,17 +456,20 @@ impl CacheState {
     ) -> CachedPage {
         let mut items = Vec::new();
         let mut next_start = None;
+        let mut remaining_keys = 0;
         if let Some(b) = self.buckets.get(bucket) {
             let range = b
                 .objects
                 .range::<str, _>((Bound::Included(start), Bound::Unbounded))
                 .take_while(|(k, _)| k.starts_with(prefix));
             let mut last_key: Option<&String> = None;
-            for (k, o) in range {
+            let mut range = range;
+            while let Some((k, o)) = range.next() {
                 if limit > 0 && items.len() >= limit {
                     // More keys follow: the next page starts after the last
                     // one returned (the store path's token says the same).
                     next_start = last_key.map(|l| format!("{l}\0"));
+                    remaining_keys = 1 + range.count();
                     break;
                 }
                 last_key = Some(k);
@@ -476,6 +482,7 @@ impl CacheState {
             items,
             revision: self.revision,
             next_start,
+            remaining_keys,
         }
     }
 

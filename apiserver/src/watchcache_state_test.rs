@@ -160,9 +160,16 @@ fn pages_and_exact_revisions() {
     assert_eq!(page.items.len(), 2);
     let next = page.next_start.unwrap();
     assert_eq!(next, "/registry/core/pods/d/p1\0");
+    assert_eq!(page.remaining_keys, 3, "p2, p3, p4 follow");
     let rest = s.list(0, PODS, &next, 0, |_| true);
     assert_eq!(rest.items.len(), 3);
     assert!(rest.next_start.is_none());
+    assert_eq!(rest.remaining_keys, 0);
+    assert_eq!(s.list(0, PODS, PODS, 4, |_| true).remaining_keys, 1);
+    // A filter that leaves the page short of `limit` cuts nothing.
+    let filtered = s.list(0, PODS, PODS, 1, |o| o.label("app") == Some("none"));
+    assert!(filtered.items.is_empty());
+    assert_eq!(filtered.remaining_keys, 0);
     assert!(s.can_serve_at(0, 15));
     assert!(!s.can_serve_at(0, 14), "p4 changed after 14");
     s.apply(vec![put("/registry/core/configmaps/d/x", 16, "")]);

@@ -52,6 +52,10 @@ enum BenchCommand {
         /// The server's pid, to report its resident memory.
         #[arg(long)]
         server_pid: Option<u32>,
+        /// Leave the namespace and its pods in place afterwards (to inspect
+        /// the server's memory, or time requests by hand).
+        #[arg(long)]
+        keep_namespace: bool,
     },
     /// Drive any etcd v3 endpoint (Skiff's `--etcd-listen`, or a real etcd)
     /// with concurrent gRPC clients: puts, then linearizable gets.
@@ -177,6 +181,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             clients,
             watchers,
             server_pid,
+            keep_namespace,
         } => {
             let (url, ca_pem, token) = read_kubeconfig(&kubeconfig)?;
             let config = skiff_apiserver::bench::BenchConfig {
@@ -184,7 +189,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 clients,
                 watchers,
                 server_pid,
-                keep_namespace: false,
+                keep_namespace,
             };
             let table = skiff_apiserver::bench::bench_api(&url, &ca_pem, &token, &config).await?;
             println!("{table}");

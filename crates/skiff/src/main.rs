@@ -9,17 +9,10 @@ mod bench_store;
 mod cluster_cmd;
 
 mod images_cmd;
+mod memory;
 mod server_cmd;
 
 use clap::{Parser, Subcommand};
-
-/// mimalloc rather than glibc's malloc: under the scheduler benchmark glibc's
-/// allocator took ~30% of the server's CPU (`_int_malloc`, `unlink_chunk`,
-/// `malloc_consolidate`) and its per-thread arenas kept freed memory, so the
-/// resident size ran to several times the live heap (2 GB resident against
-/// heaptrack's 344 MB peak). See NOTES.md "Memory".
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Skiff: a small orchestrator that speaks the Kubernetes API.
 #[derive(Parser)]

@@ -14,6 +14,12 @@ use tokio::sync::watch;
 
 use crate::agent_cmd::AgentOptions;
 
+/// The embedded store's page cache (`--store-cache-mib`). 16 rather than
+/// the store's own 32 MiB default: with 10,000 pods the server's resident
+/// set was ~15 MiB smaller and creates no slower (NOTES.md, issue #4); 8
+/// and 4 MiB saved nothing more.
+const DEFAULT_STORE_CACHE_MIB: u64 = 16;
+
 /// Flags of `skiff server`.
 #[derive(Args)]
 pub struct ServerArgs {
@@ -41,6 +47,15 @@ pub struct ServerArgs {
     /// Do not run a node agent in this process.
     #[arg(long)]
     no_agent: bool,
+    /// sled's page cache for the embedded store, in MiB. Lists and watches
+    /// are served from the API server's watch cache, so the store's own
+    /// cache mostly holds recent writes.
+    #[arg(long, default_value_t = DEFAULT_STORE_CACHE_MIB)]
+    store_cache_mib: u64,
+    /// How often to return freed heap memory to the OS (`malloc_trim`), in
+    /// milliseconds; 0 never.
+    #[arg(long, default_value_t = crate::memory::DEFAULT_TRIM_INTERVAL.as_millis() as u64)]
+    malloc_trim_interval_ms: u64,
     /// Do not run the controllers in this process (tests that run their own
     /// controller set, with shorter timings, use it).
     #[arg(long)]
@@ -144,6 +159,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
     });
 
+    let trimmer = (args.malloc_trim_interval_ms > 0).then(|| {
+        tokio::spawn(crate::memory::trim_periodically(
+            std::time::Duration::from_millis(args.malloc_trim_interval_ms),
+            stopped(stop_rx.clone()),
+        ))
+    });
+
     let agent = if args.no_agent {
         None
     } else {
@@ -162,7 +184,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     crate::shutdown_signal().await;
     let _ = stop_tx.send(true);
     // Each task logs its own error when it ends; here we only wait for them.
-    for task in [agent, Some(scheduler), controllers, etcd_api]
+    for task in [agent, Some(scheduler), controllers, etcd_api, trimmer]
         .into_iter()
         .flatten()
     {
@@ -213,6 +235,7 @@ async fn open_datastore(args: &ServerArgs) -> anyhow::Result<Datastore> {
     }
     let mut store_config = skiff_store::StoreConfig::new(args.data_dir.join("store"));
     store_config.cluster = cluster;
+    store_config.cache_capacity_bytes = args.store_cache_mib << 20;
     crate::cluster_cmd::tune_store(&args.cluster, &mut store_config);
     let store = skiff_store::Store::open(store_config)
         .await
