@@ -145,7 +145,7 @@ impl Mvcc {
         batch.insert(keys::META_LAST_APPLIED, encode("log id", &entry.log_id)?);
         self.write_batch(batch)?;
         if w.compact > start_compact {
-            self.compact_history(w.compact)?;
+            self.compact_history(start_compact, w.compact)?;
         }
         Ok(Applied {
             response,
@@ -154,19 +154,23 @@ impl Mvcc {
         })
     }
 
-    /// Compact at `to` (the rule is in `mvcc.rs`'s doc): delete every
-    /// history event below `to` but each key's newest one there if it is a
-    /// Put, then move the compaction point. The scan covers the versions
-    /// kept by earlier compactions too, so one that a later event has since
-    /// superseded goes now.
-    fn compact_history(&self, to: Revision) -> Result<(), MvccError> {
+    /// Move the compaction point from `from` to `to` (the rule is in
+    /// `mvcc.rs`'s doc): of the events in `[from, to)`, keep each key's
+    /// newest if it is a Put and delete the rest. Below `from` only versions
+    /// kept by earlier compactions remain; one of them goes now if its key
+    /// has an event in the window, found as the `prev_at` of that event. So
+    /// the work is the window's, not the whole history's.
+    fn compact_history(&self, from: Revision, to: Revision) -> Result<(), MvccError> {
         let mut writes = crate::mvcc::Writes::default();
         let mut newest: std::collections::HashMap<Vec<u8>, (sled::IVec, EventType)> =
             Default::default();
-        let (lo, hi) = (keys::history_key(0, 0), keys::history_key(to, 0));
-        for item in self.tree.range(lo..hi) {
+        let floor = keys::history_key(from, 0);
+        for item in self.tree.range(floor.clone()..keys::history_key(to, 0)) {
             let (at, v) = item?;
             let ev: StoredEvent = decode("history event", &v)?;
+            if let Some(prev) = ev.prev_at.filter(|p| *p < floor) {
+                writes.remove(prev);
+            }
             if let Some((older, _)) = newest.insert(ev.kv.key, (at, ev.kind)) {
                 writes.remove(older);
             }

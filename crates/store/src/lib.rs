@@ -211,6 +211,8 @@ pub use store::{
 };
 
 #[cfg(test)]
+mod compaction_test;
+#[cfg(test)]
 mod conformance_test;
 #[cfg(test)]
 mod log_store_test;
