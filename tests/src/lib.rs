@@ -46,8 +46,13 @@ pub fn skiff_bin() -> PathBuf {
     target.join("debug/skiff")
 }
 
-/// A free TCP port on loopback (racy in principle, fine for tests).
+/// A free TCP port on loopback (racy in principle, fine for tests): from
+/// the range in `SKIFF_PORTS` when it is set (see
+/// `skiff_store::etcd_process::PORTS_ENV`), else any the kernel picks.
 pub fn free_port() -> anyhow::Result<u16> {
+    if std::env::var_os(skiff_store::etcd_process::PORTS_ENV).is_some() {
+        return Ok(skiff_store::etcd_process::free_port()?);
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

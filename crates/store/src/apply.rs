@@ -3,10 +3,11 @@
 //! [`Mvcc::apply_entry`] is a function of the tree's contents, the entry and
 //! the auto-compaction setting: no clock, no randomness, no node-local state,
 //! so every replica that applies the same log holds the same bytes. Each
-//! entry becomes exactly one sled batch holding its data, its history events,
-//! the new revision and the entry's log id (sled batches on one tree are
-//! atomic), so a crash leaves all of an entry or none of it, and a replayed
-//! entry is never applied twice.
+//! entry becomes one list of sled writes holding its data, its history
+//! events, the new revision and the entry's log id, written while no reader
+//! looks (a compaction in the entry adds a second list). sled is not read
+//! back after a crash (the state machine is rebuilt from the snapshot and
+//! the log, `state_machine.rs`), so they need not be atomic on disk.
 //!
 //! **Revisions** (etcd's `mvcc` package): the store starts at revision 1;
 //! every command that changes at least one key takes the next revision,
@@ -31,7 +32,8 @@ use crate::kv::{
 };
 use crate::lease_apply::{reattach, LeaseChange};
 use crate::mvcc::{
-    check_read_revision, check_value_size, encode, respond, HistoryEvent, Mvcc, MvccError, Overlay,
+    check_read_revision, check_value_size, decode, encode, respond, HistoryEvent, Mvcc, MvccError,
+    Overlay, StoredEvent,
 };
 use crate::raft_types::{ApplyError, Command, CommandResponse, Entry};
 
@@ -88,31 +90,30 @@ impl Mvcc {
             }
         };
 
-        // History events, numbered per revision; those already below a
-        // compaction made in this same entry are not written.
+        // History events (the values), then where each live key's latest
+        // event is. A compaction made in this same entry runs afterwards,
+        // over the tree, by the one rule (`compact_history`).
+        for (ev, (at, prev_at)) in overlay.events.iter().zip(&overlay.event_keys) {
+            let stored = StoredEvent {
+                kind: ev.kind,
+                kv: ev.kv.clone(),
+                prev_at: prev_at.clone(),
+            };
+            batch.insert(at.as_slice(), encode("history event", &stored)?);
+        }
+        for (k, v) in &overlay.kvs {
+            match (v, overlay.latest_at(k)) {
+                (Some(_), Some(at)) => batch.insert(keys::kv_key(k), at.as_slice()),
+                (Some(_), None) => return Err(MvccError::MissingEvent(keys::kv_key(k))),
+                (None, _) => batch.remove(keys::kv_key(k)),
+            }
+        }
         let mut events: Vec<(Revision, Vec<HistoryEvent>)> = Vec::new();
         for ev in overlay.events {
             let rev = ev.revision();
             match events.last_mut() {
                 Some((r, evs)) if *r == rev => evs.push(ev),
                 _ => events.push((rev, vec![ev])),
-            }
-        }
-        for (rev, evs) in &events {
-            if *rev < w.compact {
-                continue;
-            }
-            for (sub, ev) in evs.iter().enumerate() {
-                batch.insert(
-                    keys::history_key(*rev, sub as u32),
-                    encode("history event", ev)?,
-                );
-            }
-        }
-        for (k, v) in &overlay.kvs {
-            match v {
-                Some(kv) => batch.insert(keys::kv_key(k), encode("key-value", kv)?),
-                None => batch.remove(keys::kv_key(k)),
             }
         }
         let mut lease_changes = Vec::with_capacity(overlay.leases.len());
@@ -141,22 +142,46 @@ impl Mvcc {
         if w.current != start_rev {
             batch.insert(keys::META_REVISION, encode("revision", &w.current)?);
         }
-        if w.compact > start_compact {
-            let lo = keys::history_key(0, 0);
-            let hi = keys::history_key(w.compact, 0);
-            for item in self.tree.range(lo..hi) {
-                let (k, _) = item?;
-                batch.remove(k);
-            }
-            batch.insert(keys::META_COMPACT, encode("revision", &w.compact)?);
-        }
         batch.insert(keys::META_LAST_APPLIED, encode("log id", &entry.log_id)?);
         self.write_batch(batch)?;
+        if w.compact > start_compact {
+            self.compact_history(start_compact, w.compact)?;
+        }
         Ok(Applied {
             response,
             events,
             lease_changes,
         })
+    }
+
+    /// Move the compaction point from `from` to `to` (the rule is in
+    /// `mvcc.rs`'s doc): of the events in `[from, to)`, keep each key's
+    /// newest if it is a Put and delete the rest. Below `from` only versions
+    /// kept by earlier compactions remain; one of them goes now if its key
+    /// has an event in the window, found as the `prev_at` of that event. So
+    /// the work is the window's, not the whole history's.
+    fn compact_history(&self, from: Revision, to: Revision) -> Result<(), MvccError> {
+        let mut writes = crate::mvcc::Writes::default();
+        let mut newest: std::collections::HashMap<Vec<u8>, (sled::IVec, EventType)> =
+            Default::default();
+        let floor = keys::history_key(from, 0);
+        for item in self.tree.range(floor.clone()..keys::history_key(to, 0)) {
+            let (at, v) = item?;
+            let ev: StoredEvent = decode("history event", &v)?;
+            if let Some(prev) = ev.prev_at.filter(|p| *p < floor) {
+                writes.remove(prev);
+            }
+            if let Some((older, _)) = newest.insert(ev.kv.key, (at, ev.kind)) {
+                writes.remove(older);
+            }
+        }
+        for (at, kind) in newest.into_values() {
+            if kind == EventType::Delete {
+                writes.remove(at);
+            }
+        }
+        writes.insert(keys::META_COMPACT, encode("revision", &to)?);
+        self.write_batch(writes)
     }
 
     /// Apply one command inside an entry. Refusals become the command's
@@ -258,7 +283,7 @@ impl Mvcc {
     ) -> Result<PutResponse, MvccError> {
         check_value_size(&req.value)?;
         self.check_lease(overlay, req.lease)?;
-        let prev = self.get_with(overlay, &req.key)?;
+        let (prev, prev_at) = self.latest_with(overlay, &req.key)?.unzip();
         reattach(
             overlay,
             &req.key,
@@ -273,12 +298,14 @@ impl Mvcc {
             version: prev.as_ref().map_or(0, |p| p.version) + 1,
             lease: req.lease,
         };
-        overlay.kvs.insert(req.key.clone(), Some(kv.clone()));
-        overlay.events.push(HistoryEvent {
-            kind: EventType::Put,
-            kv,
-            prev_kv: prev.clone(),
-        });
+        overlay.push_event(
+            HistoryEvent {
+                kind: EventType::Put,
+                kv,
+                prev_kv: prev.clone(),
+            },
+            prev_at,
+        );
         Ok(PutResponse {
             revision: rev,
             prev_kv: if req.prev_kv { prev } else { None },
@@ -298,19 +325,22 @@ impl Mvcc {
         let deleted = live.len() as i64;
         for (key, prev) in live {
             reattach(overlay, &key, prev.lease, 0);
-            overlay.kvs.insert(key.clone(), None);
-            overlay.events.push(HistoryEvent {
-                kind: EventType::Delete,
-                kv: KeyValue {
-                    key,
-                    value: Vec::new(),
-                    create_revision: 0,
-                    mod_revision: rev,
-                    version: 0,
-                    lease: 0,
+            let prev_at = self.latest_with(overlay, &key)?.map(|(_, at)| at);
+            overlay.push_event(
+                HistoryEvent {
+                    kind: EventType::Delete,
+                    kv: KeyValue {
+                        key,
+                        value: Vec::new(),
+                        create_revision: 0,
+                        mod_revision: rev,
+                        version: 0,
+                        lease: 0,
+                    },
+                    prev_kv: Some(prev.clone()),
                 },
-                prev_kv: Some(prev.clone()),
-            });
+                prev_at,
+            );
             if req.prev_kv {
                 prev_kvs.push(prev);
             }

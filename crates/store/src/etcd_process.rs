@@ -30,22 +30,50 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// a little more.
 pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 
-/// A free loopback port from [`PORT_RANGE`] (found by binding it; each
+/// Environment variable that narrows [`free_port`] to a range of its own,
+/// `FIRST-LAST` inclusive (say `25300-25399`), so one engineer's benchmark
+/// or test run keeps to the ports assigned to it on a shared machine.
+pub const PORTS_ENV: &str = "SKIFF_PORTS";
+
+/// The ports [`free_port`] hands out: [`PORTS_ENV`] if set, else
+/// [`PORT_RANGE`].
+pub fn port_range() -> io::Result<std::ops::Range<u16>> {
+    let Ok(spec) = std::env::var(PORTS_ENV) else {
+        return Ok(PORT_RANGE);
+    };
+    parse_port_range(&spec).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{PORTS_ENV}={spec:?}: expected FIRST-LAST, like 25300-25399"),
+        )
+    })
+}
+
+/// `FIRST-LAST` (inclusive) as a range; `None` if malformed or empty.
+fn parse_port_range(spec: &str) -> Option<std::ops::Range<u16>> {
+    let (first, last) = spec.trim().split_once('-')?;
+    let first: u16 = first.trim().parse().ok()?;
+    let last: u16 = last.trim().parse().ok()?;
+    (first > 0 && first <= last && last < u16::MAX).then(|| first..last + 1)
+}
+
+/// A free loopback port from [`port_range`] (found by binding it; each
 /// process starts at its own offset so parallel test binaries rarely meet).
 pub fn free_port() -> io::Result<u16> {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let span = PORT_RANGE.end - PORT_RANGE.start;
+    let range = port_range()?;
+    let span = range.end - range.start;
     let base = (std::process::id() % u32::from(span)) as u16;
     for _ in 0..span {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = PORT_RANGE.start + (base.wrapping_add(n) % span);
+        let port = range.start + (base.wrapping_add(n) % span);
         if TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok() {
             return Ok(port);
         }
     }
     Err(io::Error::new(
         io::ErrorKind::AddrInUse,
-        format!("no free loopback port in {PORT_RANGE:?}"),
+        format!("no free loopback port in {range:?}"),
     ))
 }
 
@@ -227,5 +255,19 @@ impl EtcdCluster {
     pub fn endpoints(&self) -> String {
         let urls: Vec<&str> = self.members.iter().map(|m| m.client_url.as_str()).collect();
         urls.join(",")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_port_range;
+
+    #[test]
+    fn port_ranges_parse_or_are_refused() {
+        assert_eq!(parse_port_range("25300-25399"), Some(25300..25400));
+        assert_eq!(parse_port_range(" 10 - 10 "), Some(10..11));
+        for bad in ["", "25300", "25399-25300", "0-5", "a-b", "1-65535", "1-2-3"] {
+            assert_eq!(parse_port_range(bad), None, "{bad:?}");
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! The sled key layout of the state machine, and key ranges.
 //!
-//! Everything lives in one sled tree so that a single `apply_batch` is
-//! atomic across data, history and metadata (sled batches are atomic within
-//! one tree):
+//! Everything lives in one sled tree, so one snapshot dump holds it all.
+//! Each value is stored once, in its history event (see `mvcc.rs`):
 //!
 //! ```text
-//! k<key>                      -> KeyValue       the latest version of each live key
-//! h<rev: u64 BE><sub: u32 BE> -> HistoryEvent   every change, in revision order
+//! k<key>                      -> h<rev><sub>    where the latest version of each live key is
+//! h<rev: u64 BE><sub: u32 BE> -> StoredEvent    every change, in revision order, pointing to
+//!                                               the previous version's event (below the
+//!                                               compaction point: only the versions still
+//!                                               pointed to)
 //! m<name>                     -> meta           revision, compact revision,
 //!                                               last applied log id, membership,
 //!                                               next lease id

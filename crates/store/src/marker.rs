@@ -19,7 +19,10 @@ pub(crate) const MARKER_FILE: &str = "skiff-store.json";
 
 /// The on-disk format this code reads and writes. Bump it on any change to
 /// the log record, vote, snapshot or sled key layout.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+///
+/// 2: history events point to the previous version instead of holding a
+/// copy, and live keys point to their event (`keys.rs`).
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// Contents of the marker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -193,6 +193,74 @@ async fn txn_events_share_a_revision(backend: Backend) {
     s.shutdown().await;
 }
 
+/// After a compaction, an event's `prev_kv` is still there when that
+/// previous version is older than the compaction point, and a read at the
+/// point sees every key live there, while versions that nothing needs any
+/// more go (etcd keeps each key's newest version below the point; the
+/// embedded store's events point to it).
+async fn compaction_keeps_the_versions_later_events_point_to(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(backend, dir.path()).await;
+    let first = put(&s, "/p/x", "a").await;
+    put(&s, "/p/y", "1").await;
+    put(&s, "/p/x", "b").await;
+    s.delete_range(del_req("/p/y")).await.unwrap();
+    let point = put(&s, "/p/z", "q").await;
+    put(&s, "/p/x", "c").await;
+    let last = put(&s, "/p/y", "2").await;
+    assert_eq!((point, last), (first + 4, first + 6));
+    s.compact(point).await.unwrap();
+
+    let at_rev = |rev: i64| {
+        let mut req = prefix_req("/p/");
+        req.revision = rev;
+        req
+    };
+    let kvs = |r: skiff_store::RangeResponse| -> Vec<(String, String)> {
+        r.kvs
+            .iter()
+            .map(|kv| (value_of(&kv.key), value_of(&kv.value)))
+            .collect()
+    };
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let prev = |e: &Event| e.prev_kv.as_ref().map(|p| value_of(&p.value));
+    assert_eq!(
+        kvs(s.range(at_rev(point)).await.unwrap()),
+        vec![pair("/p/x", "b"), pair("/p/z", "q")]
+    );
+    let mut w = s.watch(watch_prefix("/p/", point, true)).await.unwrap();
+    let ev = take_events(&mut w, 3).await;
+    let got: Vec<_> = ev
+        .iter()
+        .map(|e| (value_of(&e.kv.value), prev(e)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("q".to_string(), None),
+            ("c".to_string(), Some("b".to_string())),
+            ("2".to_string(), None), // /p/y was deleted before
+        ]
+    );
+
+    // A second compaction drops what the first kept for /p/x ("b"); "c"
+    // stays, as the value at the point and the next write's previous one.
+    s.compact(last).await.unwrap();
+    put(&s, "/p/x", "d").await;
+    let mut w = s.watch(watch_prefix("/p/", last + 1, true)).await.unwrap();
+    let ev = take_events(&mut w, 1).await;
+    assert_eq!(prev(&ev[0]), Some("c".to_string()));
+    assert_eq!(
+        kvs(s.range(at_rev(last)).await.unwrap()),
+        vec![pair("/p/x", "c"), pair("/p/y", "2"), pair("/p/z", "q")]
+    );
+    assert_eq!(
+        kvs(s.range(prefix_req("/p/")).await.unwrap()),
+        vec![pair("/p/x", "d"), pair("/p/y", "2"), pair("/p/z", "q")]
+    );
+    s.shutdown().await;
+}
+
 both_backends!(
     live_events_in_order_with_prev_kv,
     resume_from_a_revision_replays_then_goes_live,
@@ -200,4 +268,5 @@ both_backends!(
     no_gaps_or_duplicates_under_concurrent_writes,
     shutdown_ends_watch_streams,
     txn_events_share_a_revision,
+    compaction_keeps_the_versions_later_events_point_to,
 );
