@@ -3,8 +3,9 @@
 //! controllers with the quota controller), no nodes (pods stay pending and
 //! delete at once).
 //!
-//! - `kubectl create quota q --hard=pods=2,requests.cpu=1,count/configmaps=3`
-//!   gets `status.hard`/`status.used` from the controller;
+//! - `kubectl create quota q --hard=pods=2,requests.cpu=1,count/configmaps=4`
+//!   gets `status.hard`/`status.used` from the controller (the namespace's
+//!   `kube-root-ca.crt` counts as one configmap, as on Kubernetes);
 //! - pods are admitted until the third is refused (exit code 1, stderr
 //!   with kube-apiserver's "exceeded quota" message); configmaps likewise;
 //! - `kubectl get quota` and `kubectl describe quota` show used/hard;
@@ -63,6 +64,20 @@ async fn wait_used(
     Ok(start.elapsed())
 }
 
+/// Waits until the root CA publisher has put `kube-root-ca.crt` in `ns`.
+async fn wait_root_ca(client: &Client, ns: &str) -> anyhow::Result<()> {
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);
+    let start = Instant::now();
+    while api.get_opt("kube-root-ca.crt").await?.is_none() {
+        anyhow::ensure!(
+            start.elapsed() < TIMEOUT,
+            "no kube-root-ca.crt in {ns} after {TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 async fn ok(server: &Server, args: &[&str], stdin: &str) -> anyhow::Result<String> {
     let run = kubectl_run(server, args, stdin).await?;
     anyhow::ensure!(
@@ -93,6 +108,7 @@ async fn quota_usage_and_admission_with_kubectl() -> anyhow::Result<()> {
     let client = server.client().await?;
     let ns = "quota-a";
     ok(&server, &["create", "namespace", ns], "").await?;
+    wait_root_ca(&client, ns).await?;
     ok(
         &server,
         &[
@@ -101,7 +117,7 @@ async fn quota_usage_and_admission_with_kubectl() -> anyhow::Result<()> {
             "create",
             "quota",
             "q",
-            "--hard=pods=2,requests.cpu=1,count/configmaps=3",
+            "--hard=pods=2,requests.cpu=1,count/configmaps=4",
         ],
         "",
     )
@@ -148,20 +164,20 @@ async fn quota_usage_and_admission_with_kubectl() -> anyhow::Result<()> {
         &server,
         &["-n", ns, "create", "configmap", "cm4"],
         "",
-        r#"configmaps "cm4" is forbidden: exceeded quota: q, requested: count/configmaps=1, used: count/configmaps=3, limited: count/configmaps=3"#,
+        r#"configmaps "cm4" is forbidden: exceeded quota: q, requested: count/configmaps=1, used: count/configmaps=4, limited: count/configmaps=4"#,
     )
     .await?;
 
     let get = ok(&server, &["-n", ns, "get", "quota", "q"], "").await?;
     assert!(
-        get.contains("count/configmaps: 3/3, pods: 2/2, requests.cpu: 1/1"),
+        get.contains("count/configmaps: 4/4, pods: 2/2, requests.cpu: 1/1"),
         "kubectl get quota:\n{get}"
     );
     let describe = ok(&server, &["-n", ns, "describe", "quota", "q"], "").await?;
     for row in [
         ["pods", "2", "2"],
         ["requests.cpu", "1", "1"],
-        ["count/configmaps", "3", "3"],
+        ["count/configmaps", "4", "4"],
     ] {
         assert!(
             describe
