@@ -168,13 +168,8 @@ fn config_map_files(
     default_mode: Option<i32>,
     src: &EnvSources,
 ) -> Result<Payload, String> {
-    let optional = optional == Some(true);
-    let data = match src.config_maps.get(name) {
-        Some(o) => config_map_data(o),
-        None if optional => BTreeMap::new(),
-        None => return Err(format!("configmap \"{name}\" not found")),
-    };
-    project(data, items, default_mode, "configmap", optional)
+    let data = src.config_maps.get(name).map(config_map_data);
+    object_files("configmap", name, data, items, optional, default_mode)
 }
 
 /// The files of a Secret (all keys, or `items`).
@@ -185,13 +180,27 @@ fn secret_files(
     default_mode: Option<i32>,
     src: &EnvSources,
 ) -> Result<Payload, String> {
+    let data = src.secrets.get(name).map(secret_data);
+    object_files("secret", name, data, items, optional, default_mode)
+}
+
+/// The files of a ConfigMap or Secret (`kind` as messages name it) whose
+/// data is `data`, `None` when the object was not found.
+fn object_files(
+    kind: &str,
+    name: &str,
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    items: Option<&Vec<KeyToPath>>,
+    optional: Option<bool>,
+    default_mode: Option<i32>,
+) -> Result<Payload, String> {
     let optional = optional == Some(true);
-    let data = match src.secrets.get(name) {
-        Some(o) => secret_data(o),
+    let data = match data {
+        Some(d) => d,
         None if optional => BTreeMap::new(),
-        None => return Err(format!("secret \"{name}\" not found")),
+        None => return Err(format!("{kind} \"{name}\" not found")),
     };
-    project(data, items, default_mode, "secret", optional)
+    project(data, items, default_mode, kind, optional)
 }
 
 /// The files of downward API `items`.
