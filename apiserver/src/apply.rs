@@ -338,12 +338,17 @@ pub fn apply(
 /// The managed fields after a create, update or patch by `writer` that
 /// turned `old` (`None` for a create) into `new`.
 pub fn update(old: Option<&Value>, new: &Value, writer: &Writer<'_>, shape: Shape) -> Vec<Value> {
-    let empty = json!({});
-    let old_obj = old.unwrap_or(&empty);
-    let old_t = tracked(old_obj, writer.subresource);
     let new_t = tracked(new, writer.subresource);
-    let old_set = fieldpath::of_object(&old_t, shape);
     let new_set = fieldpath::of_object(&new_t, shape);
+    let Some(old_obj) = old else {
+        // A create: the writer owns every field it set.
+        if new_set.is_empty() {
+            return Vec::new();
+        }
+        return vec![new_entry(writer, "Update", new_set).into_value()];
+    };
+    let old_t = tracked(old_obj, writer.subresource);
+    let old_set = fieldpath::of_object(&old_t, shape);
     let mut changed = FieldSet::default();
     for p in new_set.paths() {
         if differs(&old_t, &new_t, &p, shape) {

@@ -451,9 +451,14 @@ async fn namespace_exists(
     let Some(ns) = ns.filter(|_| res.namespaced) else {
         return Ok(());
     };
-    match ctx.state.registry.get(namespaces(), None, ns).await? {
+    match ctx
+        .state
+        .registry
+        .get_recent(namespaces(), None, ns)
+        .await?
+    {
         None => Err(ApiError::not_found(namespaces(), ns)),
-        Some(n) if n.obj.pointer("/metadata/deletionTimestamp").is_some() => {
+        Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => {
             Err(ApiError::ForbiddenObject {
                 target: crate::error::Target::new(res, name),
                 detail: format!(

@@ -33,7 +33,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, Target};
-use crate::registry::{ListOptions, Registry};
+use crate::registry::Registry;
 use crate::resources::{find, ResourceInfo};
 
 /// The account a pod runs as when it names none.
@@ -190,18 +190,11 @@ pub async fn admit(
 /// the `default` account); the error is the detail of the 403.
 async fn lookup(registry: &Registry, namespace: &str, name: &str) -> Result<Value, String> {
     let res = find("", "v1", "serviceaccounts").ok_or("serviceaccounts are not served")?;
-    // Any revision the cache has, like an informer's lister.
-    let opts = ListOptions {
-        min_revision: Some(1),
-        ..Default::default()
-    };
-    let page = registry
-        .list(res, Some(namespace), &opts, |o| {
-            o.field(res, "metadata.name") == name
-        })
+    if let Some(account) = registry
+        .get_recent(res, Some(namespace), name)
         .await
-        .map_err(|e| e.to_string())?;
-    if let Some(account) = page.values().into_iter().next() {
+        .map_err(|e| e.to_string())?
+    {
         return Ok(account);
     }
     let attempts = if name == DEFAULT_SERVICE_ACCOUNT {
@@ -210,10 +203,9 @@ async fn lookup(registry: &Registry, namespace: &str, name: &str) -> Result<Valu
         1
     };
     let pause = Duration::from_millis(100 + rand::random::<u64>() % 100);
-    for attempt in 0..attempts {
-        if attempt > 0 {
-            tokio::time::sleep(pause).await;
-        }
+    // The first attempt was get_recent's own store read.
+    for _ in 1..attempts {
+        tokio::time::sleep(pause).await;
         if let Some(stored) = registry
             .get(res, Some(namespace), name)
             .await

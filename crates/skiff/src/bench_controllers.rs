@@ -57,9 +57,6 @@ const NODE_PREFIX: &str = "bench-ctl-";
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often phases check their end condition and sample memory.
 const POLL: Duration = Duration::from_millis(100);
-/// Linux reports utime/stime in clock ticks of `USER_HZ`, 100 on every
-/// architecture Skiff builds for.
-const USER_HZ: f64 = 100.0;
 
 /// Settings of `skiff bench controllers`.
 pub struct ControllersBench {
@@ -288,22 +285,8 @@ fn median(runs: &[Vec<PhaseResult>]) -> Vec<PhaseResult> {
 
 /// The server's CPU seconds so far (utime + stime).
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat (is the server running?)"))?;
-    // The command name may hold spaces: fields are counted after its ')'.
-    // utime and stime are fields 14 and 15, the 12th and 13th after it.
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("malformed /proc/PID/stat")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| -> anyhow::Result<u64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .context("malformed /proc/PID/stat")
-    };
-    Ok((ticks(11)? + ticks(12)?) as f64 / USER_HZ)
+    skiff_apiserver::bench::cpu_seconds(pid)
+        .with_context(|| format!("reading /proc/{pid}/stat (is the server running?)"))
 }
 
 /// A `kB` field of /proc/PID/status.
