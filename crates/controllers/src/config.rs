@@ -32,6 +32,9 @@ pub struct ControllersConfig {
     /// ConfigMap `kube-root-ca.crt` ([`crate::rootca`]); `None`: not
     /// published.
     pub root_ca_pem: Option<String>,
+    /// Finished pods kept before PodGC deletes the oldest
+    /// (`--terminated-pod-gc-threshold`, 12,500; 0 keeps them all).
+    pub terminated_pod_gc_threshold: usize,
 }
 
 impl Default for ControllersConfig {
@@ -45,6 +48,7 @@ impl Default for ControllersConfig {
             cluster_cidr: Some(DEFAULT_CLUSTER_CIDR.into()),
             node_cidr_mask_size: 24,
             root_ca_pem: None,
+            terminated_pod_gc_threshold: 12_500,
         }
     }
 }

@@ -212,6 +212,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod owner;
 pub mod pod_util;
+pub mod podgc;
 pub mod quota;
 pub mod replicaset;
 pub mod revision;

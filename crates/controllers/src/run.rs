@@ -42,6 +42,7 @@ use crate::job::controller::JobController;
 use crate::namespace::controller::NamespaceController;
 use crate::nodeipam::NodeIpamController;
 use crate::nodelifecycle::controller::{NodeLifecycleController, NODE_LEASE_NAMESPACE};
+use crate::podgc::controller::PodGcController;
 use crate::quota::controller::QuotaController;
 use crate::replicaset::controller::ReplicaSetController;
 use crate::runtime::{run_workers, Informer, WorkQueue};
@@ -188,6 +189,12 @@ pub async fn run_controllers(
         pods.store(),
         config.clone(),
     );
+    let pod_gc = PodGcController::new(
+        client.clone(),
+        pods.store(),
+        nodes.store(),
+        config.terminated_pod_gc_threshold,
+    );
     let job_queue = WorkQueue::new();
     let job_ctl = JobController::new(client.clone(), &mut jobs, &mut pods, &job_queue);
     let cj_queue = WorkQueue::new();
@@ -283,6 +290,7 @@ pub async fn run_controllers(
     let ipam_ctl = NodeIpamController::new(client.clone(), &mut nodes, &ipam_queue, &config)?;
     let (svc_synced, ep_synced, eps_synced) =
         (services.synced(), endpoints.synced(), slices.synced());
+    let (pods_synced_for_gc, nodes_synced_for_gc) = (pods.synced(), nodes.synced());
 
     let (pod_synced, rs_synced, d_synced) =
         (pods.synced(), replicasets.synced(), deployments.synced());
@@ -480,6 +488,13 @@ pub async fn run_controllers(
         });
     }
     loops.spawn(Arc::clone(&gc).run());
+    {
+        let (p, n) = (pods_synced_for_gc, nodes_synced_for_gc);
+        loops.spawn(async move {
+            tokio::join!(p.wait(), n.wait());
+            pod_gc.run().await;
+        });
+    }
 
     tracing::info!("controllers started");
     shutdown.await;

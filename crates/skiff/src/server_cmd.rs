@@ -67,6 +67,10 @@ pub struct ServerArgs {
     /// Prefix length of each node's pod CIDR.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// Finished pods (Succeeded/Failed) kept before the pod garbage
+    /// collector deletes the oldest; 0 keeps them all.
+    #[arg(long, default_value_t = 12_500)]
+    terminated_pod_gc_threshold: usize,
     /// Where Services' cluster IPs come from.
     #[arg(long, default_value = skiff_apiserver::service_ranges::DEFAULT_SERVICE_CIDR)]
     service_cidr: String,
@@ -150,6 +154,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 skiff_controllers::ControllersConfig {
                     cluster_cidr: Some(args.cluster_cidr.clone()).filter(|c| !c.is_empty()),
                     node_cidr_mask_size: args.node_cidr_mask_size,
+                    terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
                     root_ca_pem: Some(api.ca_pem().to_string()),
                     ..Default::default()
                 },
