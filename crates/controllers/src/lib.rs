@@ -103,6 +103,10 @@
 //!   taint (`not-ready` when the agent reports `Ready=False`); its pods are
 //!   marked not ready, then evicted when their `tolerationSeconds` (300 s by
 //!   default) run out, and their ReplicaSets replace them elsewhere.
+//! - [`podgc`]: every 20 s, force-deletes pods of nodes gone for 40 s
+//!   (marked `Failed` with `DisruptionTarget` first), unscheduled pods
+//!   being deleted, and the oldest finished pods beyond
+//!   `--terminated-pod-gc-threshold` (12,500).
 //! - [`endpoints`]: Endpoints and EndpointSlices for every Service with a
 //!   selector: ready pods as ready addresses, the rest not ready,
 //!   terminating pods out of rotation at once, named target ports resolved
