@@ -200,7 +200,7 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
         if method != Method::GET {
             return Err(ApiError::MethodNotAllowed);
         }
-        return non_resource(&state, &route);
+        return non_resource(&state, &route, accept.as_deref());
     }
 
     let body = read_body(req).await?;
@@ -322,7 +322,11 @@ async fn public(state: &ApiState, route: &Route) -> Result<Response<Body>, ApiEr
     }
 }
 
-fn non_resource(state: &ApiState, route: &Route) -> Result<Response<Body>, ApiError> {
+fn non_resource(
+    state: &ApiState,
+    route: &Route,
+    accept: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
     if let Some(answer) = state.crds.answer(route) {
         return answer;
     }
@@ -341,6 +345,19 @@ fn non_resource(state: &ApiState, route: &Route) -> Result<Response<Body>, ApiEr
             found(discovery::api_resource_list(group, version))
         }
         Route::OpenApiIndex => Ok(response::json(200, &openapi::v3_index())),
+        Route::OpenApiV2 => {
+            let protobuf = accept.is_some_and(|a| a.contains(openapi::v2::PROTOBUF_ACCEPT));
+            let (content_type, doc) = if protobuf {
+                (openapi::v2::PROTOBUF, openapi::v2::protobuf())
+            } else {
+                ("application/json", openapi::v2::json())
+            };
+            Ok(response::raw(
+                200,
+                content_type,
+                Bytes::from_owner(SharedDoc(doc)),
+            ))
+        }
         Route::OpenApiDocument(p) => {
             let doc = openapi::v3_document(p).ok_or(ApiError::PathNotFound)?;
             // Shares the cached document instead of copying it per request.

@@ -1,6 +1,7 @@
-//! OpenAPI v3 documents: `GET /openapi/v3` (the index) and
+//! OpenAPI documents: `GET /openapi/v3` (the index) and
 //! `GET /openapi/v3/<api/v1 | apis/<group>/<version>>` (one document per
-//! group-version), generated from `k8s-openapi`'s `schemars` schemas.
+//! group-version), generated from `k8s-openapi`'s `schemars` schemas; and
+//! `GET /openapi/v2` ([`v2`]), the same schemas as Swagger 2.0.
 //!
 //! Why kubectl needs this: `kubectl apply`/`create` with validation on (the
 //! default) asks cli-runtime's `queryParamVerifierV3` whether the server
@@ -11,8 +12,8 @@
 //! in that operation's own `parameters`. The FIRST matching patch operation
 //! decides, so every patch operation of a kind (item and `/status`) carries
 //! the parameter. When it is found kubectl sends `fieldValidation=Strict`;
-//! otherwise it falls back to `/openapi/v2` protobuf, which Skiff does not
-//! serve. `kubectl explain` (v1.27+) renders from the same document: it takes
+//! otherwise it validates on the client against `/openapi/v2` protobuf
+//! ([`v2`], served for the create-only review kinds, which have no PATCH). `kubectl explain` (v1.27+) renders from the same document: it takes
 //! the GVK from the operation on `/api/v1/pods` (or the namespaced path) and
 //! then looks for the `components.schemas` entry whose
 //! `x-kubernetes-group-version-kind` ARRAY contains that GVK.
@@ -38,6 +39,8 @@
 pub mod kinds;
 #[path = "schema_openapi_paths.rs"]
 mod paths;
+#[path = "schema_openapi_v2.rs"]
+pub mod v2;
 
 use crate::resources::{group_versions, ResourceInfo, RESOURCES};
 use kinds::{visit_kind, KindVisitor};

@@ -7,7 +7,7 @@
 //! /api/v1/namespaces/<ns>/<plural>[/<name>[/<sub>]]            namespaced
 //! /apis/<g>/<v>/…                                              the same for a group
 //! /api/v1/watch/…                                              deprecated watch prefix
-//! /openapi/v3[/<path>], /version, /healthz, /livez, /readyz, /cacerts
+//! /openapi/v2, /openapi/v3[/<path>], /version, /healthz, /livez, /readyz, /cacerts
 //! ```
 //!
 //! `namespaces/<ns>/status` is the namespace's status subresource, while
@@ -60,6 +60,8 @@ pub enum Route {
     OpenApiIndex,
     /// `/openapi/v3/<path>`.
     OpenApiDocument(String),
+    /// `/openapi/v2` (JSON or protobuf, by `Accept`).
+    OpenApiV2,
     /// `/api/v1/namespaces/<ns>/bindings` (the older way to bind a pod).
     Bindings {
         /// The namespace.
@@ -97,6 +99,7 @@ pub fn parse(path: &str) -> Result<Route, ApiError> {
         ["readyz", ..] => Ok(Route::Ready),
         ["version"] => Ok(Route::Version),
         ["cacerts"] => Ok(Route::CaCerts),
+        ["openapi", "v2"] => Ok(Route::OpenApiV2),
         ["openapi", "v3"] => Ok(Route::OpenApiIndex),
         ["openapi", "v3", rest @ ..] => Ok(Route::OpenApiDocument(rest.join("/"))),
         ["api"] => Ok(Route::CoreVersions),

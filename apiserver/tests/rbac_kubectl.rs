@@ -122,6 +122,25 @@ async fn service_account_token_rbac_and_reviews_with_kubectl() {
         let (_, body) = h.call("POST", "/apis/authentication.k8s.io/v1/tokenreviews", Some(review("nope"))).await;
         assert_eq!(body["status"]["authenticated"], false, "{body}");
 
+        // The same with `kubectl create -f` and validation on: the review
+        // kinds have no PATCH, so kubectl validates them itself against
+        // /openapi/v2 (protobuf), and catches an unknown field.
+        let created = h
+            .kubectl_ok(&["create", "-f", "-", "-o", "jsonpath={.status.user.username}"], Some(&review(&token).to_string()))
+            .await;
+        assert_eq!(created, "system:serviceaccount:team:bot");
+        let typo = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"tokn": "x"}});
+        let refused = h.kubectl(&["create", "-f", "-"], Some(&typo.to_string())).await;
+        assert!(
+            !refused.ok && refused.stderr.contains(r#"unknown field "tokn" in io.k8s.api.authentication.v1.TokenReviewSpec"#),
+            "{}",
+            refused.stderr
+        );
+        let ssar = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"namespace": "team", "verb": "get", "resource": "pods"}}});
+        let allowed = h.kubectl_ok(&["create", "-f", "-", "-o", "jsonpath={.status.allowed}"], Some(&ssar.to_string())).await;
+        assert_eq!(allowed, "true");
+
         // A SubjectAccessReview about the ServiceAccount.
         let sar = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
             "spec": {"user": "system:serviceaccount:team:bot", "groups": ["system:serviceaccounts"],

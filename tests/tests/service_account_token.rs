@@ -67,10 +67,7 @@ fn token_review(k: &Kubectl, token: &str) -> anyhow::Result<Value> {
     });
     let out = check(
         "kubectl create tokenreview",
-        k.run_stdin(
-            &["create", "--validate=false", "-f", "-", "-o", "json"],
-            &review.to_string(),
-        )?,
+        k.run_stdin(&["create", "-f", "-", "-o", "json"], &review.to_string())?,
     )?;
     Ok(serde_json::from_str(&out)?)
 }
