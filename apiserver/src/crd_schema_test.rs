@@ -181,3 +181,45 @@ fn defaults_fill_absent_fields_in_nested_objects_and_lists() {
     widget_schema().apply_defaults(&mut obj);
     assert_eq!(obj, json!({"metadata": {"name": "a"}}));
 }
+
+#[test]
+fn string_formats_are_checked_as_kube_openapi_words_them() {
+    let schema = Schema(json!({
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": {
+            "when": {"type": "string", "format": "date-time"},
+            "day": {"type": "string", "format": "date"},
+            "id": {"type": "string", "format": "uuid"},
+            "ip": {"type": "string", "format": "ipv4"},
+            "ip6": {"type": "string", "format": "ipv6"},
+            "net": {"type": "string", "format": "cidr"},
+            "mac": {"type": "string", "format": "mac"},
+            "host": {"type": "string", "format": "hostname"},
+            "mail": {"type": "string", "format": "email"},
+            "data": {"type": "string", "format": "byte"},
+            "secret": {"type": "string", "format": "password"},
+            "other": {"type": "string", "format": "no-such-format"}
+        }}}
+    }));
+    let good = json!({"spec": {
+        "when": "2026-11-24T05:00:00Z", "day": "2026-11-24",
+        "id": "123e4567-e89b-12d3-a456-426614174000", "ip": "10.0.0.1", "ip6": "fd00::1",
+        "net": "10.0.0.0/8", "mac": "02:42:ac:11:00:02", "host": "node-1.example.com",
+        "mail": "a@example.com", "data": "aGVsbG8=", "secret": "anything", "other": "x"
+    }});
+    assert!(
+        schema.validate(&good).is_empty(),
+        "{:?}",
+        schema.validate(&good)
+    );
+    let bad = json!({"spec": {
+        "when": "yesterday", "day": "2026-13-01", "id": "123", "ip": "10.0.0.256",
+        "ip6": "fd00:::1:::", "net": "10.0.0.0/33", "mac": "02:42", "host": "-bad-.com",
+        "mail": "nobody", "data": "%%%"
+    }});
+    let messages: Vec<String> = schema.validate(&bad).iter().map(|e| e.message()).collect();
+    assert_eq!(messages.len(), 10, "{messages:?}");
+    assert!(messages.contains(
+        &r#"spec.when: Invalid value: "yesterday": spec.when in body must be of type date-time: "yesterday""#.to_string()
+    ), "{messages:?}");
+}
