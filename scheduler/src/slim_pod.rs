@@ -14,19 +14,19 @@
 //! Field and type names follow k8s-openapi's, so the conversions read as
 //! they would on a full pod. A slim pod is never written back (it has no
 //! `Serialize`): the scheduler binds through `pods/binding`, patches status
-//! and deletes victims (`actions.rs`).
+//! and deletes victims (`actions.rs`). `skiff_client::impl_slim_pod!` makes
+//! it a `kube::Resource` (core/v1 `pods`) and converts full pods to it.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, ContainerPort, PersistentVolumeClaimVolumeSource, Pod, ResourceRequirements,
-    Toleration, TopologySpreadConstraint,
+    Affinity, PersistentVolumeClaimVolumeSource, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+use skiff_client::slim_pod::null_as_default;
+pub use skiff_client::slim_pod::SlimContainer;
 
 /// A pod with the fields the scheduler reads.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -74,18 +74,6 @@ pub struct SlimPodSpec {
     pub volumes: Option<Vec<SlimVolume>>,
 }
 
-/// `Container`, cut down to requests and ports.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct SlimContainer {
-    /// The container's name.
-    #[serde(default)]
-    pub name: String,
-    /// Ports, for `hostPort` (NodePorts).
-    pub ports: Option<Vec<ContainerPort>>,
-    /// Requests (and limits, for the QoS class).
-    pub resources: Option<ResourceRequirements>,
-}
-
 /// `Volume`, cut down to its claim.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -104,55 +92,7 @@ pub struct SlimPodStatus {
     pub phase: Option<String>,
 }
 
-/// `null` where a list is expected reads as an empty list, as with
-/// k8s-openapi's types.
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-impl Resource for SlimPod {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        <Pod as k8s_openapi::Resource>::KIND.into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        <Pod as k8s_openapi::Resource>::GROUP.into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        <Pod as k8s_openapi::Resource>::VERSION.into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        <Pod as k8s_openapi::Resource>::URL_PATH_SEGMENT.into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
-impl From<&Pod> for SlimPod {
-    /// The slim view of a full pod, through JSON as the watch makes it
-    /// (tests and benches build full pods). It cannot fail: every field of a
-    /// slim pod has the type of the same field of a `Pod`.
-    fn from(pod: &Pod) -> SlimPod {
-        let json = serde_json::to_value(pod).expect("a Pod serializes to JSON");
-        serde_json::from_value(json).expect("a Pod's JSON reads as a SlimPod")
-    }
-}
-
-impl From<Pod> for SlimPod {
-    fn from(pod: Pod) -> SlimPod {
-        SlimPod::from(&pod)
-    }
-}
+skiff_client::impl_slim_pod!(SlimPod);
 
 #[cfg(test)]
 #[path = "slim_pod_test.rs"]

@@ -35,18 +35,17 @@
 //! sent back to the API server, where a PUT would wipe every field it lacks.
 //! Controllers write pods by PATCH (ownerReferences, conditions), build
 //! new ones whole from templates (`k8s_openapi` `Pod`), or delete them.
+//! `skiff_client::impl_slim_pod!` makes it a `kube::Resource` (core/v1
+//! `pods`) and converts full pods to it (tests and fixtures build those).
 //! The ResourceQuota controller lists full pods live: its usage rules are
 //! the API server's admission ones (`skiff_api::quota`), which read every
 //! container, init container and the overhead.
 
-use std::borrow::Cow;
-
-use k8s_openapi::api::core::v1::{
-    Affinity, ContainerPort, ContainerStateTerminated, Pod, ResourceRequirements, Toleration,
-};
+use k8s_openapi::api::core::v1::{Affinity, ContainerStateTerminated, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::Resource;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+use skiff_client::slim_pod::null_as_default;
+pub use skiff_client::slim_pod::SlimContainer;
 
 /// A pod with the fields the controllers read (the module doc lists them).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -78,18 +77,6 @@ pub struct SlimPodSpec {
     pub tolerations: Option<Vec<Toleration>>,
     /// Boxed: most pods have none, and `Affinity` is large inline.
     pub affinity: Option<Box<Affinity>>,
-}
-
-/// `Container`, cut down to what Services and the HPA need.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct SlimContainer {
-    /// The container's name (HPA errors name it).
-    #[serde(default)]
-    pub name: String,
-    /// The ports it declares (named `targetPort`s resolve against them).
-    pub ports: Option<Vec<ContainerPort>>,
-    /// Its requests and limits.
-    pub resources: Option<ResourceRequirements>,
 }
 
 /// `PodStatus`, cut down.
@@ -146,52 +133,4 @@ pub struct SlimContainerState {
     pub terminated: Option<ContainerStateTerminated>,
 }
 
-/// `null` where a list is expected reads as an empty list, as with
-/// k8s-openapi's types.
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-impl Resource for SlimPod {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        <Pod as k8s_openapi::Resource>::KIND.into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        <Pod as k8s_openapi::Resource>::GROUP.into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        <Pod as k8s_openapi::Resource>::VERSION.into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        <Pod as k8s_openapi::Resource>::URL_PATH_SEGMENT.into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
-impl From<&Pod> for SlimPod {
-    /// The slim view of a full pod, through JSON as the informer makes it
-    /// (tests and fixtures build full pods). It cannot fail: every field of
-    /// a slim pod has the type of the same field of a `Pod`.
-    fn from(pod: &Pod) -> SlimPod {
-        let json = serde_json::to_value(pod).expect("a Pod serializes to JSON");
-        serde_json::from_value(json).expect("a Pod's JSON reads as a SlimPod")
-    }
-}
-
-impl From<Pod> for SlimPod {
-    fn from(pod: Pod) -> SlimPod {
-        SlimPod::from(&pod)
-    }
-}
+skiff_client::impl_slim_pod!(SlimPod);

@@ -14,36 +14,12 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::Api;
 use serde_json::json;
-use skiff_controllers::{run_controllers, ControllersConfig};
+use skiff_controllers::ControllersConfig;
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Starts the controllers; the returned sender stops them.
-fn start_controllers(
-    client: &Client,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    // The fake node sends no heartbeats: keep node lifecycle out of this test.
-    let config = ControllersConfig {
-        node_monitor_grace_period: Duration::from_secs(3600),
-        ..Default::default()
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let client = client.clone();
-    let task = tokio::spawn(async move {
-        let r = run_controllers(client, config, async {
-            let _ = rx.await;
-        })
-        .await;
-        assert!(r.is_ok(), "run_controllers: {r:?}");
-    });
-    (tx, task)
-}
 
 /// The ready addresses of Endpoints `web` as (hostname, ip), and its ports.
 async fn endpoints_of(api: &Api<Endpoints>) -> anyhow::Result<(Vec<(String, String)>, Vec<i32>)> {
@@ -71,7 +47,12 @@ async fn statefulset_pods_become_named_endpoints_of_their_headless_service() -> 
     let client = server.client().await?;
     create_node(&client, "fake-1").await?;
     let kubelet = spawn_fake_kubelet(client.clone(), vec!["fake-1".into()]);
-    let (stop, controllers) = start_controllers(&client);
+    // The fake node sends no heartbeats: keep node lifecycle out of this test.
+    let config = ControllersConfig {
+        node_monitor_grace_period: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let (stop, controllers) = start_controllers(&client, config);
 
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
