@@ -18,6 +18,7 @@
 //! | [`score`] | Score plugins, weights, [`score::Config`] (MostAllocated / LeastAllocated) |
 //! | [`preempt`] | DefaultPreemption: fewest, least important victims; PDBs |
 //! | [`snapshot`] | `k8s-openapi` objects → the core's types (pure) |
+//! | [`slim_pod`] | the pod as the scheduler watches it: only the fields it reads |
 //! | [`volumes`] | VolumeBinding: claims, volume node affinity, `selected-node` |
 //! | [`run`](mod@run), [`actions`], [`leader`] | the loop, its API writes, leader election |
 //! | [`bench`](mod@bench), [`bench_e2e`], [`workload`] | `skiff bench scheduler`, seeded workloads |
@@ -102,6 +103,7 @@ pub mod quantity;
 pub mod run;
 pub mod score;
 pub mod selector;
+pub mod slim_pod;
 pub mod snapshot;
 pub mod volumes;
 pub mod workload;

@@ -30,7 +30,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::{stream, FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -45,6 +45,7 @@ use crate::cluster::Cluster;
 use crate::core::schedule;
 use crate::model::{BoundPod, DisruptionBudget, NodeInfo, PendingPod, Placement};
 use crate::score::Config;
+use crate::slim_pod::SlimPod;
 use crate::snapshot::{
     bound_pod, holds_resources, label_selector, node_info, pending_pod, pod_key, pod_priority,
     wants_scheduling,
@@ -88,7 +89,7 @@ pub fn default_identity() -> String {
 
 enum Change {
     Node(Box<Event<Node>>),
-    Pod(Box<Event<Pod>>),
+    Pod(Box<Event<SlimPod>>),
     Class(Box<Event<PriorityClass>>),
     Budget(Box<Event<PodDisruptionBudget>>),
     Claim(Box<Event<PersistentVolumeClaim>>),
@@ -132,7 +133,7 @@ enum Action {
 struct State {
     nodes: BTreeMap<String, NodeInfo>,
     bound: HashMap<String, BoundPod>,
-    pending: HashMap<String, Pod>,
+    pending: HashMap<String, SlimPod>,
     /// Bindings written but not yet seen through the watch.
     assumed: HashMap<String, BoundPod>,
     /// Pods with an API write in flight (binding or preemption).
@@ -164,7 +165,7 @@ fn obj_name(meta: &kube::api::ObjectMeta) -> String {
 }
 
 impl State {
-    fn priority(&self, pod: &Pod) -> i32 {
+    fn priority(&self, pod: &SlimPod) -> i32 {
         pod_priority(
             pod,
             &self.classes,
@@ -255,7 +256,7 @@ impl State {
         }
     }
 
-    fn apply_pod(&mut self, event: Event<Pod>) {
+    fn apply_pod(&mut self, event: Event<SlimPod>) {
         match event {
             Event::Apply(p) | Event::InitApply(p) => {
                 let key = pod_key(&p);
@@ -374,7 +375,7 @@ impl State {
             return Vec::new();
         }
         let epoch = self.epoch;
-        let mut waiting: Vec<&Pod> = self
+        let mut waiting: Vec<&SlimPod> = self
             .candidates
             .iter()
             .filter(|k| self.unschedulable.get(*k).is_none_or(|t| *t < epoch))
@@ -527,7 +528,7 @@ fn changes(client: &Client) -> impl futures::Stream<Item = Change> + Send + Unpi
         watch(Api::<Node>::all(client.clone()), |e| {
             Change::Node(Box::new(e))
         }),
-        watch(Api::<Pod>::all(client.clone()), |e| {
+        watch(Api::<SlimPod>::all(client.clone()), |e| {
             Change::Pod(Box::new(e))
         }),
         watch(Api::<PriorityClass>::all(client.clone()), |e| {

@@ -11,7 +11,7 @@ fn node(name: &str, cpu: &str) -> Node {
     .expect("valid node")
 }
 
-fn pod(name: &str, cpu: &str, extra: serde_json::Value) -> Pod {
+fn pod(name: &str, cpu: &str, extra: serde_json::Value) -> SlimPod {
     let mut v = serde_json::json!({
         "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"),
             "creationTimestamp": "2026-01-01T00:00:00Z"},
@@ -25,7 +25,7 @@ fn pod(name: &str, cpu: &str, extra: serde_json::Value) -> Pod {
     serde_json::from_value(v).expect("valid pod")
 }
 
-fn synced(nodes: Vec<Node>, pods: Vec<Pod>) -> State {
+fn synced(nodes: Vec<Node>, pods: Vec<SlimPod>) -> State {
     let mut s = State::default();
     s.apply_node(Event::Init);
     for n in nodes {

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{self as corev1, Container, Node, Pod};
+use k8s_openapi::api::core::v1::{self as corev1, Node};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
 
 use crate::model::{
@@ -18,12 +18,13 @@ use crate::model::{
     PodAffinityTerm, Requirement, Resources, SpreadConstraint, Taint, Toleration,
 };
 use crate::quantity;
+use crate::slim_pod::{SlimContainer, SlimPod, SlimPodSpec};
 
 /// The scheduler name Skiff answers to, Kubernetes' default.
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 
 /// `namespace/name` of a pod.
-pub fn pod_key(pod: &Pod) -> String {
+pub fn pod_key(pod: &SlimPod) -> String {
     format!(
         "{}/{}",
         pod.metadata.namespace.as_deref().unwrap_or("default"),
@@ -40,7 +41,7 @@ fn is_extended(name: &str) -> bool {
     )
 }
 
-fn container_requests(c: &Container) -> (Resources, Extended) {
+fn container_requests(c: &SlimContainer) -> (Resources, Extended) {
     let req = c.resources.as_ref().and_then(|r| r.requests.as_ref());
     let get = |name: &str, f: fn(&str) -> Result<i64, quantity::QuantityError>| {
         req.and_then(|m| m.get(name))
@@ -67,7 +68,7 @@ fn container_requests(c: &Container) -> (Resources, Extended) {
 /// What the pod asks for: the larger of the sum over its containers and the
 /// largest init container (init containers run one at a time, before the
 /// rest), plus `spec.overhead`; extended resources likewise.
-pub fn pod_requests_all(pod: &Pod) -> (Resources, Extended) {
+pub fn pod_requests_all(pod: &SlimPod) -> (Resources, Extended) {
     let mut sum = Resources {
         pods: 1,
         ..Default::default()
@@ -104,13 +105,13 @@ pub fn pod_requests_all(pod: &Pod) -> (Resources, Extended) {
 }
 
 /// The first-class part of [`pod_requests_all`].
-pub fn pod_requests(pod: &Pod) -> Resources {
+pub fn pod_requests(pod: &SlimPod) -> Resources {
     pod_requests_all(pod).0
 }
 
 /// Whether a pod still holds its node's resources: bound and neither
 /// Succeeded nor Failed.
-pub fn holds_resources(pod: &Pod) -> bool {
+pub fn holds_resources(pod: &SlimPod) -> bool {
     let bound = pod
         .spec
         .as_ref()
@@ -122,7 +123,7 @@ pub fn holds_resources(pod: &Pod) -> bool {
 
 /// Whether this scheduler should place the pod: unbound, not being deleted,
 /// and addressed to the default scheduler.
-pub fn wants_scheduling(pod: &Pod) -> bool {
+pub fn wants_scheduling(pod: &SlimPod) -> bool {
     let Some(spec) = &pod.spec else { return false };
     let unbound = spec.node_name.as_deref().is_none_or(str::is_empty);
     let ours = spec
@@ -181,7 +182,7 @@ fn affinity_term(t: &corev1::PodAffinityTerm) -> PodAffinityTerm {
     }
 }
 
-fn host_ports(spec: &corev1::PodSpec) -> Vec<HostPort> {
+fn host_ports(spec: &SlimPodSpec) -> Vec<HostPort> {
     spec.containers
         .iter()
         .chain(spec.init_containers.iter().flatten())
@@ -197,7 +198,7 @@ fn host_ports(spec: &corev1::PodSpec) -> Vec<HostPort> {
         .collect()
 }
 
-fn required_anti_affinity(spec: &corev1::PodSpec) -> Vec<PodAffinityTerm> {
+fn required_anti_affinity(spec: &SlimPodSpec) -> Vec<PodAffinityTerm> {
     spec.affinity
         .as_ref()
         .and_then(|a| a.pod_anti_affinity.as_ref())
@@ -214,7 +215,7 @@ fn required_anti_affinity(spec: &corev1::PodSpec) -> Vec<PodAffinityTerm> {
 /// A pod's priority: `spec.priority` as the API server's Priority admission
 /// set it, else the value of its `priorityClassName` in `classes`, else the
 /// global default class's value (`global_default`), else 0.
-pub fn pod_priority(pod: &Pod, classes: &HashMap<String, i32>, global_default: i32) -> i32 {
+pub fn pod_priority(pod: &SlimPod, classes: &HashMap<String, i32>, global_default: i32) -> i32 {
     let spec = pod.spec.as_ref();
     if let Some(p) = spec.and_then(|s| s.priority) {
         return p;
@@ -225,8 +226,28 @@ pub fn pod_priority(pod: &Pod, classes: &HashMap<String, i32>, global_default: i
     }
 }
 
+/// QoS class BestEffort: no container or init container states requests or
+/// limits of cpu or memory (the rule of `skiff_api::quota::scope`'s
+/// `is_best_effort`, on the scheduler's slim pod).
+fn is_best_effort(pod: &SlimPod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else {
+        return true;
+    };
+    let states = |m: Option<&BTreeMap<String, _>>| {
+        m.is_some_and(|m| m.contains_key("cpu") || m.contains_key("memory"))
+    };
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .all(|c| {
+            let r = c.resources.as_ref();
+            !states(r.and_then(|r| r.requests.as_ref()))
+                && !states(r.and_then(|r| r.limits.as_ref()))
+        })
+}
+
 /// The core's view of a pending pod, with its priority already resolved.
-pub fn pending_pod(pod: &Pod, priority: i32) -> PendingPod {
+pub fn pending_pod(pod: &SlimPod, priority: i32) -> PendingPod {
     let (requests, extended) = pod_requests_all(pod);
     let mut out = PendingPod {
         key: pod_key(pod),
@@ -259,7 +280,7 @@ pub fn pending_pod(pod: &Pod, priority: i32) -> PendingPod {
         .collect();
     // Kubernetes lets pods that are not BestEffort onto a node under memory
     // pressure: they get the memory-pressure toleration.
-    if !skiff_api::quota::scope::is_best_effort(pod) {
+    if !is_best_effort(pod) {
         out.tolerations.push(Toleration {
             key: "node.kubernetes.io/memory-pressure".into(),
             operator: "Exists".into(),
@@ -325,7 +346,7 @@ pub fn pending_pod(pod: &Pod, priority: i32) -> PendingPod {
 }
 
 /// The core's view of a pod on a node (`None` if it is not bound).
-pub fn bound_pod(pod: &Pod, priority: i32) -> Option<BoundPod> {
+pub fn bound_pod(pod: &SlimPod, priority: i32) -> Option<BoundPod> {
     let spec = pod.spec.as_ref()?;
     let node = spec.node_name.clone().filter(|n| !n.is_empty())?;
     let (requests, extended) = pod_requests_all(pod);
@@ -427,7 +448,7 @@ pub fn node_info(node: &Node) -> NodeInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodSpec, ResourceRequirements};
+    use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ResourceRequirements};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use std::collections::BTreeMap;
 
@@ -456,7 +477,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            pod_requests(&pod),
+            pod_requests(&SlimPod::from(&pod)),
             Resources {
                 cpu_millis: 1000,
                 memory: 128 << 20,
@@ -469,7 +490,7 @@ mod tests {
     #[test]
     fn only_best_effort_pods_stay_off_memory_pressure() {
         let tolerates = |pod: &Pod| {
-            pending_pod(pod, 0)
+            pending_pod(&SlimPod::from(pod), 0)
                 .tolerations
                 .iter()
                 .any(|t| t.key == "node.kubernetes.io/memory-pressure")

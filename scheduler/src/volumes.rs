@@ -17,11 +17,12 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::watcher::Event;
 
 use crate::model::NodeSelectorTerm;
+use crate::slim_pod::SlimPod;
 use crate::snapshot::node_selector_term;
 
 /// The claim annotation the provisioner reads.
@@ -101,14 +102,14 @@ impl VolumeState {
     }
 
     /// VolumeBinding for `pod`.
-    pub fn check(&self, pod: &Pod) -> Check {
+    pub fn check(&self, pod: &SlimPod) -> Check {
         check(pod, &self.claims, &self.volumes, &self.wait_for_consumer)
     }
 }
 
 /// VolumeBinding's PreFilter and the volume affinity for one pod.
 pub fn check(
-    pod: &Pod,
+    pod: &SlimPod,
     claims: &HashMap<String, PersistentVolumeClaim>,
     volumes: &HashMap<String, PersistentVolume>,
     wait_for_consumer: &HashMap<String, bool>,

@@ -10,6 +10,8 @@
 //!   URL that trusts the given CA and presents a bearer token, as every
 //!   in-cluster component of Skiff uses.
 //! - [`pem_certs`]: the certificates of a PEM bundle, as DER.
+//! - [`slim_pod`]: what the scheduler's and the controllers' slim pod types
+//!   share (a `kube::Resource` as core/v1 pods, conversion from a `Pod`).
 //! - [`leader`]: leader election on a Lease (client-go's
 //!   `leaderelection`), shared by the scheduler and the controllers.
 //! - [`unverified_tls_config`]: a rustls client config that accepts any
@@ -27,6 +29,7 @@
 
 mod kube_client;
 pub mod leader;
+pub mod slim_pod;
 mod tls;
 
 pub use kube_client::{

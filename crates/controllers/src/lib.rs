@@ -9,7 +9,7 @@
 //! ```text
 //!          API server (watch)                          API server (writes)
 //!               │                                             ▲
-//!   Informer<Pod>, <ReplicaSet>, <Deployment>, …              │
+//!   Informer<SlimPod>, <ReplicaSet>, <Deployment>, …          │
 //!     │ cache (Store)        │ handler → keys                 │
 //!     │                      ▼                                │
 //!     │              WorkQueue (de-duplicating, back-off)     │
@@ -132,6 +132,11 @@
 //!   finalizer patches carry the `resourceVersion` they were computed from,
 //!   and the garbage collector confirms a missing owner with a live GET.
 //! - [`run_controllers`] must run on one server at a time.
+//! - Pods are cached as [`slim_pod::SlimPod`]s: metadata and only the spec
+//!   and status fields some controller reads (its module doc has the
+//!   table). A slim pod cannot be serialized, so it is never written back;
+//!   pods are created from templates as full k8s-openapi `Pod`s, changed
+//!   by PATCH, and deleted with a uid precondition.
 //!
 //! # Facts learned the hard way
 //! - kube-rs 5's `Store::wait_until_ready` wakes only the last of several
@@ -225,10 +230,13 @@ pub mod run;
 pub mod runtime;
 pub mod selector;
 pub mod serviceaccount;
+pub mod slim_pod;
 pub mod statefulset;
 pub mod status;
 pub mod volume;
 
+#[cfg(test)]
+mod slim_pod_test;
 #[cfg(test)]
 mod test_fixtures;
 

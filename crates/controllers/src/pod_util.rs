@@ -1,7 +1,8 @@
 //! Facts about pods that several controllers need, with Kubernetes' rules
-//! (`k8s.io/kubernetes/pkg/api/v1/pod` and `pkg/controller`).
+//! (`k8s.io/kubernetes/pkg/api/v1/pod` and `pkg/controller`), read from the
+//! cached [`SlimPod`]s.
 
-use k8s_openapi::api::core::v1::{Pod, PodCondition};
+use crate::slim_pod::{SlimPod, SlimPodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
@@ -11,7 +12,7 @@ pub fn millis(t: &Timestamp) -> i64 {
 }
 
 /// The pod's phase, `Pending` if unset.
-pub fn phase(pod: &Pod) -> &str {
+pub fn phase(pod: &SlimPod) -> &str {
     pod.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
@@ -19,13 +20,13 @@ pub fn phase(pod: &Pod) -> &str {
 }
 
 /// `IsPodActive`: not Succeeded, not Failed, not being deleted.
-pub fn is_active(pod: &Pod) -> bool {
+pub fn is_active(pod: &SlimPod) -> bool {
     let p = phase(pod);
     p != "Succeeded" && p != "Failed" && pod.metadata.deletion_timestamp.is_none()
 }
 
 /// Whether the pod is bound to a node.
-pub fn is_assigned(pod: &Pod) -> bool {
+pub fn is_assigned(pod: &SlimPod) -> bool {
     pod.spec
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
@@ -33,7 +34,7 @@ pub fn is_assigned(pod: &Pod) -> bool {
 }
 
 /// The node the pod is bound to, if any.
-pub fn node_name(pod: &Pod) -> Option<&str> {
+pub fn node_name(pod: &SlimPod) -> Option<&str> {
     pod.spec
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
@@ -41,7 +42,7 @@ pub fn node_name(pod: &Pod) -> Option<&str> {
 }
 
 /// The condition of one type.
-pub fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
+pub fn condition<'a>(pod: &'a SlimPod, type_: &str) -> Option<&'a SlimPodCondition> {
     pod.status
         .as_ref()?
         .conditions
@@ -51,13 +52,13 @@ pub fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
 }
 
 /// `IsPodReady`: the `Ready` condition is `True`.
-pub fn is_ready(pod: &Pod) -> bool {
+pub fn is_ready(pod: &SlimPod) -> bool {
     condition(pod, "Ready").is_some_and(|c| c.status == "True")
 }
 
 /// When the pod last became ready (the `Ready` condition's
 /// `lastTransitionTime`), if it is ready.
-pub fn ready_since(pod: &Pod) -> Option<i64> {
+pub fn ready_since(pod: &SlimPod) -> Option<i64> {
     let c = condition(pod, "Ready").filter(|c| c.status == "True")?;
     c.last_transition_time.as_ref().map(|Time(t)| millis(t))
 }
@@ -65,7 +66,7 @@ pub fn ready_since(pod: &Pod) -> Option<i64> {
 /// `IsPodAvailable`: ready for at least `min_ready_seconds` at `now_ms`.
 /// A ready pod without a transition time counts as available only when
 /// `min_ready_seconds` is 0 (the agent always sets the time).
-pub fn is_available(pod: &Pod, min_ready_seconds: i32, now_ms: i64) -> bool {
+pub fn is_available(pod: &SlimPod, min_ready_seconds: i32, now_ms: i64) -> bool {
     if !is_ready(pod) {
         return false;
     }
@@ -76,7 +77,7 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now_ms: i64) -> bool {
 }
 
 /// For a ready pod not yet available: milliseconds until it becomes so.
-pub fn millis_until_available(pod: &Pod, min_ready_seconds: i32, now_ms: i64) -> Option<i64> {
+pub fn millis_until_available(pod: &SlimPod, min_ready_seconds: i32, now_ms: i64) -> Option<i64> {
     if min_ready_seconds <= 0 || !is_ready(pod) {
         return None;
     }
@@ -86,7 +87,7 @@ pub fn millis_until_available(pod: &Pod, min_ready_seconds: i32, now_ms: i64) ->
 }
 
 /// Sum of restart counts over the pod's containers.
-pub fn restart_count(pod: &Pod) -> i32 {
+pub fn restart_count(pod: &SlimPod) -> i32 {
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_deref())

@@ -2,8 +2,8 @@
 //! them, and runs everything until shutdown.
 //!
 //! One informer per kind, shared by every controller that reads it (pods
-//! are watched once for the ReplicaSet, Deployment and node lifecycle
-//! controllers). Workers of a controller start only once the caches it
+//! are watched once for every controller that reads them, and cached as
+//! [`SlimPod`]s). Workers of a controller start only once the caches it
 //! reads have listed everything: acting on a half-filled cache would, for
 //! example, make the ReplicaSet controller create pods that already exist.
 
@@ -17,7 +17,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Service,
     ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -47,6 +47,7 @@ use crate::quota::controller::QuotaController;
 use crate::replicaset::controller::ReplicaSetController;
 use crate::runtime::{run_workers, Informer, WorkQueue};
 use crate::serviceaccount::ServiceAccountController;
+use crate::slim_pod::SlimPod;
 use crate::statefulset::controller::StatefulSetController;
 use crate::volume::controller::VolumeController;
 use crate::volume::local_path::ensure_storage_class;
@@ -126,7 +127,7 @@ pub async fn run_controllers(
         return Err(ControllerError::Config("workers must be at least 1".into()));
     }
     let wc = watcher::Config::default();
-    let mut pods = Informer::new(Api::<Pod>::all(client.clone()), wc.clone());
+    let mut pods = Informer::new(Api::<SlimPod>::all(client.clone()), wc.clone());
     let mut replicasets = Informer::new(Api::<ReplicaSet>::all(client.clone()), wc.clone());
     let mut deployments = Informer::new(Api::<Deployment>::all(client.clone()), wc.clone());
     let mut namespaces = Informer::new(Api::<Namespace>::all(client.clone()), wc.clone());

@@ -8,6 +8,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
+use crate::slim_pod::SlimPod;
+
 /// A fixed "now": 2026-01-01T00:00:00Z in milliseconds.
 pub const NOW_MS: i64 = 1_767_225_600_000;
 
@@ -80,7 +82,13 @@ pub const RUNNING_READY: PodState = PodState {
     restarts: 0,
 };
 
-pub fn pod(name: &str, owner: Option<&str>, st: PodState) -> Pod {
+/// A pod in state `st`, as the controllers' cache holds it.
+pub fn pod(name: &str, owner: Option<&str>, st: PodState) -> SlimPod {
+    full_pod(name, owner, st).into()
+}
+
+/// The same pod as the API server serves it.
+pub fn full_pod(name: &str, owner: Option<&str>, st: PodState) -> Pod {
     let ready = st.ready_for_s.map(|s| PodCondition {
         type_: "Ready".into(),
         status: "True".into(),

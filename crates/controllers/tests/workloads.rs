@@ -11,38 +11,10 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use skiff_controllers::{run_controllers, ControllersConfig};
+use skiff_controllers::ControllersConfig;
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Starts the controllers; the returned sender stops them.
-fn start_controllers(
-    client: &Client,
-    config: ControllersConfig,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    // Logs of the controllers, shown for failing tests (RUST_LOG to tune).
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "skiff_controllers=debug".into()),
-        )
-        .with_test_writer()
-        .try_init();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let client = client.clone();
-    let task = tokio::spawn(async move {
-        let r = run_controllers(client, config, async {
-            let _ = rx.await;
-        })
-        .await;
-        assert!(r.is_ok(), "run_controllers: {r:?}");
-    });
-    (tx, task)
-}
 
 async fn active_pods(client: &Client, selector: &str) -> anyhow::Result<Vec<Pod>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

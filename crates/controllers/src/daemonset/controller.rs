@@ -28,6 +28,7 @@ use crate::names::generate_name;
 use crate::owner::controller_ref;
 use crate::revision::{self, CONTROLLER_REVISION_HASH_LABEL};
 use crate::runtime::{informer::event_objects, key_of, split_key, Informer, Reconciler, WorkQueue};
+use crate::slim_pod::SlimPod;
 
 /// The controller's name in logs and events.
 pub const NAME: &str = "daemonset";
@@ -36,7 +37,7 @@ pub const NAME: &str = "daemonset";
 pub struct DaemonSetController {
     client: Client,
     daemonsets: Store<DaemonSet>,
-    pods: Store<Pod>,
+    pods: Store<SlimPod>,
     nodes: Store<Node>,
     revisions: Store<ControllerRevision>,
     expectations: Arc<Expectations>,
@@ -49,7 +50,7 @@ impl DaemonSetController {
     pub fn new(
         client: Client,
         ds_informer: &mut Informer<DaemonSet>,
-        pod_informer: &mut Informer<Pod>,
+        pod_informer: &mut Informer<SlimPod>,
         node_informer: &mut Informer<Node>,
         revision_informer: &mut Informer<ControllerRevision>,
         queue: &WorkQueue,
@@ -227,7 +228,7 @@ impl Reconciler for DaemonSetController {
         };
         let uid = ds.metadata.uid.clone().unwrap_or_default();
         let all = self.pods.state();
-        let pods: Vec<&Pod> = all
+        let pods: Vec<&SlimPod> = all
             .iter()
             .map(|p| p.as_ref())
             .filter(|p| p.metadata.namespace.as_deref() == Some(ns))

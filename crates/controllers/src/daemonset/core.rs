@@ -22,6 +22,7 @@ use crate::owner::new_controller_ref;
 use crate::pod_util::{created_ms, is_available, is_ready, millis_until_available, phase};
 use crate::replicaset::core::PodRef;
 use crate::revision::CONTROLLER_REVISION_HASH_LABEL;
+use crate::slim_pod::SlimPod;
 
 /// The deprecated label with the DaemonSet's generation, still set by
 /// Kubernetes (`pod-template-generation`).
@@ -47,7 +48,7 @@ pub struct Input<'a> {
     /// Every node.
     pub nodes: &'a [&'a Node],
     /// The pods it controls.
-    pub pods: &'a [&'a Pod],
+    pub pods: &'a [&'a SlimPod],
     /// The hash of the current template's revision.
     pub hash: &'a str,
     /// Whether earlier creations/deletions have been observed.
@@ -56,7 +57,7 @@ pub struct Input<'a> {
     pub now_ms: i64,
 }
 
-fn pod_ref(pod: &Pod) -> PodRef {
+fn pod_ref(pod: &SlimPod) -> PodRef {
     PodRef {
         name: pod.metadata.name.clone().unwrap_or_default(),
         uid: pod.metadata.uid.clone().unwrap_or_default(),
@@ -65,7 +66,7 @@ fn pod_ref(pod: &Pod) -> PodRef {
 
 /// The node a daemon pod is for: where it is bound, or the node of its
 /// `metadata.name` affinity before it is scheduled (`GetTargetNodeName`).
-pub fn target_node(pod: &Pod) -> Option<String> {
+pub fn target_node(pod: &SlimPod) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     if let Some(n) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
         return Some(n.to_string());
@@ -87,7 +88,7 @@ pub fn target_node(pod: &Pod) -> Option<String> {
     })
 }
 
-fn pod_hash(pod: &Pod) -> Option<&str> {
+fn pod_hash(pod: &SlimPod) -> Option<&str> {
     pod.metadata
         .labels
         .as_ref()?
@@ -118,7 +119,7 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
     let deleting = ds.metadata.deletion_timestamp.is_some();
 
     // Pods by node; failed ones are deleted (and recreated next time).
-    let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
+    let mut by_node: BTreeMap<String, Vec<&SlimPod>> = BTreeMap::new();
     for pod in input.pods.iter().copied() {
         if pod.metadata.deletion_timestamp.is_some() {
             continue;
@@ -145,7 +146,7 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
     let update_strategy = ds.spec.update_strategy.clone().unwrap_or_default();
     let rolling = update_strategy.type_.as_deref().unwrap_or("RollingUpdate") == "RollingUpdate";
     // (node, old pod, new pod) for rolling update.
-    let mut pairs: Vec<(String, Option<&Pod>, Option<&Pod>)> = Vec::new();
+    let mut pairs: Vec<(String, Option<&SlimPod>, Option<&SlimPod>)> = Vec::new();
     let mut desired = 0;
     for node in input.nodes.iter().copied() {
         let name = node.metadata.name.clone().unwrap_or_default();
@@ -168,12 +169,12 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
                 status.current_number_scheduled += 1;
             }
             // The oldest pod of each revision kind is kept; extra ones go.
-            let new: Vec<&Pod> = pods
+            let new: Vec<&SlimPod> = pods
                 .iter()
                 .copied()
                 .filter(|p| pod_hash(p) == Some(input.hash))
                 .collect();
-            let old: Vec<&Pod> = pods
+            let old: Vec<&SlimPod> = pods
                 .iter()
                 .copied()
                 .filter(|p| pod_hash(p) != Some(input.hash))
@@ -233,7 +234,7 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
 /// new beside old, delete old once the new one is available).
 fn rolling_update(
     plan: &mut Plan,
-    pairs: &[(String, Option<&Pod>, Option<&Pod>)],
+    pairs: &[(String, Option<&SlimPod>, Option<&SlimPod>)],
     ds: &DaemonSet,
     desired: i32,
     min_ready: i32,
@@ -250,7 +251,7 @@ fn rolling_update(
     if max_surge == 0 && max_unavailable == 0 {
         max_unavailable = 1;
     }
-    let available = |p: &Pod| is_available(p, min_ready, now);
+    let available = |p: &SlimPod| is_available(p, min_ready, now);
     if max_surge == 0 {
         let mut unavailable = 0;
         let mut candidates = Vec::new();

@@ -3,12 +3,13 @@
 use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
 };
-use k8s_openapi::api::core::v1::{Node, NodeSpec, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, NodeSpec, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::core::*;
 use crate::revision::CONTROLLER_REVISION_HASH_LABEL;
+use crate::slim_pod::SlimPod;
 use crate::test_fixtures::*;
 
 fn ds(strategy: Option<(i32, i32)>) -> DaemonSet {
@@ -66,7 +67,7 @@ fn node(name: &str, taint: Option<&str>) -> Node {
 }
 
 /// A daemon pod on `node` of revision `hash`; `ready`: ready for 10 min.
-fn dpod(name: &str, node: &str, hash: &str, ready: bool) -> Pod {
+fn dpod(name: &str, node: &str, hash: &str, ready: bool) -> SlimPod {
     let mut st = RUNNING_READY;
     st.node = None;
     if !ready {
@@ -89,9 +90,9 @@ fn dpod(name: &str, node: &str, hash: &str, ready: bool) -> Pod {
     p
 }
 
-fn run(ds: &DaemonSet, nodes: &[Node], pods: &[Pod]) -> Plan {
+fn run(ds: &DaemonSet, nodes: &[Node], pods: &[SlimPod]) -> Plan {
     let nodes: Vec<&Node> = nodes.iter().collect();
-    let pods: Vec<&Pod> = pods.iter().collect();
+    let pods: Vec<&SlimPod> = pods.iter().collect();
     reconcile(&Input {
         ds,
         nodes: &nodes,
@@ -144,7 +145,7 @@ fn one_pod_per_eligible_node() {
 #[test]
 fn rolling_update_within_max_unavailable() {
     let nodes: Vec<Node> = (1..=4).map(|i| node(&format!("n{i}"), None)).collect();
-    let old: Vec<Pod> = (1..=4)
+    let old: Vec<SlimPod> = (1..=4)
         .map(|i| dpod(&format!("p{i}"), &format!("n{i}"), "old", true))
         .collect();
     // maxUnavailable 2: two old pods go at once.
@@ -196,7 +197,7 @@ fn rolling_update_with_surge() {
 #[test]
 fn daemon_pods_are_pinned_to_their_node_and_tolerate_node_problems() {
     let p = pod_from_template(&ds(Some((1, 0))), "agent-x", "n7", "h1");
-    assert_eq!(target_node(&p).as_deref(), Some("n7"));
+    assert_eq!(target_node(&SlimPod::from(&p)).as_deref(), Some("n7"));
     let l = p.metadata.labels.as_ref().unwrap();
     assert_eq!(l[CONTROLLER_REVISION_HASH_LABEL], "h1");
     assert_eq!(l[POD_TEMPLATE_GENERATION_LABEL], "2");

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -32,6 +31,7 @@ use crate::owner::{controller_ref, new_controller_ref};
 use crate::pod_util::millis;
 use crate::runtime::{informer::event_objects, key_of, split_key, Informer, Reconciler, WorkQueue};
 use crate::selector;
+use crate::slim_pod::SlimPod;
 
 /// The controller's name in logs and events.
 pub const NAME: &str = "deployment";
@@ -41,7 +41,7 @@ pub struct DeploymentController {
     client: Client,
     deployments: Store<Deployment>,
     replicasets: Store<ReplicaSet>,
-    pods: Store<Pod>,
+    pods: Store<SlimPod>,
 }
 
 impl DeploymentController {
@@ -50,7 +50,7 @@ impl DeploymentController {
         client: Client,
         d_informer: &mut Informer<Deployment>,
         rs_informer: &mut Informer<ReplicaSet>,
-        pod_informer: &mut Informer<Pod>,
+        pod_informer: &mut Informer<SlimPod>,
         queue: &WorkQueue,
     ) -> Arc<DeploymentController> {
         let deployments = d_informer.store();
@@ -294,7 +294,7 @@ impl Reconciler for DeploymentController {
             .filter(|r| r.metadata.namespace.as_deref() == Some(ns))
             .collect();
         let all_pods = self.pods.state();
-        let pods: Vec<&Pod> = all_pods
+        let pods: Vec<&SlimPod> = all_pods
             .iter()
             .map(|p| p.as_ref())
             .filter(|p| p.metadata.namespace.as_deref() == Some(ns))

@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
 };
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::deployment::hash::{compute_hash, equal_ignore_hash, POD_TEMPLATE_HASH_LABEL};
@@ -30,6 +29,7 @@ use crate::deployment::util::*;
 use crate::owner::{claim, new_controller_ref, Claim};
 use crate::pod_util::{created_ms, phase};
 use crate::selector;
+use crate::slim_pod::SlimPod;
 
 /// One API action on a ReplicaSet.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,7 +84,7 @@ pub struct Input<'a> {
     /// Every ReplicaSet of its namespace.
     pub replicasets: &'a [&'a ReplicaSet],
     /// Every pod of its namespace (`Recreate` waits for old pods).
-    pub pods: &'a [&'a Pod],
+    pub pods: &'a [&'a SlimPod],
     /// The clock, milliseconds since the epoch.
     pub now_ms: i64,
 }

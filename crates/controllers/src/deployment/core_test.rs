@@ -7,13 +7,13 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, ReplicaSet, ReplicaSetStatus,
     RollingUpdateDeployment,
 };
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::core::{new_rs_new_replicas, reconcile, Action, Input, Plan};
 use super::progress::{self, AVAILABLE, PROGRESSING};
 use super::util::*;
+use crate::slim_pod::SlimPod;
 use crate::test_fixtures::*;
 
 fn deployment(
@@ -76,7 +76,7 @@ impl Sim {
 
     fn step(&mut self) -> Plan {
         let refs: Vec<&ReplicaSet> = self.rss.iter().collect();
-        let pods: Vec<&Pod> = Vec::new();
+        let pods: Vec<&SlimPod> = Vec::new();
         let plan = reconcile(&Input {
             deployment: &self.d,
             replicasets: &refs,

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::PostParams;
@@ -28,6 +27,7 @@ use crate::events;
 use crate::owner::controller_ref;
 use crate::runtime::{informer::event_objects, split_key, Informer, Reconciler, WorkQueue};
 use crate::selector;
+use crate::slim_pod::SlimPod;
 
 /// The controller's name in logs and events.
 pub const NAME: &str = "disruption";
@@ -36,7 +36,7 @@ pub const NAME: &str = "disruption";
 pub struct DisruptionController {
     client: Client,
     budgets: Store<PodDisruptionBudget>,
-    pods: Store<Pod>,
+    pods: Store<SlimPod>,
     replicasets: Store<ReplicaSet>,
     deployments: Store<Deployment>,
     statefulsets: Store<StatefulSet>,
@@ -73,7 +73,7 @@ pub struct Informers<'a> {
     /// PodDisruptionBudgets.
     pub budgets: &'a mut Informer<PodDisruptionBudget>,
     /// Pods.
-    pub pods: &'a mut Informer<Pod>,
+    pub pods: &'a mut Informer<SlimPod>,
     /// ReplicaSets (scale of pods they own).
     pub replicasets: &'a mut Informer<ReplicaSet>,
     /// Deployments (scale of the ReplicaSets they own).
@@ -180,7 +180,7 @@ impl Reconciler for DisruptionController {
             return Ok(None);
         };
         let all = self.pods.state();
-        let pods: Vec<&Pod> = match pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) {
+        let pods: Vec<&SlimPod> = match pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) {
             // policy/v1: a missing selector selects nothing, an empty one
             // every pod of the namespace.
             None => Vec::new(),

@@ -16,7 +16,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -24,6 +23,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::clock::time;
 use crate::owner::controller_ref;
 use crate::pod_util::{is_ready, millis};
+use crate::slim_pod::SlimPod;
 
 /// How long an eviction's entry in `disruptedPods` keeps its pod out of
 /// `currentHealthy` if the deletion never shows (`DeletionTimeout`).
@@ -57,7 +57,7 @@ pub struct Input<'a> {
     /// The budget.
     pub pdb: &'a PodDisruptionBudget,
     /// The pods of its namespace its selector selects.
-    pub pods: &'a [&'a Pod],
+    pub pods: &'a [&'a SlimPod],
     /// The scalable controller behind a pod's controller reference.
     pub scale: &'a dyn Fn(&OwnerReference) -> Option<ScaleSource>,
     /// Now, in milliseconds since the epoch.
@@ -78,7 +78,7 @@ pub struct Plan {
 /// The expected pod count: the summed scale of the selected pods'
 /// controllers, each counted once (`getExpectedScale`).
 pub fn expected_scale(
-    pods: &[&Pod],
+    pods: &[&SlimPod],
     scale: &dyn Fn(&OwnerReference) -> Option<ScaleSource>,
 ) -> Result<i32, SyncError> {
     let mut seen = BTreeSet::new();
@@ -214,7 +214,7 @@ pub fn reconcile(input: &Input) -> Plan {
 /// [`DELETION_TIMEOUT_MS`] ago; and when the first of them expires.
 fn live_disruptions(
     old: &PodDisruptionBudgetStatus,
-    pods: &[&Pod],
+    pods: &[&SlimPod],
     now_ms: i64,
 ) -> (BTreeMap<String, Time>, Option<i64>) {
     let Some(recorded) = old.disrupted_pods.as_ref() else {

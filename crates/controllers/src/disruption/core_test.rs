@@ -11,11 +11,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::core::{reconcile, Input, ScaleSource, DELETION_TIMEOUT_MS};
 use crate::clock::time;
+use crate::slim_pod::SlimPod;
 
 const NOW: i64 = 1_800_000_000_000;
 
-fn pod(name: &str, ready: bool, owner: Option<&str>) -> Pod {
-    Pod {
+fn pod(name: &str, ready: bool, owner: Option<&str>) -> SlimPod {
+    SlimPod::from(Pod {
         metadata: ObjectMeta {
             name: Some(name.into()),
             namespace: Some("default".into()),
@@ -41,7 +42,7 @@ fn pod(name: &str, ready: bool, owner: Option<&str>) -> Pod {
             ..Default::default()
         }),
         ..Default::default()
-    }
+    })
 }
 
 fn budget(min: Option<IntOrString>, max: Option<IntOrString>) -> PodDisruptionBudget {
@@ -69,8 +70,8 @@ fn four(r: &OwnerReference) -> Option<ScaleSource> {
     })
 }
 
-fn status_of(pdb: &PodDisruptionBudget, pods: &[Pod]) -> PodDisruptionBudgetStatus {
-    let refs: Vec<&Pod> = pods.iter().collect();
+fn status_of(pdb: &PodDisruptionBudget, pods: &[SlimPod]) -> PodDisruptionBudgetStatus {
+    let refs: Vec<&SlimPod> = pods.iter().collect();
     reconcile(&Input {
         pdb,
         pods: &refs,
@@ -133,7 +134,7 @@ fn a_controller_counts_once_across_its_pods() {
 fn percentages_need_controllers() {
     let pods = vec![pod("bare", true, None)];
     let pdb = budget(None, Some(IntOrString::Int(1)));
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<&SlimPod> = pods.iter().collect();
     let plan = reconcile(&Input {
         pdb: &pdb,
         pods: &refs,
@@ -167,7 +168,7 @@ fn evicted_pods_stay_out_of_the_healthy_count_until_they_go() {
         ])),
         ..Default::default()
     });
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<&SlimPod> = pods.iter().collect();
     let plan = reconcile(&Input {
         pdb: &pdb,
         pods: &refs,
@@ -196,7 +197,7 @@ fn terminating_pods_are_not_healthy_and_an_unchanged_status_is_not_written() {
         (Some(1), Some(0))
     );
     pdb.status = Some(s);
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<&SlimPod> = pods.iter().collect();
     let again = reconcile(&Input {
         pdb: &pdb,
         pods: &refs,

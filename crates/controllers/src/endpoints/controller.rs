@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -28,6 +28,7 @@ use super::subsets::{self, Plan as EndpointsPlan};
 use crate::error::{is_status, ControllerError};
 use crate::owner::new_controller_ref;
 use crate::runtime::{informer::event_objects, key_of, split_key, Informer, Reconciler, WorkQueue};
+use crate::slim_pod::SlimPod;
 
 /// The Endpoints controller's name in logs.
 pub const ENDPOINTS: &str = "endpoints";
@@ -39,7 +40,7 @@ pub const ENDPOINT_SLICES: &str = "endpointslice";
 fn queue_services<K>(
     queue: &WorkQueue,
     services: &mut Informer<Service>,
-    pods: &mut Informer<Pod>,
+    pods: &mut Informer<SlimPod>,
     own: &mut Informer<K>,
     service_of: fn(&K) -> Option<String>,
 ) where
@@ -85,7 +86,7 @@ fn queue_services<K>(
     }
 }
 
-fn pods_in<'a>(all: &'a [Arc<Pod>], ns: &str) -> Vec<&'a Pod> {
+fn pods_in<'a>(all: &'a [Arc<SlimPod>], ns: &str) -> Vec<&'a SlimPod> {
     all.iter()
         .map(|p| p.as_ref())
         .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
@@ -96,7 +97,7 @@ fn pods_in<'a>(all: &'a [Arc<Pod>], ns: &str) -> Vec<&'a Pod> {
 pub struct EndpointsController {
     client: Client,
     services: Store<Service>,
-    pods: Store<Pod>,
+    pods: Store<SlimPod>,
     endpoints: Store<Endpoints>,
 }
 
@@ -105,7 +106,7 @@ impl EndpointsController {
     pub fn new(
         client: Client,
         services: &mut Informer<Service>,
-        pods: &mut Informer<Pod>,
+        pods: &mut Informer<SlimPod>,
         endpoints: &mut Informer<Endpoints>,
         queue: &WorkQueue,
     ) -> Arc<EndpointsController> {
@@ -167,7 +168,7 @@ impl Reconciler for EndpointsController {
 pub struct EndpointSliceController {
     client: Client,
     services: Store<Service>,
-    pods: Store<Pod>,
+    pods: Store<SlimPod>,
     slices: Store<EndpointSlice>,
     nodes: Store<Node>,
     /// Slices created but not yet in the cache, per Service key, with when
@@ -185,7 +186,7 @@ impl EndpointSliceController {
     pub fn new(
         client: Client,
         services: &mut Informer<Service>,
-        pods: &mut Informer<Pod>,
+        pods: &mut Informer<SlimPod>,
         slices: &mut Informer<EndpointSlice>,
         nodes: &Informer<Node>,
         queue: &WorkQueue,

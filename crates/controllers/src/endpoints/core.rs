@@ -16,10 +16,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::pod_util;
+use crate::slim_pod::SlimPod;
 
 /// One port of one backend, as both Endpoints and EndpointSlices carry it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,7 +69,7 @@ pub fn has_selector(svc: &Service) -> bool {
 
 /// Whether `pod`'s labels match the Service's selector (a plain map: every
 /// key equal).
-pub fn selects(svc: &Service, pod: &Pod) -> bool {
+pub fn selects(svc: &Service, pod: &SlimPod) -> bool {
     let Some(sel) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
         return false;
     };
@@ -84,7 +85,7 @@ pub fn selects(svc: &Service, pod: &Pod) -> bool {
 /// is taken as is, a name is looked up in the pod's container ports with
 /// the same protocol.
 pub fn find_port(
-    pod: &Pod,
+    pod: &SlimPod,
     target: Option<&IntOrString>,
     port: i32,
     protocol: &str,
@@ -110,7 +111,7 @@ pub fn find_port(
 
 /// The pods behind `svc` with their state and ports, sorted by IP then
 /// name (the input to both controllers' plans).
-pub fn backends(svc: &Service, pods: &[&Pod]) -> Vec<Backend> {
+pub fn backends(svc: &Service, pods: &[&SlimPod]) -> Vec<Backend> {
     let spec = svc.spec.clone().unwrap_or_default();
     let publish = spec.publish_not_ready_addresses.unwrap_or(false);
     let svc_name = svc.metadata.name.clone().unwrap_or_default();

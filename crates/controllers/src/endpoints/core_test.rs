@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::core::{backends, find_port};
 use super::slices::{self, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 use super::subsets::{self, Plan};
+use crate::slim_pod::SlimPod;
 use crate::test_fixtures::{labels, time, NOW_MS};
 
 fn service(target: IntOrString, publish: bool) -> Service {
@@ -41,8 +42,8 @@ fn service(target: IntOrString, publish: bool) -> Service {
 }
 
 /// A pod: `ready`, `deleting`, its IP, its `http` port number.
-fn pod(name: &str, ip: &str, ready: bool, deleting: bool, http_port: i32) -> Pod {
-    Pod {
+fn pod(name: &str, ip: &str, ready: bool, deleting: bool, http_port: i32) -> SlimPod {
+    SlimPod::from(Pod {
         metadata: ObjectMeta {
             name: Some(name.into()),
             namespace: Some("default".into()),
@@ -74,7 +75,7 @@ fn pod(name: &str, ip: &str, ready: bool, deleting: bool, http_port: i32) -> Pod
             }]),
             ..Default::default()
         }),
-    }
+    })
 }
 
 fn ips(addrs: &Option<Vec<k8s_openapi::api::core::v1::EndpointAddress>>) -> Vec<String> {
@@ -86,7 +87,7 @@ fn readiness_terminating_and_publish() {
     struct Case {
         name: &'static str,
         publish: bool,
-        pods: Vec<Pod>,
+        pods: Vec<SlimPod>,
         ready: &'static [&'static str],
         not_ready: &'static [&'static str],
         /// (ip, ready, serving, terminating) in the slice.
@@ -146,7 +147,7 @@ fn readiness_terminating_and_publish() {
     ];
     for c in cases {
         let svc = service(IntOrString::String("http".into()), c.publish);
-        let pods: Vec<&Pod> = c.pods.iter().collect();
+        let pods: Vec<&SlimPod> = c.pods.iter().collect();
         let subsets = subsets::subsets("default", backends(&svc, &pods));
         let got_ready: Vec<String> = subsets.iter().flat_map(|s| ips(&s.addresses)).collect();
         let got_not: Vec<String> = subsets
@@ -356,7 +357,7 @@ fn slice_plan_reuses_updates_and_deletes() {
 #[test]
 fn slices_hold_at_most_100_endpoints() {
     let svc = service(IntOrString::Int(8080), false);
-    let pods: Vec<Pod> = (0..250)
+    let pods: Vec<SlimPod> = (0..250)
         .map(|i| {
             pod(
                 &format!("p{i}"),
@@ -367,7 +368,7 @@ fn slices_hold_at_most_100_endpoints() {
             )
         })
         .collect();
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<&SlimPod> = pods.iter().collect();
     let plan = slices::plan(
         Some(&svc),
         backends(&svc, &refs),

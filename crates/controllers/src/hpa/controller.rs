@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -30,6 +29,7 @@ use crate::hpa::behavior::{self, History};
 use crate::hpa::core::{self, Input, Scale};
 use crate::hpa::replicas::{milli_value, Sample, Samples};
 use crate::runtime::{informer::event_objects, key_of, split_key, Informer, Reconciler, WorkQueue};
+use crate::slim_pod::SlimPod;
 
 /// The controller's name in logs and events.
 pub const NAME: &str = "horizontal-pod-autoscaler";
@@ -220,7 +220,7 @@ impl Reconciler for HpaController {
         let scale = self.read_scale(&hpa, ns).await;
         let (pods, metrics) = match &scale {
             Ok((_, s)) if !s.selector.is_empty() => {
-                let pods = Api::<Pod>::namespaced(self.client.clone(), ns)
+                let pods = Api::<SlimPod>::namespaced(self.client.clone(), ns)
                     .list(&ListParams::default().labels(&s.selector))
                     .await
                     .map_err(|e| ControllerError::api(format!("listing pods of HPA {key}"), e))?
@@ -229,7 +229,7 @@ impl Reconciler for HpaController {
             }
             _ => (Vec::new(), Ok(Vec::new())),
         };
-        let pod_refs: Vec<&Pod> = pods.iter().collect();
+        let pod_refs: Vec<&SlimPod> = pods.iter().collect();
         let by_resource =
             |resource: &str| samples(metrics.as_ref().map(Vec::as_slice).unwrap_or(&[]), resource);
         let now = (self.clock)();

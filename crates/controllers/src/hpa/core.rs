@@ -15,12 +15,12 @@ use k8s_openapi::api::autoscaling::v2::{
     HorizontalPodAutoscaler, HorizontalPodAutoscalerCondition, HorizontalPodAutoscalerStatus,
     MetricSpec, MetricStatus, MetricValueStatus, ResourceMetricStatus,
 };
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::clock;
 use crate::hpa::behavior::{self, History};
 use crate::hpa::replicas::{self, Samples, Target};
+use crate::slim_pod::SlimPod;
 
 /// What the controller read for one HPA.
 pub struct Input<'a> {
@@ -29,7 +29,7 @@ pub struct Input<'a> {
     /// The target's Scale, or why it could not be read.
     pub scale: Result<Scale, String>,
     /// The pods the Scale's selector selects.
-    pub pods: &'a [&'a Pod],
+    pub pods: &'a [&'a SlimPod],
     /// Their usage by resource name (`cpu`, `memory`), or why the metrics
     /// API did not answer.
     pub metrics: Result<&'a dyn Fn(&str) -> Samples, String>,

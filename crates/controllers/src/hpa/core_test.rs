@@ -3,13 +3,13 @@
 #![allow(clippy::type_complexity)] // the case tables
 
 use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscaler, HorizontalPodAutoscalerStatus};
-use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 
 use super::behavior::{self, History, ScaleEvent};
 use super::core::{self, Input, Plan, Scale};
 use super::replicas::{self, Sample, Samples, Target};
 use crate::clock;
+use crate::slim_pod::SlimPod;
 
 /// "Now" for every test, ms since the epoch.
 const NOW: i64 = 1_700_000_000_000;
@@ -17,7 +17,7 @@ const MIN: i64 = 60_000;
 
 /// A Running pod started `started_ago` ms before NOW, Ready since then
 /// (or not), with one container `app` requesting `cpu` (if given).
-fn pod(name: &str, cpu: Option<&str>, phase: &str, ready: bool, started_ago: i64) -> Pod {
+fn pod(name: &str, cpu: Option<&str>, phase: &str, ready: bool, started_ago: i64) -> SlimPod {
     let resources = match cpu {
         Some(c) => json!({"requests": {"cpu": c, "memory": "64Mi"}}),
         None => json!({"requests": {"memory": "64Mi"}}),
@@ -36,7 +36,7 @@ fn pod(name: &str, cpu: Option<&str>, phase: &str, ready: bool, started_ago: i64
 }
 
 /// A Running, ready pod requesting 500m, started 10 minutes ago.
-fn ready(name: &str) -> Pod {
+fn ready(name: &str) -> SlimPod {
     pod(name, Some("500m"), "Running", true, 10 * MIN)
 }
 
@@ -55,8 +55,13 @@ fn samples(values: &[(&str, i64)]) -> Samples {
         .collect()
 }
 
-fn calc(current: i32, target: Target, pods: &[Pod], usage: &[(&str, i64)]) -> Result<i32, String> {
-    let refs: Vec<&Pod> = pods.iter().collect();
+fn calc(
+    current: i32,
+    target: Target,
+    pods: &[SlimPod],
+    usage: &[(&str, i64)],
+) -> Result<i32, String> {
+    let refs: Vec<&SlimPod> = pods.iter().collect();
     replicas::resource_replicas(current, target, "cpu", &refs, &samples(usage), NOW)
         .map(|p| p.replicas)
 }
@@ -191,7 +196,7 @@ fn cpu_samples_of_pods_still_starting_are_unready() {
     assert_eq!(calc(4, Target::Utilization(50), &pods, usage), Ok(4));
     // For memory the readiness rule does not apply: every sample counts,
     // 2900m / 4 = 725m against 310m → ceil(2.34 × 4) = 10.
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<&SlimPod> = pods.iter().collect();
     let mut mem_pods = refs.clone();
     mem_pods.truncate(4);
     let got = replicas::resource_replicas(
@@ -443,10 +448,10 @@ fn cpu50() -> serde_json::Value {
 fn run(
     h: &HorizontalPodAutoscaler,
     scale: Result<i32, String>,
-    pods: &[Pod],
+    pods: &[SlimPod],
     usage: &[(&str, i64)],
 ) -> Plan {
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<&SlimPod> = pods.iter().collect();
     let by = |r: &str| {
         if r == "cpu" {
             samples(usage)
@@ -617,7 +622,7 @@ fn reconcile_scale_down_waits_for_the_window_and_respects_min() {
     let h = hpa(cpu50());
     let pods = [ready("a"), ready("b"), ready("c")];
     let idle = &[("a", 10), ("b", 10), ("c", 10)];
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<&SlimPod> = pods.iter().collect();
     let by = |_: &str| samples(idle);
     let mut history = History::default();
     let at = |now: i64, history: &mut History| {

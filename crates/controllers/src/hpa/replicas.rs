@@ -17,9 +17,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Pod;
-
 use crate::pod_util;
+use crate::slim_pod::SlimPod;
 
 /// Changes of less than 10% of the target are ignored
 /// (`--horizontal-pod-autoscaler-tolerance`).
@@ -66,7 +65,7 @@ struct Groups {
     ignored: BTreeSet<String>,
 }
 
-fn group_pods(pods: &[&Pod], samples: &Samples, resource: &str, now_ms: i64) -> Groups {
+fn group_pods(pods: &[&SlimPod], samples: &Samples, resource: &str, now_ms: i64) -> Groups {
     let mut g = Groups {
         ready: 0,
         unready: BTreeSet::new(),
@@ -100,7 +99,7 @@ fn group_pods(pods: &[&Pod], samples: &Samples, resource: &str, now_ms: i64) -> 
 /// Whether a pod's cpu sample should be left out (upstream's rule: during
 /// the initialization period, unless ready for a whole window; after it,
 /// only if the pod never became ready).
-fn cpu_unready(pod: &Pod, sample: &Sample, now_ms: i64) -> bool {
+fn cpu_unready(pod: &SlimPod, sample: &Sample, now_ms: i64) -> bool {
     let condition = pod_util::condition(pod, "Ready");
     let start = pod
         .status
@@ -126,7 +125,7 @@ fn cpu_unready(pod: &Pod, sample: &Sample, now_ms: i64) -> bool {
 /// Each pod's request of `resource` (milli units), summed over its
 /// containers; an error names the first container without one, in
 /// upstream's words.
-pub fn pod_requests(pods: &[&Pod], resource: &str) -> Result<BTreeMap<String, i64>, String> {
+pub fn pod_requests(pods: &[&SlimPod], resource: &str) -> Result<BTreeMap<String, i64>, String> {
     let mut out = BTreeMap::new();
     for pod in pods {
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -232,7 +231,7 @@ pub fn resource_replicas(
     current: i32,
     target: Target,
     resource: &str,
-    pods: &[&Pod],
+    pods: &[&SlimPod],
     samples: &Samples,
     now_ms: i64,
 ) -> Result<Proposal, String> {

@@ -28,6 +28,7 @@ use crate::names::generate_name;
 use crate::owner::controller_ref;
 use crate::replicaset::core::PodRef;
 use crate::runtime::{informer::event_objects, key_of, split_key, Informer, Reconciler, WorkQueue};
+use crate::slim_pod::SlimPod;
 
 /// The controller's name in logs and events.
 pub const NAME: &str = "job";
@@ -36,7 +37,7 @@ pub const NAME: &str = "job";
 pub struct JobController {
     client: Client,
     jobs: Store<Job>,
-    pods: Store<Pod>,
+    pods: Store<SlimPod>,
     expectations: Arc<Expectations>,
     clock: Clock,
 }
@@ -47,7 +48,7 @@ impl JobController {
     pub fn new(
         client: Client,
         job_informer: &mut Informer<Job>,
-        pod_informer: &mut Informer<Pod>,
+        pod_informer: &mut Informer<SlimPod>,
         queue: &WorkQueue,
     ) -> Arc<JobController> {
         let expectations = Arc::new(Expectations::default());
@@ -259,7 +260,7 @@ impl Reconciler for JobController {
         };
         let uid = job.metadata.uid.clone().unwrap_or_default();
         let all = self.pods.state();
-        let pods: Vec<&Pod> = all
+        let pods: Vec<&SlimPod> = all
             .iter()
             .map(|p| p.as_ref())
             .filter(|p| p.metadata.namespace.as_deref() == Some(ns))

@@ -22,6 +22,7 @@ use crate::job::indexes::{
 use crate::owner::new_controller_ref;
 use crate::pod_util::{created_ms, is_active, is_assigned, is_ready, millis, phase};
 use crate::replicaset::core::PodRef;
+use crate::slim_pod::SlimPod;
 
 /// Most pods one reconcile creates (Kubernetes' `MaxPodCreateDeletePerSync`).
 pub const MAX_POD_CREATE_DELETE_PER_SYNC: i32 = 500;
@@ -63,7 +64,7 @@ pub struct Input<'a> {
     /// The Job.
     pub job: &'a Job,
     /// The pods it controls (controller reference to its uid).
-    pub pods: &'a [&'a Pod],
+    pub pods: &'a [&'a SlimPod],
     /// Whether earlier creations/deletions have been observed; if not, no
     /// pods are created or deleted this time.
     pub may_manage: bool,
@@ -71,7 +72,7 @@ pub struct Input<'a> {
     pub now_ms: i64,
 }
 
-fn pod_ref(pod: &Pod) -> PodRef {
+fn pod_ref(pod: &SlimPod) -> PodRef {
     PodRef {
         name: pod.metadata.name.clone().unwrap_or_default(),
         uid: pod.metadata.uid.clone().unwrap_or_default(),
@@ -109,7 +110,7 @@ fn set_condition(conditions: &mut Vec<JobCondition>, new: JobCondition) {
 
 /// When a terminated pod finished: the latest container termination, else
 /// its creation.
-fn finished_ms(pod: &Pod) -> i64 {
+fn finished_ms(pod: &SlimPod) -> i64 {
     let status = pod.status.as_ref();
     status
         .and_then(|s| s.container_statuses.as_deref())
@@ -123,7 +124,7 @@ fn finished_ms(pod: &Pod) -> i64 {
 
 /// Deletion preference among active pods: unscheduled, then not ready,
 /// then the newest (a cut-down `ActivePods` ordering).
-fn deletion_rank(pod: &Pod) -> (bool, bool, i64) {
+fn deletion_rank(pod: &SlimPod) -> (bool, bool, i64) {
     (is_assigned(pod), is_ready(pod), -created_ms(&pod.metadata))
 }
 
@@ -135,7 +136,7 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
     let spec = job.spec.clone().unwrap_or_default();
     let old = job.status.clone().unwrap_or_default();
     let mut status = old.clone();
-    let active: Vec<&Pod> = input
+    let active: Vec<&SlimPod> = input
         .pods
         .iter()
         .copied()
@@ -167,13 +168,13 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
     let indexed = spec.completion_mode.as_deref() == Some("Indexed");
     let parallelism = spec.parallelism.unwrap_or(1).max(0);
     let backoff_limit = spec.backoff_limit.unwrap_or(DEFAULT_BACKOFF_LIMIT);
-    let succeeded_pods: Vec<&Pod> = input
+    let succeeded_pods: Vec<&SlimPod> = input
         .pods
         .iter()
         .copied()
         .filter(|p| phase(p) == "Succeeded")
         .collect();
-    let failed_pods: Vec<&Pod> = input
+    let failed_pods: Vec<&SlimPod> = input
         .pods
         .iter()
         .copied()
@@ -371,7 +372,7 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
             let c = completions.unwrap_or(0);
             // One active pod per pending index; duplicates, strays and
             // pods of completed indexes go.
-            let mut by_index: BTreeMap<i32, &Pod> = BTreeMap::new();
+            let mut by_index: BTreeMap<i32, &SlimPod> = BTreeMap::new();
             let mut sorted = active.clone();
             sorted.sort_by_key(|p| std::cmp::Reverse(deletion_rank(p)));
             for p in sorted {
@@ -436,7 +437,7 @@ fn finish_status(
     conditions: Vec<JobCondition>,
     succeeded: i32,
     failed: i32,
-    active: &[&Pod],
+    active: &[&SlimPod],
     completed: Option<&BTreeSet<i32>>,
 ) {
     status.succeeded = Some(succeeded);

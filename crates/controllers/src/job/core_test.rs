@@ -2,12 +2,13 @@
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus};
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodStatus,
+    ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::core::*;
 use super::indexes::COMPLETION_INDEX_ANNOTATION;
+use crate::slim_pod::SlimPod;
 use crate::test_fixtures::*;
 
 fn job(f: impl FnOnce(&mut JobSpec)) -> Job {
@@ -41,8 +42,8 @@ fn with_status(mut j: Job, f: impl FnOnce(&mut JobStatus)) -> Job {
 
 /// A pod of the Job: phase, index, seconds since it finished (terminated
 /// pods) or was created.
-fn jpod(name: &str, phase: &str, index: Option<i32>, secs_ago: i64) -> Pod {
-    let mut p = pod(name, None, RUNNING_READY);
+fn jpod(name: &str, phase: &str, index: Option<i32>, secs_ago: i64) -> SlimPod {
+    let mut p = full_pod(name, None, RUNNING_READY);
     p.metadata.owner_references = Some(vec![OwnerReference {
         api_version: "batch/v1".into(),
         kind: "Job".into(),
@@ -80,11 +81,11 @@ fn jpod(name: &str, phase: &str, index: Option<i32>, secs_ago: i64) -> Pod {
         }]),
         ..Default::default()
     });
-    p
+    p.into()
 }
 
-fn run(job: &Job, pods: &[Pod]) -> Plan {
-    let refs: Vec<&Pod> = pods.iter().collect();
+fn run(job: &Job, pods: &[SlimPod]) -> Plan {
+    let refs: Vec<&SlimPod> = pods.iter().collect();
     reconcile(&Input {
         job,
         pods: &refs,
@@ -261,7 +262,7 @@ fn indexed_job_creates_missing_indexes() {
     assert_eq!(st.succeeded, Some(2));
 
     // All indexes done: Complete.
-    let done: Vec<Pod> = (0..5)
+    let done: Vec<SlimPod> = (0..5)
         .map(|i| jpod(&format!("pi-{i}"), "Succeeded", Some(i), 1))
         .collect();
     let st = run(&j, &done).status.unwrap();

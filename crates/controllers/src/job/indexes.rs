@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::Pod;
+use crate::slim_pod::SlimPod;
 
 /// Annotation (and, since Kubernetes 1.28, label) with a pod's index.
 pub const COMPLETION_INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
@@ -14,7 +14,7 @@ pub const COMPLETION_INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completio
 pub const COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 
 /// A pod's completion index, if it has a valid one below `completions`.
-pub fn pod_index(pod: &Pod, completions: i32) -> Option<i32> {
+pub fn pod_index(pod: &SlimPod, completions: i32) -> Option<i32> {
     let v = pod
         .metadata
         .annotations

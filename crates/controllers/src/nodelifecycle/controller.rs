@@ -22,6 +22,7 @@ use crate::events;
 use crate::nodelifecycle::eviction::eviction_time;
 use crate::nodelifecycle::health::{decide, observe, Health, NodeUpdate};
 use crate::pod_util::{is_active, millis, node_name};
+use crate::slim_pod::SlimPod;
 
 /// The controller's name in logs and events.
 pub const NAME: &str = "node-lifecycle";
@@ -33,7 +34,7 @@ pub struct NodeLifecycleController {
     client: Client,
     nodes: Store<Node>,
     leases: Store<Lease>,
-    pods: Store<Pod>,
+    pods: Store<SlimPod>,
     config: ControllersConfig,
     health: std::sync::Mutex<HashMap<String, Health>>,
 }
@@ -44,7 +45,7 @@ impl NodeLifecycleController {
         client: Client,
         nodes: Store<Node>,
         leases: Store<Lease>,
-        pods: Store<Pod>,
+        pods: Store<SlimPod>,
         config: ControllersConfig,
     ) -> Arc<NodeLifecycleController> {
         Arc::new(NodeLifecycleController {
@@ -112,7 +113,7 @@ impl NodeLifecycleController {
         node: &Node,
         update: &NodeUpdate,
         now: i64,
-        by_node: &HashMap<String, Vec<Arc<Pod>>>,
+        by_node: &HashMap<String, Vec<Arc<SlimPod>>>,
     ) -> Result<(), ControllerError> {
         let api: Api<Node> = Api::all(self.client.clone());
         let name = node.name_any();
@@ -173,7 +174,7 @@ impl NodeLifecycleController {
     async fn evict(
         &self,
         now: i64,
-        by_node: &HashMap<String, Vec<Arc<Pod>>>,
+        by_node: &HashMap<String, Vec<Arc<SlimPod>>>,
     ) -> Result<(), ControllerError> {
         let mut first_error = None;
         let default_s = self.config.default_toleration_seconds;
@@ -251,8 +252,8 @@ fn has_no_execute_taint(node: &Node) -> bool {
 }
 
 /// The active pods of each node, from one pass over the pod cache.
-fn active_pods_by_node(pods: &Store<Pod>) -> HashMap<String, Vec<Arc<Pod>>> {
-    let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
+fn active_pods_by_node(pods: &Store<SlimPod>) -> HashMap<String, Vec<Arc<SlimPod>>> {
+    let mut by_node: HashMap<String, Vec<Arc<SlimPod>>> = HashMap::new();
     for pod in pods.state() {
         if !is_active(&pod) {
             continue;

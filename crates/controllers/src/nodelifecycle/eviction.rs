@@ -9,10 +9,11 @@
 //! may not, so pods lacking them are treated as if they had them with
 //! `default_toleration_seconds`.
 
-use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Taint, Toleration};
 
 use crate::nodelifecycle::health::{TAINT_NOT_READY, TAINT_UNREACHABLE};
 use crate::pod_util::millis;
+use crate::slim_pod::SlimPod;
 
 /// `ToleratesTaint` (`k8s.io/api/core/v1/toleration.go`).
 pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
@@ -36,7 +37,7 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
 }
 
 /// The pod's tolerations plus the defaults it would have got at admission.
-fn effective_tolerations(pod: &Pod, default_seconds: i64) -> Vec<Toleration> {
+fn effective_tolerations(pod: &SlimPod, default_seconds: i64) -> Vec<Toleration> {
     let mut tolerations = pod
         .spec
         .as_ref()
@@ -65,7 +66,7 @@ fn effective_tolerations(pod: &Pod, default_seconds: i64) -> Vec<Toleration> {
 /// When the pod must be evicted (ms), or `None` if never. `now_ms` stands
 /// in for taints without `timeAdded`.
 pub fn eviction_time(
-    pod: &Pod,
+    pod: &SlimPod,
     taints: &[Taint],
     default_seconds: i64,
     now_ms: i64,

@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
 use super::eviction::{eviction_time, tolerates};
 use super::health::*;
+use crate::slim_pod::SlimPod;
 use crate::test_fixtures::{time, NOW_MS};
 
 const GRACE: i64 = 40_000;
@@ -192,14 +193,14 @@ fn conditions_and_taints_follow_health() {
     }
 }
 
-fn pod(tolerations: Vec<Toleration>) -> Pod {
-    Pod {
+fn pod(tolerations: Vec<Toleration>) -> SlimPod {
+    SlimPod::from(Pod {
         spec: Some(PodSpec {
             tolerations: Some(tolerations),
             ..Default::default()
         }),
         ..Default::default()
-    }
+    })
 }
 
 fn toleration(key: &str, seconds: Option<i64>) -> Toleration {
@@ -232,7 +233,7 @@ fn eviction_times() {
         value: None,
         time_added: None,
     };
-    let cases: Vec<(&str, Pod, Vec<Taint>, Option<i64>)> = vec![
+    let cases: Vec<(&str, SlimPod, Vec<Taint>, Option<i64>)> = vec![
         (
             "default 300 s",
             pod(vec![]),

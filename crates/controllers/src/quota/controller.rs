@@ -30,6 +30,7 @@ use kube::{Api, Client, ResourceExt};
 use crate::error::{is_status, ControllerError};
 use crate::quota::core::{self, Objects, Source};
 use crate::runtime::{Informer, Reconciler, WorkQueue};
+use crate::slim_pod::SlimPod;
 
 /// The controller's name in logs.
 pub const NAME: &str = "resourcequota";
@@ -83,7 +84,7 @@ fn follow<K>(
 
 /// Whether a pod update may have lowered its usage: it finished or is
 /// being deleted.
-fn pod_released(p: &Pod) -> bool {
+fn pod_released(p: &SlimPod) -> bool {
     p.metadata.deletion_timestamp.is_some()
         || matches!(
             p.status.as_ref().and_then(|s| s.phase.as_deref()),
@@ -112,7 +113,7 @@ impl QuotaController {
     pub fn new(
         client: Client,
         quotas: &mut Informer<ResourceQuota>,
-        pods: &mut Informer<Pod>,
+        pods: &mut Informer<SlimPod>,
         services: &mut Informer<Service>,
         claims: &mut Informer<PersistentVolumeClaim>,
         queue: &WorkQueue,

@@ -38,6 +38,7 @@ use crate::pod_util::millis;
 use crate::replicaset::core::{self, Input, Plan, PodRef};
 use crate::runtime::{informer::event_objects, key_of, split_key, Informer, Reconciler, WorkQueue};
 use crate::selector;
+use crate::slim_pod::SlimPod;
 
 /// The controller's name in logs and events.
 pub const NAME: &str = "replicaset";
@@ -46,7 +47,7 @@ pub const NAME: &str = "replicaset";
 pub struct ReplicaSetController {
     client: Client,
     replicasets: Store<ReplicaSet>,
-    pods: Store<Pod>,
+    pods: Store<SlimPod>,
     expectations: Arc<Expectations>,
 }
 
@@ -56,7 +57,7 @@ impl ReplicaSetController {
     pub fn new(
         client: Client,
         rs_informer: &mut Informer<ReplicaSet>,
-        pod_informer: &mut Informer<Pod>,
+        pod_informer: &mut Informer<SlimPod>,
         queue: &WorkQueue,
     ) -> Arc<ReplicaSetController> {
         let expectations = Arc::new(Expectations::default());
@@ -343,7 +344,7 @@ impl Reconciler for ReplicaSetController {
             return Ok(None);
         };
         let all = self.pods.state();
-        let pods: Vec<&Pod> = all
+        let pods: Vec<&SlimPod> = all
             .iter()
             .map(|p| p.as_ref())
             .filter(|p| p.metadata.namespace.as_deref() == Some(ns))

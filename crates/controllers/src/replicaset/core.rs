@@ -12,6 +12,7 @@ use crate::owner::{claim, new_controller_ref, Claim};
 use crate::pod_util::{is_active, is_available, is_ready, millis_until_available};
 use crate::replicaset::ranking::deletion_order;
 use crate::selector;
+use crate::slim_pod::SlimPod;
 
 /// Most pods one reconcile creates or deletes (Kubernetes' `BurstReplicas`).
 pub const BURST_REPLICAS: i32 = 500;
@@ -27,7 +28,7 @@ pub struct PodRef {
 }
 
 impl PodRef {
-    fn of(pod: &Pod) -> PodRef {
+    fn of(pod: &SlimPod) -> PodRef {
         PodRef {
             name: pod.metadata.name.clone().unwrap_or_default(),
             uid: pod.metadata.uid.clone().unwrap_or_default(),
@@ -58,7 +59,7 @@ pub struct Input<'a> {
     /// The ReplicaSet.
     pub rs: &'a ReplicaSet,
     /// Every pod of its namespace (the controller filters).
-    pub pods: &'a [&'a Pod],
+    pub pods: &'a [&'a SlimPod],
     /// Whether earlier creations/deletions have been observed
     /// ([`crate::expectations`]); if not, only claims and status happen.
     pub may_manage: bool,
@@ -73,7 +74,7 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
     let spec = &rs.spec;
     let uid = rs.metadata.uid.as_deref().unwrap_or_default();
     let deleting = rs.metadata.deletion_timestamp.is_some();
-    let mut owned: Vec<&Pod> = Vec::new();
+    let mut owned: Vec<&SlimPod> = Vec::new();
     for pod in input.pods.iter().copied() {
         // Kubernetes claims only active pods (FilterActivePods first).
         if !is_active(pod) {
@@ -121,7 +122,7 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
 }
 
 /// The status for the owned active pods (`calculateStatus`).
-pub fn calculate_status(rs: &ReplicaSet, owned: &[&Pod], now_ms: i64) -> ReplicaSetStatus {
+pub fn calculate_status(rs: &ReplicaSet, owned: &[&SlimPod], now_ms: i64) -> ReplicaSetStatus {
     let spec = &rs.spec;
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let template_labels = spec
@@ -129,10 +130,10 @@ pub fn calculate_status(rs: &ReplicaSet, owned: &[&Pod], now_ms: i64) -> Replica
         .as_ref()
         .and_then(|t| t.metadata.as_ref())
         .and_then(|m| m.labels.as_ref());
-    let count = |f: &dyn Fn(&Pod) -> bool| {
+    let count = |f: &dyn Fn(&SlimPod) -> bool| {
         i32::try_from(owned.iter().filter(|p| f(p)).count()).unwrap_or(i32::MAX)
     };
-    let fully_labeled = count(&|p: &Pod| {
+    let fully_labeled = count(&|p: &SlimPod| {
         template_labels.is_none_or(|want| {
             want.iter()
                 .all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v))
@@ -142,8 +143,8 @@ pub fn calculate_status(rs: &ReplicaSet, owned: &[&Pod], now_ms: i64) -> Replica
     ReplicaSetStatus {
         replicas: i32::try_from(owned.len()).unwrap_or(i32::MAX),
         fully_labeled_replicas: Some(fully_labeled),
-        ready_replicas: Some(count(&|p: &Pod| is_ready(p))),
-        available_replicas: Some(count(&|p: &Pod| is_available(p, min_ready, now_ms))),
+        ready_replicas: Some(count(&|p: &SlimPod| is_ready(p))),
+        available_replicas: Some(count(&|p: &SlimPod| is_available(p, min_ready, now_ms))),
         observed_generation: rs.metadata.generation,
         // ReplicaFailure is set by the I/O side when a create fails.
         conditions: previous.and_then(|s| s.conditions.clone()),

@@ -1,9 +1,8 @@
 //! Table-driven tests of the ReplicaSet decision.
 
-use k8s_openapi::api::core::v1::Pod;
-
 use super::core::{calculate_status, pod_from_template, reconcile, Input, BURST_REPLICAS};
 use super::ranking::deletion_order;
+use crate::slim_pod::SlimPod;
 use crate::test_fixtures::*;
 
 fn names(refs: &[super::core::PodRef]) -> Vec<&str> {
@@ -16,7 +15,7 @@ fn scales_up_down_and_claims() {
     struct Case {
         name: &'static str,
         replicas: i32,
-        pods: Vec<Pod>,
+        pods: Vec<SlimPod>,
         may_manage: bool,
         create: i32,
         delete: usize,
@@ -125,7 +124,7 @@ fn scales_up_down_and_claims() {
     ];
     for c in cases {
         let rs = replicaset("rs", c.replicas);
-        let pods: Vec<&Pod> = c.pods.iter().collect();
+        let pods: Vec<&SlimPod> = c.pods.iter().collect();
         let plan = reconcile(&Input {
             rs: &rs,
             pods: &pods,
@@ -221,7 +220,7 @@ fn scale_down_removes_least_valuable_first() {
             },
         ),
     ];
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<&SlimPod> = pods.iter().collect();
     // n1 holds 7 pods, n2 two: pods on n1 rank as more crowded.
     let order: Vec<&str> = deletion_order(&refs, &refs)
         .iter()
@@ -276,7 +275,7 @@ fn status_counts_ready_and_available_with_min_ready_seconds() {
         ),
         unlabeled,
     ];
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<&SlimPod> = pods.iter().collect();
     let s = calculate_status(&rs, &refs, NOW_MS);
     assert_eq!(s.replicas, 3);
     assert_eq!(s.fully_labeled_replicas, Some(2));
@@ -284,7 +283,7 @@ fn status_counts_ready_and_available_with_min_ready_seconds() {
     assert_eq!(s.available_replicas, Some(1));
     assert_eq!(s.observed_generation, Some(4));
     // The pod ready for 10 s becomes available in 20 s: requeue then.
-    let owned: Vec<&Pod> = refs[..2].to_vec();
+    let owned: Vec<&SlimPod> = refs[..2].to_vec();
     let plan = reconcile(&Input {
         rs: &rs,
         pods: &owned,

@@ -15,13 +15,12 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::Pod;
-
 use crate::pod_util::{
     created_ms, is_assigned, is_ready, node_name, phase, ready_since, restart_count,
 };
+use crate::slim_pod::SlimPod;
 
-fn phase_rank(pod: &Pod) -> u8 {
+fn phase_rank(pod: &SlimPod) -> u8 {
     match phase(pod) {
         "Pending" => 0,
         "Unknown" => 1,
@@ -32,20 +31,20 @@ fn phase_rank(pod: &Pod) -> u8 {
 
 /// Returns `pods` sorted with the first to delete first. `related` are the
 /// pods whose co-location counts for rule 4 (the owner's active pods).
-pub fn deletion_order<'a>(pods: &[&'a Pod], related: &[&Pod]) -> Vec<&'a Pod> {
+pub fn deletion_order<'a>(pods: &[&'a SlimPod], related: &[&SlimPod]) -> Vec<&'a SlimPod> {
     let mut per_node: HashMap<&str, usize> = HashMap::new();
     for p in related {
         if let Some(n) = node_name(p) {
             *per_node.entry(n).or_default() += 1;
         }
     }
-    let rank = |p: &Pod| {
+    let rank = |p: &SlimPod| {
         node_name(p)
             .and_then(|n| per_node.get(n))
             .copied()
             .unwrap_or(0)
     };
-    let mut out: Vec<&Pod> = pods.to_vec();
+    let mut out: Vec<&SlimPod> = pods.to_vec();
     out.sort_by(|a, b| {
         is_assigned(a)
             .cmp(&is_assigned(b))

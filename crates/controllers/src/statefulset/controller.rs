@@ -29,6 +29,7 @@ use crate::expectations::Expectations;
 use crate::owner::controller_ref;
 use crate::revision::{self, owned_revisions, revision_template};
 use crate::runtime::{informer::event_objects, key_of, split_key, Informer, Reconciler, WorkQueue};
+use crate::slim_pod::SlimPod;
 use crate::statefulset::core::{self, Input, Plan, Revision};
 use crate::statefulset::identity::pod_revision;
 
@@ -39,7 +40,7 @@ pub const NAME: &str = "statefulset";
 pub struct StatefulSetController {
     client: Client,
     statefulsets: Store<StatefulSet>,
-    pods: Store<Pod>,
+    pods: Store<SlimPod>,
     claims: Store<PersistentVolumeClaim>,
     revisions: Store<ControllerRevision>,
     expectations: Arc<Expectations>,
@@ -52,7 +53,7 @@ impl StatefulSetController {
     pub fn new(
         client: Client,
         sts_informer: &mut Informer<StatefulSet>,
-        pod_informer: &mut Informer<Pod>,
+        pod_informer: &mut Informer<SlimPod>,
         claims: Store<PersistentVolumeClaim>,
         revisions: Store<ControllerRevision>,
         queue: &WorkQueue,
@@ -260,7 +261,7 @@ impl Reconciler for StatefulSetController {
         };
         let uid = sts.metadata.uid.clone().unwrap_or_default();
         let all = self.pods.state();
-        let pods: Vec<&Pod> = all
+        let pods: Vec<&SlimPod> = all
             .iter()
             .map(|p| p.as_ref())
             .filter(|p| p.metadata.namespace.as_deref() == Some(ns))

@@ -25,6 +25,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::pod_util::{is_available, is_ready, millis_until_available, phase};
 use crate::replicaset::core::PodRef;
+use crate::slim_pod::SlimPod;
 use crate::statefulset::identity::{
     claim_name, claims_for, new_pod, ordinal_of, pod_revision, retention_deletes,
 };
@@ -44,7 +45,7 @@ pub struct Input<'a> {
     /// The StatefulSet.
     pub sts: &'a StatefulSet,
     /// The pods it controls.
-    pub pods: &'a [&'a Pod],
+    pub pods: &'a [&'a SlimPod],
     /// Names of the PersistentVolumeClaims of its namespace.
     pub claims: &'a BTreeSet<String>,
     /// The revision the pods are at (`status.currentRevision`, or the
@@ -75,28 +76,28 @@ pub struct Plan {
     pub requeue_after_ms: Option<i64>,
 }
 
-fn pod_ref(pod: &Pod) -> PodRef {
+fn pod_ref(pod: &SlimPod) -> PodRef {
     PodRef {
         name: pod.metadata.name.clone().unwrap_or_default(),
         uid: pod.metadata.uid.clone().unwrap_or_default(),
     }
 }
 
-fn terminating(pod: &Pod) -> bool {
+fn terminating(pod: &SlimPod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
 }
 
-fn finished(pod: &Pod) -> bool {
+fn finished(pod: &SlimPod) -> bool {
     matches!(phase(pod), "Failed" | "Succeeded")
 }
 
 /// `isRunningAndReady`.
-fn running_and_ready(pod: &Pod) -> bool {
+fn running_and_ready(pod: &SlimPod) -> bool {
     phase(pod) == "Running" && is_ready(pod)
 }
 
 /// `isHealthy` with `minReadySeconds`: running, available, not terminating.
-fn healthy(pod: &Pod, min_ready: i32, now: i64) -> bool {
+fn healthy(pod: &SlimPod, min_ready: i32, now: i64) -> bool {
     running_and_ready(pod) && is_available(pod, min_ready, now) && !terminating(pod)
 }
 
@@ -163,8 +164,8 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
     let mut plan = Plan::default();
 
     // Slots (index = ordinal - start) and condemned pods, highest first.
-    let mut slots: Vec<Option<&Pod>> = vec![None; usize::try_from(replicas).unwrap_or(0)];
-    let mut condemned: Vec<(i32, &Pod)> = Vec::new();
+    let mut slots: Vec<Option<&SlimPod>> = vec![None; usize::try_from(replicas).unwrap_or(0)];
+    let mut condemned: Vec<(i32, &SlimPod)> = Vec::new();
     for pod in input.pods.iter().copied() {
         let Some(ord) = ordinal_of(name, pod.metadata.name.as_deref().unwrap_or_default()) else {
             continue;
@@ -196,8 +197,8 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
 fn manage(
     input: &Input<'_>,
     plan: &mut Plan,
-    slots: &[Option<&Pod>],
-    condemned: &[(i32, &Pod)],
+    slots: &[Option<&SlimPod>],
+    condemned: &[(i32, &SlimPod)],
     start: i32,
     monotonic: bool,
 ) {
@@ -293,7 +294,7 @@ fn scaled_claims(
     plan: &mut Plan,
     start: i32,
     slots: usize,
-    condemned: &[(i32, &Pod)],
+    condemned: &[(i32, &SlimPod)],
 ) {
     let sts = input.sts;
     let name = sts.metadata.name.as_deref().unwrap_or_default();
@@ -319,8 +320,8 @@ fn scaled_claims(
 /// `computeReplicaStatus` plus `completeRollingUpdate`.
 fn status(
     input: &Input<'_>,
-    slots: &[Option<&Pod>],
-    condemned: &[(i32, &Pod)],
+    slots: &[Option<&SlimPod>],
+    condemned: &[(i32, &SlimPod)],
     replicas: i32,
 ) -> StatefulSetStatus {
     let sts = input.sts;

@@ -4,12 +4,13 @@ use k8s_openapi::api::apps::v1::{
     RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
     StatefulSetSpec, StatefulSetStatus, StatefulSetUpdateStrategy,
 };
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::core::{reconcile, Input, Plan, Revision};
 use super::identity::{claim_name, new_pod, ordinal_of, POD_INDEX_LABEL, POD_NAME_LABEL};
 use crate::revision::CONTROLLER_REVISION_HASH_LABEL;
+use crate::slim_pod::SlimPod;
 use crate::test_fixtures::{
     labels, pod as fixture_pod, template, time, PodState, NOW_MS, RUNNING_READY,
 };
@@ -69,7 +70,7 @@ fn strategy(mut s: StatefulSet, type_: &str, partition: Option<i32>) -> Stateful
 }
 
 /// Pod `ordinal` of `web` at revision `rev` in state `st`.
-fn pod(ordinal: i32, rev: &str, st: PodState) -> Pod {
+fn pod(ordinal: i32, rev: &str, st: PodState) -> SlimPod {
     let mut p = fixture_pod(&format!("web-{ordinal}"), Some("web"), st);
     p.metadata
         .labels
@@ -78,7 +79,7 @@ fn pod(ordinal: i32, rev: &str, st: PodState) -> Pod {
     p
 }
 
-fn terminating(mut p: Pod) -> Pod {
+fn terminating(mut p: SlimPod) -> SlimPod {
     p.metadata.deletion_timestamp = Some(time(NOW_MS));
     p
 }
@@ -90,9 +91,9 @@ fn claims(ordinals: &[i32]) -> BTreeSet<String> {
         .collect()
 }
 
-fn run(s: &StatefulSet, pods: &[Pod], existing: &BTreeSet<String>) -> Plan {
+fn run(s: &StatefulSet, pods: &[SlimPod], existing: &BTreeSet<String>) -> Plan {
     let a = template("busybox:1");
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<&SlimPod> = pods.iter().collect();
     reconcile(&Input {
         sts: s,
         pods: &refs,
@@ -227,7 +228,7 @@ fn when_scaled_delete_removes_claims_of_pods_that_are_gone() {
 #[test]
 fn rolling_update_goes_from_the_highest_ordinal_down_to_the_partition() {
     let s = strategy(sts(3), "RollingUpdate", Some(1));
-    let at = |revs: [&str; 3]| -> Vec<Pod> {
+    let at = |revs: [&str; 3]| -> Vec<SlimPod> {
         revs.iter()
             .enumerate()
             .map(|(i, r)| pod(i32::try_from(i).unwrap(), r, RUNNING_READY))
@@ -262,7 +263,7 @@ fn max_unavailable_replaces_several_pods_at_once() {
             ),
         });
     let s = parallel(s);
-    let pods: Vec<Pod> = (0..3).map(|i| pod(i, "web-a", RUNNING_READY)).collect();
+    let pods: Vec<SlimPod> = (0..3).map(|i| pod(i, "web-a", RUNNING_READY)).collect();
     assert_eq!(
         deleted(&run(&s, &pods, &claims(&[0, 1, 2]))),
         ["web-2", "web-1"]

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::owner::new_controller_ref;
 use crate::revision::CONTROLLER_REVISION_HASH_LABEL;
+use crate::slim_pod::SlimPod;
 
 /// The pod label with the pod's own name (`StatefulSetPodNameLabel`), for
 /// a per-pod Service.
@@ -44,7 +45,7 @@ pub fn claim_name(template: &str, sts: &str, ordinal: i32) -> String {
 
 /// The revision a pod was made from (its `controller-revision-hash`
 /// label, which for StatefulSets holds the revision's name).
-pub fn pod_revision(pod: &Pod) -> Option<&str> {
+pub fn pod_revision(pod: &SlimPod) -> Option<&str> {
     pod.metadata
         .labels
         .as_ref()?

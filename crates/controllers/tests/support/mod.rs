@@ -2,7 +2,8 @@
 //! `skiff server --no-agent` in a temporary directory (killed and removed
 //! on drop, also when a test fails), a kube client from its admin
 //! kubeconfig, fake nodes, and a fake kubelet that marks bound pods
-//! Running and Ready and finishes their graceful deletion.
+//! Running and Ready and finishes their graceful deletion, and the
+//! controllers started in the test process.
 
 #![allow(dead_code)]
 
@@ -271,4 +272,33 @@ pub async fn kubectl_run(
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
+}
+
+/// Starts the controllers in this process (the server runs with
+/// `--no-controllers`); the returned sender stops them.
+pub fn start_controllers(
+    client: &Client,
+    config: skiff_controllers::ControllersConfig,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    // Logs of the controllers, shown for failing tests (RUST_LOG to tune).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "skiff_controllers=debug".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let client = client.clone();
+    let task = tokio::spawn(async move {
+        let r = skiff_controllers::run_controllers(client, config, async {
+            let _ = rx.await;
+        })
+        .await;
+        assert!(r.is_ok(), "run_controllers: {r:?}");
+    });
+    (tx, task)
 }
