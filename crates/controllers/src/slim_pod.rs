@@ -19,13 +19,14 @@
 //! | field | read by |
 //! |---|---|
 //! | `metadata` (minus `managedFields`, dropped by the informer) | all |
-//! | `spec.nodeName` | replicaset ranking, daemonset, endpoints, nodelifecycle, job |
+//! | `spec.nodeName` | replicaset ranking, daemonset, endpoints, nodelifecycle, job, podgc |
 //! | `spec.containers[].ports` | endpoints (named `targetPort`s) |
 //! | `spec.containers[].resources` | hpa (requests) |
 //! | `spec.hostname`, `spec.subdomain` | endpoints (headless Services) |
 //! | `spec.tolerations` | nodelifecycle (`tolerationSeconds`) |
 //! | `spec.affinity` | daemonset (the `metadata.name` node affinity) |
 //! | `status.phase`, `status.conditions` | all (`pod_util`) |
+//! | `status.reason` | podgc (evicted pods go first) |
 //! | `status.podIP` | endpoints |
 //! | `status.startTime` | hpa (cpu initialization period) |
 //! | `status.containerStatuses[].restartCount` | replicaset ranking |
@@ -85,6 +86,8 @@ pub struct SlimPodSpec {
 pub struct SlimPodStatus {
     /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
     pub phase: Option<String>,
+    /// Why the pod is in its phase (`Evicted`, …).
+    pub reason: Option<String>,
     /// The conditions (`Ready` is the one controllers look at).
     pub conditions: Option<Vec<SlimPodCondition>>,
     /// The pod's primary IP.

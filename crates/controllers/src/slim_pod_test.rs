@@ -147,6 +147,7 @@ fn converts_every_field_it_keeps() {
         }),
         status: Some(PodStatus {
             phase: Some("Failed".into()),
+            reason: Some("Evicted".into()),
             pod_ip: Some("10.0.0.1".into()),
             start_time: Some(time(NOW_MS)),
             conditions: Some(vec![PodCondition {
@@ -190,6 +191,7 @@ fn converts_every_field_it_keeps() {
         }),
         status: Some(SlimPodStatus {
             phase: Some("Failed".into()),
+            reason: Some("Evicted".into()),
             pod_ip: Some("10.0.0.1".into()),
             start_time: Some(time(NOW_MS)),
             conditions: Some(vec![SlimPodCondition {

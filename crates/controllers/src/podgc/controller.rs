@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+
+use crate::slim_pod::SlimPod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::Store;
@@ -28,7 +30,7 @@ pub const CHECK_PERIOD: Duration = Duration::from_secs(20);
 /// The PodGC controller.
 pub struct PodGcController {
     client: Client,
-    pods: Store<Pod>,
+    pods: Store<SlimPod>,
     nodes: Store<Node>,
     /// `--terminated-pod-gc-threshold` (0: finished pods are kept).
     threshold: usize,
@@ -36,7 +38,7 @@ pub struct PodGcController {
 }
 
 /// What PodGC reads of a cached pod.
-fn view(pod: &Pod) -> PodView {
+fn view(pod: &SlimPod) -> PodView {
     let meta = &pod.metadata;
     PodView {
         namespace: meta.namespace.clone().unwrap_or_default(),
@@ -56,7 +58,7 @@ fn view(pod: &Pod) -> PodView {
 
 impl PodGcController {
     /// Builds the controller on the caches.
-    pub fn new(client: Client, pods: Store<Pod>, nodes: Store<Node>, threshold: usize) -> Self {
+    pub fn new(client: Client, pods: Store<SlimPod>, nodes: Store<Node>, threshold: usize) -> Self {
         PodGcController {
             client,
             pods,
