@@ -2,7 +2,7 @@
 //! every [`controller::CHECK_PERIOD`] it force-deletes (grace period 0)
 //!
 //! - pods bound to a node that no longer exists, once the node has been
-//!   missing for [`core::QUARANTINE`] and a live read confirms it is gone;
+//!   missing for [`core::QUARANTINE_MS`] and a live read confirms it is gone;
 //!   a pod still running is first marked `Failed` with the
 //!   `DisruptionTarget` condition (reason `DeletionByPodGC`);
 //! - pods being deleted that were never scheduled (no kubelet will finish
