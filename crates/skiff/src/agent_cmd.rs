@@ -188,11 +188,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading the node token from {}", args.token_file.display()))?
         .trim()
         .to_string();
-    // The agent runs a small part of the one binary: keep the rest of its
-    // text out of the resident set (memory.rs; NOTES.md "Memory").
-    if let Err(e) = crate::memory::no_readaround_for_own_text() {
-        tracing::debug!(error = %e, "madvise(MADV_RANDOM) on the binary's text");
-    }
     let trimmer = (args.malloc_trim_interval_ms > 0).then(|| {
         tokio::spawn(crate::memory::trim_periodically(
             std::time::Duration::from_millis(args.malloc_trim_interval_ms),
