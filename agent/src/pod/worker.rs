@@ -56,7 +56,8 @@ pub const SYNC_PERIOD: Duration = Duration::from_secs(1);
 /// How often a pod with nothing time-based to do is synced when neither its
 /// object nor its CRI state changed (the [`super::pleg`] relist wakes it on
 /// the latter). Kubelet's `syncFrequency` is 1 min; 10 s keeps ConfigMap and
-/// Secret volumes as fresh as [`super::sources::RESYNC_PERIOD`].
+/// Secret volumes close to [`super::sources::RESYNC_PERIOD`]: an update
+/// reaches a steady pod's volume within two resyncs (20 s).
 pub const RESYNC_PERIOD: Duration = Duration::from_secs(10);
 
 /// Pause after a failed step before trying again.
