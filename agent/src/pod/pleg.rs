@@ -16,7 +16,9 @@
 //! unsent status) then sleeps until its pod object changes, its pod's CRI
 //! state changes, or [`super::worker::RESYNC_PERIOD`] passes. With per-pod
 //! polling, 100 steady pods cost containerd 200 list calls/s; with the
-//! relist, 2. A container that exits is still seen within one period.
+//! relist, 2. Measured with 50 steady pods (profiling build): the agent's
+//! CPU fell from 21 to 3 ms/s and containerd's own from 22 to 4 ms/s
+//! (NOTES.md, #5). A container that exits is still seen within one period.
 //!
 //! The diff is pure ([`diff_relist`]); the loop ([`relist_loop`]) only lists
 //! and notifies. The relist reads states only, never statuses: the worker
