@@ -10,7 +10,8 @@
 //!   6. CNI config for node.spec.podCIDR (waiting up to pod_cidr_wait for
 //!      the server to assign it, else config.pod_cidr); cluster DNS on the
 //!      CIDR's gateway :53 (skiff_dns)
-//!   7. lease + node status loops; networking (net::run); pod manager,
+//!   7. lease + node status loops; networking (net::run); the relist
+//!      (pod::pleg) and the pod manager,
 //!      until `shutdown`
 //!   8. stop the server and our containerd; pods keep running
 //! ```
@@ -340,6 +341,15 @@ async fn run_with_runtime(
             client.clone(),
             crate::local_path::root(data),
         ));
+        let pod_events = (!crate::pod::pleg::disabled_by_env())
+            .then(|| Arc::new(crate::pod::pleg::PodEvents::default()));
+        let relist = pod_events.clone().map(|events| {
+            tokio::spawn(crate::pod::pleg::relist_loop(
+                cri.clone(),
+                config.node_name.clone(),
+                events,
+            ))
+        });
         let ctx = Arc::new(WorkerContext {
             cri: cri.clone(),
             client: client.clone(),
@@ -350,6 +360,7 @@ async fn run_with_runtime(
             pod_starts: Arc::new(tokio::sync::Semaphore::new(
                 config.max_parallel_pod_starts.max(1),
             )),
+            pod_events,
         });
         let pods = PodManager::new(ctx)
             .with_evictions(evict_rx)
@@ -360,6 +371,9 @@ async fn run_with_runtime(
             watches.abort();
         }
         lease.abort();
+        if let Some(relist) = relist {
+            relist.abort();
+        }
         eviction.abort();
         image_gc.abort();
         sweeper.abort();

@@ -92,6 +92,7 @@ async fn run(pod: Value, data: &std::path::Path) -> (Seen, Arc<Mutex<bool>>, Arc
         node_name: "testnode".into(),
         cluster_dns: None,
         pod_starts: Arc::new(Semaphore::new(4)),
+        pod_events: None,
     });
     let pod: Pod = serde_json::from_value(pod).unwrap();
     let (tx, rx) = watch::channel(PodUpdate {

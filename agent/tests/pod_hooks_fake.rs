@@ -96,6 +96,7 @@ async fn post_start_failure_kills_and_pre_stop_runs_before_stop() {
         node_name: "testnode".into(),
         cluster_dns: None,
         pod_starts: Arc::new(tokio::sync::Semaphore::new(4)),
+        pod_events: None,
     });
     let p = pod();
     let (tx, rx) = watch::channel(PodUpdate {

@@ -312,6 +312,7 @@ async fn pod_lifecycle_on_real_containerd() {
         node_name: "testnode".into(),
         cluster_dns: None,
         pod_starts: Arc::new(tokio::sync::Semaphore::new(4)),
+        pod_events: None,
     });
     let uid = format!("uid-life-{}", std::process::id());
     let host_dir = root.join("hostdir");

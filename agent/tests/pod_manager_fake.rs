@@ -158,6 +158,7 @@ async fn manager_follows_the_watch() {
         node_name: "n1".into(),
         cluster_dns: None,
         pod_starts: Arc::new(tokio::sync::Semaphore::new(4)),
+        pod_events: None,
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let manager = tokio::spawn(

@@ -274,6 +274,7 @@ async fn pod_on_real_containerd() {
         node_name: "testnode".into(),
         cluster_dns: None,
         pod_starts: Arc::new(tokio::sync::Semaphore::new(4)),
+        pod_events: None,
     });
     let p = pod();
     let (tx, rx) = watch::channel(PodUpdate {

@@ -1,7 +1,9 @@
 //! A pod worker driven end to end on the fake CRI and a fake API server:
 //! start, image pull failure and back-off, crash and restart, graceful
 //! deletion with kubelet's final delete; the start permits that make pods
-//! of a burst start in turn; restarts while the API server does not answer.
+//! of a burst start in turn; restarts while the API server does not answer;
+//! with the relist (`pod::pleg`), no polling of a steady pod and a wake-up
+//! on an exit.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -128,6 +130,7 @@ async fn pod_worker_runs_restarts_and_deletes_a_pod() {
         node_name: "testnode".into(),
         cluster_dns: None,
         pod_starts: Arc::new(Semaphore::new(4)),
+        pod_events: None,
     });
     let (tx, rx) = watch::channel(PodUpdate {
         pod: Arc::new(pod()),
@@ -204,6 +207,7 @@ async fn removed_pod_is_torn_down_without_api_delete() {
         node_name: "testnode".into(),
         cluster_dns: None,
         pod_starts: Arc::new(Semaphore::new(4)),
+        pod_events: None,
     });
     let mut p = pod();
     p.spec.as_mut().unwrap().containers.truncate(1);
@@ -253,6 +257,7 @@ async fn a_new_pod_waits_for_a_start_permit_and_a_deletion_ends_the_wait() {
         node_name: "testnode".into(),
         cluster_dns: None,
         pod_starts: permits.clone(),
+        pod_events: None,
     });
     let mut p = pod();
     p.spec.as_mut().unwrap().containers.truncate(1);
@@ -298,6 +303,7 @@ async fn a_new_pod_waits_for_a_start_permit_and_a_deletion_ends_the_wait() {
         node_name: ctx.node_name.clone(),
         cluster_dns: None,
         pod_starts: permits.clone(),
+        pod_events: None,
     });
     let _busy = permits.clone().acquire_owned().await.unwrap();
     let (tx, rx) = watch::channel(PodUpdate {
@@ -339,6 +345,7 @@ async fn containers_restart_while_the_api_server_does_not_answer() {
         node_name: "testnode".into(),
         cluster_dns: None,
         pod_starts: Arc::new(Semaphore::new(4)),
+        pod_events: None,
     });
     let mut p = pod();
     p.spec.as_mut().unwrap().containers.truncate(1);
@@ -364,4 +371,74 @@ async fn containers_restart_while_the_api_server_does_not_answer() {
     })
     .await;
     worker.abort();
+}
+
+/// Per-pod list calls (a worker observing its own pod) so far.
+fn pod_lists(cri: &FakeRuntime) -> usize {
+    cri.list_calls()
+        .iter()
+        .filter(|c| c.contains("io.kubernetes.pod.uid=uid-1"))
+        .count()
+}
+
+#[tokio::test]
+async fn with_the_relist_a_steady_pod_is_not_polled_and_an_exit_wakes_it() {
+    use skiff_agent::pod::pleg::{relist_loop, PodEvents};
+    let seen: Seen = Arc::default();
+    let cri = Arc::new(FakeRuntime::with_images(&["skiff.local/busybox:1"]));
+    let data = tempfile::tempdir().unwrap();
+    let events = Arc::new(PodEvents::default());
+    let relist = tokio::spawn(relist_loop(cri.clone(), "testnode".into(), events.clone()));
+    let ctx = Arc::new(WorkerContext {
+        cri: cri.clone(),
+        client: fake_api(seen.clone()),
+        data_dir: data.path().to_path_buf(),
+        host_ip: "192.0.2.10".into(),
+        node_name: "testnode".into(),
+        cluster_dns: None,
+        pod_starts: Arc::new(Semaphore::new(4)),
+        pod_events: Some(events),
+    });
+    let mut p = pod();
+    p.spec.as_mut().unwrap().containers.truncate(1);
+    let (_tx, rx) = watch::channel(PodUpdate {
+        pod: Arc::new(p),
+        removed: false,
+        eviction: None,
+    });
+    let worker = tokio::spawn(run_pod_worker(ctx, rx));
+    wait_for("app running", || {
+        last_state(&seen, "app").is_some_and(|s| s.0 == "running")
+    })
+    .await;
+
+    // Settled (the status write checked, the relist's own wake-up for the
+    // start consumed), the worker sleeps: polling would list the pod twice
+    // a second, the relist lists the node instead.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = pod_lists(&cri);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let polled = pod_lists(&cri) - before;
+    assert!(polled <= 2, "{polled} per-pod lists in 3 s of a steady pod");
+    assert!(
+        cri.list_calls()
+            .iter()
+            .any(|c| c == "ListContainers io.skiff.node=testnode"),
+        "the relist lists the node's containers"
+    );
+
+    // An exit is seen by the next relist (1 s), which wakes the worker; its
+    // resync (10 s after its last sync, 4 s or more before the exit) is
+    // still 5 s or more away.
+    let first = cri.container_ids()[0].clone();
+    let exited = std::time::Instant::now();
+    cri.exit_container(&first, 1);
+    wait_for("app restarted", || cri.container_ids().len() == 2).await;
+    assert!(
+        exited.elapsed() < Duration::from_secs(3),
+        "restarted {:?} after the exit: the relist should have woken the worker",
+        exited.elapsed()
+    );
+    worker.abort();
+    relist.abort();
 }

@@ -24,6 +24,9 @@ struct State {
     container_sandbox: HashMap<String, String>,
     images: HashSet<String>,
     calls: Vec<String>,
+    /// List calls, as `Method k=v,…` (their label selector), apart from
+    /// `calls` so that a test can count polling.
+    lists: Vec<String>,
     fail_next_start: Option<String>,
     /// Exit code `ExecSync` returns per container name (default 0).
     exec_exit: HashMap<String, i32>,
@@ -54,6 +57,18 @@ impl FakeRuntime {
     /// The calls made so far, as `Method arg` strings, in order.
     pub fn calls(&self) -> Vec<String> {
         self.lock().calls.clone()
+    }
+
+    /// The `ListPodSandbox` and `ListContainers` calls so far, as
+    /// `Method k=v,…` with their label selector's pairs sorted.
+    pub fn list_calls(&self) -> Vec<String> {
+        self.lock().lists.clone()
+    }
+
+    fn record_list(&self, s: &mut State, method: &str, selector: &HashMap<String, String>) {
+        let mut pairs: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.sort();
+        s.lists.push(format!("{method} {}", pairs.join(",")));
     }
 
     /// Makes a running container exit with `exit_code`, as if its process ended.
@@ -213,8 +228,9 @@ impl RuntimeService for FakeRuntime {
         &self,
         filter: Option<cri::PodSandboxFilter>,
     ) -> CriResult<Vec<cri::PodSandbox>> {
-        let s = self.lock();
+        let mut s = self.lock();
         let f = filter.unwrap_or_default();
+        self.record_list(&mut s, "ListPodSandbox", &f.label_selector);
         Ok(s.sandboxes
             .values()
             .filter(|sb| f.id.is_empty() || sb.id == f.id)
@@ -317,8 +333,9 @@ impl RuntimeService for FakeRuntime {
         &self,
         filter: Option<cri::ContainerFilter>,
     ) -> CriResult<Vec<cri::Container>> {
-        let s = self.lock();
+        let mut s = self.lock();
         let f = filter.unwrap_or_default();
+        self.record_list(&mut s, "ListContainers", &f.label_selector);
         Ok(s.containers
             .values()
             .filter(|c| f.id.is_empty() || c.id == f.id)

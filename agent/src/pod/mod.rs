@@ -8,6 +8,7 @@
 //! | `status.rs` | pure `compute_status` (kubelet `generateAPIPodStatus`, `getPhase`) |
 //! | `config.rs` | pure Pod → `PodSandboxConfig` / `ContainerConfig` |
 //! | `observed.rs` | the pod's CRI state rebuilt from labels |
+//! | `pleg.rs` | one relist of the node per second, waking the workers whose pods changed (kubelet's PLEG) |
 //! | `env.rs` | pure env: `envFrom`, `valueFrom`, `$(VAR)` expansion |
 //! | `resources.rs` | pure quantities → CRI resources, QoS class |
 //! | `security.rs` | pure `securityContext` → CRI, `runAsNonRoot` check |
@@ -34,6 +35,7 @@ pub mod lifecycle;
 pub mod manager;
 pub mod observed;
 pub mod plan;
+pub mod pleg;
 pub mod probe;
 pub mod prober;
 pub mod resources;

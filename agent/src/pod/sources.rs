@@ -2,7 +2,9 @@
 //! Secrets of its namespace), fetched with `Api::get` through a small
 //! per-pod cache. Entries are refreshed after [`RESYNC_PERIOD`], which is
 //! how an updated ConfigMap reaches a running pod's volume (kubelet's
-//! configMap manager re-reads on its own TTL too). Secrets stay in memory
+//! configMap manager re-reads on its own TTL too). A refresh that fails
+//! keeps the cached copy and backs off (up to [`MAX_RETRY_PERIOD`]), so an
+//! unreachable API server does not hold every sync for a request timeout. Secrets stay in memory
 //! only for as long as the pod's worker lives. A claim is read until it is
 //! bound; the host path of its volume is then kept (a bound claim's
 //! volume does not change). Service-account tokens come from the pod's
@@ -21,10 +23,29 @@ use super::token::{jitter, ApiTokenSource, TokenManager};
 /// How long a fetched object is trusted before it is read again.
 pub const RESYNC_PERIOD: Duration = Duration::from_secs(10);
 
+/// The longest wait between reads of an object whose reads keep failing.
+/// After a failure the cached copy is served and the next read waits
+/// [`RESYNC_PERIOD`], doubling with each further failure up to this: with
+/// the API server unreachable or silent, each read can hold a sync for up
+/// to [`super::worker::API_REQUEST_TIMEOUT`], and a pod restarting during
+/// an outage must not wait for one every sync.
+pub const MAX_RETRY_PERIOD: Duration = Duration::from_secs(160);
+
 /// A cached read: the object, or `None` when the API said 404.
 struct Entry<T> {
-    fetched: Instant,
+    /// When it was last read, or last failed to be read.
+    checked: Instant,
     object: Option<T>,
+    /// Reads failed in a row since the last success.
+    failures: u32,
+}
+
+impl<T> Entry<T> {
+    /// How long after `checked` the object is read again.
+    fn wait(&self) -> Duration {
+        let doublings = self.failures.saturating_sub(1).min(8);
+        (RESYNC_PERIOD * 2u32.pow(doublings)).min(MAX_RETRY_PERIOD)
+    }
 }
 
 /// Per-pod cache of ConfigMaps and Secrets.
@@ -84,7 +105,7 @@ where
     for name in names {
         if cache
             .get(name)
-            .is_some_and(|e| now.saturating_duration_since(e.fetched) < RESYNC_PERIOD)
+            .is_some_and(|e| now.saturating_duration_since(e.checked) < e.wait())
         {
             continue;
         }
@@ -92,9 +113,12 @@ where
             Ok(o) => Some(o),
             Err(kube::Error::Api(s)) if s.code == 404 => None,
             Err(e) => {
-                // Keep serving a stale copy rather than failing the pod.
-                if cache.contains_key(name) {
-                    tracing::debug!(%name, "refresh failed, keeping cached copy: {e}");
+                // Keep serving a stale copy rather than failing the pod,
+                // and back off before reading it again.
+                if let Some(entry) = cache.get_mut(name) {
+                    entry.checked = now;
+                    entry.failures = entry.failures.saturating_add(1);
+                    tracing::debug!(%name, retry_in = ?entry.wait(), "refresh failed, keeping cached copy: {e}");
                     continue;
                 }
                 return Err(e);
@@ -103,8 +127,9 @@ where
         cache.insert(
             name.clone(),
             Entry {
-                fetched: now,
+                checked: now,
                 object,
+                failures: 0,
             },
         );
     }
@@ -184,4 +209,82 @@ pub fn node_allocatable() -> (i64, i64) {
         i64::try_from(cpu).unwrap_or(1).saturating_mul(1000),
         mem_kib.saturating_mul(1024),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A client whose server answers every GET with a ConfigMap while `up`,
+    /// and fails at once otherwise; `calls` counts the requests.
+    fn client(up: Arc<AtomicBool>, calls: Arc<AtomicUsize>) -> kube::Client {
+        let service = tower::service_fn(move |_: http::Request<kube::client::Body>| {
+            let (up, calls) = (up.clone(), calls.clone());
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                if !up.load(Ordering::SeqCst) {
+                    return Err::<http::Response<http_body_util::Full<bytes::Bytes>>, _>(
+                        tower::BoxError::from("connection refused"),
+                    );
+                }
+                let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cfg"},"data":{"k":"v"}}"#;
+                Ok(http::Response::new(http_body_util::Full::new(body.into())))
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    #[tokio::test]
+    async fn failed_refreshes_keep_the_cached_copy_and_back_off() {
+        let (up, calls) = (
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let api: Api<ConfigMap> = Api::namespaced(client(up.clone(), calls.clone()), "default");
+        let names = BTreeSet::from(["cfg".to_string()]);
+        let mut cache = HashMap::new();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // (seconds after t0, API up, reads made so far afterwards)
+        let steps = [
+            (0, true, 1),   // first read
+            (5, true, 1),   // fresh
+            (11, false, 2), // stale: read, fails, copy kept; next in 10 s
+            (15, false, 2),
+            (22, false, 3), // fails again: next in 20 s
+            (35, false, 3),
+            (43, true, 4), // back: read succeeds, failures reset
+            (50, true, 4),
+            (54, true, 5), // plain resync period again
+        ];
+        for (secs, is_up, want_calls) in steps {
+            up.store(is_up, Ordering::SeqCst);
+            refresh(&api, &mut cache, &names, at(secs))
+                .await
+                .unwrap_or_else(|e| panic!("at {secs} s: {e}"));
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                want_calls,
+                "reads after {secs} s"
+            );
+            let data = cache["cfg"].object.as_ref().and_then(|c| c.data.clone());
+            assert_eq!(data.unwrap()["k"], "v", "the copy is served at {secs} s");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_first_read_that_fails_fails_the_load() {
+        let api: Api<ConfigMap> = Api::namespaced(
+            client(Arc::new(AtomicBool::new(false)), Default::default()),
+            "default",
+        );
+        let mut cache = HashMap::new();
+        let names = BTreeSet::from(["cfg".to_string()]);
+        assert!(refresh(&api, &mut cache, &names, Instant::now())
+            .await
+            .is_err());
+        assert!(cache.is_empty());
+    }
 }

@@ -38,6 +38,7 @@ use super::env::{referenced_objects, EnvSources};
 use super::lifecycle::{LifecycleEvent, PodLifecycle};
 use super::observed::{observe, ObserveCache, ObservedPod, RunState};
 use super::plan::{next_actions, Action, BackOffReason, PlanInput, SANDBOX_BACKOFF_KEY};
+use super::pleg::PodEvents;
 use super::probe::{ContainerProbes, ProbeResults};
 use super::prober::run_probes;
 use super::sources::{node_allocatable, SourceCache};
@@ -47,9 +48,17 @@ use super::teardown::teardown_pod;
 use super::volumes;
 use crate::cri::Cri;
 
-/// How often a pod's CRI state is looked at when nothing else happens
-/// (kubelet relists every 1 s in PLEG; a pod's exit shows within this).
+/// How often a pod that has something time-based to do (probes, a
+/// back-off, a waiting reason, a status write to check) is synced; also the
+/// polling period of a worker without [`WorkerContext::pod_events`].
 pub const SYNC_PERIOD: Duration = Duration::from_secs(1);
+
+/// How often a pod with nothing time-based to do is synced when neither its
+/// object nor its CRI state changed (the [`super::pleg`] relist wakes it on
+/// the latter). Kubelet's `syncFrequency` is 1 min; 10 s keeps ConfigMap and
+/// Secret volumes close to [`super::sources::RESYNC_PERIOD`]: an update
+/// reaches a steady pod's volume within two resyncs (20 s).
+pub const RESYNC_PERIOD: Duration = Duration::from_secs(10);
 
 /// Pause after a failed step before trying again.
 const RETRY_PERIOD: Duration = Duration::from_secs(2);
@@ -100,6 +109,10 @@ pub struct WorkerContext {
     /// Permits for a pod's first start ([`crate::AgentConfig::max_parallel_pod_starts`]);
     /// tokio's semaphore is fair, so pods start in the order they arrived.
     pub pod_starts: Arc<Semaphore>,
+    /// The node's relist ([`super::pleg`]), which wakes a worker when its
+    /// pod's CRI state changes; `None`: every worker polls CRI each
+    /// [`SYNC_PERIOD`].
+    pub pod_events: Option<Arc<PodEvents>>,
 }
 
 impl WorkerContext {
@@ -173,6 +186,21 @@ pub(super) struct Memory {
 }
 
 impl Memory {
+    /// Whether the pod must be synced every [`SYNC_PERIOD`] even when
+    /// nothing wakes it: something in it waits on time (a probe's period,
+    /// a back-off, a waiting reason to clear, a status write to check).
+    fn needs_polling(&self, pod: &Pod) -> bool {
+        !self.waiting.is_empty()
+            || self.status_unsent
+            || self.status_write.is_some()
+            || self.eviction.is_some()
+            || all_containers(pod).any(|c| {
+                c.liveness_probe.is_some()
+                    || c.readiness_probe.is_some()
+                    || c.startup_probe.is_some()
+            })
+    }
+
     /// The probe verdicts of the containers being probed.
     fn probes_view(&self) -> ProbeResults {
         self.probes
@@ -205,12 +233,21 @@ pub async fn run_pod_worker(ctx: Arc<WorkerContext>, mut updates: watch::Receive
     // a back-off or an error). Restarts later need none.
     let mut first_start = true;
     let mut start_permit: Option<OwnedSemaphorePermit> = None;
+    // Woken by the relist when the pod's CRI state changes.
+    let mut relisted: Option<Subscription> = None;
     loop {
         let update = updates.borrow_and_update().clone();
         let pod = update.pod.as_ref();
         let Some(pod_ref) = PodRef::of(pod) else {
             return;
         };
+        if relisted.is_none() {
+            relisted = ctx.pod_events.as_ref().map(|events| Subscription {
+                wake: events.subscribe(&pod_ref.uid),
+                events: events.clone(),
+                uid: pod_ref.uid.clone(),
+            });
+        }
         let event = if update.removed {
             Some(LifecycleEvent::Removed {
                 grace_period_seconds: grace_period(pod),
@@ -268,6 +305,7 @@ pub async fn run_pod_worker(ctx: Arc<WorkerContext>, mut updates: watch::Receive
                 }
                 match result {
                     Ok(true) => Duration::ZERO,
+                    Ok(false) if relisted.is_some() && !mem.needs_polling(pod) => RESYNC_PERIOD,
                     Ok(false) => SYNC_PERIOD,
                     Err(e) => {
                         warn!(pod = %pod_ref.name, ns = %pod_ref.namespace, "sync failed: {e}");
@@ -310,7 +348,27 @@ pub async fn run_pod_worker(ctx: Arc<WorkerContext>, mut updates: watch::Receive
                 }
             }
             _ = tokio::time::sleep(wait) => {}
+            _ = async {
+                match &relisted {
+                    Some(s) => s.wake.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
+    }
+}
+
+/// A worker's subscription to its pod's relist events, dropped (and so
+/// unsubscribed) when the worker ends.
+struct Subscription {
+    wake: Arc<tokio::sync::Notify>,
+    events: Arc<PodEvents>,
+    uid: String,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.events.unsubscribe(&self.uid, &self.wake);
     }
 }
 

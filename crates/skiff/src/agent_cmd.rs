@@ -153,6 +153,10 @@ pub struct AgentArgs {
     /// running containers, like kubemark. No containerd is started.
     #[arg(long, default_value_t = 0)]
     simulate: usize,
+    /// How often to return freed heap memory to the OS (`malloc_trim`), in
+    /// milliseconds; 0 never.
+    #[arg(long, default_value_t = crate::memory::DEFAULT_TRIM_INTERVAL.as_millis() as u64)]
+    malloc_trim_interval_ms: u64,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -184,11 +188,19 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading the node token from {}", args.token_file.display()))?
         .trim()
         .to_string();
+    let trimmer = (args.malloc_trim_interval_ms > 0).then(|| {
+        tokio::spawn(crate::memory::trim_periodically(
+            std::time::Duration::from_millis(args.malloc_trim_interval_ms),
+            std::future::pending(),
+        ))
+    });
     let config = args
         .agent
         .into_config(args.server, token, None, args.data_dir)?;
-    skiff_agent::run(config, crate::shutdown_signal())
-        .await
-        .context("agent")?;
+    let result = skiff_agent::run(config, crate::shutdown_signal()).await;
+    if let Some(t) = trimmer {
+        t.abort();
+    }
+    result.context("agent")?;
     Ok(())
 }

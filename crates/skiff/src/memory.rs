@@ -7,9 +7,9 @@
 //! that garbage sits between live objects, so the resident set stays at
 //! the burst's high-water mark. `malloc_trim(0)` walks every arena and
 //! releases each whole free page (`madvise(MADV_DONTNEED)`), which is what
-//! the server does every [`DEFAULT_TRIM_INTERVAL`]. After `skiff bench
-//! apiserver` (10,000 pods, lists, 1,000 watchers) a trim took the server
-//! from 237 to 199 MiB.
+//! the server does every [`DEFAULT_TRIM_INTERVAL`] (`skiff agent` too).
+//! After `skiff bench apiserver` (10,000 pods, lists, 1,000 watchers) a
+//! trim took the server from 237 to 199 MiB.
 
 use std::time::Duration;
 
