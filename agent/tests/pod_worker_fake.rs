@@ -434,8 +434,9 @@ async fn with_the_relist_a_steady_pod_is_not_polled_and_an_exit_wakes_it() {
     let exited = std::time::Instant::now();
     cri.exit_container(&first, 1);
     wait_for("app restarted", || cri.container_ids().len() == 2).await;
+    // Under the 5 s until that resync, with room for a loaded machine.
     assert!(
-        exited.elapsed() < Duration::from_secs(3),
+        exited.elapsed() < Duration::from_millis(4500),
         "restarted {:?} after the exit: the relist should have woken the worker",
         exited.elapsed()
     );
