@@ -41,9 +41,10 @@ where
 /// `metadata: ObjectMeta` that derives `Deserialize`):
 /// - `kube::Resource`, as core/v1 `pods` (namespaced, no dynamic type), so
 ///   `Api<$t>`, watchers and reflector stores work with it;
-/// - `From<&Pod>` and `From<Pod>`, through JSON as a watch makes it (tests
-///   and fixtures build full pods). The conversion cannot fail when every
-///   field of `$t` has the type of the same field of a `Pod`.
+/// - in the expanding crate's unit tests only, `From<&Pod>` and
+///   `From<Pod>`, through JSON as a watch makes it (tests and fixtures
+///   build full pods). The conversion cannot fail when every field of `$t`
+///   has the type of the same field of a `Pod`.
 #[macro_export]
 macro_rules! impl_slim_pod {
     ($t:ty) => {
@@ -71,6 +72,10 @@ macro_rules! impl_slim_pod {
             }
         }
 
+        // Unit tests only (`cfg(test)` of the crate that expands the
+        // macro): production code reads slim pods from the API server and
+        // never needs to panic on a conversion.
+        #[cfg(test)]
         impl From<&$crate::slim_pod::k8s_openapi::api::core::v1::Pod> for $t {
             fn from(pod: &$crate::slim_pod::k8s_openapi::api::core::v1::Pod) -> $t {
                 let json =
@@ -80,6 +85,7 @@ macro_rules! impl_slim_pod {
             }
         }
 
+        #[cfg(test)]
         impl From<$crate::slim_pod::k8s_openapi::api::core::v1::Pod> for $t {
             fn from(pod: $crate::slim_pod::k8s_openapi::api::core::v1::Pod) -> $t {
                 <$t>::from(&pod)
