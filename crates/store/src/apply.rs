@@ -94,11 +94,7 @@ impl Mvcc {
         // event is. A compaction made in this same entry runs afterwards,
         // over the tree, by the one rule (`compact_history`).
         for (ev, (at, prev_at)) in overlay.events.iter().zip(&overlay.event_keys) {
-            let stored = StoredEvent {
-                kind: ev.kind,
-                kv: ev.kv.clone(),
-                prev_at: prev_at.clone(),
-            };
+            let stored = StoredEvent::new(ev.kind, &ev.kv, prev_at.clone(), &self.values)?;
             batch.insert(at.as_slice(), encode("history event", &stored)?);
         }
         for (k, v) in &overlay.kvs {
@@ -146,6 +142,7 @@ impl Mvcc {
         self.write_batch(batch)?;
         if w.compact > start_compact {
             self.compact_history(start_compact, w.compact)?;
+            self.collect_garbage()?;
         }
         Ok(Applied {
             response,
@@ -160,28 +157,73 @@ impl Mvcc {
     /// kept by earlier compactions remain; one of them goes now if its key
     /// has an event in the window, found as the `prev_at` of that event. So
     /// the work is the window's, not the whole history's.
+    ///
+    /// The values of the deleted events are released in the value log.
     fn compact_history(&self, from: Revision, to: Revision) -> Result<(), MvccError> {
         let mut writes = crate::mvcc::Writes::default();
-        let mut newest: std::collections::HashMap<Vec<u8>, (sled::IVec, EventType)> =
+        let mut released = Vec::new();
+        let mut newest: std::collections::HashMap<Vec<u8>, (sled::IVec, StoredEvent)> =
             Default::default();
         let floor = keys::history_key(from, 0);
         for item in self.tree.range(floor.clone()..keys::history_key(to, 0)) {
             let (at, v) = item?;
             let ev: StoredEvent = decode("history event", &v)?;
-            if let Some(prev) = ev.prev_at.filter(|p| *p < floor) {
-                writes.remove(prev);
+            if let Some(prev) = ev.prev_at.as_ref().filter(|p| **p < floor) {
+                released.extend(self.event_at(prev)?.logged);
+                writes.remove(prev.as_slice());
             }
-            if let Some((older, _)) = newest.insert(ev.kv.key, (at, ev.kind)) {
+            if let Some((older, older_ev)) = newest.insert(ev.kv.key.clone(), (at, ev)) {
+                released.extend(older_ev.logged);
                 writes.remove(older);
             }
         }
-        for (at, kind) in newest.into_values() {
-            if kind == EventType::Delete {
+        for (at, ev) in newest.into_values() {
+            if ev.kind == EventType::Delete {
+                released.extend(ev.logged);
                 writes.remove(at);
             }
         }
         writes.insert(keys::META_COMPACT, encode("revision", &to)?);
-        self.write_batch(writes)
+        self.write_batch(writes)?;
+        for at in &released {
+            self.values.release(at);
+        }
+        Ok(())
+    }
+
+    /// Delete the value-log segments compaction emptied, and move the live
+    /// values of one that is less than a quarter live to the head first
+    /// (rewriting the events that point to them). Runs in apply, so nothing
+    /// else writes meanwhile; deletions wait until no reader is mid-read.
+    fn collect_garbage(&self) -> Result<(), MvccError> {
+        for (segment, empty) in self.values.garbage() {
+            if !empty {
+                let mut writes = crate::mvcc::Writes::default();
+                for item in self
+                    .tree
+                    .range(vec![keys::HISTORY_PREFIX]..vec![keys::HISTORY_PREFIX + 1])
+                {
+                    let (at, v) = item?;
+                    let ev: StoredEvent = decode("history event", &v)?;
+                    if let Some(old) = ev.logged.filter(|l| l.segment == segment) {
+                        let value = self.values.read(&old)?;
+                        let moved = StoredEvent {
+                            logged: Some(self.values.append(&value)?),
+                            ..ev
+                        };
+                        writes.insert(at, encode("history event", &moved)?);
+                    }
+                }
+                self.values.flush()?;
+                self.exclusive(|m| m.write_gated(writes))?;
+                tracing::debug!(
+                    segment,
+                    "value log: moved the live values of a sparse segment"
+                );
+            }
+            self.exclusive(|m| m.values.remove_segment(segment))?;
+        }
+        Ok(())
     }
 
     /// Apply one command inside an entry. Refusals become the command's

@@ -31,7 +31,11 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
             .expect("open sled");
         let tree = db.open_tree("mvcc").expect("open tree");
         let sm = StateMachine::new(
-            Mvcc::new(tree),
+            Mvcc::open(
+                tree,
+                crate::value_log::ValueLog::open(&dir.path().join("sm-values")).expect("values"),
+            )
+            .expect("open mvcc"),
             SmFiles {
                 data_dir: dir.path().to_path_buf(),
                 lock,

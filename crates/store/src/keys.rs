@@ -8,7 +8,8 @@
 //! h<rev: u64 BE><sub: u32 BE> -> StoredEvent    every change, in revision order, pointing to
 //!                                               the previous version's event (below the
 //!                                               compaction point: only the versions still
-//!                                               pointed to)
+//!                                               pointed to); a value over 64 bytes is a
+//!                                               pointer into the value log (`value_log.rs`)
 //! m<name>                     -> meta           revision, compact revision,
 //!                                               last applied log id, membership,
 //!                                               next lease id

@@ -40,6 +40,7 @@
 //! raft-log          append-only, checksummed raft log records     (log_store.rs)
 //! raft-vote         the raft vote, replaced atomically            (log_store.rs)
 //! sm/               sled: the MVCC state machine                  (keys.rs, mvcc.rs, apply.rs)
+//! sm-values/        the state machine's values over 64 bytes      (value_log.rs)
 //! snapshot.bin      the last raft snapshot                        (state_machine.rs)
 //! sm-clean          present only after a clean shutdown           (state_machine.rs)
 //! (leases live in the sled tree: l<id>, a<id><key>                (keys.rs, lease_apply.rs))
@@ -108,9 +109,13 @@
 //! from `snapshot.bin`, and openraft re-applies the log after it. The log
 //! is purged only up to a snapshot that is already fsynced and renamed
 //! into place, so snapshot plus log always hold every applied entry.
-//! Each value is written to sled once, in its history event; live keys and
-//! later events point to it (`mvcc.rs`), which cut sled's bytes per write
-//! by half (measured, crate `README.md`).
+//! Each value is stored once, in its history event; live keys and later
+//! events point to it (`mvcc.rs`). A value longer than 64 bytes is not in
+//! sled at all but in the value log beside it (`value_log.rs`, `sm-values/`:
+//! append-only segments, one `write` per applied entry, trusted and
+//! rebuilt exactly like sled); the event holds its place and CRC. sled's
+//! B-tree rewrites whole leaves as they fill, so keeping values out of it
+//! cut the store's disk bytes per write by 30–55% (crate `README.md`).
 //!
 //! `skiff bench store` compares 3 Skiff servers with 3 etcd 3.4 members
 //! through the etcd API (writes/s, latency, memory, disk bytes per write);
@@ -149,17 +154,22 @@
 //! - Past-revision reads undo history from the latest state: their cost grows
 //!   with the number of revisions since the requested one (bounded by
 //!   automatic compaction).
-//! - Snapshots are a full dump of the sled tree, streamed to `snapshot.bin`
+//! - Snapshots are a full dump of the sled tree (values read back from the
+//!   value log), streamed to `snapshot.bin`
 //!   in step with apply, when the log since the last one is as large as it
-//!   (at least 8 MiB) or 20,000 entries long (writes pause meanwhile); fine
+//!   (at least 64 MiB) or 20,000 entries long (writes pause meanwhile); fine
 //!   for edge-sized data sets, slow for very large ones. Sending or
 //!   installing one (followers, later) holds it in memory.
 //! - History keeps every version of the last 10,000 revisions (the
 //!   default), plus each key's newest version below the compaction point
 //!   while a later one points to it; it can outweigh the live data several
-//!   times. sled's B-tree still writes each history event about four times
-//!   over (the fragment, then whole-leaf rewrites as the last leaf fills and
-//!   splits at 16 items, then segment cleaning).
+//!   times. sled's B-tree still writes each history event (now without its
+//!   value) several times over (the fragment, then whole-leaf rewrites as
+//!   the last leaf fills and splits at 16 items, then segment cleaning).
+//! - The value log's space is reclaimed segment by segment (32 MiB): a
+//!   sealed segment goes when compaction leaves nothing in it, or has its
+//!   live values moved once it is under a quarter live, so it may hold up
+//!   to about four times the live values.
 //! - Automatic compaction counts revisions, not time, and its setting must be
 //!   the same on every node.
 //! - A Txn may put the same key twice (etcd refuses duplicate keys in a txn).
@@ -196,6 +206,7 @@ mod snapshot_file;
 mod snapshot_trigger;
 mod state_machine;
 mod store;
+mod value_log;
 mod watch;
 
 pub use error::StoreError;

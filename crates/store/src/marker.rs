@@ -22,7 +22,9 @@ pub(crate) const MARKER_FILE: &str = "skiff-store.json";
 ///
 /// 2: history events point to the previous version instead of holding a
 /// copy, and live keys point to their event (`keys.rs`).
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// 3: values longer than 64 bytes live in the value log (`sm-values/`,
+/// `value_log.rs`); history events carry a pointer; snapshots `SKIFFSN2`.
+pub(crate) const FORMAT_VERSION: u32 = 3;
 
 /// Contents of the marker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

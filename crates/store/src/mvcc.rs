@@ -10,6 +10,12 @@
 //! the event, the next event's `prev_kv`) cost two thirds of sled's bytes
 //! per write.
 //!
+//! **Values longer than [`INLINE_MAX`] live in the value log**
+//! ([`crate::value_log`]), not in sled: the event holds a [`ValueRef`]
+//! (`logged`) and an empty `kv.value`. Snapshots carry events in their
+//! portable form (value inline, `logged` None); import moves the values
+//! back into this store's log.
+//!
 //! **Past reads** undo history: the state at revision `r` is the latest state
 //! with every event newer than `r` reverted to the previous version it
 //! points to. This costs one pass over the history since `r`, which
@@ -31,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::keys::{self, KeyRange};
 use crate::kv::{Event, EventType, KeyValue, RangeRequest, RangeResponse, Revision};
 use crate::raft_types::{ApplyError, NodeId};
+use crate::value_log::{ValueLog, ValueLogError, ValueRef, INLINE_MAX};
 
 /// The largest value a Put may carry: 1.5 MiB, etcd's default
 /// `--max-request-bytes`, which Kubernetes objects are sized against.
@@ -68,16 +75,50 @@ impl HistoryEvent {
 }
 
 /// A history event as sled stores it: the previous version is a pointer
-/// (the history key of its event), not a copy.
+/// (the history key of its event), not a copy, and a long value is a
+/// pointer into the value log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StoredEvent {
     /// Put or delete.
     pub kind: EventType,
     /// The key-value after the change (for deletes: key and mod_revision).
+    /// Its value is empty when `logged` is set.
     pub kv: KeyValue,
     /// The history key of the event that wrote the previous version, if
     /// the key existed before the change.
     pub prev_at: Option<Vec<u8>>,
+    /// Where the value is in the value log, if it is not inline.
+    pub logged: Option<ValueRef>,
+}
+
+impl StoredEvent {
+    /// The stored form of an event of `kind` writing `kv`, a long value
+    /// appended to `values` (and not copied into the event).
+    pub(crate) fn new(
+        kind: EventType,
+        kv: &KeyValue,
+        prev_at: Option<Vec<u8>>,
+        values: &ValueLog,
+    ) -> Result<StoredEvent, MvccError> {
+        let (value, logged) = if kv.value.len() > INLINE_MAX {
+            (Vec::new(), Some(values.append(&kv.value)?))
+        } else {
+            (kv.value.clone(), None)
+        };
+        Ok(StoredEvent {
+            kind,
+            kv: KeyValue {
+                key: kv.key.clone(),
+                value,
+                create_revision: kv.create_revision,
+                mod_revision: kv.mod_revision,
+                version: kv.version,
+                lease: kv.lease,
+            },
+            prev_at,
+            logged,
+        })
+    }
 }
 
 /// What can go wrong reading or applying.
@@ -100,6 +141,9 @@ pub(crate) enum MvccError {
     /// A pointer to a history event leads nowhere: the database is damaged.
     #[error("the state machine is damaged: history event {0:?} is missing")]
     MissingEvent(Vec<u8>),
+    /// The value log failed or holds damaged values.
+    #[error(transparent)]
+    Values(#[from] ValueLogError),
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(
@@ -122,10 +166,12 @@ pub(crate) type AppliedState = (
 /// One raw sled key and value (a snapshot's unit).
 pub(crate) type Pair = (Vec<u8>, Vec<u8>);
 
-/// Handle on the state machine tree. Cheap to clone (sled trees are Arcs).
+/// Handle on the state machine tree and its value log. Cheap to clone
+/// (sled trees are Arcs).
 #[derive(Clone)]
 pub(crate) struct Mvcc {
     pub(crate) tree: sled::Tree,
+    pub(crate) values: ValueLog,
     /// Readers hold it shared across a multi-step read; apply holds it
     /// exclusively while writing a batch. sled isolates single operations
     /// from a batch, not a scan plus a get, so without it a Range could
@@ -203,12 +249,22 @@ impl Overlay {
 }
 
 impl Mvcc {
-    /// Wrap a sled tree.
-    pub(crate) fn new(tree: sled::Tree) -> Mvcc {
-        Mvcc {
-            tree,
-            gate: Default::default(),
+    /// Wrap a sled tree and the value log its events point to. Counts the
+    /// values in use, which also checks that each pointer leads into a
+    /// segment that exists.
+    pub(crate) fn open(tree: sled::Tree, values: ValueLog) -> Result<Mvcc, MvccError> {
+        for item in tree.range(vec![keys::HISTORY_PREFIX]..vec![keys::HISTORY_PREFIX + 1]) {
+            let (_, v) = item?;
+            let ev: StoredEvent = decode("history event", &v)?;
+            if let Some(at) = ev.logged {
+                values.retain(&at)?;
+            }
         }
+        Ok(Mvcc {
+            tree,
+            values,
+            gate: Default::default(),
+        })
     }
 
     /// Run `f` as one consistent read: no entry is applied meanwhile.
@@ -217,7 +273,8 @@ impl Mvcc {
         f(self)
     }
 
-    /// Write `writes`, in order, while no consistent read is in progress.
+    /// Write `writes`, in order, while no consistent read is in progress;
+    /// the values appended to the value log for them are written first.
     ///
     /// They go to sled as single operations, not as a `sled::Batch`: sled
     /// 0.34 writes out (and `sync_file_range`s) its IO buffer twice for
@@ -226,7 +283,13 @@ impl Mvcc {
     /// crash the state machine is rebuilt from the snapshot and the raft
     /// log (see [`crate::state_machine`]), never read back from sled.
     pub(crate) fn write_batch(&self, writes: Writes) -> Result<(), MvccError> {
+        self.values.flush()?;
         let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        self.write_gated(writes)
+    }
+
+    /// [`Mvcc::write_batch`] for a caller that holds the gate exclusively.
+    pub(crate) fn write_gated(&self, writes: Writes) -> Result<(), MvccError> {
         for (k, v) in writes.0 {
             match v {
                 Some(v) => self.tree.insert(k, v)?,
@@ -234,6 +297,13 @@ impl Mvcc {
             };
         }
         Ok(())
+    }
+
+    /// Run `f` while no consistent read is in progress (for changes that
+    /// delete value-log segments: no reader may hold a pointer into one).
+    pub(crate) fn exclusive<T>(&self, f: impl FnOnce(&Mvcc) -> T) -> T {
+        let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        f(self)
     }
 
     fn meta_i64(&self, key: &[u8], default: i64) -> Result<i64, MvccError> {
@@ -274,9 +344,19 @@ impl Mvcc {
         }
     }
 
+    /// The key-value written by `event`, its value read from the value
+    /// log if it is there.
+    pub(crate) fn key_value(&self, event: StoredEvent) -> Result<KeyValue, MvccError> {
+        let mut kv = event.kv;
+        if let Some(at) = event.logged {
+            kv.value = self.values.read(&at)?;
+        }
+        Ok(kv)
+    }
+
     /// The key-value written by the event at `at`.
     fn version_at(&self, at: &[u8]) -> Result<KeyValue, MvccError> {
-        Ok(self.event_at(at)?.kv)
+        self.key_value(self.event_at(at)?)
     }
 
     /// The latest version of `key` and the history key of its event,
@@ -307,15 +387,17 @@ impl Mvcc {
         Ok(self.latest_with(overlay, key)?.map(|(kv, _)| kv))
     }
 
-    /// `event`, with the previous version it points to filled in.
+    /// `event`, with its value and the previous version it points to
+    /// filled in.
     fn resolve(&self, event: StoredEvent) -> Result<HistoryEvent, MvccError> {
         let prev_kv = match &event.prev_at {
             Some(at) => Some(self.version_at(at)?),
             None => None,
         };
+        let kind = event.kind;
         Ok(HistoryEvent {
-            kind: event.kind,
-            kv: event.kv,
+            kind,
+            kv: self.key_value(event)?,
             prev_kv,
         })
     }
@@ -430,17 +512,50 @@ impl Mvcc {
         Ok((out, true))
     }
 
-    /// Replace the whole tree by `pairs` (no reader sees it half done).
+    /// Replace the whole tree by `pairs`, a snapshot's portable form (no
+    /// reader sees it half done): the value log starts again, and long
+    /// values move into it.
     pub(crate) fn import(&self, pairs: Vec<Pair>) -> Result<(), MvccError> {
         let mut batch = Writes::default();
         for item in self.tree.iter() {
             let (k, _) = item?;
             batch.remove(k);
         }
+        let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        self.values.clear()?;
         for (k, v) in pairs {
-            batch.insert(k, v);
+            if k.first() == Some(&keys::HISTORY_PREFIX) {
+                let ev: StoredEvent = decode("history event", &v)?;
+                let ev = StoredEvent::new(ev.kind, &ev.kv, ev.prev_at, &self.values)?;
+                batch.insert(k, encode("history event", &ev)?);
+            } else {
+                batch.insert(k, v);
+            }
         }
-        self.write_batch(batch)
+        self.values.flush()?;
+        self.write_gated(batch)
+    }
+
+    /// Every pair of the tree in the portable form snapshots carry: history
+    /// events with their values inline.
+    pub(crate) fn export(&self) -> impl Iterator<Item = Result<Pair, MvccError>> + '_ {
+        self.tree.iter().map(move |item| {
+            let (k, v) = item?;
+            if k.first() == Some(&keys::HISTORY_PREFIX) {
+                let ev: StoredEvent = decode("history event", &v)?;
+                if ev.logged.is_some() {
+                    let (kind, prev_at) = (ev.kind, ev.prev_at.clone());
+                    let portable = StoredEvent {
+                        kind,
+                        kv: self.key_value(ev)?,
+                        prev_at,
+                        logged: None,
+                    };
+                    return Ok((k.to_vec(), encode("history event", &portable)?));
+                }
+            }
+            Ok((k.to_vec(), v.to_vec()))
+        })
     }
 }
 

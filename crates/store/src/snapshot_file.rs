@@ -2,9 +2,10 @@
 //! never needs a second in-memory copy of the database.
 //!
 //! ```text
-//! "SKIFFSN1"                         magic and format version
+//! "SKIFFSN2"                         magic and format version
 //! [len u32][bincode(SnapshotMeta)]   openraft's meta: last log id, membership
-//! ([klen u32][key][vlen u32][value])*   every sled pair, in key order
+//! ([klen u32][key][vlen u32][value])*   every sled pair, in key order, history
+//!                                    events with their values inline
 //! [0xFFFF_FFFF]                      end of pairs
 //! [crc32 u32]                        of every byte before it
 //! ```
@@ -22,7 +23,8 @@ use crate::raft_types::NodeId;
 /// openraft's snapshot meta for this store.
 pub(crate) type Meta = SnapshotMeta<NodeId, BasicNode>;
 
-const MAGIC: &[u8; 8] = b"SKIFFSN1";
+/// Version 2: history events carry a (here always empty) value-log pointer.
+const MAGIC: &[u8; 8] = b"SKIFFSN2";
 const END_OF_PAIRS: u32 = u32::MAX;
 
 /// A writer that checksums what passes through it.

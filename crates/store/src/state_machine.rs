@@ -1,10 +1,11 @@
 //! openraft's [`RaftStateMachine`] over the MVCC tree, and snapshots.
 //!
-//! sled holds the state machine while the store runs, but its files are
+//! sled (with the value log beside it, `value_log.rs`) holds the state
+//! machine while the store runs, but their files are
 //! trusted only after a clean shutdown: [`Store::shutdown`] flushes sled,
 //! fsyncs its files and then writes the [`CLEAN_MARK`] file; `open` removes
 //! the mark before anything is applied. Found without the mark (a crash,
-//! a kill, a power cut), sled's directory is discarded and the state is
+//! a kill, a power cut), sled's directory and the value log are discarded and the state is
 //! rebuilt from `snapshot.bin` ([`restore_from_snapshot`]); openraft then
 //! re-applies the log after it. This lets apply write to sled without
 //! sled's atomic batches or flushes (each cost two forced IO-buffer writes
@@ -31,6 +32,7 @@ use crate::lessor::Lessor;
 use crate::mvcc::{Mvcc, MvccError};
 use crate::raft_types::{CommandResponse, Entry, NodeId, TypeConfig};
 use crate::snapshot_file::{self, Meta};
+use crate::value_log::ValueLog;
 use crate::watch::{LiveBatch, WatchHub};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
@@ -75,8 +77,9 @@ fn sm_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
 
 /// Flush sled and fsync every file it owns: sled's flush writes its buffers
 /// but (on Linux) syncs with `sync_file_range`, which neither flushes file
-/// metadata nor the device cache.
-pub(crate) fn flush_durable(db: &sled::Db, sled_dir: &Path) -> io::Result<()> {
+/// metadata nor the device cache. The value log is fsynced too.
+pub(crate) fn flush_durable(db: &sled::Db, sled_dir: &Path, values: &ValueLog) -> io::Result<()> {
+    values.sync().map_err(io::Error::other)?;
     db.flush().map_err(io::Error::other)?;
     fsync_tree(sled_dir)
 }
@@ -153,10 +156,10 @@ impl StateMachine {
             last_membership,
             snapshot_id,
         };
-        let pairs = self.mvcc.tree.iter().map(|item| {
-            item.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(io::Error::other)
-        });
+        let pairs = self
+            .mvcc
+            .export()
+            .map(|item| item.map_err(io::Error::other));
         snapshot_file::write(tmp, &meta, pairs).map_err(|e| e.to_string())?;
         Ok(meta)
     }

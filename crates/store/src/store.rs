@@ -27,10 +27,13 @@ use crate::proposer::Proposer;
 use crate::raft_types::{Command, CommandResponse, NodeId, TypeConfig};
 use crate::snapshot_trigger;
 use crate::state_machine::{self, SmFiles, StateMachine};
+use crate::value_log::ValueLog;
 use crate::watch::{self, WatchHub};
 
 /// Directory of the sled state machine inside the data directory.
 const SLED_DIR: &str = "sm";
+/// Directory of the state machine's value log (`value_log.rs`).
+const VALUES_DIR: &str = "sm-values";
 /// Name of the sled tree holding the MVCC state.
 const SLED_TREE: &str = "mvcc";
 /// How long `open` waits for sled's file lock left by this process's
@@ -48,8 +51,13 @@ pub const DEFAULT_AUTO_COMPACTION_RETAIN: i64 = 10_000;
 /// entry). Usually the byte rule comes first (`snapshot_trigger.rs`).
 const SNAPSHOT_LOGS_SINCE_LAST: u64 = 20_000;
 /// Log bytes appended before the byte rule may ask for a snapshot, however
-/// small the last one was.
-pub const DEFAULT_SNAPSHOT_LOG_BYTES_MIN: u64 = 8 << 20;
+/// small the last one was. Every snapshot rewrites the whole state, so this
+/// sets the disk writes a small store pays for snapshots: at 64 MiB (one of
+/// etcd's WAL segments; etcd snapshots every 100,000 entries) a store of a
+/// few MiB writes one snapshot per 64 MiB of log instead of one per 8. The
+/// price is disk space for the log and the replay after a crash (64 MiB of
+/// log replays in a few seconds).
+pub const DEFAULT_SNAPSHOT_LOG_BYTES_MIN: u64 = 64 << 20;
 /// Entries kept in the log behind a snapshot, so a briefly lagging follower
 /// catches up from the log instead of a full snapshot.
 const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 200;
@@ -157,6 +165,8 @@ struct Inner {
     /// Taken at shutdown, so sled's files are released.
     db: std::sync::Mutex<Option<sled::Db>>,
     sled_dir: PathBuf,
+    /// The state machine's value log, fsynced with sled at shutdown.
+    values: ValueLog,
     /// The data directory (for the clean-shutdown mark).
     data_dir: PathBuf,
     hub: Arc<WatchHub>,
@@ -292,14 +302,30 @@ impl Store {
         let clean = state_machine::take_clean_mark(&dir)
             .map_err(|e| StoreError::Storage(format!("clean-shutdown mark: {e}")))?;
         let rebuild = !clean && sled_dir.exists();
+        let values_dir = dir.join(VALUES_DIR);
+        if clean && !values_dir.exists() {
+            return Err(bad_dir(
+                &config,
+                format!("the state machine's value log ({VALUES_DIR}/) is missing"),
+            ));
+        }
         if rebuild {
             tracing::warn!(
                 dir = %dir.display(),
                 "the store was not shut down cleanly: rebuilding the state machine from the snapshot and the raft log"
             );
-            fs::remove_dir_all(&sled_dir).map_err(|e| {
-                StoreError::Storage(format!("removing {}: {e}", sled_dir.display()))
-            })?;
+            for d in [&sled_dir, &values_dir] {
+                match fs::remove_dir_all(d) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(StoreError::Storage(format!(
+                            "removing {}: {e}",
+                            d.display()
+                        )))
+                    }
+                }
+            }
         }
         let sled_config = sled::Config::new()
             .path(&sled_dir)
@@ -333,7 +359,12 @@ impl Store {
         let tree = db
             .open_tree(SLED_TREE)
             .map_err(|e| StoreError::Storage(format!("opening sled tree: {e}")))?;
-        let mvcc = Mvcc::new(tree);
+        let values = ValueLog::open(&values_dir)
+            .map_err(|e| StoreError::Storage(format!("opening the value log: {e}")))?;
+        let mvcc = Mvcc::open(tree, values.clone()).map_err(|e| match e {
+            MvccError::Sled(e) => StoreError::Storage(format!("reading sled: {e}")),
+            damaged => bad_dir(&config, format!("state machine: {damaged}")),
+        })?;
         if rebuild {
             state_machine::restore_from_snapshot(&dir, &mvcc)
                 .map_err(|e| bad_dir(&config, format!("{}: {e}", state_machine::SNAPSHOT_FILE)))?;
@@ -419,6 +450,7 @@ impl Store {
                 mvcc: SharedMvcc::new(mvcc),
                 db: std::sync::Mutex::new(Some(db)),
                 sled_dir,
+                values,
                 data_dir: dir.clone(),
                 hub,
                 stopped: AtomicBool::new(false),
@@ -514,7 +546,7 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(db) = db {
-            match state_machine::flush_durable(&db, &self.inner.sled_dir) {
+            match state_machine::flush_durable(&db, &self.inner.sled_dir, &self.inner.values) {
                 Ok(()) => {
                     if let Err(e) = state_machine::mark_clean(&self.inner.data_dir) {
                         tracing::warn!(error = %e, "marking the state machine clean at shutdown");

@@ -129,7 +129,7 @@ async fn crash_child() {
         tokio::spawn(async move {
             for i in 0..100_000 {
                 let key = format!("/k/{t}/{i}");
-                if s.put(put_req(&key, "v")).await.is_ok() {
+                if s.put(put_req(&key, &long_value(&key))).await.is_ok() {
                     let _ = tx.send(key);
                 }
             }
@@ -140,6 +140,11 @@ async fn crash_child() {
         let _ = writeln!(out, "ACK {key}");
         let _ = out.flush();
     }
+}
+
+/// A value too long to stay inline in sled: it lives in the value log.
+fn long_value(key: &str) -> String {
+    format!("{key}:{}", "x".repeat(100))
 }
 
 /// A real crash: a child process writes concurrently and is killed with
@@ -213,7 +218,8 @@ async fn acknowledged_writes_survive_sigkill() {
     let s = open_store(dir.path()).await;
     let mut missing = 0;
     for key in &acked {
-        if s.range(get_req(key)).await.unwrap().count != 1 {
+        let r = s.range(get_req(key)).await.unwrap();
+        if r.count != 1 || r.kvs[0].value != long_value(key).as_bytes() {
             missing += 1;
         }
     }
@@ -347,8 +353,10 @@ async fn snapshot_and_log_purge_then_reopen() {
     let mut cfg = StoreConfig::new(dir.path());
     cfg.snapshot_logs_since_last = 2_000;
     let s = Store::open(cfg).await.unwrap();
+    // Values long enough for the value log: the snapshot must carry them.
+    let padded = |i: i32| format!("{i}{}", ".".repeat(100));
     for i in 0..2_300 {
-        put(&s, &format!("/s/{}", i % 100), &i.to_string()).await;
+        put(&s, &format!("/s/{}", i % 100), &padded(i)).await;
     }
     let rev = s.current_revision().await.unwrap();
     // The snapshot is built in the background.
@@ -371,11 +379,14 @@ async fn snapshot_and_log_purge_then_reopen() {
     assert_eq!(s.current_revision().await.unwrap(), rev + 10);
     let r = s.range(prefix_req("/s/")).await.unwrap();
     assert_eq!(r.count, 100);
-    assert_eq!(value_of(&r.kvs[0].value), "2200");
+    assert_eq!(value_of(&r.kvs[0].value), padded(2200));
     assert_eq!(s.range(prefix_req("/after/")).await.unwrap().count, 10);
     let mut past = get_req("/s/0");
     past.revision = rev - 200;
-    assert_eq!(value_of(&s.range(past).await.unwrap().kvs[0].value), "2000");
+    assert_eq!(
+        value_of(&s.range(past).await.unwrap().kvs[0].value),
+        padded(2000)
+    );
     s.shutdown().await;
 }
 
@@ -391,6 +402,43 @@ async fn missing_state_machine_is_refused() {
         Err(StoreError::BadDataDir { reason, .. }) => assert!(reason.contains("sm/"), "{reason}"),
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("opened a store without its state machine"),
+    }
+}
+
+#[tokio::test]
+async fn missing_value_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_store(dir.path()).await;
+    put(&s, "/x", &long_value("/x")).await;
+    s.shutdown().await;
+    drop(s);
+    let values = dir.path().join("sm-values");
+    // A segment gone: the pointer to it is found at open.
+    for f in std::fs::read_dir(&values).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    match Store::open(StoreConfig::new(dir.path())).await {
+        Err(StoreError::BadDataDir { reason, .. }) => {
+            assert!(reason.contains("value log: damaged"), "{reason}")
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("opened a store whose values are gone"),
+    }
+    // The whole directory gone.
+    let s = open_store(dir.path()).await; // the failed open left no mark: rebuilt
+    assert_eq!(
+        value_of(&s.range(get_req("/x")).await.unwrap().kvs[0].value),
+        long_value("/x")
+    );
+    s.shutdown().await;
+    drop(s);
+    std::fs::remove_dir_all(&values).unwrap();
+    match Store::open(StoreConfig::new(dir.path())).await {
+        Err(StoreError::BadDataDir { reason, .. }) => {
+            assert!(reason.contains("sm-values/"), "{reason}")
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("opened a store without its value log"),
     }
 }
 
@@ -423,7 +471,7 @@ async fn corrupt_snapshot_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = open_store(dir.path()).await;
     s.shutdown().await;
-    std::fs::write(dir.path().join("snapshot.bin"), b"SKIFFSN1 but not really").unwrap();
+    std::fs::write(dir.path().join("snapshot.bin"), b"SKIFFSN2 but not really").unwrap();
     match Store::open(StoreConfig::new(dir.path())).await {
         Err(StoreError::BadDataDir { reason, .. }) => {
             assert!(reason.contains("snapshot"), "{reason}")
