@@ -157,6 +157,11 @@ pub struct AgentArgs {
     /// milliseconds; 0 never.
     #[arg(long, default_value_t = crate::memory::DEFAULT_TRIM_INTERVAL.as_millis() as u64)]
     malloc_trim_interval_ms: u64,
+    /// Seconds after start at which the agent gives back the pages of the
+    /// `skiff` binary it has mapped (startup code) and maps later ones a
+    /// page at a time; 0 never.
+    #[arg(long, default_value_t = crate::memory::DEFAULT_SHED_TEXT_AFTER.as_secs())]
+    shed_text_after_secs: u64,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -194,12 +199,23 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             std::future::pending(),
         ))
     });
+    let shedder = (args.shed_text_after_secs > 0).then(|| {
+        let after = std::time::Duration::from_secs(args.shed_text_after_secs);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            match tokio::task::spawn_blocking(crate::memory::shed_binary_text).await {
+                Ok(Ok(bytes)) => tracing::debug!(bytes, "shed the binary's mapped pages"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot shed the binary's pages"),
+                Err(_) => {}
+            }
+        })
+    });
     let config = args
         .agent
         .into_config(args.server, token, None, args.data_dir)?;
     let result = skiff_agent::run(config, crate::shutdown_signal()).await;
-    if let Some(t) = trimmer {
-        t.abort();
+    for task in [trimmer, shedder].into_iter().flatten() {
+        task.abort();
     }
     result.context("agent")?;
     Ok(())
