@@ -3,8 +3,8 @@
 //! remove).
 //!
 //! ```text
-//!  write on a follower ─► route() = Leader(addr) ─► Call Write ─► leader's proposer ─► raft
-//!  read on a follower  ─► Call ReadIndex ─► leader confirms its lead (heartbeat quorum)
+//!  write on a follower ─► route() = Leader(addr) ─► forwarder (batches) ─► Call Write[..] ─► leader's proposer ─► raft
+//!  read on a follower  ─► forwarder (batches) ─► Call ReadIndex ─► leader confirms its lead (heartbeat quorum)
 //!                        ◄─ index ──────── wait until applied ≥ index, then read locally
 //!  new server ─ Call Join{addr} ─► leader: add_learner(next id) ─► Joined{id, cluster id}
 //!             (starts raft, catches up by log or snapshot)
@@ -12,10 +12,13 @@
 //! ```
 //!
 //! A write is tried again only when it surely did not commit: the route
-//! found no leader, the leader was unreachable (connection refused), or the
+//! found no leader, the leader was unreachable (connection refused), the
 //! node that proposed it was no longer the leader (openraft's
 //! `ForwardToLeader`, answered before appending or when the uncommitted
-//! entry is truncated). A write that timed out at a leader without quorum,
+//! entry is truncated), or it waited in a follower's forwarding queue past
+//! its deadline without being sent. A follower batches the writes and
+//! read-index requests it forwards (`forwarder.rs`); these rules hold per
+//! command of a batch. A write that timed out at a leader without quorum,
 //! or whose forwarding connection broke mid-call, may still commit: it
 //! fails with [`StoreError::Timeout`] and is not repeated.
 //!
@@ -31,13 +34,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::join_all;
 use openraft::{BasicNode, ChangeMembers};
 use serde::{Deserialize, Serialize};
 
 use super::{Inner, Store};
 use crate::error::StoreError;
+use crate::forwarder::WriteFailure;
 use crate::fsutil;
-use crate::network::{CallError, Peers};
+use crate::network::Peers;
 use crate::peer::{CallHandler, Member, PeerReply, PeerRequest, WireError};
 use crate::proposer::write_error;
 use crate::raft_types::{Command, CommandResponse, NodeId};
@@ -170,25 +175,6 @@ fn unexpected_reply(r: &PeerReply) -> WireError {
     WireError::Other(format!("unexpected answer: {r:?}"))
 }
 
-/// Why one attempt at a write failed.
-pub(crate) enum WriteFailure {
-    /// The write surely did not commit: safe to try again.
-    NotProposed(StoreError),
-    /// It may have committed, or cannot succeed: the client's answer.
-    Final(StoreError),
-}
-
-impl WriteFailure {
-    /// `NoLeader` from the proposer or the leader means "not proposed"
-    /// (see [`Store::propose_local`]); everything else is final.
-    fn classify(e: StoreError) -> WriteFailure {
-        match e {
-            e @ StoreError::NoLeader(_) => WriteFailure::NotProposed(e),
-            e => WriteFailure::Final(e),
-        }
-    }
-}
-
 /// Pause before trying a write again that was not proposed (a new leader
 /// is usually known within a heartbeat).
 pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -305,22 +291,12 @@ impl Store {
             Ok(Route::Leader(addr)) => addr,
             Err(e) => return Err(WriteFailure::NotProposed(e)),
         };
-        // A second more than the leader's own deadline, so that the
-        // leader's answer (not our impatience) says what happened.
-        let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
-        let req = PeerRequest::Write(cmd);
-        match self.inner.peers.call(&addr, &req, wait).await {
-            Ok(PeerReply::Write(r)) => Ok(r),
-            Ok(PeerReply::Failed(e)) => Err(WriteFailure::classify(e.into())),
-            Ok(other) => Err(WriteFailure::Final(StoreError::Storage(format!(
-                "unexpected answer to a forwarded write: {other:?}"
-            )))),
-            Err(e @ CallError::Unreachable(_)) => Err(WriteFailure::NotProposed(e.into())),
-            Err(CallError::Network(m)) => Err(WriteFailure::Final(StoreError::Timeout(format!(
-                "the connection to the leader failed while the write was in flight \
-                 ({m}); it may have been applied"
-            )))),
-        }
+        // Queued with other writes for the leader: see `forwarder.rs`.
+        self.inner
+            .forward_writes
+            .forward(addr, cmd, deadline)
+            .await
+            .map_err(WriteFailure::Final)?
     }
 
     /// Propose `cmd` on the leader and wait for its applied result. A
@@ -600,17 +576,24 @@ impl CallHandler for Inner {
             return PeerReply::Failed(WireError::NoLeader("the server is stopping".into()));
         }
         match req {
-            PeerRequest::Write(cmd) => {
+            PeerRequest::Write(cmds) => {
                 if !store.leads() {
                     return Store::not_leader();
                 }
-                match store
-                    .propose_local(cmd, Instant::now() + REQUEST_TIMEOUT)
-                    .await
-                {
-                    Ok(r) => PeerReply::Write(r),
-                    Err(e) => PeerReply::Failed(e.into()),
-                }
+                let deadline = Instant::now() + REQUEST_TIMEOUT;
+                // Each into the proposer, in order: it groups them into
+                // raft entries with everyone else's writes.
+                let results = join_all(
+                    cmds.into_iter()
+                        .map(|cmd| store.propose_local(cmd, deadline)),
+                );
+                PeerReply::Write(
+                    results
+                        .await
+                        .into_iter()
+                        .map(|r| r.map_err(WireError::from))
+                        .collect(),
+                )
             }
             PeerRequest::ReadIndex => match store.read_index_local().await {
                 Ok(i) => PeerReply::ReadIndex(i),
