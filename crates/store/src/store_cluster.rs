@@ -34,7 +34,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use openraft::{BasicNode, ChangeMembers};
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +43,7 @@ use crate::forwarder::WriteFailure;
 use crate::fsutil;
 use crate::network::Peers;
 use crate::peer::{CallHandler, Member, PeerReply, PeerRequest, WireError};
-use crate::proposer::write_error;
+use crate::proposer::{write_error, Proposer};
 use crate::raft_types::{Command, CommandResponse, NodeId};
 
 /// How long a request waits for a leader, a quorum, or the leader's answer
@@ -175,6 +174,14 @@ fn unexpected_reply(r: &PeerReply) -> WireError {
     WireError::Other(format!("unexpected answer: {r:?}"))
 }
 
+fn not_committed_in_time() -> StoreError {
+    StoreError::Timeout(
+        "not committed by a quorum in time (is a quorum of servers up?); \
+         it may still be applied later"
+            .into(),
+    )
+}
+
 /// Pause before trying a write again that was not proposed (a new leader
 /// is usually known within a heartbeat).
 pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -264,15 +271,43 @@ impl Store {
         cmd: Command,
         deadline: Instant,
     ) -> Result<CommandResponse, StoreError> {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(wait, self.inner.proposer.propose(cmd)).await {
+        match tokio::time::timeout_at(deadline.into(), self.inner.proposer.propose(cmd)).await {
             Ok(r) => r,
-            Err(_) => Err(StoreError::Timeout(
-                "not committed by a quorum in time (is a quorum of servers up?); \
-                 it may still be applied later"
-                    .into(),
-            )),
+            Err(_) => Err(not_committed_in_time()),
         }
+    }
+
+    /// [`Store::propose_local`] for each of `cmds` (a follower's batch),
+    /// queued together so that they share raft entries; one result per
+    /// command, in order.
+    async fn propose_local_all(
+        &self,
+        cmds: Vec<Command>,
+        deadline: Instant,
+    ) -> Vec<Result<CommandResponse, StoreError>> {
+        // One timer for the whole batch.
+        let expiry = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(expiry);
+        let mut pending = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            pending.push(tokio::select! {
+                biased;
+                submitted = self.inner.proposer.submit(cmd) => submitted,
+                () = &mut expiry => Err(not_committed_in_time()),
+            });
+        }
+        let mut results = Vec::with_capacity(pending.len());
+        for p in pending {
+            results.push(match p {
+                Ok(p) => tokio::select! {
+                    biased;
+                    answer = Proposer::answer(p) => answer,
+                    () = &mut expiry => Err(not_committed_in_time()),
+                },
+                Err(e) => Err(e),
+            });
+        }
+        results
     }
 
     /// Propose `cmd` on the leader, here or forwarded, once.
@@ -580,16 +615,11 @@ impl CallHandler for Inner {
                 if !store.leads() {
                     return Store::not_leader();
                 }
-                let deadline = Instant::now() + REQUEST_TIMEOUT;
-                // Each into the proposer, in order: it groups them into
-                // raft entries with everyone else's writes.
-                let results = join_all(
-                    cmds.into_iter()
-                        .map(|cmd| store.propose_local(cmd, deadline)),
-                );
+                let results = store
+                    .propose_local_all(cmds, Instant::now() + REQUEST_TIMEOUT)
+                    .await;
                 PeerReply::Write(
                     results
-                        .await
                         .into_iter()
                         .map(|r| r.map_err(WireError::from))
                         .collect(),
