@@ -77,6 +77,28 @@ pub(crate) trait Forward: Send + Sync + 'static {
     fn expired() -> Self::Answer;
 }
 
+/// Sends one call to the leader: [`Peers`], or a fake in unit tests.
+pub(crate) trait LeaderCall: Clone + Send + Sync + 'static {
+    /// Send `req` to the server at `leader` and wait for its answer.
+    fn call(
+        &self,
+        leader: &str,
+        req: &PeerRequest,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<PeerReply, CallError>> + Send;
+}
+
+impl LeaderCall for Peers {
+    async fn call(
+        &self,
+        leader: &str,
+        req: &PeerRequest,
+        timeout: Duration,
+    ) -> Result<PeerReply, CallError> {
+        Peers::call(self, leader, req, timeout).await
+    }
+}
+
 /// Why one attempt at a write failed.
 pub(crate) enum WriteFailure {
     /// The write surely did not commit: safe to try again.
@@ -210,11 +232,11 @@ pub(crate) struct Forwarder<K: Forward> {
 }
 
 impl<K: Forward> Forwarder<K> {
-    /// Start the pump, calling peers through `peers`. It ends when the
-    /// forwarder is dropped.
-    pub(crate) fn start(peers: Peers) -> Forwarder<K> {
+    /// Start the pump, calling the leader through `peers`. It ends when
+    /// the forwarder is dropped.
+    pub(crate) fn start(peers: impl LeaderCall) -> Forwarder<K> {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run::<K>(peers, rx));
+        tokio::spawn(run::<K, _>(peers, rx));
         Forwarder { tx }
     }
 
@@ -242,7 +264,7 @@ impl<K: Forward> Forwarder<K> {
     }
 }
 
-async fn run<K: Forward>(peers: Peers, mut rx: mpsc::Receiver<Waiting<K>>) {
+async fn run<K: Forward, C: LeaderCall>(peers: C, mut rx: mpsc::Receiver<Waiting<K>>) {
     let slots = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
     let mut queue: VecDeque<Waiting<K>> = VecDeque::new();
     loop {
@@ -271,14 +293,14 @@ async fn run<K: Forward>(peers: Peers, mut rx: mpsc::Receiver<Waiting<K>>) {
         }
         let peers = peers.clone();
         tokio::spawn(async move {
-            call::<K>(&peers, batch).await;
+            call::<K, C>(&peers, batch).await;
             drop(permit);
         });
     }
 }
 
 /// Send `batch` (one leader's) as one call and hand out the answers.
-async fn call<K: Forward>(peers: &Peers, batch: Vec<Waiting<K>>) {
+async fn call<K: Forward, C: LeaderCall>(peers: &C, batch: Vec<Waiting<K>>) {
     let Some(first) = batch.first() else {
         return;
     };

@@ -2,7 +2,10 @@
 //! and how one call's outcome is split into each request's answer.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use super::*;
 use crate::kv::{PutRequest, PutResponse};
@@ -219,4 +222,85 @@ async fn the_pump_answers_every_queued_write() {
         .await
         .expect("the pump answers");
     assert_eq!(summary(vec![answer]), ["retry"]);
+}
+
+/// A leader whose calls wait until the test lets one finish; call N
+/// answers read index N.
+#[derive(Clone)]
+struct GatedLeader {
+    started: Arc<std::sync::atomic::AtomicU64>,
+    gate: Arc<Semaphore>,
+}
+
+impl LeaderCall for GatedLeader {
+    async fn call(
+        &self,
+        _leader: &str,
+        _req: &PeerRequest,
+        _timeout: Duration,
+    ) -> Result<PeerReply, CallError> {
+        let n = self
+            .started
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        self.gate.acquire().await.expect("gate open").forget();
+        Ok(PeerReply::ReadIndex(n))
+    }
+}
+
+impl GatedLeader {
+    fn new() -> GatedLeader {
+        GatedLeader {
+            started: Arc::default(),
+            gate: Arc::new(Semaphore::new(0)),
+        }
+    }
+
+    fn started(&self) -> u64 {
+        self.started.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Wait (generously) until `n` calls have started.
+    async fn wait_started(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.started() < n {
+            assert!(Instant::now() < deadline, "call {n} never started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Linearizability of a follower's reads: a get may use only the index of
+/// a call sent after it arrived. Gets arriving while both call slots are
+/// busy wait, and then share the next call.
+#[tokio::test]
+async fn gets_arriving_during_calls_in_flight_share_the_next_call() {
+    let leader = GatedLeader::new();
+    let forwarder: Arc<Forwarder<ReadIndexes>> = Arc::new(Forwarder::start(leader.clone()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let get = || {
+        let f = forwarder.clone();
+        tokio::spawn(async move { f.forward("leader".into(), (), deadline).await })
+    };
+    let a = get();
+    leader.wait_started(1).await;
+    let b = get();
+    leader.wait_started(2).await;
+    let (c, d) = (get(), get());
+    // Both slots are busy: c and d wait (whatever the machine's speed,
+    // nothing may start a third call now).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(leader.started(), 2);
+
+    leader.gate.add_permits(1); // call 1 answers; c and d go out together
+    leader.wait_started(3).await;
+    leader.gate.add_permits(2);
+    let index = |h: tokio::task::JoinHandle<Result<Result<u64, StoreError>, StoreError>>| async {
+        h.await.expect("get task").expect("pump").expect("index")
+    };
+    assert_eq!(index(a).await, 1);
+    assert_eq!(index(b).await, 2);
+    assert_eq!(index(c).await, 3);
+    assert_eq!(index(d).await, 3);
+    assert_eq!(leader.started(), 3, "c and d shared one call");
 }
