@@ -271,7 +271,7 @@ impl GatedLeader {
 }
 
 /// Linearizability of a follower's reads: a get may use only the index of
-/// a call sent after it arrived. Gets arriving while both call slots are
+/// a call sent after it arrived. Gets arriving while every call slot is
 /// busy wait, and then share the next call.
 #[tokio::test]
 async fn gets_arriving_during_calls_in_flight_share_the_next_call() {
@@ -282,25 +282,32 @@ async fn gets_arriving_during_calls_in_flight_share_the_next_call() {
         let f = forwarder.clone();
         tokio::spawn(async move { f.forward("leader".into(), (), deadline).await })
     };
-    let a = get();
-    leader.wait_started(1).await;
-    let b = get();
-    leader.wait_started(2).await;
-    let (c, d) = (get(), get());
-    // Both slots are busy: c and d wait (whatever the machine's speed,
-    // nothing may start a third call now).
+    let slots = MAX_CALLS_IN_FLIGHT as u64;
+    let mut alone = Vec::new();
+    for n in 1..=slots {
+        alone.push(get());
+        leader.wait_started(n).await;
+    }
+    let (late1, late2) = (get(), get());
+    // Every slot is busy: the late gets wait (whatever the machine's
+    // speed, nothing may start another call now).
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(leader.started(), 2);
+    assert_eq!(leader.started(), slots);
 
-    leader.gate.add_permits(1); // call 1 answers; c and d go out together
-    leader.wait_started(3).await;
-    leader.gate.add_permits(2);
+    leader.gate.add_permits(1); // call 1 answers; the late gets go out together
+    leader.wait_started(slots + 1).await;
+    leader.gate.add_permits(MAX_CALLS_IN_FLIGHT);
     let index = |h: tokio::task::JoinHandle<Result<Result<u64, StoreError>, StoreError>>| async {
         h.await.expect("get task").expect("pump").expect("index")
     };
-    assert_eq!(index(a).await, 1);
-    assert_eq!(index(b).await, 2);
-    assert_eq!(index(c).await, 3);
-    assert_eq!(index(d).await, 3);
-    assert_eq!(leader.started(), 3, "c and d shared one call");
+    for (n, h) in (1..).zip(alone) {
+        assert_eq!(
+            index(h).await,
+            n,
+            "a get that found a free slot has its own call"
+        );
+    }
+    assert_eq!(index(late1).await, slots + 1);
+    assert_eq!(index(late2).await, slots + 1);
+    assert_eq!(leader.started(), slots + 1, "the late gets shared one call");
 }
