@@ -46,11 +46,13 @@ use crate::raft_types::{Command, CommandResponse};
 
 /// Calls to the leader sent and not yet answered before requests queue.
 /// A queued request waits for a whole answer (a raft commit on the
-/// leader), so too few slots add latency when a few clients write through
-/// a follower; batching only saves CPU per call, and at 256 clients the
-/// servers' CPU per operation measured the same with 2, 4 and 8 slots
-/// (`skiff bench store`, issue #3), while 2 slowed 16 clients.
-const MAX_CALLS_IN_FLIGHT: usize = 4;
+/// leader), so a follower should queue only under real load: with 2 or 4
+/// slots the 5 or 6 clients per follower of a 16-client `skiff bench
+/// store` lost a fifth of their writes/s; with 8 they go straight through,
+/// while at 256 clients (about 85 per follower) calls still carry about
+/// 10 requests, and the servers' CPU per operation measured the same with
+/// 2, 4 and 8 slots (issue #3).
+const MAX_CALLS_IN_FLIGHT: usize = 8;
 /// Most requests in one call.
 const MAX_BATCH_COMMANDS: usize = 256;
 /// Most payload bytes (keys and values) in one call: a few 1.5 MiB values,
