@@ -25,7 +25,7 @@
 //!                                 │ watch:  WatchHub (broadcast) ◄────────┘                │
 //!                                 │         + history replay from sled ◄──────────────────┘
 //!                                 │ reads:  read index (leader: ensure_linearizable; follower: asks the leader), then sled
-//!                                 │ follower: writes/keep-alives forwarded to the leader over the peer port (peer.rs)
+//!                                 │ follower: writes/keep-alives forwarded to the leader over the peer port (peer.rs), writes and read indexes batched (forwarder.rs)
 //!                                 │ leases: Lessor (leader, in memory: deadlines) ──expired──► LeaseRevoke via raft
 //!  etcdctl ── gRPC (etcd/) ───────┘
 //!
@@ -185,6 +185,7 @@ mod dir_lock;
 pub mod error;
 pub mod etcd;
 pub mod etcd_process;
+mod forwarder;
 mod fsutil;
 mod keys;
 pub mod kv;

@@ -10,6 +10,11 @@
 //! `x-skiff-token` header; without it the answer is `Unauthenticated`. The
 //! token is the only protection of the peer port (there is no TLS yet), so
 //! bind `--peer-listen` to an interface only the servers reach.
+//!
+//! The messages are bincode-encoded Rust enums with no versioning: a
+//! changed or new [`PeerRequest`]/[`PeerReply`] variant (such as `Write`
+//! carrying a batch) needs every server of the cluster upgraded together
+//! (Skiff is pre-1.0 and promises no mixed-version clusters).
 
 use std::sync::Weak;
 
@@ -38,11 +43,13 @@ use pb::{RaftReply, RaftRequest};
 /// What a server asks of the leader (or of any server, for membership).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum PeerRequest {
-    /// A write proposed on a follower: the leader proposes it (through its
-    /// group commit) and answers once it is applied.
-    Write(Command),
+    /// Writes proposed on a follower, batched (`forwarder.rs`): the leader
+    /// proposes each through its group commit and answers once all are
+    /// applied, one result per command, in order.
+    Write(Vec<Command>),
     /// Raft §6.4 read index: the leader confirms it still leads and answers
-    /// the index a follower must have applied before serving a read.
+    /// the index a follower must have applied before serving a read (one
+    /// call serves every read the follower had queued).
     ReadIndex,
     /// A lease keep-alive: only the leader's deadlines count.
     KeepAlive(LeaseId),
@@ -82,8 +89,9 @@ pub struct Member {
 /// The answer to a [`PeerRequest`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum PeerReply {
-    /// The applied result of a forwarded write.
-    Write(CommandResponse),
+    /// The applied results of forwarded writes, in the request's order;
+    /// an `Err` is that command's alone.
+    Write(Vec<Result<CommandResponse, WireError>>),
     /// The leader's read index.
     ReadIndex(u64),
     /// A lease's TTL (keep-alive) or time left, None if unknown.

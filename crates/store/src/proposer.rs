@@ -31,6 +31,8 @@ const MAX_IN_FLIGHT: usize = 2;
 const QUEUE_DEPTH: usize = 4096;
 
 type Reply = oneshot::Sender<Result<CommandResponse, StoreError>>;
+/// A submitted command's answer, to come.
+pub(crate) type Pending = oneshot::Receiver<Result<CommandResponse, StoreError>>;
 
 struct Proposal {
     cmd: Command,
@@ -53,12 +55,24 @@ impl Proposer {
 
     /// Propose `cmd` and wait until it is committed and applied.
     pub(crate) async fn propose(&self, cmd: Command) -> Result<CommandResponse, StoreError> {
+        Proposer::answer(self.submit(cmd).await?).await
+    }
+
+    /// Queue `cmd`; [`Proposer::answer`] waits for its result. Queuing
+    /// several before waiting lets them share one entry.
+    pub(crate) async fn submit(&self, cmd: Command) -> Result<Pending, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Proposal { cmd, reply })
             .await
             .map_err(|_| StoreError::Stopped("write path closed".into()))?;
-        rx.await
+        Ok(rx)
+    }
+
+    /// The result of a submitted command, once applied.
+    pub(crate) async fn answer(pending: Pending) -> Result<CommandResponse, StoreError> {
+        pending
+            .await
             .map_err(|_| StoreError::Stopped("write dropped by a stopping store".into()))?
     }
 }

@@ -13,6 +13,7 @@ use openraft::{BasicNode, Raft, SnapshotPolicy};
 
 use crate::dir_lock;
 use crate::error::StoreError;
+use crate::forwarder::{self, Forwarder};
 use crate::kv::{
     DeleteRangeRequest, DeleteRangeResponse, Kv, PutRequest, PutResponse, RangeRequest,
     RangeResponse, RequestOp, Revision, TxnRequest, TxnResponse, WatchRequest, WatchStream,
@@ -161,6 +162,10 @@ struct Inner {
     /// The leader's lease deadlines.
     lessor: Arc<Lessor>,
     proposer: Proposer,
+    /// A follower's writes for the leader, batched.
+    forward_writes: Forwarder<forwarder::Writes>,
+    /// A follower's read-index requests, batched.
+    forward_reads: Forwarder<forwarder::ReadIndexes>,
     mvcc: SharedMvcc,
     /// Taken at shutdown, so sled's files are released.
     db: std::sync::Mutex<Option<sled::Db>>,
@@ -443,6 +448,8 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 proposer: Proposer::start(raft.clone()),
+                forward_writes: Forwarder::start(peers.clone()),
+                forward_reads: Forwarder::start(peers.clone()),
                 raft,
                 node_id: config.node_id,
                 cluster_id: fnv1a64(marker.cluster_id.as_bytes()),
@@ -610,17 +617,14 @@ impl Store {
                 r.map_err(check_is_leader_error)?;
             }
             Route::Leader(addr) => {
-                match self
-                    .call_leader(&addr, &peer::PeerRequest::ReadIndex)
-                    .await?
-                {
-                    peer::PeerReply::ReadIndex(index) => self.wait_applied(index).await?,
-                    other => {
-                        return Err(StoreError::Storage(format!(
-                            "unexpected answer to a read index: {other:?}"
-                        )))
-                    }
-                }
+                // Shared with the other reads queued when the call is sent
+                // (`forwarder.rs`).
+                let index = self
+                    .inner
+                    .forward_reads
+                    .forward(addr, (), deadline)
+                    .await??;
+                self.wait_applied(index).await?;
             }
         }
         Ok(())

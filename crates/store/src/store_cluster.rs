@@ -3,8 +3,8 @@
 //! remove).
 //!
 //! ```text
-//!  write on a follower ─► route() = Leader(addr) ─► Call Write ─► leader's proposer ─► raft
-//!  read on a follower  ─► Call ReadIndex ─► leader confirms its lead (heartbeat quorum)
+//!  write on a follower ─► route() = Leader(addr) ─► forwarder (batches) ─► Call Write[..] ─► leader's proposer ─► raft
+//!  read on a follower  ─► forwarder (batches) ─► Call ReadIndex ─► leader confirms its lead (heartbeat quorum)
 //!                        ◄─ index ──────── wait until applied ≥ index, then read locally
 //!  new server ─ Call Join{addr} ─► leader: add_learner(next id) ─► Joined{id, cluster id}
 //!             (starts raft, catches up by log or snapshot)
@@ -12,10 +12,13 @@
 //! ```
 //!
 //! A write is tried again only when it surely did not commit: the route
-//! found no leader, the leader was unreachable (connection refused), or the
+//! found no leader, the leader was unreachable (connection refused), the
 //! node that proposed it was no longer the leader (openraft's
 //! `ForwardToLeader`, answered before appending or when the uncommitted
-//! entry is truncated). A write that timed out at a leader without quorum,
+//! entry is truncated), or it waited in a follower's forwarding queue past
+//! its deadline without being sent. A follower batches the writes and
+//! read-index requests it forwards (`forwarder.rs`); these rules hold per
+//! command of a batch. A write that timed out at a leader without quorum,
 //! or whose forwarding connection broke mid-call, may still commit: it
 //! fails with [`StoreError::Timeout`] and is not repeated.
 //!
@@ -36,10 +39,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{Inner, Store};
 use crate::error::StoreError;
+use crate::forwarder::WriteFailure;
 use crate::fsutil;
-use crate::network::{CallError, Peers};
+use crate::network::Peers;
 use crate::peer::{CallHandler, Member, PeerReply, PeerRequest, WireError};
-use crate::proposer::write_error;
+use crate::proposer::{write_error, Proposer};
 use crate::raft_types::{Command, CommandResponse, NodeId};
 
 /// How long a request waits for a leader, a quorum, or the leader's answer
@@ -170,23 +174,12 @@ fn unexpected_reply(r: &PeerReply) -> WireError {
     WireError::Other(format!("unexpected answer: {r:?}"))
 }
 
-/// Why one attempt at a write failed.
-pub(crate) enum WriteFailure {
-    /// The write surely did not commit: safe to try again.
-    NotProposed(StoreError),
-    /// It may have committed, or cannot succeed: the client's answer.
-    Final(StoreError),
-}
-
-impl WriteFailure {
-    /// `NoLeader` from the proposer or the leader means "not proposed"
-    /// (see [`Store::propose_local`]); everything else is final.
-    fn classify(e: StoreError) -> WriteFailure {
-        match e {
-            e @ StoreError::NoLeader(_) => WriteFailure::NotProposed(e),
-            e => WriteFailure::Final(e),
-        }
-    }
+fn not_committed_in_time() -> StoreError {
+    StoreError::Timeout(
+        "not committed by a quorum in time (is a quorum of servers up?); \
+         it may still be applied later"
+            .into(),
+    )
 }
 
 /// Pause before trying a write again that was not proposed (a new leader
@@ -278,15 +271,43 @@ impl Store {
         cmd: Command,
         deadline: Instant,
     ) -> Result<CommandResponse, StoreError> {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(wait, self.inner.proposer.propose(cmd)).await {
+        match tokio::time::timeout_at(deadline.into(), self.inner.proposer.propose(cmd)).await {
             Ok(r) => r,
-            Err(_) => Err(StoreError::Timeout(
-                "not committed by a quorum in time (is a quorum of servers up?); \
-                 it may still be applied later"
-                    .into(),
-            )),
+            Err(_) => Err(not_committed_in_time()),
         }
+    }
+
+    /// [`Store::propose_local`] for each of `cmds` (a follower's batch),
+    /// queued together so that they share raft entries; one result per
+    /// command, in order.
+    async fn propose_local_all(
+        &self,
+        cmds: Vec<Command>,
+        deadline: Instant,
+    ) -> Vec<Result<CommandResponse, StoreError>> {
+        // One timer for the whole batch.
+        let expiry = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(expiry);
+        let mut pending = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            pending.push(tokio::select! {
+                biased;
+                submitted = self.inner.proposer.submit(cmd) => submitted,
+                () = &mut expiry => Err(not_committed_in_time()),
+            });
+        }
+        let mut results = Vec::with_capacity(pending.len());
+        for p in pending {
+            results.push(match p {
+                Ok(p) => tokio::select! {
+                    biased;
+                    answer = Proposer::answer(p) => answer,
+                    () = &mut expiry => Err(not_committed_in_time()),
+                },
+                Err(e) => Err(e),
+            });
+        }
+        results
     }
 
     /// Propose `cmd` on the leader, here or forwarded, once.
@@ -305,22 +326,12 @@ impl Store {
             Ok(Route::Leader(addr)) => addr,
             Err(e) => return Err(WriteFailure::NotProposed(e)),
         };
-        // A second more than the leader's own deadline, so that the
-        // leader's answer (not our impatience) says what happened.
-        let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
-        let req = PeerRequest::Write(cmd);
-        match self.inner.peers.call(&addr, &req, wait).await {
-            Ok(PeerReply::Write(r)) => Ok(r),
-            Ok(PeerReply::Failed(e)) => Err(WriteFailure::classify(e.into())),
-            Ok(other) => Err(WriteFailure::Final(StoreError::Storage(format!(
-                "unexpected answer to a forwarded write: {other:?}"
-            )))),
-            Err(e @ CallError::Unreachable(_)) => Err(WriteFailure::NotProposed(e.into())),
-            Err(CallError::Network(m)) => Err(WriteFailure::Final(StoreError::Timeout(format!(
-                "the connection to the leader failed while the write was in flight \
-                 ({m}); it may have been applied"
-            )))),
-        }
+        // Queued with other writes for the leader: see `forwarder.rs`.
+        self.inner
+            .forward_writes
+            .forward(addr, cmd, deadline)
+            .await
+            .map_err(WriteFailure::Final)?
     }
 
     /// Propose `cmd` on the leader and wait for its applied result. A
@@ -600,17 +611,19 @@ impl CallHandler for Inner {
             return PeerReply::Failed(WireError::NoLeader("the server is stopping".into()));
         }
         match req {
-            PeerRequest::Write(cmd) => {
+            PeerRequest::Write(cmds) => {
                 if !store.leads() {
                     return Store::not_leader();
                 }
-                match store
-                    .propose_local(cmd, Instant::now() + REQUEST_TIMEOUT)
-                    .await
-                {
-                    Ok(r) => PeerReply::Write(r),
-                    Err(e) => PeerReply::Failed(e.into()),
-                }
+                let results = store
+                    .propose_local_all(cmds, Instant::now() + REQUEST_TIMEOUT)
+                    .await;
+                PeerReply::Write(
+                    results
+                        .into_iter()
+                        .map(|r| r.map_err(WireError::from))
+                        .collect(),
+                )
             }
             PeerRequest::ReadIndex => match store.read_index_local().await {
                 Ok(i) => PeerReply::ReadIndex(i),
