@@ -32,10 +32,11 @@ use crate::kv::{
 };
 use crate::lease_apply::{reattach, LeaseChange};
 use crate::mvcc::{
-    check_read_revision, check_value_size, decode, encode, respond, HistoryEvent, Mvcc, MvccError,
-    Overlay, StoredEvent,
+    check_read_revision, check_value_size, decode, encode, history_events, respond, HistoryEvent,
+    Mvcc, MvccError, Overlay, StoredEvent,
 };
 use crate::raft_types::{ApplyError, Command, CommandResponse, Entry};
+use crate::value_log::ValueRef;
 
 /// The result of applying one raft entry.
 pub(crate) struct Applied {
@@ -162,8 +163,10 @@ impl Mvcc {
     fn compact_history(&self, from: Revision, to: Revision) -> Result<(), MvccError> {
         let mut writes = crate::mvcc::Writes::default();
         let mut released = Vec::new();
-        let mut newest: std::collections::HashMap<Vec<u8>, (sled::IVec, StoredEvent)> =
-            Default::default();
+        // Per key: its newest event in the window, whether a delete, and
+        // where its value is.
+        type Newest = (sled::IVec, EventType, Option<ValueRef>);
+        let mut newest: std::collections::HashMap<Vec<u8>, Newest> = Default::default();
         let floor = keys::history_key(from, 0);
         for item in self.tree.range(floor.clone()..keys::history_key(to, 0)) {
             let (at, v) = item?;
@@ -172,14 +175,14 @@ impl Mvcc {
                 released.extend(self.event_at(prev)?.logged);
                 writes.remove(prev.as_slice());
             }
-            if let Some((older, older_ev)) = newest.insert(ev.kv.key.clone(), (at, ev)) {
-                released.extend(older_ev.logged);
+            if let Some((older, _, logged)) = newest.insert(ev.kv.key, (at, ev.kind, ev.logged)) {
+                released.extend(logged);
                 writes.remove(older);
             }
         }
-        for (at, ev) in newest.into_values() {
-            if ev.kind == EventType::Delete {
-                released.extend(ev.logged);
+        for (at, kind, logged) in newest.into_values() {
+            if kind == EventType::Delete {
+                released.extend(logged);
                 writes.remove(at);
             }
         }
@@ -199,12 +202,8 @@ impl Mvcc {
         for (segment, empty) in self.values.garbage() {
             if !empty {
                 let mut writes = crate::mvcc::Writes::default();
-                for item in self
-                    .tree
-                    .range(vec![keys::HISTORY_PREFIX]..vec![keys::HISTORY_PREFIX + 1])
-                {
-                    let (at, v) = item?;
-                    let ev: StoredEvent = decode("history event", &v)?;
+                for item in history_events(&self.tree) {
+                    let (at, ev) = item?;
                     if let Some(old) = ev.logged.filter(|l| l.segment == segment) {
                         let value = self.values.read(&old)?;
                         let moved = StoredEvent {

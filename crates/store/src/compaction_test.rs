@@ -4,9 +4,8 @@
 
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 
-use crate::keys;
 use crate::kv::{DeleteRangeRequest, PutRequest};
-use crate::mvcc::{decode, Mvcc, StoredEvent};
+use crate::mvcc::{history_events, Mvcc};
 use crate::raft_types::{Command, Entry};
 
 fn entry(index: u64, cmd: Command) -> Entry {
@@ -26,11 +25,9 @@ fn put(key: &str, value: &str) -> Command {
 
 /// Every (key, value) left in history, in revision order.
 fn history(m: &Mvcc) -> Vec<(String, String)> {
-    m.tree
-        .scan_prefix([keys::HISTORY_PREFIX])
+    history_events(&m.tree)
         .map(|item| {
-            let (_, v) = item.unwrap();
-            let ev: StoredEvent = decode("history event", &v).unwrap();
+            let (_, ev) = item.unwrap();
             let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
             (text(&ev.kv.key), text(&ev.kv.value))
         })

@@ -253,10 +253,8 @@ impl Mvcc {
     /// values in use, which also checks that each pointer leads into a
     /// segment that exists.
     pub(crate) fn open(tree: sled::Tree, values: ValueLog) -> Result<Mvcc, MvccError> {
-        for item in tree.range(vec![keys::HISTORY_PREFIX]..vec![keys::HISTORY_PREFIX + 1]) {
-            let (_, v) = item?;
-            let ev: StoredEvent = decode("history event", &v)?;
-            if let Some(at) = ev.logged {
+        for item in history_events(&tree) {
+            if let Some(at) = item?.1.logged {
                 values.retain(&at)?;
             }
         }
@@ -542,12 +540,17 @@ impl Mvcc {
         self.tree.iter().map(move |item| {
             let (k, v) = item?;
             if k.first() == Some(&keys::HISTORY_PREFIX) {
-                let ev: StoredEvent = decode("history event", &v)?;
-                if ev.logged.is_some() {
-                    let (kind, prev_at) = (ev.kind, ev.prev_at.clone());
+                let StoredEvent {
+                    kind,
+                    mut kv,
+                    prev_at,
+                    logged,
+                } = decode("history event", &v)?;
+                if let Some(at) = logged {
+                    kv.value = self.values.read(&at)?;
                     let portable = StoredEvent {
                         kind,
-                        kv: self.key_value(ev)?,
+                        kv,
                         prev_at,
                         logged: None,
                     };
@@ -557,6 +560,17 @@ impl Mvcc {
             Ok((k.to_vec(), v.to_vec()))
         })
     }
+}
+
+/// Every history event of `tree`, with its sled key, in revision order.
+pub(crate) fn history_events(
+    tree: &sled::Tree,
+) -> impl Iterator<Item = Result<(sled::IVec, StoredEvent), MvccError>> {
+    tree.range(vec![keys::HISTORY_PREFIX]..vec![keys::HISTORY_PREFIX + 1])
+        .map(|item| {
+            let (k, v) = item?;
+            Ok((k, decode("history event", &v)?))
+        })
 }
 
 /// Check a read revision against the store's window (etcd's ErrFutureRev
