@@ -41,7 +41,9 @@ fn on_cluster(subnet: u8, test: impl FnOnce(&Kubectl) -> anyhow::Result<()>) -> 
     let cluster = Cluster::start(ClusterOptions { subnet })?;
     eprintln!("[{subnet}] cluster ready: {:?}", started.elapsed());
     let result = test(&cluster.kube());
-    if result.is_err() {
+    if let Err(e) = &result {
+        // The error first: CI shows the head and the tail of a long log.
+        eprintln!("[{subnet}] FAILED: {e:#}");
         eprintln!("--- server log ---\n{}", tail(&cluster.server_log(), 150));
     }
     result
@@ -692,7 +694,9 @@ fn cronjob_runs_on_the_minute_and_keeps_its_history_limit() -> anyhow::Result<()
             created - at
         );
         assert_eq!(at, scheduled + 60, "the next run is one minute later");
-        let cj = k.json(&["get", "cronjob", "tick"])?;
+        let cj = k
+            .json(&["get", "cronjob", "tick"])
+            .context("reading the CronJob after its second run")?;
         assert!(
             !cj["status"]["lastSuccessfulTime"].is_null()
                 && !cj["status"]["lastScheduleTime"].is_null(),
@@ -700,14 +704,18 @@ fn cronjob_runs_on_the_minute_and_keeps_its_history_limit() -> anyhow::Result<()
         );
 
         // `kubectl create job --from=cronjob/...` runs the template now.
-        k.ok(&["create", "job", "--from=cronjob/tick", "now"])?;
+        k.ok(&["create", "job", "--from=cronjob/tick", "now"])
+            .context("kubectl create job --from=cronjob/tick")?;
         k.ok(&[
             "wait",
             "--for=condition=complete",
             "job/now",
             "--timeout=120s",
-        ])?;
-        let now = k.json(&["get", "job", "now"])?;
+        ])
+        .with_context(|| format!("waiting for job/now; jobs {:?}", cron_jobs(k)))?;
+        let now = k
+            .json(&["get", "job", "now"])
+            .context("reading job/now once complete")?;
         assert_eq!(
             now["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
             "manual"
