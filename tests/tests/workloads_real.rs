@@ -704,6 +704,11 @@ fn cronjob_runs_on_the_minute_and_keeps_its_history_limit() -> anyhow::Result<()
         );
 
         // `kubectl create job --from=cronjob/...` runs the template now.
+        // Not in the second the last Job started: startTime has whole
+        // seconds, the history limit breaks ties by name as Kubernetes
+        // does, and "now" sorts before "tick-…", so it would be the one
+        // deleted once complete (a CI run met exactly that).
+        std::thread::sleep(Duration::from_millis(1100));
         k.ok(&["create", "job", "--from=cronjob/tick", "now"])
             .context("kubectl create job --from=cronjob/tick")?;
         k.ok(&[

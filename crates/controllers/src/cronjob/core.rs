@@ -99,12 +99,22 @@ fn job_ref(job: &Job) -> ObjectReference {
     }
 }
 
-fn job_start_ms(job: &Job) -> i64 {
-    job.status
+/// The order Kubernetes sorts a CronJob's Jobs in (`byJobStartTime`):
+/// by `status.startTime`, Jobs without one last, and equal times (it has
+/// whole seconds) by name. The history limits delete from the front, so
+/// the tie-break decides which of two Jobs started in the same second
+/// goes; without it the informer's order decided.
+fn start_order(job: &Job) -> (bool, i64, &str) {
+    let start = job
+        .status
         .as_ref()
         .and_then(|s| s.start_time.as_ref())
-        .map(|Time(t)| millis(t))
-        .unwrap_or_else(|| created_ms(&job.metadata))
+        .map(|Time(t)| millis(t));
+    (
+        start.is_none(),
+        start.unwrap_or(0),
+        job.metadata.name.as_deref().unwrap_or_default(),
+    )
 }
 
 /// The scheduled times in `(earliest, now]`: the most recent, and how many
@@ -170,7 +180,7 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
         .copied()
         .filter(|j| finished(j).is_none())
         .collect();
-    active.sort_by_key(|j| job_start_ms(j));
+    active.sort_by_key(|j| start_order(j));
     let last_success = input
         .jobs
         .iter()
@@ -201,7 +211,7 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
             .copied()
             .filter(|j| finished(j) == Some(want))
             .collect();
-        done.sort_by_key(|j| job_start_ms(j));
+        done.sort_by_key(|j| start_order(j));
         let extra = done
             .len()
             .saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));

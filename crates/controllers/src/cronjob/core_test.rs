@@ -238,6 +238,26 @@ fn history_limits_delete_the_oldest_finished_jobs() {
 }
 
 #[test]
+fn jobs_started_in_the_same_second_go_by_name() {
+    // A manual Job (`kubectl create job --from=cronjob/hello adhoc`) started
+    // in the same second as the scheduled one: Kubernetes breaks the tie by
+    // name, whatever order the informer lists them in, so the manual one
+    // goes although it was created later.
+    let cj = cronjob("0 0 1 1 *", |s, _| {
+        s.successful_jobs_history_limit = Some(1)
+    });
+    let scheduled = job(1, Some(true));
+    let mut manual = job(1, Some(true));
+    manual.metadata.name = Some("adhoc".into());
+    manual.metadata.uid = Some("uid-manual".into());
+    for jobs in [[scheduled.clone(), manual.clone()], [manual, scheduled]] {
+        let plan = run(&cj, &jobs, at(2, 0));
+        let deleted: Vec<&str> = plan.delete.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(deleted, ["adhoc"]);
+    }
+}
+
+#[test]
 fn time_zone_decides_the_scheduled_instant() {
     // 09:00 every day in New York (UTC-5 in January) is 14:00 UTC.
     let ny = crate::cronjob::schedule::time_zone(Some("America/New_York")).unwrap();
