@@ -191,6 +191,17 @@ impl Cluster {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// Passes a test's result through; on failure first prints the error,
+    /// then the last `lines` of the server's log (the error first: CI
+    /// shows only the head and the tail of a long log).
+    pub fn log_failure<T>(&self, result: anyhow::Result<T>, lines: usize) -> anyhow::Result<T> {
+        if let Err(e) = &result {
+            eprintln!("FAILED: {e:#}");
+            eprintln!("--- server log ---\n{}", tail(&self.server_log(), lines));
+        }
+        result
+    }
+
     fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let node = self.node_name();
         let ok = wait_until(timeout, || {

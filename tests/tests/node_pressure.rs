@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::Value;
-use skiff_tests::{tail, wait_until, Cluster, ClusterOptions, Kubectl};
+use skiff_tests::{wait_until, Cluster, ClusterOptions, Kubectl};
 
 /// Pod CIDRs `10.199.97.0/24` and `10.199.98.0/24`.
 const SUBNET: u8 = 97;
@@ -105,10 +105,7 @@ fn memory_pressure_evicts_the_pod_above_its_request() -> anyhow::Result<()> {
         ],
     )?;
     let result = run(&cluster);
-    if result.is_err() {
-        eprintln!("--- server log ---\n{}", tail(&cluster.server_log(), 150));
-    }
-    result
+    cluster.log_failure(result, 150)
 }
 
 fn run(cluster: &Cluster) -> anyhow::Result<()> {
@@ -231,10 +228,7 @@ fn soft_threshold_evicts_after_its_grace_period() -> anyhow::Result<()> {
         ],
     )?;
     let result = run_soft(&cluster);
-    if result.is_err() {
-        eprintln!("--- server log ---\n{}", tail(&cluster.server_log(), 150));
-    }
-    result
+    cluster.log_failure(result, 150)
 }
 
 fn run_soft(cluster: &Cluster) -> anyhow::Result<()> {
@@ -321,8 +315,5 @@ fn unused_images_are_collected_when_the_disk_is_full() -> anyhow::Result<()> {
         assert!(left.contains("skiff.local/pause:1"), "{left}");
         anyhow::Ok(())
     })();
-    if result.is_err() {
-        eprintln!("--- server log ---\n{}", tail(&cluster.server_log(), 80));
-    }
-    result
+    cluster.log_failure(result, 80)
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use base64::Engine;
 use serde_json::{json, Value};
-use skiff_tests::{check, tail, wait_until, Cluster, ClusterOptions, Kubectl};
+use skiff_tests::{check, wait_until, Cluster, ClusterOptions, Kubectl};
 
 /// Pod CIDR `10.199.135.0/24`.
 const SUBNET: u8 = 135;
@@ -42,10 +42,7 @@ spec:
 fn pods_get_a_bound_token_and_the_cluster_ca() -> anyhow::Result<()> {
     let cluster = Cluster::start(ClusterOptions { subnet: SUBNET })?;
     let result = run(&cluster);
-    if result.is_err() {
-        eprintln!("--- server log ---\n{}", tail(&cluster.server_log(), 150));
-    }
-    result
+    cluster.log_failure(result, 150)
 }
 
 fn exec_cat(k: &Kubectl, file: &str) -> anyhow::Result<String> {

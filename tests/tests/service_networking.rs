@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use skiff_tests::{tail, wait_until, Cluster, ClusterOptions};
+use skiff_tests::{wait_until, Cluster, ClusterOptions};
 
 const SUBNET: u8 = 50;
 
@@ -131,10 +131,7 @@ fn wait_slice_matches_pods(cluster: &Cluster, n: usize) -> anyhow::Result<Vec<St
 fn deployment_service_endpoints_and_dns() -> anyhow::Result<()> {
     let cluster = Cluster::start(ClusterOptions { subnet: SUBNET })?;
     let result = run(&cluster);
-    if result.is_err() {
-        eprintln!("--- server log ---\n{}", tail(&cluster.server_log(), 150));
-    }
-    result
+    cluster.log_failure(result, 150)
 }
 
 fn run(cluster: &Cluster) -> anyhow::Result<()> {

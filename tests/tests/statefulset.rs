@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use skiff_tests::{tail, wait_until, Cluster, ClusterOptions, Kubectl};
+use skiff_tests::{wait_until, Cluster, ClusterOptions, Kubectl};
 
 /// Pod CIDR `10.199.120.0/24` (this task's range: 120..124).
 const SUBNET: u8 = 120;
@@ -92,10 +92,7 @@ fn starts(dir: &str) -> String {
 fn statefulset_pods_keep_their_names_claims_and_data() -> anyhow::Result<()> {
     let cluster = Cluster::start(ClusterOptions { subnet: SUBNET })?;
     let result = run(&cluster);
-    if result.is_err() {
-        eprintln!("--- server log ---\n{}", tail(&cluster.server_log(), 150));
-    }
-    result
+    cluster.log_failure(result, 150)
 }
 
 fn run(cluster: &Cluster) -> anyhow::Result<()> {

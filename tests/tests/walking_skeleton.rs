@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use skiff_tests::{tail, wait_until, Cluster, ClusterOptions};
+use skiff_tests::{wait_until, Cluster, ClusterOptions};
 
 const WEB_POD: &str = r#"
 apiVersion: v1
@@ -64,10 +64,7 @@ fn pod_field(cluster: &Cluster, pod: &str, jsonpath: &str) -> anyhow::Result<Str
 fn pod_runs_on_containerd_driven_by_kubectl() -> anyhow::Result<()> {
     let cluster = Cluster::start(ClusterOptions { subnet: 11 })?;
     let result = run_pod_lifecycle(&cluster);
-    if result.is_err() {
-        eprintln!("--- server log ---\n{}", tail(&cluster.server_log(), 120));
-    }
-    result
+    cluster.log_failure(result, 120)
 }
 
 fn run_pod_lifecycle(cluster: &Cluster) -> anyhow::Result<()> {
@@ -128,10 +125,7 @@ fn run_pod_lifecycle(cluster: &Cluster) -> anyhow::Result<()> {
 fn bad_input_gets_kubernetes_errors_and_missing_images_back_off() -> anyhow::Result<()> {
     let mut cluster = Cluster::start(ClusterOptions { subnet: 12 })?;
     let result = bad_input(&mut cluster);
-    if result.is_err() {
-        eprintln!("--- server log ---\n{}", tail(&cluster.server_log(), 120));
-    }
-    result
+    cluster.log_failure(result, 120)
 }
 
 fn stderr_of(out: &std::process::Output) -> String {

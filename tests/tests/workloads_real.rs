@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use serde_json::Value;
-use skiff_tests::{tail, wait_until, Cluster, ClusterOptions, Kubectl};
+use skiff_tests::{wait_until, Cluster, ClusterOptions, Kubectl};
 
 /// Pod CIDRs `10.199.<n>.0/24`: this file's range is 125..=129.
 const SUBNET_DEPLOYMENT: u8 = 125;
@@ -40,13 +40,7 @@ fn on_cluster(subnet: u8, test: impl FnOnce(&Kubectl) -> anyhow::Result<()>) -> 
     let started = Instant::now();
     let cluster = Cluster::start(ClusterOptions { subnet })?;
     eprintln!("[{subnet}] cluster ready: {:?}", started.elapsed());
-    let result = test(&cluster.kube());
-    if let Err(e) = &result {
-        // The error first: CI shows the head and the tail of a long log.
-        eprintln!("[{subnet}] FAILED: {e:#}");
-        eprintln!("--- server log ---\n{}", tail(&cluster.server_log(), 150));
-    }
-    result
+    cluster.log_failure(test(&cluster.kube()), 150)
 }
 
 /// Whether a pod (as JSON) is Ready and not being deleted.
