@@ -28,7 +28,6 @@
 //! `$CARGO_TARGET_DIR/debug/skiff`, else `<workspace>/target/debug/skiff`
 //! (the Makefile builds it before running the tests).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -48,12 +47,23 @@ pub fn skiff_bin() -> PathBuf {
 
 /// A free TCP port on loopback (racy in principle, fine for tests): from
 /// the range in `SKIFF_PORTS` when it is set (see
-/// `skiff_store::etcd_process::PORTS_ENV`), else any the kernel picks.
+/// `skiff_store::etcd_process::PORTS_ENV`), else from
+/// `skiff_store::etcd_process::PORT_RANGE`, below the kernel's ephemeral
+/// range.
 pub fn free_port() -> anyhow::Result<u16> {
-    if std::env::var_os(skiff_store::etcd_process::PORTS_ENV).is_some() {
-        return Ok(skiff_store::etcd_process::free_port()?);
-    }
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    // Not port 0: the kernel hands those out from the ephemeral range,
+    // where any outgoing connection may take a killed server's port before
+    // the test restarts it there (a CI run met a restarted store server
+    // that never came up).
+    Ok(skiff_store::etcd_process::free_port()?)
+}
+
+/// A log file as text; a crash can cut a line inside a UTF-8 character,
+/// so bytes that are not UTF-8 are replaced rather than losing the log.
+pub fn read_log(path: &std::path::Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 /// Options for a test cluster.
@@ -188,7 +198,7 @@ impl Cluster {
 
     /// The server's log so far (for failure messages).
     pub fn server_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        read_log(&self.dir.path().join("server.log"))
     }
 
     /// Passes a test's result through; on failure first prints the error,

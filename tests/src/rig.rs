@@ -124,7 +124,7 @@ impl Host {
 
     /// The agent's log.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+        crate::read_log(&self.dir.join("agent.log"))
     }
 }
 
@@ -417,7 +417,7 @@ impl Rig {
 
     /// The server's log so far.
     pub fn server_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        crate::read_log(&self.dir.path().join("server.log"))
     }
 
     /// Powers host `i` off: SIGKILL to its agent, its containerd, its shims

@@ -209,17 +209,30 @@ impl StoreServer {
         Ok(())
     }
 
+    /// Whether the process is gone (not started, or exited and not yet
+    /// reaped).
+    fn exited(&self) -> bool {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return true;
+        };
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // `pid (comm) state …`; comm may hold spaces and parentheses.
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "Z"),
+            Err(_) => true,
+        }
+    }
+
     /// The end of the server's log (stdout and stderr of every run).
     pub fn log_tail(&self, lines: usize) -> String {
-        tail(
-            &std::fs::read_to_string(&self.log).unwrap_or_default(),
-            lines,
-        )
+        tail(&self.log(), lines)
     }
 
     /// The whole log.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        crate::read_log(&self.log)
     }
 
     /// etcd's Maintenance Status of this server, if it answers within 2 s.
@@ -256,6 +269,13 @@ impl StoreServer {
                         return Ok(());
                     }
                 }
+            }
+            if self.exited() {
+                bail!(
+                    "{} exited while starting; its log ends:\n{}",
+                    self.name,
+                    self.log_tail(40)
+                );
             }
             if Instant::now() > deadline {
                 bail!(
