@@ -188,6 +188,7 @@ pub mod etcd;
 pub mod etcd_process;
 mod forwarder;
 mod fsutil;
+mod key_index;
 mod keys;
 pub mod kv;
 mod lease_apply;
