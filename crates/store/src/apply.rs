@@ -1,6 +1,7 @@
 //! The deterministic apply: one committed raft entry in, one sled batch out.
 //!
-//! [`Mvcc::apply_entry`] is a function of the tree's contents, the entry and
+//! [`Mvcc::apply_entry`] is a function of the tree's contents (the key
+//! index it reads, `key_index.rs`, is derived from them), the entry and
 //! the auto-compaction setting: no clock, no randomness, no node-local state,
 //! so every replica that applies the same log holds the same bytes. Each
 //! entry becomes one list of sled writes holding its data, its history

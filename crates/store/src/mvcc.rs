@@ -16,6 +16,12 @@
 //! portable form (value inline, `logged` None); import moves the values
 //! back into this store's log.
 //!
+//! **Apply reads no sled entry to write one**: the key index
+//! ([`crate::key_index`], etcd's `treeIndex`) holds each live key's
+//! latest version in memory (where its event is, its revisions, version,
+//! lease and where its value is), derived from history at open and after
+//! an import. Readers still go through the `k<key>` entries.
+//!
 //! **Past reads** undo history: the state at revision `r` is the latest state
 //! with every event newer than `r` reverted to the previous version it
 //! points to. This costs one pass over the history since `r`, which

@@ -445,7 +445,8 @@ impl Store {
             }
         }
         let revision = mvcc.revision().map_err(from_mvcc)?;
-        tracing::info!(dir = %dir.display(), revision, node_id = config.node_id, "store open");
+        let live_keys = mvcc.index().len();
+        tracing::info!(dir = %dir.display(), revision, live_keys, node_id = config.node_id, "store open");
 
         let (peer_stop, peer_stop_rx) = tokio::sync::watch::channel(false);
         let store = Store {
