@@ -212,6 +212,7 @@ mod state_machine;
 mod store;
 mod value_log;
 mod watch;
+mod write_timings;
 
 pub use error::StoreError;
 pub use etcd::serve_etcd_api;
