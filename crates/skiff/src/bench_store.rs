@@ -8,7 +8,8 @@
 //!                                                                        ┘  N clients round-robin over
 //!                                                                           the 3 members: puts, then
 //!                                                                           linearizable gets
-//!  per phase: ops/s, p50/p99;  per put phase: Σ /proc/PID/io write_bytes delta ÷ puts;
+//!  per phase: ops/s, p50/p99, Σ /proc/PID/stat utime+stime delta ÷ ops;
+//!  per put phase: Σ /proc/PID/io write_bytes delta ÷ puts;
 //!  at the end: VmRSS of every server (/proc/PID/status)
 //! ```
 //!
@@ -179,6 +180,26 @@ fn write_bytes(pids: &[u32]) -> anyhow::Result<u64> {
         .sum()
 }
 
+/// CPU seconds (user + system) the processes have used so far, from
+/// fields 14 and 15 of `/proc/PID/stat` (clock ticks of 1/100 s on Linux).
+fn cpu_seconds(pids: &[u32]) -> anyhow::Result<f64> {
+    let mut ticks = 0u64;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("reading /proc/{pid}/stat"))?;
+        // The command name (field 2) may hold spaces: count from its ')'.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        for i in [11, 12] {
+            ticks += fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .with_context(|| format!("no utime/stime in /proc/{pid}/stat"))?;
+        }
+    }
+    Ok(ticks as f64 / 100.0)
+}
+
 /// What one system measured at one client count, over the runs.
 #[derive(Default)]
 struct Row {
@@ -189,6 +210,9 @@ struct Row {
     range_p50_ms: Vec<f64>,
     range_p99_ms: Vec<f64>,
     bytes_per_put: Vec<f64>,
+    /// The servers' CPU (summed over the 3) per put and per get, in µs.
+    cpu_us_per_put: Vec<f64>,
+    cpu_us_per_get: Vec<f64>,
     /// Failed operations, summed over the runs.
     errors: usize,
     first_error: Option<String>,
@@ -219,9 +243,16 @@ async fn measure(
         .await
         .with_context(|| format!("connecting to {}", sys.name))?;
     let before = write_bytes(&sys.pids)?;
+    let cpu_start = cpu_seconds(&sys.pids)?;
     let put = load.puts(prefix, b.ops, b.value_size).await?;
     let written = write_bytes(&sys.pids)?.saturating_sub(before);
+    let cpu_puts = cpu_seconds(&sys.pids)?;
     let range = load.ranges(prefix, b.ops).await?;
+    let cpu_gets = cpu_seconds(&sys.pids)?;
+    row.cpu_us_per_put
+        .push((cpu_puts - cpu_start) * 1e6 / put.ops.max(1) as f64);
+    row.cpu_us_per_get
+        .push((cpu_gets - cpu_puts) * 1e6 / range.ops.max(1) as f64);
     row.put_rate.push(put.ops_per_sec);
     row.put_p50_ms.push(ms(put.p50));
     row.put_p99_ms.push(ms(put.p99));
@@ -231,12 +262,15 @@ async fn measure(
     row.bytes_per_put
         .push(written as f64 / put.ops.max(1) as f64);
     eprintln!(
-        "{:<6} {clients:>4} clients: {:>7.0} puts/s (p99 {:.2} ms), {:>7.0} gets/s, {:.0} B/put",
+        "{:<6} {clients:>4} clients: {:>7.0} puts/s (p99 {:.2} ms), {:>7.0} gets/s, {:.0} B/put, \
+         server CPU {:.0} µs/put {:.0} µs/get",
         sys.name,
         put.ops_per_sec,
         ms(put.p99),
         range.ops_per_sec,
-        written as f64 / put.ops.max(1) as f64
+        written as f64 / put.ops.max(1) as f64,
+        row.cpu_us_per_put.last().copied().unwrap_or_default(),
+        row.cpu_us_per_get.last().copied().unwrap_or_default(),
     );
     Ok(())
 }
@@ -284,8 +318,8 @@ pub async fn run(b: StoreBench) -> anyhow::Result<()> {
         b.value_size, b.ops, b.ops, b.runs
     );
     println!();
-    println!("| system | clients | writes/s | write p50 ms | write p99 ms | gets/s | get p50 ms | get p99 ms | disk bytes/write | failed ops |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| system | clients | writes/s | write p50 ms | write p99 ms | gets/s | get p50 ms | get p99 ms | disk bytes/write | CPU µs/write | CPU µs/get | failed ops |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut summary: BTreeMap<(&str, usize), (f64, f64, f64)> = BTreeMap::new();
     for sys in &systems {
         for &c in &b.clients {
@@ -297,12 +331,14 @@ pub async fn run(b: StoreBench) -> anyhow::Result<()> {
             );
             summary.insert((sys.name, c), (rate, p99, bytes));
             println!(
-                "| {} | {c} | {rate:.0} | {:.2} | {p99:.2} | {:.0} | {:.2} | {:.2} | {bytes:.0} | {} |",
+                "| {} | {c} | {rate:.0} | {:.2} | {p99:.2} | {:.0} | {:.2} | {:.2} | {bytes:.0} | {:.0} | {:.0} | {} |",
                 sys.name,
                 median(&mut r.put_p50_ms),
                 median(&mut r.range_rate),
                 median(&mut r.range_p50_ms),
                 median(&mut r.range_p99_ms),
+                median(&mut r.cpu_us_per_put),
+                median(&mut r.cpu_us_per_get),
                 r.errors,
             );
         }

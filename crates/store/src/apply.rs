@@ -1,6 +1,7 @@
 //! The deterministic apply: one committed raft entry in, one sled batch out.
 //!
-//! [`Mvcc::apply_entry`] is a function of the tree's contents, the entry and
+//! [`Mvcc::apply_entry`] is a function of the tree's contents (the key
+//! index it reads, `key_index.rs`, is derived from them), the entry and
 //! the auto-compaction setting: no clock, no randomness, no node-local state,
 //! so every replica that applies the same log holds the same bytes. Each
 //! entry becomes one list of sled writes holding its data, its history
@@ -22,8 +23,11 @@
 //! An [`Overlay`] carries the changes of earlier commands of the entry so
 //! later ones read them.
 
+use std::collections::HashMap;
+
 use openraft::{EntryPayload, StoredMembership};
 
+use crate::key_index::Latest;
 use crate::keys::{self, KeyRange};
 use crate::kv::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, EventType,
@@ -94,15 +98,27 @@ impl Mvcc {
         // History events (the values), then where each live key's latest
         // event is. A compaction made in this same entry runs afterwards,
         // over the tree, by the one rule (`compact_history`).
+        // The key index follows the same changes once they are written.
+        let mut latest: HashMap<&[u8], Latest> = HashMap::new();
         for (ev, (at, prev_at)) in overlay.events.iter().zip(&overlay.event_keys) {
             let stored = StoredEvent::new(ev.kind, &ev.kv, prev_at.clone(), &self.values)?;
+            if ev.kind == EventType::Put {
+                latest.insert(&ev.kv.key, Latest::of_event(at, &stored));
+            }
             batch.insert(at.as_slice(), encode("history event", &stored)?);
         }
+        let mut index_changes = Vec::with_capacity(overlay.kvs.len());
         for (k, v) in &overlay.kvs {
-            match (v, overlay.latest_at(k)) {
-                (Some(_), Some(at)) => batch.insert(keys::kv_key(k), at.as_slice()),
-                (Some(_), None) => return Err(MvccError::MissingEvent(keys::kv_key(k))),
-                (None, _) => batch.remove(keys::kv_key(k)),
+            match (v, overlay.latest_at(k), latest.remove(k.as_slice())) {
+                (Some(_), Some(at), Some(l)) => {
+                    batch.insert(keys::kv_key(k), at.as_slice());
+                    index_changes.push((k, Some(l)));
+                }
+                (Some(_), _, _) => return Err(MvccError::MissingEvent(keys::kv_key(k))),
+                (None, _, _) => {
+                    batch.remove(keys::kv_key(k));
+                    index_changes.push((k, None));
+                }
             }
         }
         let mut events: Vec<(Revision, Vec<HistoryEvent>)> = Vec::new();
@@ -141,6 +157,15 @@ impl Mvcc {
         }
         batch.insert(keys::META_LAST_APPLIED, encode("log id", &entry.log_id)?);
         self.write_batch(batch)?;
+        {
+            let mut index = self.index();
+            for (k, l) in index_changes {
+                match l {
+                    Some(l) => index.set(k, l),
+                    None => index.remove(k),
+                }
+            }
+        }
         if w.compact > start_compact {
             self.compact_history(start_compact, w.compact)?;
             self.collect_garbage()?;
@@ -202,12 +227,15 @@ impl Mvcc {
         for (segment, empty) in self.values.garbage() {
             if !empty {
                 let mut writes = crate::mvcc::Writes::default();
+                let mut moves = Vec::new();
                 for item in history_events(&self.tree) {
                     let (at, ev) = item?;
                     if let Some(old) = ev.logged.filter(|l| l.segment == segment) {
                         let value = self.values.read(&old)?;
+                        let to = self.values.append(&value)?;
+                        moves.push((ev.kv.key.clone(), at.clone(), to));
                         let moved = StoredEvent {
-                            logged: Some(self.values.append(&value)?),
+                            logged: Some(to),
                             ..ev
                         };
                         writes.insert(at, encode("history event", &moved)?);
@@ -215,6 +243,11 @@ impl Mvcc {
                 }
                 self.values.flush()?;
                 self.exclusive(|m| m.write_gated(writes))?;
+                let mut index = self.index();
+                for (key, at, to) in moves {
+                    index.value_moved(&key, &at, to);
+                }
+                drop(index);
                 tracing::debug!(
                     segment,
                     "value log: moved the live values of a sparse segment"
@@ -402,7 +435,12 @@ impl Mvcc {
     ) -> Result<TxnResponse, MvccError> {
         let mut succeeded = true;
         for c in &req.compare {
-            if !compare_holds(c, self.get_with(overlay, &c.key)?.as_ref()) {
+            // Only a value compare needs the value (maybe a value-log read).
+            let kv = match c.target {
+                CompareTarget::Value(_) => self.get_with(overlay, &c.key)?,
+                _ => self.meta_with(overlay, &c.key)?,
+            };
+            if !compare_holds(c, kv.as_ref()) {
                 succeeded = false;
                 break;
             }

@@ -3,7 +3,7 @@
 use crate::kv::{LeaseId, Revision};
 
 /// Everything the store can fail with.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The requested revision was compacted away. Not retryable at that
     /// revision; the API server turns it into 410 Gone.

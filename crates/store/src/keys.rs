@@ -80,6 +80,15 @@ pub(crate) fn history_key(rev: Revision, sub: u32) -> Vec<u8> {
     k
 }
 
+/// The sub-index of history key `k` (0 if it is too short to hold one).
+pub(crate) fn history_sub(k: &[u8]) -> u32 {
+    let mut b = [0u8; 4];
+    if k.len() >= 13 {
+        b.copy_from_slice(&k[9..13]);
+    }
+    u32::from_be_bytes(b)
+}
+
 /// The revision a history sled key belongs to.
 pub(crate) fn history_revision(k: &[u8]) -> Revision {
     let mut b = [0u8; 8];

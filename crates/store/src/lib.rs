@@ -24,7 +24,7 @@
 //!                                 │                                       │ events      (kv, history, meta)
 //!                                 │ watch:  WatchHub (broadcast) ◄────────┘                │
 //!                                 │         + history replay from sled ◄──────────────────┘
-//!                                 │ reads:  read index (leader: ensure_linearizable; follower: asks the leader), then sled
+//!                                 │ reads:  read index (leader: one heartbeat round per batch, read_index.rs; follower: asks the leader), then sled
 //!                                 │ follower: writes/keep-alives forwarded to the leader over the peer port (peer.rs), writes and read indexes batched (forwarder.rs)
 //!                                 │ leases: Lessor (leader, in memory: deadlines) ──expired──► LeaseRevoke via raft
 //!  etcdctl ── gRPC (etcd/) ───────┘
@@ -188,6 +188,7 @@ pub mod etcd;
 pub mod etcd_process;
 mod forwarder;
 mod fsutil;
+mod key_index;
 mod keys;
 pub mod kv;
 mod lease_apply;
@@ -201,6 +202,7 @@ mod network;
 mod peer;
 mod proposer;
 mod raft_types;
+mod read_index;
 mod remote;
 mod remote_convert;
 mod remote_watch;
@@ -210,6 +212,7 @@ mod state_machine;
 mod store;
 mod value_log;
 mod watch;
+mod write_timings;
 
 pub use error::StoreError;
 pub use etcd::serve_etcd_api;

@@ -44,7 +44,9 @@ pub(crate) fn run(rx: mpsc::Receiver<FlushJob>) {
                 FlushJob::Sync { file, .. } | FlushJob::Barrier { file, .. } => file,
             };
             if !synced.iter().any(|(f, _)| Arc::ptr_eq(f, file)) {
+                let started = std::time::Instant::now();
                 let r = file.sync_data().map_err(|e| (e.kind(), e.to_string()));
+                crate::write_timings::FSYNC.add(1, started.elapsed());
                 synced.push((file.clone(), r));
             }
         }

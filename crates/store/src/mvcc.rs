@@ -16,6 +16,12 @@
 //! portable form (value inline, `logged` None); import moves the values
 //! back into this store's log.
 //!
+//! **Apply reads no sled entry to write one**: the key index
+//! ([`crate::key_index`], etcd's `treeIndex`) holds each live key's
+//! latest version in memory (where its event is, its revisions, version,
+//! lease and where its value is), derived from history at open and after
+//! an import. Readers still go through the `k<key>` entries.
+//!
 //! **Past reads** undo history: the state at revision `r` is the latest state
 //! with every event newer than `r` reverted to the previous version it
 //! points to. This costs one pass over the history since `r`, which
@@ -34,6 +40,7 @@ use openraft::{LogId, StoredMembership};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::key_index::{KeyIndex, Latest};
 use crate::keys::{self, KeyRange};
 use crate::kv::{Event, EventType, KeyValue, RangeRequest, RangeResponse, Revision};
 use crate::raft_types::{ApplyError, NodeId};
@@ -177,6 +184,8 @@ pub(crate) struct Mvcc {
     /// from a batch, not a scan plus a get, so without it a Range could
     /// return keys newer than the revision it reports.
     gate: std::sync::Arc<std::sync::RwLock<()>>,
+    /// Each live key's latest version (`key_index.rs`), for apply.
+    index: std::sync::Arc<std::sync::Mutex<KeyIndex>>,
 }
 
 /// The sled writes of one applied entry, in order (None: remove).
@@ -251,18 +260,33 @@ impl Overlay {
 impl Mvcc {
     /// Wrap a sled tree and the value log its events point to. Counts the
     /// values in use, which also checks that each pointer leads into a
-    /// segment that exists.
+    /// segment that exists, and builds the key index on the way.
     pub(crate) fn open(tree: sled::Tree, values: ValueLog) -> Result<Mvcc, MvccError> {
+        let mut index = KeyIndex::default();
         for item in history_events(&tree) {
-            if let Some(at) = item?.1.logged {
-                values.retain(&at)?;
+            let (at, ev) = item?;
+            if let Some(logged) = &ev.logged {
+                values.retain(logged)?;
             }
+            index.record(&at, &ev);
         }
         Ok(Mvcc {
             tree,
             values,
             gate: Default::default(),
+            index: std::sync::Arc::new(std::sync::Mutex::new(index)),
         })
+    }
+
+    /// The key index, for apply (its only user).
+    pub(crate) fn index(&self) -> std::sync::MutexGuard<'_, KeyIndex> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rebuild the key index from the tree's history (after an import).
+    fn rebuild_index(&self) -> Result<(), MvccError> {
+        *self.index() = KeyIndex::rebuild(history_events(&self.tree))?;
+        Ok(())
     }
 
     /// Run `f` as one consistent read: no entry is applied meanwhile.
@@ -358,7 +382,8 @@ impl Mvcc {
     }
 
     /// The latest version of `key` and the history key of its event,
-    /// counting the pending changes of the entry being applied.
+    /// counting the pending changes of the entry being applied. For apply:
+    /// it reads the key index, not sled.
     pub(crate) fn latest_with(
         &self,
         overlay: &Overlay,
@@ -370,10 +395,30 @@ impl Mvcc {
                 None => Err(MvccError::MissingEvent(keys::kv_key(key))),
             },
             Some(None) => Ok(None),
-            None => match self.tree.get(keys::kv_key(key))? {
-                Some(at) => Ok(Some((self.version_at(&at)?, at.to_vec()))),
-                None => Ok(None),
-            },
+            None => {
+                let latest: Option<Latest> = self.index().get(key).cloned();
+                match latest {
+                    Some(l) => Ok(Some((l.key_value(key, &self.values)?, l.history_key()))),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// [`Mvcc::latest_with`]'s key-value, with an empty value unless it is
+    /// in the overlay (for compares on revisions, version and lease: no
+    /// value-log read).
+    pub(crate) fn meta_with(
+        &self,
+        overlay: &Overlay,
+        key: &[u8],
+    ) -> Result<Option<KeyValue>, MvccError> {
+        match overlay.kvs.get(key) {
+            Some(kv) => Ok(kv.clone()),
+            None => Ok(self
+                .index()
+                .get(key)
+                .map(|l| l.key_value_without_value(key))),
         }
     }
 
@@ -531,7 +576,8 @@ impl Mvcc {
             }
         }
         self.values.flush()?;
-        self.write_gated(batch)
+        self.write_gated(batch)?;
+        self.rebuild_index()
     }
 
     /// Every pair of the tree in the portable form snapshots carry: history

@@ -10,6 +10,7 @@
 //! and its own answer (see [`crate::apply`]).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::error::{ClientWriteError, Fatal, RaftError};
 use openraft::Raft;
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::error::StoreError;
 use crate::kv::RequestOp;
 use crate::raft_types::{Command, CommandResponse, NodeId, TypeConfig};
+use crate::write_timings;
 
 /// Most commands in one entry.
 const MAX_BATCH_COMMANDS: usize = 256;
@@ -37,6 +39,8 @@ pub(crate) type Pending = oneshot::Receiver<Result<CommandResponse, StoreError>>
 struct Proposal {
     cmd: Command,
     reply: Reply,
+    /// When it was queued (`write_timings.rs`).
+    queued: Instant,
 }
 
 /// The write path into raft.
@@ -63,7 +67,11 @@ impl Proposer {
     pub(crate) async fn submit(&self, cmd: Command) -> Result<Pending, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Proposal { cmd, reply })
+            .send(Proposal {
+                cmd,
+                reply,
+                queued: Instant::now(),
+            })
             .await
             .map_err(|_| StoreError::Stopped("write path closed".into()))?;
         Ok(rx)
@@ -127,6 +135,9 @@ async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Proposal>) {
 }
 
 async fn submit(raft: &Raft<TypeConfig>, mut batch: Vec<Proposal>) {
+    let started = Instant::now();
+    let waited = batch.iter().map(|p| started - p.queued).sum();
+    write_timings::queued(batch.len() as u64, waited);
     if batch.len() == 1 {
         if let Some(p) = batch.pop() {
             let result = raft
@@ -134,13 +145,16 @@ async fn submit(raft: &Raft<TypeConfig>, mut batch: Vec<Proposal>) {
                 .await
                 .map(|r| r.data)
                 .map_err(|e| write_error(&e));
+            write_timings::raft(started.elapsed());
             let _ = p.reply.send(result);
         }
         return;
     }
     let (cmds, replies): (Vec<Command>, Vec<Reply>) =
         batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
-    match raft.client_write(Command::Batch(cmds)).await {
+    let written = raft.client_write(Command::Batch(cmds)).await;
+    write_timings::raft(started.elapsed());
+    match written {
         Ok(resp) => match resp.data {
             CommandResponse::Batch(answers) if answers.len() == replies.len() => {
                 for (reply, answer) in replies.into_iter().zip(answers) {

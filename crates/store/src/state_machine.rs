@@ -34,6 +34,7 @@ use crate::raft_types::{CommandResponse, Entry, NodeId, TypeConfig};
 use crate::snapshot_file::{self, Meta};
 use crate::value_log::ValueLog;
 use crate::watch::{LiveBatch, WatchHub};
+use crate::write_timings;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
     BasicNode, LogId, OptionalSend, RaftLogId, StorageError, StorageIOError, StoredMembership,
@@ -235,6 +236,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut out = Vec::new();
         for entry in entries {
+            let started = std::time::Instant::now();
             let applied = self
                 .mvcc
                 .apply_entry(&entry, self.auto_compact_retain)
@@ -245,6 +247,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 self.hub.publish(LiveBatch { revision, events });
             }
             self.lessor.apply(&applied.lease_changes);
+            write_timings::applied(started.elapsed());
             out.push(applied.response);
         }
         Ok(out)

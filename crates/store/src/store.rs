@@ -26,6 +26,7 @@ use crate::network::{PeerNetwork, Peers};
 use crate::peer;
 use crate::proposer::Proposer;
 use crate::raft_types::{Command, CommandResponse, NodeId, TypeConfig};
+use crate::read_index::{RaftReadIndex, ReadIndexBatcher};
 use crate::snapshot_trigger;
 use crate::state_machine::{self, SmFiles, StateMachine};
 use crate::value_log::ValueLog;
@@ -166,6 +167,8 @@ struct Inner {
     forward_writes: Forwarder<forwarder::Writes>,
     /// A follower's read-index requests, batched.
     forward_reads: Forwarder<forwarder::ReadIndexes>,
+    /// The leader's read-index rounds, shared by concurrent reads.
+    read_indexes: ReadIndexBatcher,
     mvcc: SharedMvcc,
     /// Taken at shutdown, so sled's files are released.
     db: std::sync::Mutex<Option<sled::Db>>,
@@ -442,7 +445,8 @@ impl Store {
             }
         }
         let revision = mvcc.revision().map_err(from_mvcc)?;
-        tracing::info!(dir = %dir.display(), revision, node_id = config.node_id, "store open");
+        let live_keys = mvcc.index().len();
+        tracing::info!(dir = %dir.display(), revision, live_keys, node_id = config.node_id, "store open");
 
         let (peer_stop, peer_stop_rx) = tokio::sync::watch::channel(false);
         let store = Store {
@@ -450,6 +454,10 @@ impl Store {
                 proposer: Proposer::start(raft.clone()),
                 forward_writes: Forwarder::start(peers.clone()),
                 forward_reads: Forwarder::start(peers.clone()),
+                read_indexes: ReadIndexBatcher::start(RaftReadIndex {
+                    raft: raft.clone(),
+                    timeout: cluster::REQUEST_TIMEOUT,
+                }),
                 raft,
                 node_id: config.node_id,
                 cluster_id: fnv1a64(marker.cluster_id.as_bytes()),
@@ -580,8 +588,9 @@ impl Store {
 
     /// Wait until this node may serve a linearizable read: it has applied
     /// everything committed when the read began (Raft §6.4 read index).
-    /// The leader confirms its lead with a heartbeat round (openraft's
-    /// `ensure_linearizable`); a follower asks the leader for the index and
+    /// The leader confirms its lead with a heartbeat round, shared by the
+    /// reads that queued for it (`read_index.rs`); a follower asks the
+    /// leader for the index (batched too, `forwarder.rs`). Either then
     /// waits until it has applied that far.
     async fn linearize(&self) -> Result<(), StoreError> {
         // A node that just lost (or restarted from) leadership may still
@@ -604,30 +613,25 @@ impl Store {
 
     async fn linearize_once(&self, deadline: Instant) -> Result<(), StoreError> {
         self.check_running()?;
-        match self.route_until(deadline).await? {
-            Route::Local => {
-                let r = tokio::time::timeout(
-                    deadline.saturating_duration_since(Instant::now()),
-                    self.inner.raft.ensure_linearizable(),
-                )
-                .await
-                .map_err(|_| {
-                    StoreError::NoLeader("read index timed out (is a quorum of servers up?)".into())
-                })?;
-                r.map_err(check_is_leader_error)?;
-            }
+        let index = match self.route_until(deadline).await? {
+            Route::Local => tokio::time::timeout(
+                deadline.saturating_duration_since(Instant::now()),
+                self.read_index_local(),
+            )
+            .await
+            .map_err(|_| {
+                StoreError::NoLeader("read index timed out (is a quorum of servers up?)".into())
+            })??,
+            // Shared with the other reads queued when the call is sent
+            // (`forwarder.rs`).
             Route::Leader(addr) => {
-                // Shared with the other reads queued when the call is sent
-                // (`forwarder.rs`).
-                let index = self
-                    .inner
+                self.inner
                     .forward_reads
                     .forward(addr, (), deadline)
-                    .await??;
-                self.wait_applied(index).await?;
+                    .await??
             }
-        }
-        Ok(())
+        };
+        self.wait_applied(index).await
     }
 
     /// Propose a command (on the leader: here, or forwarded) and wait for

@@ -1,0 +1,249 @@
+//! The key index: built from history, kept in step by apply (through
+//! compaction and value-log garbage collection), rebuilt after an import,
+//! and what it costs per key.
+
+use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+use super::*;
+use crate::kv::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest,
+};
+use crate::mvcc::{history_events, Mvcc};
+use crate::raft_types::{Command, Entry};
+
+fn entry(index: u64, cmd: Command) -> Entry {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(cmd),
+    }
+}
+
+fn put(key: &str, value: &str) -> Command {
+    Command::Put(PutRequest {
+        key: key.into(),
+        value: value.into(),
+        ..Default::default()
+    })
+}
+
+fn delete(key: &str) -> Command {
+    Command::DeleteRange(DeleteRangeRequest {
+        key: key.into(),
+        ..Default::default()
+    })
+}
+
+/// A store with small value-log segments, so garbage collection runs.
+fn open(dir: &std::path::Path) -> (sled::Db, Mvcc) {
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let values = crate::value_log::ValueLog::open_sized(dir, 4096).unwrap();
+    let m = Mvcc::open(db.open_tree("t").unwrap(), values).unwrap();
+    (db, m)
+}
+
+/// The index must agree with the `k<key>` entries readers use, and with
+/// an index built afresh from history.
+fn check_index(m: &Mvcc) {
+    let index = m.index();
+    let mut live = 0;
+    for item in m.tree.scan_prefix([keys::KV_PREFIX]) {
+        let (k, at) = item.unwrap();
+        let key = &k[1..];
+        let l = index
+            .get(key)
+            .unwrap_or_else(|| panic!("live key {key:?} is not in the index"));
+        assert_eq!(l.history_key(), at.to_vec(), "where {key:?}'s version is");
+        let stored = m.event_at(&at).unwrap();
+        assert_eq!(*l, Latest::of_event(&at, &stored), "{key:?}");
+        live += 1;
+    }
+    assert_eq!(index.len(), live, "the index holds only live keys");
+    let rebuilt = KeyIndex::rebuild(history_events(&m.tree)).unwrap();
+    assert_eq!(
+        *index, rebuilt,
+        "apply's index equals one rebuilt from history"
+    );
+}
+
+#[test]
+fn rebuilding_from_history_keeps_each_live_keys_latest_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, m) = open(dir.path());
+    let cmds = [
+        put("a", "1"),              // rev 2
+        put("b", "1"),              // 3
+        put("a", "2"),              // 4
+        delete("b"),                // 5
+        put("c", "1"),              // 6
+        delete("c"),                // 7
+        put("c", "again"),          // 8: created anew
+        put("d", &"x".repeat(200)), // 9: in the value log
+    ];
+    for (i, cmd) in cmds.into_iter().enumerate() {
+        m.apply_entry(&entry(i as u64 + 1, cmd), 0).unwrap();
+    }
+    check_index(&m);
+    let index = m.index();
+    assert!(index.get(b"b").is_none(), "deleted");
+    let a = index.get(b"a").unwrap();
+    assert_eq!((a.rev, a.create_revision, a.version), (4, 2, 2));
+    assert_eq!(a.value, Held::Inline(b"2".to_vec().into_boxed_slice()));
+    let c = index.get(b"c").unwrap();
+    assert_eq!((c.rev, c.create_revision, c.version), (8, 8, 1));
+    assert!(matches!(index.get(b"d").unwrap().value, Held::Logged(_)));
+}
+
+#[test]
+fn apply_keeps_the_index_in_step_through_txns_compaction_and_value_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, m) = open(dir.path());
+    let mut index = 0;
+    let mut apply = |cmd: Command| {
+        index += 1;
+        m.apply_entry(&entry(index, cmd), 20).unwrap();
+    };
+    // Key 0 is written once: its long value pins the first value-log
+    // segment until garbage collection moves it (and the index follows).
+    apply(put("k0", &"first".repeat(40)));
+    for round in 0..60usize {
+        for key in 1..6usize {
+            let k = format!("k{key}");
+            let v = format!(
+                "{round}-{}",
+                "v".repeat(if key % 2 == 0 { 10 } else { 150 })
+            );
+            match (round + key) % 7 {
+                0 => apply(delete(&k)),
+                // A Txn: compare the version, put two keys in one revision.
+                1 => apply(Command::Txn(TxnRequest {
+                    compare: vec![Compare {
+                        key: k.clone().into(),
+                        result: CompareResult::Greater,
+                        target: CompareTarget::Version(0),
+                    }],
+                    success: vec![
+                        RequestOp::Put(PutRequest {
+                            key: k.clone().into(),
+                            value: v.clone().into(),
+                            ..Default::default()
+                        }),
+                        RequestOp::Put(PutRequest {
+                            key: format!("t{key}").into(),
+                            value: v.clone().into(),
+                            ..Default::default()
+                        }),
+                    ],
+                    failure: vec![RequestOp::Put(PutRequest {
+                        key: k.clone().into(),
+                        value: "created by the failure branch".into(),
+                        ..Default::default()
+                    })],
+                })),
+                _ => apply(put(&k, &v)),
+            }
+        }
+        // One entry that puts and deletes the same key: it ends deleted.
+        apply(Command::Batch(vec![put("tmp", "x"), delete("tmp")]));
+    }
+    assert!(m.compact_revision().unwrap() > 100, "auto compaction ran");
+    check_index(&m);
+    let k0 = m.index().get(b"k0").cloned().unwrap();
+    let Held::Logged(at) = k0.value else {
+        panic!("k0's value is in the value log")
+    };
+    assert_ne!(
+        at.segment, 0,
+        "k0's value was moved out of the first segment"
+    );
+    assert_eq!(
+        k0.key_value(b"k0", &m.values).unwrap().value,
+        "first".repeat(40).as_bytes()
+    );
+}
+
+#[test]
+fn an_import_rebuilds_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, source) = open(dir.path());
+    for (i, cmd) in [
+        put("a", "1"),
+        put("b", &"b".repeat(100)),
+        delete("a"),
+        put("c", "3"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        source.apply_entry(&entry(i as u64 + 1, cmd), 0).unwrap();
+    }
+    let pairs: Vec<_> = source.export().map(Result::unwrap).collect();
+    let other_dir = tempfile::tempdir().unwrap();
+    let (_db2, other) = open(other_dir.path());
+    other
+        .apply_entry(&entry(1, put("stale", "gone after import")), 0)
+        .unwrap();
+    other.import(pairs).unwrap();
+    check_index(&other);
+    let keys: Vec<&[u8]> = vec![b"a", b"b", b"c", b"stale"];
+    let live: Vec<bool> = keys
+        .iter()
+        .map(|k| other.index().get(k).is_some())
+        .collect();
+    assert_eq!(live, [false, true, true, false]);
+}
+
+/// Resident memory of this process, in bytes.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// Prints what the index costs per key with 100,000 keys shaped like
+/// Kubernetes' (`/registry/pods/<namespace>/<name>`, 1 KiB values in the
+/// value log). Run alone (`-- --ignored --test-threads=1
+/// index_memory_per_key --nocapture`): other tests in the process move its
+/// resident memory.
+#[test]
+#[ignore = "measures this process's resident memory: run it alone"]
+fn index_memory_per_key() {
+    const KEYS: usize = 100_000;
+    let before = rss_bytes();
+    let mut index = KeyIndex::default();
+    let mut key_bytes = 0;
+    for i in 0..KEYS {
+        let key = format!("/registry/pods/namespace-{}/pod-{i:06}", i % 50);
+        key_bytes += key.len();
+        index.set(
+            key.as_bytes(),
+            Latest {
+                rev: i as i64 + 2,
+                sub: 0,
+                create_revision: i as i64 + 2,
+                version: 1,
+                lease: 0,
+                value: Held::Logged(ValueRef {
+                    segment: 1,
+                    offset: i as u64 * 1024,
+                    len: 1024,
+                    crc: 0,
+                }),
+            },
+        );
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    println!(
+        "key index: {KEYS} keys ({} B of key on average): RSS grew {} KiB, {} B per key \
+         (size_of Latest = {} B)",
+        key_bytes / KEYS,
+        grown / 1024,
+        grown / KEYS as u64,
+        std::mem::size_of::<Latest>()
+    );
+    assert_eq!(index.len(), KEYS);
+    assert!(grown / (KEYS as u64) < 1024, "under 1 KiB per key");
+}
