@@ -2,11 +2,14 @@
 //! [`ApiError`] becomes an HTTP response (its body from
 //! [`ApiError::to_status`]).
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
-use hyper::body::Frame;
+use hyper::body::{Frame, SizeHint};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -15,7 +18,8 @@ use crate::codec::{encode, Output};
 use crate::error::ApiError;
 use crate::registry::ListBody;
 
-/// Every response body: a whole buffer or a stream (watch, logs).
+/// Every response body: a whole buffer, a list's pieces ([`chunks`]) or a
+/// stream (watch, logs).
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
 /// A body holding `bytes`.
@@ -23,6 +27,48 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// A body sent as `chunks`, one frame each, with its length known up
+/// front (so HTTP/1.1 answers with `Content-Length`, not chunked). The
+/// chunks may be shared with the watch cache: nothing is copied.
+pub fn chunks(chunks: Vec<Bytes>) -> Body {
+    let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+    Chunks {
+        chunks: chunks.into_iter(),
+        remaining,
+    }
+    .boxed()
+}
+
+/// The body of [`chunks`].
+struct Chunks {
+    chunks: std::vec::IntoIter<Bytes>,
+    remaining: u64,
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let next = self.chunks.by_ref().find(|c| !c.is_empty());
+        if let Some(c) = &next {
+            self.remaining -= c.len() as u64;
+        }
+        Poll::Ready(next.map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// A streamed body fed by `rx`; each chunk is sent (and flushed) as it
@@ -61,13 +107,13 @@ pub fn object(
     build(code, ct, full(bytes), warnings)
 }
 
-/// A list response: JSON written from the items' cached bytes, YAML from
-/// the decoded items.
+/// A list response: JSON sent from the items' cached bytes (shared, not
+/// copied), YAML from the decoded items.
 pub fn list(code: u16, body: &ListBody<'_>, output: Output, warnings: &[String]) -> Response<Body> {
     match output {
         Output::Yaml => object(code, &body.to_value(), output, warnings),
         Output::Json | Output::Table | Output::Metadata | Output::MetadataList => {
-            build(code, "application/json", full(body.to_json()), warnings)
+            build(code, "application/json", chunks(body.to_chunks()), warnings)
         }
     }
 }

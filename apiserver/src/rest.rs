@@ -260,7 +260,8 @@ async fn list(
     let body = Registry::list_object(res, &page);
     if ctx.output == Output::Table {
         let meta = body.metadata().clone();
-        let t = table::to_table(res, &page.values(), meta, ctx.include_object()?, Utc::now());
+        let items = page.items.iter().map(|o| o.to_value());
+        let t = table::to_table(res, items, meta, ctx.include_object()?, Utc::now());
         return Ok(response::object(200, &t, Output::Json, &ctx.warnings));
     }
     let body = if ctx.output == Output::MetadataList {

@@ -227,7 +227,7 @@ pub fn selector_string(selector: &Value) -> String {
 /// table's `metadata` (resourceVersion, continue); `now` dates the AGE cells.
 pub fn to_table(
     resource: &ResourceInfo,
-    items: &[impl std::borrow::Borrow<Value>],
+    items: impl IntoIterator<Item = impl std::borrow::Borrow<Value>>,
     list_metadata: Value,
     include_object: IncludeObject,
     now: DateTime<Utc>,
@@ -238,8 +238,11 @@ pub fn to_table(
             json!({"name": name, "type": ty, "format": format, "description": description, "priority": priority})
         })
         .collect();
+    // Items may be decoded one at a time by the iterator: a row keeps
+    // only its cells (and the metadata kubectl asks for), so a table of
+    // 50,000 pods never holds 50,000 decoded pods.
     let rows: Vec<Value> = items
-        .iter()
+        .into_iter()
         .map(|obj| {
             let obj: &Value = obj.borrow();
             let (cells, conditions) = cells(resource, obj, now);

@@ -278,6 +278,14 @@ async fn lists_pages_selectors_and_yaml() {
         assert_eq!(names, ["cm0", "cm1", "cm2", "cm3", "cm4", "fromyaml"]);
 
         let (_, even) = h.call("GET", "/api/v1/configmaps?labelSelector=even%3Dtrue,n%20notin%20(4)", None).await;
+        // A list is sent from the items' cached bytes, its length known:
+        // HTTP/1.1 gets Content-Length, not chunked encoding.
+        let (code, body, headers) = h.curl_full("GET", "/api/v1/namespaces/default/configmaps", None, true, &["--http1.1"]).await;
+        assert_eq!(code, 200);
+        let length = headers.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()));
+        assert_eq!(length, Some(body.len().to_string()), "{headers}");
+        let listed: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(listed["items"].as_array().unwrap().len(), 6, "{body}");
         let even: Vec<&str> = even["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
         assert_eq!(even, ["cm0", "cm2"]);
         let (_, named) = h.call("GET", "/api/v1/namespaces/default/configmaps?fieldSelector=metadata.name%3Dcm3", None).await;
@@ -299,6 +307,10 @@ async fn lists_pages_selectors_and_yaml() {
         // deletecollection with a selector.
         let (code, s) = h.call("DELETE", "/api/v1/namespaces/default/configmaps?labelSelector=even%3Dtrue", None).await;
         assert_eq!(code, 200, "{s}");
+        // The answer lists what was deleted (encoded as each was deleted).
+        assert_eq!(s["kind"], "ConfigMapList", "{s}");
+        let gone: Vec<&str> = s["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+        assert_eq!(gone, ["cm0", "cm2", "cm4"]);
         let (_, left) = h.call("GET", "/api/v1/namespaces/default/configmaps", None).await;
         assert_eq!(left["items"].as_array().unwrap().len(), 3);
 
