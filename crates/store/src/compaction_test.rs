@@ -2,26 +2,9 @@
 //! point to (`apply.rs`'s `compact_history`), checked on the sled tree
 //! itself: the behaviour tests see only what the API returns.
 
-use openraft::{CommittedLeaderId, EntryPayload, LogId};
-
-use crate::kv::{DeleteRangeRequest, PutRequest};
 use crate::mvcc::{history_events, Mvcc};
-use crate::raft_types::{Command, Entry};
-
-fn entry(index: u64, cmd: Command) -> Entry {
-    Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(cmd),
-    }
-}
-
-fn put(key: &str, value: &str) -> Command {
-    Command::Put(PutRequest {
-        key: key.into(),
-        value: value.into(),
-        ..Default::default()
-    })
-}
+use crate::raft_types::Command;
+use crate::test_commands::{delete, entry, put};
 
 /// Every (key, value) left in history, in revision order.
 fn history(m: &Mvcc) -> Vec<(String, String)> {
@@ -44,10 +27,7 @@ fn compaction_keeps_only_the_versions_still_pointed_to() {
         put("x", "a"), // rev 2
         put("y", "1"), // 3
         put("x", "b"), // 4
-        Command::DeleteRange(DeleteRangeRequest {
-            key: "y".into(),
-            ..Default::default()
-        }), // 5
+        delete("y"),   // 5
         put("z", "q"), // 6
         Command::Compact(6),
         put("x", "c"), // 7

@@ -2,36 +2,11 @@
 //! compaction and value-log garbage collection), rebuilt after an import,
 //! and what it costs per key.
 
-use openraft::{CommittedLeaderId, EntryPayload, LogId};
-
 use super::*;
-use crate::kv::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest,
-};
+use crate::kv::{Compare, CompareResult, CompareTarget, PutRequest, RequestOp, TxnRequest};
 use crate::mvcc::{history_events, Mvcc};
-use crate::raft_types::{Command, Entry};
-
-fn entry(index: u64, cmd: Command) -> Entry {
-    Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(cmd),
-    }
-}
-
-fn put(key: &str, value: &str) -> Command {
-    Command::Put(PutRequest {
-        key: key.into(),
-        value: value.into(),
-        ..Default::default()
-    })
-}
-
-fn delete(key: &str) -> Command {
-    Command::DeleteRange(DeleteRangeRequest {
-        key: key.into(),
-        ..Default::default()
-    })
-}
+use crate::raft_types::Command;
+use crate::test_commands::{delete, entry, put};
 
 /// A store with small value-log segments, so garbage collection runs.
 fn open(dir: &std::path::Path) -> (sled::Db, Mvcc) {

@@ -232,3 +232,5 @@ mod compaction_test;
 mod conformance_test;
 #[cfg(test)]
 mod log_store_test;
+#[cfg(test)]
+mod test_commands;
