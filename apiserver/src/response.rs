@@ -36,9 +36,9 @@ const FRAME_TARGET: usize = 64 * 1024;
 
 /// A body sent as `chunks`, with its length known up front (so HTTP/1.1
 /// answers with `Content-Length`, not chunked). The chunks may be shared
-/// with the watch cache: a chunk of [`FRAME_TARGET`] bytes or more goes
-/// out as it is, smaller ones are copied together into frames of about
-/// that size, so at most one frame's worth is ever copied at a time.
+/// with the watch cache: a chunk of 64 KiB or more goes out as it is,
+/// smaller ones are copied together into frames of about that size, so at
+/// most one frame's worth is ever copied at a time.
 pub fn chunks(chunks: Vec<Bytes>) -> Body {
     let remaining = chunks.iter().map(|c| c.len() as u64).sum();
     Chunks {
