@@ -41,6 +41,13 @@ const SLED_TREE: &str = "mvcc";
 /// How long `open` waits for sled's file lock left by this process's
 /// previous store (see `Store::open`).
 const SLED_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether sled failed to open because another handle holds its file
+/// lock. sled 0.34 reports that as an `Other` I/O error whose message
+/// holds the `WouldBlock` of `flock`, so the kind alone does not tell.
+fn sled_lock_busy(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}
 /// Default sled page cache: 32 MiB (sled's own default is 1 GiB; edge
 /// hardware is small).
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 32 << 20;
@@ -349,10 +356,7 @@ impl Store {
         let lock_deadline = Instant::now() + SLED_LOCK_WAIT;
         let db = loop {
             match sled_config.open() {
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        && Instant::now() < lock_deadline =>
-                {
+                Err(sled::Error::Io(e)) if sled_lock_busy(&e) && Instant::now() < lock_deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 other => break other,
@@ -795,6 +799,22 @@ impl Drop for Inner {
                     let _ = raft.shutdown().await;
                 });
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod sled_lock_tests {
+    /// What sled answers while another handle holds the directory is
+    /// recognised, so `open` waits instead of failing (sled reports it as
+    /// `Other`, which the kind check alone missed: a CI failure).
+    #[test]
+    fn a_held_sled_lock_is_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = sled::Config::new().path(dir.path()).open().unwrap();
+        match sled::Config::new().path(dir.path()).open() {
+            Err(sled::Error::Io(e)) => assert!(super::sled_lock_busy(&e), "{e:?}"),
+            other => panic!("expected a lock error, got {other:?}"),
         }
     }
 }
