@@ -95,10 +95,10 @@ impl Mvcc {
             }
         };
 
-        // History events (the values), then where each live key's latest
-        // event is. A compaction made in this same entry runs afterwards,
+        // History events (the values); the key index learns where each
+        // changed key's latest event is in the same step as they are
+        // written. A compaction made in this same entry runs afterwards,
         // over the tree, by the one rule (`compact_history`).
-        // The key index follows the same changes once they are written.
         let mut latest: HashMap<&[u8], Latest> = HashMap::new();
         for (ev, (at, prev_at)) in overlay.events.iter().zip(&overlay.event_keys) {
             let stored = StoredEvent::new(ev.kind, &ev.kv, prev_at.clone(), &self.values)?;
@@ -109,16 +109,10 @@ impl Mvcc {
         }
         let mut index_changes = Vec::with_capacity(overlay.kvs.len());
         for (k, v) in &overlay.kvs {
-            match (v, overlay.latest_at(k), latest.remove(k.as_slice())) {
-                (Some(_), Some(at), Some(l)) => {
-                    batch.insert(keys::kv_key(k), at.as_slice());
-                    index_changes.push((k, Some(l)));
-                }
-                (Some(_), _, _) => return Err(MvccError::MissingEvent(keys::kv_key(k))),
-                (None, _, _) => {
-                    batch.remove(keys::kv_key(k));
-                    index_changes.push((k, None));
-                }
+            match (v, latest.remove(k.as_slice())) {
+                (Some(_), Some(l)) => index_changes.push((k, Some(l))),
+                (Some(_), None) => return Err(MvccError::MissingEvent(k.clone())),
+                (None, _) => index_changes.push((k, None)),
             }
         }
         let mut events: Vec<(Revision, Vec<HistoryEvent>)> = Vec::new();
@@ -156,16 +150,15 @@ impl Mvcc {
             batch.insert(keys::META_REVISION, encode("revision", &w.current)?);
         }
         batch.insert(keys::META_LAST_APPLIED, encode("log id", &entry.log_id)?);
-        self.write_batch(batch)?;
-        {
-            let mut index = self.index();
+        self.write_batch(batch, |index| {
             for (k, l) in index_changes {
                 match l {
                     Some(l) => index.set(k, l),
                     None => index.remove(k),
                 }
             }
-        }
+            index.revision = w.current;
+        })?;
         if w.compact > start_compact {
             self.compact_history(start_compact, w.compact)?;
             self.collect_garbage()?;
@@ -212,7 +205,8 @@ impl Mvcc {
             }
         }
         writes.insert(keys::META_COMPACT, encode("revision", &to)?);
-        self.write_batch(writes)?;
+        // Compaction keeps each live key's latest event: the index stays.
+        self.write_batch(writes, |_| {})?;
         for at in &released {
             self.values.release(at);
         }
@@ -241,13 +235,11 @@ impl Mvcc {
                         writes.insert(at, encode("history event", &moved)?);
                     }
                 }
-                self.values.flush()?;
-                self.exclusive(|m| m.write_gated(writes))?;
-                let mut index = self.index();
-                for (key, at, to) in moves {
-                    index.value_moved(&key, &at, to);
-                }
-                drop(index);
+                self.write_batch(writes, |index| {
+                    for (key, at, to) in moves {
+                        index.value_moved(&key, &at, to);
+                    }
+                })?;
                 tracing::debug!(
                     segment,
                     "value log: moved the live values of a sparse segment"

@@ -1,24 +1,29 @@
-//! The in-memory key index (etcd's `treeIndex`): for each live key, what
-//! apply needs to know about its latest version, so a Put, a Delete or a
-//! Txn compare looks nothing up in sled.
+//! The in-memory key index (etcd's `treeIndex`): for each live key, its
+//! latest version, so neither apply nor a read at the current revision
+//! looks anything up in sled to find it.
 //!
 //! ```text
 //!  key ─► Latest { rev, sub (its event's history key), create_revision, version, lease,
 //!                  value: Inline(≤ 64 bytes) | Logged(ValueRef into the value log) }
+//!  + the revision the index is at
 //! ```
 //!
-//! Before it, every Put read sled twice (the `k<key>` entry, then the event
-//! it points to) to learn the previous version; now the previous version
-//! comes from here, and its value, if long, from the value log (which a
-//! watcher's `prev_kv` needs anyway).
+//! It is the only place that says which keys are live: sled holds no
+//! per-key entry (format 4; format 3's `k<key>` entries pointed to the
+//! latest event, cost sled a leaf rewrite per put and are deleted when a
+//! format-3 directory is opened, `migrate.rs`). A Range at the current
+//! revision reads it and the value log, a past Range starts from it and
+//! undoes history (`mvcc.rs`), a Put or a Txn compare finds the previous
+//! version in it.
 //!
 //! The index is derived state, never written to disk: [`KeyIndex::rebuild`]
 //! builds it from the history events in revision order (a key's latest
 //! event is a Put if and only if the key is live; compaction keeps each
-//! live key's latest event), at [`crate::mvcc::Mvcc::open`] and after a
-//! snapshot is imported. Apply, the only writer of the tree, is also its
-//! only reader and updates it after each entry's sled writes, so it always
-//! matches the `k<key>` entries (readers keep using those).
+//! live key's latest event), at [`crate::mvcc::Mvcc::open`] and when a
+//! snapshot is imported. Apply, its only writer, changes it in the same
+//! step as it writes the entry's events to sled (under the MVCC gate and
+//! the index's write lock), with the entry's revision, so a reader holding
+//! the read lock sees a whole entry or none of it.
 //!
 //! Cost: one entry per live key, bounded by the number of live keys, not
 //! by history. Per key: the key's bytes, the 72-byte [`Latest`], a value of
@@ -27,7 +32,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::keys;
+use crate::keys::{self, KeyRange};
 use crate::kv::{EventType, KeyValue, LeaseId, Revision};
 use crate::mvcc::{MvccError, StoredEvent};
 use crate::value_log::{ValueLog, ValueRef};
@@ -105,18 +110,25 @@ impl Latest {
     }
 }
 
-/// Every live key and its latest version.
+/// Every live key and its latest version, as of one revision.
 #[derive(Default, Debug, PartialEq, Eq)]
 pub(crate) struct KeyIndex {
     map: BTreeMap<Box<[u8]>, Latest>,
+    /// The store's revision this index is at (apply moves it with the map).
+    pub revision: Revision,
 }
 
 impl KeyIndex {
-    /// Build the index from every history event, in revision order.
+    /// Build the index at `revision` from every history event up to it, in
+    /// revision order.
     pub(crate) fn rebuild(
         events: impl Iterator<Item = Result<(sled::IVec, StoredEvent), MvccError>>,
+        revision: Revision,
     ) -> Result<KeyIndex, MvccError> {
-        let mut index = KeyIndex::default();
+        let mut index = KeyIndex {
+            revision,
+            ..KeyIndex::default()
+        };
         for item in events {
             let (at, ev) = item?;
             index.record(&at, &ev);
@@ -136,6 +148,19 @@ impl KeyIndex {
     /// The latest version of `key`, if it is live.
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Latest> {
         self.map.get(key)
+    }
+
+    /// The live keys in `range`, in key order.
+    pub(crate) fn range<'a>(
+        &'a self,
+        range: &'a KeyRange,
+    ) -> impl Iterator<Item = (&'a [u8], &'a Latest)> + 'a {
+        range
+            .bounds()
+            .map(|bounds| self.map.range::<[u8], _>(bounds))
+            .into_iter()
+            .flatten()
+            .map(|(k, l)| (&**k, l))
     }
 
     /// Make `latest` the latest version of `key`.

@@ -1,10 +1,11 @@
 //! The sled key layout of the state machine, and key ranges.
 //!
 //! Everything lives in one sled tree, so one snapshot dump holds it all.
-//! Each value is stored once, in its history event (see `mvcc.rs`):
+//! Each value is stored once, in its history event (see `mvcc.rs`); which
+//! keys are live, and where each one's latest event is, only the in-memory
+//! key index knows (`key_index.rs`, rebuilt from these events at open):
 //!
 //! ```text
-//! k<key>                      -> h<rev><sub>    where the latest version of each live key is
 //! h<rev: u64 BE><sub: u32 BE> -> StoredEvent    every change, in revision order, pointing to
 //!                                               the previous version's event (below the
 //!                                               compaction point: only the versions still
@@ -17,12 +18,19 @@
 //! a<lease: u64 BE><key>       -> (empty)        keys attached to each lease
 //! ```
 //!
+//! Format 3 also had `k<key> -> h<rev><sub>` for each live key; opening a
+//! format-3 directory deletes them (`migrate.rs`) and importing a snapshot
+//! skips them.
+//!
 //! Big-endian numbers make sled's byte order equal to revision order.
+
+use std::ops::Bound;
 
 use crate::kv::{LeaseId, Revision};
 
-/// Prefix of the latest key-values.
-pub(crate) const KV_PREFIX: u8 = b'k';
+/// Prefix of format 3's entries for live keys (`k<key> -> h<rev><sub>`),
+/// gone since format 4.
+pub(crate) const FORMAT3_KV_PREFIX: u8 = b'k';
 /// Prefix of the history events.
 pub(crate) const HISTORY_PREFIX: u8 = b'h';
 /// Prefix of the lease records.
@@ -39,14 +47,6 @@ pub(crate) const META_COMPACT: &[u8] = b"mcompact";
 pub(crate) const META_LAST_APPLIED: &[u8] = b"mlast_applied";
 /// The last applied membership.
 pub(crate) const META_MEMBERSHIP: &[u8] = b"mmembership";
-
-/// The sled key of the latest value of `key`.
-pub(crate) fn kv_key(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 1);
-    k.push(KV_PREFIX);
-    k.extend_from_slice(key);
-    k
-}
 
 /// The sled key of lease `id`'s record.
 pub(crate) fn lease_key(id: LeaseId) -> Vec<u8> {
@@ -133,19 +133,16 @@ impl KeyRange {
         }
     }
 
-    /// The sled key bounds `[lo, hi)` of the `k` entries in this range.
-    pub(crate) fn sled_bounds(&self) -> (Vec<u8>, Vec<u8>) {
-        let lo = kv_key(&self.start);
-        let hi = match &self.end {
-            None => {
-                let mut h = lo.clone();
-                h.push(0);
-                h
-            }
-            Some(None) => vec![KV_PREFIX + 1],
-            Some(Some(e)) => kv_key(e),
-        };
-        (lo, hi)
+    /// The range as bounds on keys, or None if it is empty because it
+    /// ends before it starts (etcd answers such a range with nothing).
+    pub(crate) fn bounds(&self) -> Option<(Bound<&[u8]>, Bound<&[u8]>)> {
+        let start = Bound::Included(self.start.as_slice());
+        match &self.end {
+            None => Some((start, Bound::Included(self.start.as_slice()))),
+            Some(None) => Some((start, Bound::Unbounded)),
+            Some(Some(e)) if *e >= self.start => Some((start, Bound::Excluded(e.as_slice()))),
+            Some(Some(_)) => None,
+        }
     }
 }
 
@@ -167,18 +164,18 @@ mod tests {
             (b"/m", b"\0", b"/z", true),
             (b"/m", b"\0", b"/a", false),
             (b"", b"\0", b"", true),
+            (b"/b", b"/a", b"/b", false),
+            (b"/b", b"/a", b"/a", false),
+            (b"/b", b"/b", b"/b", false),
         ];
         for (key, end, probe, want) in cases {
             let r = KeyRange::new(key, end);
             assert_eq!(r.contains(probe), *want, "{key:?}..{end:?} ∋ {probe:?}");
-            // The sled bounds agree with `contains`.
-            let (lo, hi) = r.sled_bounds();
-            let k = kv_key(probe);
-            assert_eq!(
-                k >= lo && k < hi,
-                *want,
-                "bounds of {key:?}..{end:?} for {probe:?}"
-            );
+            // The bounds agree with `contains`.
+            let within = r
+                .bounds()
+                .is_some_and(|b| std::ops::RangeBounds::<[u8]>::contains(&b, *probe));
+            assert_eq!(within, *want, "bounds of {key:?}..{end:?} for {probe:?}");
         }
     }
 

@@ -197,6 +197,7 @@ mod log_flusher;
 mod log_record;
 mod log_store;
 mod marker;
+mod migrate;
 mod mvcc;
 mod network;
 mod peer;

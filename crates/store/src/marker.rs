@@ -24,7 +24,14 @@ pub(crate) const MARKER_FILE: &str = "skiff-store.json";
 /// copy, and live keys point to their event (`keys.rs`).
 /// 3: values longer than 64 bytes live in the value log (`sm-values/`,
 /// `value_log.rs`); history events carry a pointer; snapshots `SKIFFSN2`.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+/// 4: no `k<key>` entries in sled (the in-memory key index replaces them);
+/// snapshots carry none. A format-3 directory is migrated when opened
+/// (`migrate.rs`).
+pub(crate) const FORMAT_VERSION: u32 = 4;
+
+/// The oldest format [`check_or_create`] accepts; older ones than
+/// [`FORMAT_VERSION`] are migrated by the store's `open` (`migrate.rs`).
+pub(crate) const OLDEST_MIGRATED_FORMAT: u32 = 3;
 
 /// Contents of the marker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,11 +91,12 @@ pub(crate) fn check_or_create(
                 format!("{MARKER_FILE} has kind {:?}, want {KIND:?}", marker.kind),
             ));
         }
-        if marker.format_version != FORMAT_VERSION {
+        if !(OLDEST_MIGRATED_FORMAT..=FORMAT_VERSION).contains(&marker.format_version) {
             return Err(bad(
                 dir,
                 format!(
-                    "format version {} is not supported (this build reads {FORMAT_VERSION})",
+                    "format version {} is not supported (this build reads {OLDEST_MIGRATED_FORMAT} \
+                     to {FORMAT_VERSION})",
                     marker.format_version
                 ),
             ));
@@ -126,10 +134,27 @@ pub(crate) fn check_or_create(
         cluster_id: cluster_id.map_or_else(new_cluster_id, str::to_string),
         node_id,
     };
-    let json = serde_json::to_vec_pretty(&marker)
-        .map_err(|e| bad(dir, format!("cannot encode marker: {e}")))?;
-    fsutil::write_atomic(&marker_path, &json).map_err(io_err)?;
+    write(dir, &marker)?;
     Ok((marker, true))
+}
+
+/// Record in `dir`'s marker that the directory is now in
+/// [`FORMAT_VERSION`] (after a migration), atomically.
+pub(crate) fn upgrade(dir: &Path, marker: &Marker) -> Result<Marker, StoreError> {
+    let upgraded = Marker {
+        format_version: FORMAT_VERSION,
+        ..marker.clone()
+    };
+    write(dir, &upgraded)?;
+    Ok(upgraded)
+}
+
+/// Write `marker` as `dir`'s marker file, atomically.
+fn write(dir: &Path, marker: &Marker) -> Result<(), StoreError> {
+    let json = serde_json::to_vec_pretty(marker)
+        .map_err(|e| bad(dir, format!("cannot encode marker: {e}")))?;
+    fsutil::write_atomic(&dir.join(MARKER_FILE), &json)
+        .map_err(|e| bad(dir, format!("cannot write {MARKER_FILE}: {e}")))
 }
 
 /// A 128-bit random cluster id in hex. Taken from the OS's random source

@@ -3,12 +3,11 @@
 //! (the deterministic apply) are in [`crate::apply`].
 //!
 //! **Each value is stored once**, in its history event (etcd's model: its
-//! bbolt keeps each revision once, keyed by revision). The `k<key>` entry
-//! of a live key holds only where its latest event is, and an event holds
-//! only where the event of its previous version is, not a copy of it
-//! ([`StoredEvent`]). Keeping the value in three places (the live entry,
-//! the event, the next event's `prev_kv`) cost two thirds of sled's bytes
-//! per write.
+//! bbolt keeps each revision once, keyed by revision). An event holds only
+//! where the event of its previous version is, not a copy of it
+//! ([`StoredEvent`]). Keeping the value in three places (a live entry, the
+//! event, the next event's `prev_kv`) cost two thirds of sled's bytes per
+//! write.
 //!
 //! **Values longer than [`INLINE_MAX`] live in the value log**
 //! ([`crate::value_log`]), not in sled: the event holds a [`ValueRef`]
@@ -16,16 +15,26 @@
 //! portable form (value inline, `logged` None); import moves the values
 //! back into this store's log.
 //!
-//! **Apply reads no sled entry to write one**: the key index
+//! **The live keys are in memory only**: the key index
 //! ([`crate::key_index`], etcd's `treeIndex`) holds each live key's
-//! latest version in memory (where its event is, its revisions, version,
-//! lease and where its value is), derived from history at open and after
-//! an import. Readers still go through the `k<key>` entries.
+//! latest version (where its event is, its revisions, version, lease and
+//! where its value is), derived from history at open and after an import.
+//! Apply reads no sled entry to write one, and sled holds no per-key entry
+//! to rewrite on every put (format 4).
 //!
-//! **Past reads** undo history: the state at revision `r` is the latest state
+//! **Reads at the current revision** (the common case: gets, lists,
+//! counts) copy what they need out of the index under its read lock,
+//! together with the revision it is at and a pin on the value log's files
+//! ([`crate::value_log::ValueLog::pin`]), then read long values with no
+//! lock held. Apply waits only for that copy, never for the value reads,
+//! and a reader sees a whole applied entry or none of it.
+//!
+//! **Past reads** undo history: the state at revision `r` is the index's
 //! with every event newer than `r` reverted to the previous version it
 //! points to. This costs one pass over the history since `r`, which
-//! auto-compaction bounds; it saves a per-key version index.
+//! auto-compaction bounds; it saves a per-key version index. They run
+//! under the gate ([`Mvcc::read_view`]), as do watch replays: apply does
+//! not write meanwhile.
 //!
 //! **Compaction** at revision `c` deletes the history events older than `c`
 //! except, for each key, its newest one before `c` if that is a Put (etcd's
@@ -40,7 +49,7 @@ use openraft::{LogId, StoredMembership};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::key_index::{KeyIndex, Latest};
+use crate::key_index::{Held, KeyIndex, Latest};
 use crate::keys::{self, KeyRange};
 use crate::kv::{Event, EventType, KeyValue, RangeRequest, RangeResponse, Revision};
 use crate::raft_types::{ApplyError, NodeId};
@@ -184,8 +193,9 @@ pub(crate) struct Mvcc {
     /// from a batch, not a scan plus a get, so without it a Range could
     /// return keys newer than the revision it reports.
     gate: std::sync::Arc<std::sync::RwLock<()>>,
-    /// Each live key's latest version (`key_index.rs`), for apply.
-    index: std::sync::Arc<std::sync::Mutex<KeyIndex>>,
+    /// Each live key's latest version (`key_index.rs`). Lock order: the
+    /// gate, then the index, then the value log's own lock.
+    index: std::sync::Arc<std::sync::RwLock<KeyIndex>>,
 }
 
 /// The sled writes of one applied entry, in order (None: remove).
@@ -263,6 +273,7 @@ impl Mvcc {
     /// segment that exists, and builds the key index on the way.
     pub(crate) fn open(tree: sled::Tree, values: ValueLog) -> Result<Mvcc, MvccError> {
         let mut index = KeyIndex::default();
+        index.revision = meta_i64(&tree, keys::META_REVISION, 1)?;
         for item in history_events(&tree) {
             let (at, ev) = item?;
             if let Some(logged) = &ev.logged {
@@ -274,19 +285,18 @@ impl Mvcc {
             tree,
             values,
             gate: Default::default(),
-            index: std::sync::Arc::new(std::sync::Mutex::new(index)),
+            index: std::sync::Arc::new(std::sync::RwLock::new(index)),
         })
     }
 
-    /// The key index, for apply (its only user).
-    pub(crate) fn index(&self) -> std::sync::MutexGuard<'_, KeyIndex> {
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    /// The key index, to read.
+    pub(crate) fn index(&self) -> std::sync::RwLockReadGuard<'_, KeyIndex> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Rebuild the key index from the tree's history (after an import).
-    fn rebuild_index(&self) -> Result<(), MvccError> {
-        *self.index() = KeyIndex::rebuild(history_events(&self.tree))?;
-        Ok(())
+    /// The key index, to change (apply and import only).
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, KeyIndex> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Run `f` as one consistent read: no entry is applied meanwhile.
@@ -295,8 +305,10 @@ impl Mvcc {
         f(self)
     }
 
-    /// Write `writes`, in order, while no consistent read is in progress;
-    /// the values appended to the value log for them are written first.
+    /// Write `writes`, in order, and make `index_changes` to the key index,
+    /// while no consistent read is in progress and no reader holds the
+    /// index; the values appended to the value log for them are written
+    /// first.
     ///
     /// They go to sled as single operations, not as a `sled::Batch`: sled
     /// 0.34 writes out (and `sync_file_range`s) its IO buffer twice for
@@ -304,14 +316,28 @@ impl Mvcc {
     /// writes per store write. Atomicity on disk is not needed: after a
     /// crash the state machine is rebuilt from the snapshot and the raft
     /// log (see [`crate::state_machine`]), never read back from sled.
-    pub(crate) fn write_batch(&self, writes: Writes) -> Result<(), MvccError> {
+    pub(crate) fn write_batch(
+        &self,
+        writes: Writes,
+        index_changes: impl FnOnce(&mut KeyIndex),
+    ) -> Result<(), MvccError> {
         self.values.flush()?;
-        let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
-        self.write_gated(writes)
+        self.exclusive(|m| m.write_gated(writes, index_changes))
     }
 
     /// [`Mvcc::write_batch`] for a caller that holds the gate exclusively.
-    pub(crate) fn write_gated(&self, writes: Writes) -> Result<(), MvccError> {
+    pub(crate) fn write_gated(
+        &self,
+        writes: Writes,
+        index_changes: impl FnOnce(&mut KeyIndex),
+    ) -> Result<(), MvccError> {
+        let mut index = self.index_mut();
+        self.write_tree(writes)?;
+        index_changes(&mut index);
+        Ok(())
+    }
+
+    fn write_tree(&self, writes: Writes) -> Result<(), MvccError> {
         for (k, v) in writes.0 {
             match v {
                 Some(v) => self.tree.insert(k, v)?,
@@ -328,21 +354,14 @@ impl Mvcc {
         f(self)
     }
 
-    fn meta_i64(&self, key: &[u8], default: i64) -> Result<i64, MvccError> {
-        match self.tree.get(key)? {
-            Some(v) => decode("revision", &v),
-            None => Ok(default),
-        }
-    }
-
     /// The latest revision (1 on an empty store, as in etcd).
     pub(crate) fn revision(&self) -> Result<Revision, MvccError> {
-        self.meta_i64(keys::META_REVISION, 1)
+        meta_i64(&self.tree, keys::META_REVISION, 1)
     }
 
     /// The compaction point (0 if never compacted).
     pub(crate) fn compact_revision(&self) -> Result<Revision, MvccError> {
-        self.meta_i64(keys::META_COMPACT, 0)
+        meta_i64(&self.tree, keys::META_COMPACT, 0)
     }
 
     /// The last applied log id and membership, for openraft.
@@ -392,7 +411,7 @@ impl Mvcc {
         match overlay.kvs.get(key) {
             Some(Some(kv)) => match overlay.latest_at(key) {
                 Some(at) => Ok(Some((kv.clone(), at.clone()))),
-                None => Err(MvccError::MissingEvent(keys::kv_key(key))),
+                None => Err(MvccError::MissingEvent(key.to_vec())),
             },
             Some(None) => Ok(None),
             None => {
@@ -446,20 +465,18 @@ impl Mvcc {
     }
 
     /// The keys in `range` as of revision `at`, where the latest state is
-    /// the tree plus `overlay` (the pending changes of the entry being
-    /// applied) and `at` is at most the latest revision.
+    /// the key index plus `overlay` (the pending changes of the entry being
+    /// applied) and `at` is at most the latest revision. For apply, or
+    /// under [`Mvcc::read_view`].
     pub(crate) fn materialize(
         &self,
         range: &KeyRange,
         at: Revision,
         overlay: &Overlay,
     ) -> Result<BTreeMap<Vec<u8>, KeyValue>, MvccError> {
-        let (lo, hi) = range.sled_bounds();
         let mut map = BTreeMap::new();
-        for item in self.tree.range(lo..hi) {
-            let (_, at) = item?;
-            let kv = self.version_at(&at)?;
-            map.insert(kv.key.clone(), kv);
+        for (key, latest) in self.index().range(range) {
+            map.insert(key.to_vec(), latest.key_value(key, &self.values)?);
         }
         for (k, v) in &overlay.kvs {
             if range.contains(k) {
@@ -498,37 +515,73 @@ impl Mvcc {
 
     /// Serve a Range outside any transaction (the read path).
     pub(crate) fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
-        self.read_view(|m| m.range_inner(req))
+        let range = KeyRange::new(&req.key, &req.range_end);
+        match self.range_latest(req, &range)? {
+            Some(resp) => Ok(resp),
+            None => self.read_view(|m| m.range_past(req, &range)),
+        }
     }
 
-    fn range_inner(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
-        let current = self.revision()?;
-        check_read_revision(req.revision, current, self.compact_revision()?)?;
-        let range = KeyRange::new(&req.key, &req.range_end);
-        if req.revision == 0 || req.revision == current {
-            // Fast path: stream the latest values, decoding only what we return.
-            let (lo, hi) = range.sled_bounds();
+    /// A Range at the current revision, from the key index (see the
+    /// module doc); None if `req` asks for another revision.
+    fn range_latest(
+        &self,
+        req: &RangeRequest,
+        range: &KeyRange,
+    ) -> Result<Option<RangeResponse>, MvccError> {
+        let take = match (req.count_only, req.limit) {
+            (true, _) => 0,
+            (false, l) if l > 0 => l as usize,
+            (false, _) => usize::MAX,
+        };
+        let mut kvs = Vec::new();
+        // Values to read from the value log: (index in kvs, where).
+        let mut logged = Vec::new();
+        let (revision, count, pinned) = {
+            let index = self.index();
+            if req.revision != 0 && req.revision != index.revision {
+                return Ok(None);
+            }
             let mut count = 0i64;
-            let mut kvs = Vec::new();
-            for item in self.tree.range(lo..hi) {
-                let (_, at) = item?;
+            for (key, latest) in index.range(range) {
                 count += 1;
-                if !req.count_only && (req.limit <= 0 || (kvs.len() as i64) < req.limit) {
-                    let mut kv = self.version_at(&at)?;
-                    if req.keys_only {
-                        kv.value.clear();
+                if kvs.len() < take {
+                    let mut kv = latest.key_value_without_value(key);
+                    if !req.keys_only {
+                        match &latest.value {
+                            Held::Inline(v) => kv.value = v.to_vec(),
+                            Held::Logged(at) => logged.push((kvs.len(), *at)),
+                        }
                     }
                     kvs.push(kv);
                 }
             }
-            return Ok(RangeResponse {
-                revision: current,
-                more: req.limit > 0 && count > req.limit,
-                kvs,
-                count,
-            });
+            let pinned = (!logged.is_empty()).then(|| self.values.pin());
+            (index.revision, count, pinned)
+        };
+        if let Some(pinned) = pinned {
+            for (i, at) in logged {
+                kvs[i].value = pinned.read(&at)?;
+            }
         }
-        let map = self.materialize(&range, req.revision, &Overlay::default())?;
+        Ok(Some(RangeResponse {
+            revision,
+            more: req.limit > 0 && count > req.limit,
+            kvs,
+            count,
+        }))
+    }
+
+    /// A Range at a past revision (or a refused one), under the gate.
+    fn range_past(&self, req: &RangeRequest, range: &KeyRange) -> Result<RangeResponse, MvccError> {
+        let current = self.revision()?;
+        check_read_revision(req.revision, current, self.compact_revision()?)?;
+        let at = if req.revision == 0 {
+            current
+        } else {
+            req.revision
+        };
+        let map = self.materialize(range, at, &Overlay::default())?;
         Ok(respond(map, req, current))
     }
 
@@ -556,8 +609,9 @@ impl Mvcc {
     }
 
     /// Replace the whole tree by `pairs`, a snapshot's portable form (no
-    /// reader sees it half done): the value log starts again, and long
-    /// values move into it.
+    /// reader sees it half done): the value log starts again, long values
+    /// move into it, and the key index is rebuilt. The `k<key>` pairs of a
+    /// format-3 snapshot are skipped (the index replaces them).
     pub(crate) fn import(&self, pairs: Vec<Pair>) -> Result<(), MvccError> {
         let mut batch = Writes::default();
         for item in self.tree.iter() {
@@ -565,19 +619,25 @@ impl Mvcc {
             batch.remove(k);
         }
         let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        // Held throughout: a reader must not pin the cleared value log
+        // while the index still points into the old one.
+        let mut index = self.index_mut();
         self.values.clear()?;
         for (k, v) in pairs {
-            if k.first() == Some(&keys::HISTORY_PREFIX) {
-                let ev: StoredEvent = decode("history event", &v)?;
-                let ev = StoredEvent::new(ev.kind, &ev.kv, ev.prev_at, &self.values)?;
-                batch.insert(k, encode("history event", &ev)?);
-            } else {
-                batch.insert(k, v);
+            match k.first() {
+                Some(&keys::HISTORY_PREFIX) => {
+                    let ev: StoredEvent = decode("history event", &v)?;
+                    let ev = StoredEvent::new(ev.kind, &ev.kv, ev.prev_at, &self.values)?;
+                    batch.insert(k, encode("history event", &ev)?);
+                }
+                Some(&keys::FORMAT3_KV_PREFIX) => {}
+                _ => batch.insert(k, v),
             }
         }
         self.values.flush()?;
-        self.write_gated(batch)?;
-        self.rebuild_index()
+        self.write_tree(batch)?;
+        *index = KeyIndex::rebuild(history_events(&self.tree), self.revision()?)?;
+        Ok(())
     }
 
     /// Every pair of the tree in the portable form snapshots carry: history
@@ -605,6 +665,14 @@ impl Mvcc {
             }
             Ok((k.to_vec(), v.to_vec()))
         })
+    }
+}
+
+/// The number stored at meta key `key` of `tree` (`default` if unset).
+fn meta_i64(tree: &sled::Tree, key: &[u8], default: i64) -> Result<i64, MvccError> {
+    match tree.get(key)? {
+        Some(v) => decode("revision", &v),
+        None => Ok(default),
     }
 }
 

@@ -21,6 +21,7 @@ use crate::kv::{
 use crate::lessor::Lessor;
 use crate::log_store::{LogOpenError, LogStore, LOG_FILE};
 use crate::marker;
+use crate::migrate;
 use crate::mvcc::{Mvcc, MvccError, SharedMvcc, MAX_VALUE_BYTES};
 use crate::network::{PeerNetwork, Peers};
 use crate::peer;
@@ -33,11 +34,11 @@ use crate::value_log::ValueLog;
 use crate::watch::{self, WatchHub};
 
 /// Directory of the sled state machine inside the data directory.
-const SLED_DIR: &str = "sm";
+pub(crate) const SLED_DIR: &str = "sm";
 /// Directory of the state machine's value log (`value_log.rs`).
 const VALUES_DIR: &str = "sm-values";
 /// Name of the sled tree holding the MVCC state.
-const SLED_TREE: &str = "mvcc";
+pub(crate) const SLED_TREE: &str = "mvcc";
 /// How long `open` waits for sled's file lock left by this process's
 /// previous store (see `Store::open`).
 const SLED_LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -371,6 +372,19 @@ impl Store {
         let tree = db
             .open_tree(SLED_TREE)
             .map_err(|e| StoreError::Storage(format!("opening sled tree: {e}")))?;
+        if marker.format_version < marker::FORMAT_VERSION {
+            // Safe to stop anywhere: the clean mark is already gone.
+            let removed = migrate::format3_to_4(&tree)
+                .map_err(|e| StoreError::Storage(format!("migrating sled: {e}")))?;
+            marker::upgrade(&dir, &marker)?;
+            tracing::info!(
+                dir = %dir.display(),
+                removed,
+                from = marker.format_version,
+                to = marker::FORMAT_VERSION,
+                "migrated the data directory's format"
+            );
+        }
         let values = ValueLog::open(&values_dir)
             .map_err(|e| StoreError::Storage(format!("opening the value log: {e}")))?;
         let mvcc = Mvcc::open(tree, values.clone()).map_err(|e| match e {

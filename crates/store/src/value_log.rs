@@ -30,10 +30,14 @@
 //! values plus one segment. The live counts are rebuilt at open from the
 //! events in sled, which also checks that every segment they point to exists.
 //!
-//! **Readers** see a value only through an event already in sled, and
-//! apply writes the segment before sled, so a read never reaches past
-//! what was written. Segments are deleted only while the MVCC gate is held
-//! exclusively (no reader in the middle of a read).
+//! **Readers** see a value only through an event already in sled or an
+//! entry of the key index, and apply writes the segment before either, so
+//! a read never reaches past what was written. Segments are deleted only
+//! while the MVCC gate is held exclusively (no reader in the middle of a
+//! read through sled); a read at the current revision instead pins the
+//! segments' open files ([`ValueLog::pin`]) while it holds the key index,
+//! and reads them afterwards without any lock: a deleted segment's file
+//! stays readable until its last handle is dropped.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -139,6 +143,40 @@ fn open_segment(dir: &Path, n: u32) -> Result<Segment, ValueLogError> {
     })
 }
 
+/// The segments of a [`ValueLog`] at one moment ([`ValueLog::pin`]).
+pub(crate) struct Pinned {
+    dir: PathBuf,
+    segments: BTreeMap<u32, (Arc<File>, u64)>,
+}
+
+impl Pinned {
+    /// Read the value at `at` and check it.
+    pub(crate) fn read(&self, at: &ValueRef) -> Result<Vec<u8>, ValueLogError> {
+        read_checked(&self.dir, self.segments.get(&at.segment), at)
+    }
+}
+
+/// Read the value at `at` from its segment's file (None: no such segment)
+/// of `len` written bytes, and check it.
+fn read_checked(
+    dir: &Path,
+    segment: Option<&(Arc<File>, u64)>,
+    at: &ValueRef,
+) -> Result<Vec<u8>, ValueLogError> {
+    let damaged = |why| ValueLogError::Damaged { at: *at, why };
+    let (file, len) = segment.ok_or_else(|| damaged("no such segment"))?;
+    if at.offset + u64::from(at.len) > *len {
+        return Err(damaged("past the end of the segment"));
+    }
+    let mut buf = vec![0; at.len as usize];
+    file.read_exact_at(&mut buf, at.offset)
+        .map_err(io_err(&segment_path(dir, at.segment)))?;
+    if crc32(&buf) != at.crc {
+        return Err(damaged("checksum mismatch"));
+    }
+    Ok(buf)
+}
+
 impl ValueLog {
     /// Open (creating if needed) the value log in `dir`. Live counts start
     /// at zero: the caller adds what its events point to ([`ValueLog::retain`]).
@@ -234,34 +272,31 @@ impl ValueLog {
 
     /// Read the value at `at` and check it.
     pub(crate) fn read(&self, at: &ValueRef) -> Result<Vec<u8>, ValueLogError> {
-        let (file, len) = {
+        let found = {
             let inner = self.lock();
-            match inner.segments.get(&at.segment) {
-                Some(s) => (s.file.clone(), s.len),
-                None => {
-                    return Err(ValueLogError::Damaged {
-                        at: *at,
-                        why: "no such segment",
-                    })
-                }
-            }
+            inner
+                .segments
+                .get(&at.segment)
+                .map(|s| (s.file.clone(), s.len))
         };
-        if at.offset + u64::from(at.len) > len {
-            return Err(ValueLogError::Damaged {
-                at: *at,
-                why: "past the end of the segment",
-            });
+        read_checked(&self.dir, found.as_ref(), at)
+    }
+
+    /// The segments as they are now, readable through [`Pinned::read`]
+    /// even after [`ValueLog::remove_segment`] or [`ValueLog::clear`]
+    /// deletes them (an open file outlives its name). A reader pins while
+    /// the values it will read are known to exist (under the key index's
+    /// lock), then reads without holding any lock.
+    pub(crate) fn pin(&self) -> Pinned {
+        let inner = self.lock();
+        Pinned {
+            dir: self.dir.clone(),
+            segments: inner
+                .segments
+                .iter()
+                .map(|(n, s)| (*n, (s.file.clone(), s.len)))
+                .collect(),
         }
-        let mut buf = vec![0; at.len as usize];
-        file.read_exact_at(&mut buf, at.offset)
-            .map_err(io_err(&segment_path(&self.dir, at.segment)))?;
-        if crc32(&buf) != at.crc {
-            return Err(ValueLogError::Damaged {
-                at: *at,
-                why: "checksum mismatch",
-            });
-        }
-        Ok(buf)
     }
 
     /// Count the value at `at` live (at open, for each event in sled).
