@@ -309,3 +309,95 @@ fn index_memory_per_key() {
     assert_eq!(index.len(), KEYS);
     assert!(grown / (KEYS as u64) < 1024, "under 1 KiB per key");
 }
+
+/// Put latencies (apply of one entry) while `reader` runs in a loop on
+/// another thread: (p50, p99, max) in µs, and the reader's median time per
+/// call in µs.
+fn put_latencies_beside(m: &Mvcc, first: u64, reader: impl Fn() + Send + Sync) -> [u128; 4] {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let reads = s.spawn(|| {
+            let mut took = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                reader();
+                took.push(t.elapsed().as_micros());
+            }
+            took.sort();
+            took.get(took.len() / 2).copied().unwrap_or(0)
+        });
+        let mut lat = Vec::new();
+        for i in 0..20_000u64 {
+            let key = format!("/registry/pods/other/p{}", i % 100);
+            let t = Instant::now();
+            m.apply_entry(&entry(first + i, put(&key, &"w".repeat(1024))), 0)
+                .unwrap();
+            lat.push(t.elapsed().as_micros());
+        }
+        stop.store(true, Ordering::Relaxed);
+        let read = reads.join().unwrap();
+        lat.sort();
+        [
+            lat[lat.len() / 2],
+            lat[lat.len() * 99 / 100],
+            lat[lat.len() - 1],
+            read,
+        ]
+    })
+}
+
+/// Prints how much a Range over 10,000 keys (1 KiB values, in the value
+/// log) running in a loop delays apply: reads copy from the index under
+/// its read lock and read values after, against the same Range held under
+/// the gate for its whole length (how reads ran before the index served
+/// them). Run alone (`-- --ignored --test-threads=1
+/// a_range_over_10000_keys_barely_delays_apply --nocapture`).
+#[test]
+#[ignore = "measures timing: run it alone"]
+fn a_range_over_10000_keys_barely_delays_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let values = crate::value_log::ValueLog::open(dir.path()).unwrap();
+    let m = Mvcc::open(db.open_tree("t").unwrap(), values).unwrap();
+    let value = "v".repeat(1024);
+    let mut index = 0;
+    for chunk in 0..100 {
+        let cmds = (0..100)
+            .map(|i| {
+                put(
+                    &format!("/registry/pods/ns/pod-{:05}", chunk * 100 + i),
+                    &value,
+                )
+            })
+            .collect();
+        index += 1;
+        m.apply_entry(&entry(index, Command::Batch(cmds)), 0)
+            .unwrap();
+    }
+    let req = RangeRequest {
+        key: b"/registry/pods/ns/".to_vec(),
+        range_end: b"/registry/pods/ns0".to_vec(),
+        ..Default::default()
+    };
+    assert_eq!(m.range(&req).unwrap().count, 10_000);
+    let alone = put_latencies_beside(&m, index + 1, || {});
+    let indexed = put_latencies_beside(&m, index + 100_001, || {
+        m.range(&req).unwrap();
+    });
+    let gated = put_latencies_beside(&m, index + 200_001, || {
+        m.read_view(|m| m.range(&req).unwrap());
+    });
+    for (name, [p50, p99, max, read]) in [
+        ("no reader", alone),
+        ("10,000-key ranges from the index", indexed),
+        ("the same ranges holding the gate", gated),
+    ] {
+        println!(
+            "put apply latency beside {name}: p50 {p50} µs, p99 {p99} µs, max {max} µs; \
+             one range {read} µs"
+        );
+    }
+    assert!(indexed[3] > 0, "the ranges ran");
+}
