@@ -92,7 +92,11 @@ fn check_reads(m: &Mvcc) {
         .collect();
     assert_eq!(prefixed.kvs, want_k, "prefix k");
     for (key, kv) in &want {
-        assert_eq!(read(key, b"", |_| {}).kvs, [kv.clone()], "get {key:?}");
+        assert_eq!(
+            read(key, b"", |_| {}).kvs,
+            std::slice::from_ref(kv),
+            "get {key:?}"
+        );
     }
     assert!(read(b"absent", b"", |_| {}).kvs.is_empty());
     assert!(

@@ -98,6 +98,9 @@ pub(crate) fn history_revision(k: &[u8]) -> Revision {
     u64::from_be_bytes(b) as Revision
 }
 
+/// A key range's bounds on keys, as `BTreeMap::range` takes them.
+pub(crate) type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
 /// A key range as etcd defines it: `[key, range_end)`, a single key when
 /// `range_end` is empty, and "every key ≥ key" when `range_end` is `"\0"`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,7 +138,7 @@ impl KeyRange {
 
     /// The range as bounds on keys, or None if it is empty because it
     /// ends before it starts (etcd answers such a range with nothing).
-    pub(crate) fn bounds(&self) -> Option<(Bound<&[u8]>, Bound<&[u8]>)> {
+    pub(crate) fn bounds(&self) -> Option<KeyBounds<'_>> {
         let start = Bound::Included(self.start.as_slice());
         match &self.end {
             None => Some((start, Bound::Included(self.start.as_slice()))),

@@ -20,11 +20,11 @@
 //!                                 │ writes: proposer (group commit) ─► openraft ─► raft-log (fdatasync)
 //!                                 │                                       │ committed
 //!                                 │                                       ▼
-//!                                 │                              state machine: apply ─► sled tree
-//!                                 │                                       │ events      (kv, history, meta)
+//!                                 │                              state machine: apply ─► sled tree (history, meta, leases)
+//!                                 │                                       │ events      + key index (memory)
 //!                                 │ watch:  WatchHub (broadcast) ◄────────┘                │
 //!                                 │         + history replay from sled ◄──────────────────┘
-//!                                 │ reads:  read index (leader: one heartbeat round per batch, read_index.rs; follower: asks the leader), then sled
+//!                                 │ reads:  read index (leader: one heartbeat round per batch, read_index.rs; follower: asks the leader), then the key index
 //!                                 │ follower: writes/keep-alives forwarded to the leader over the peer port (peer.rs), writes and read indexes batched (forwarder.rs)
 //!                                 │ leases: Lessor (leader, in memory: deadlines) ──expired──► LeaseRevoke via raft
 //!  etcdctl ── gRPC (etcd/) ───────┘
@@ -52,7 +52,9 @@
 //!   start and returns once this node leads. It refuses, with
 //!   [`StoreError::BadDataDir`], a non-empty directory without a valid
 //!   marker, a marker of another format or node, and damaged files; it never
-//!   starts empty over existing data. A torn log tail is not damage. One
+//!   starts empty over existing data. A directory of format 3 is migrated
+//!   to format 4 as it opens (`migrate.rs`; a crash meanwhile leaves a
+//!   directory that opens). A torn log tail is not damage. One
 //!   store at a time uses a directory (`skiff-store.lock`); `open` waits up
 //!   to 10 s for a previous holder that is still stopping.
 //! - [`Store::shutdown`] stops raft, ends watches and flushes sled. Dropping
@@ -109,8 +111,9 @@
 //! from `snapshot.bin`, and openraft re-applies the log after it. The log
 //! is purged only up to a snapshot that is already fsynced and renamed
 //! into place, so snapshot plus log always hold every applied entry.
-//! Each value is stored once, in its history event; live keys and later
-//! events point to it (`mvcc.rs`). A value longer than 64 bytes is not in
+//! Each value is stored once, in its history event; later events and the
+//! in-memory key index point to it (`mvcc.rs`, `key_index.rs`); sled holds
+//! no per-key entry besides history (format 4). A value longer than 64 bytes is not in
 //! sled at all but in the value log beside it (`value_log.rs`, `sm-values/`:
 //! append-only segments, one `write` per applied entry, trusted and
 //! rebuilt exactly like sled); the event holds its place and CRC. sled's
@@ -164,7 +167,7 @@
 //! - History keeps every version of the last 10,000 revisions (the
 //!   default), plus each key's newest version below the compaction point
 //!   while a later one points to it; it can outweigh the live data several
-//!   times. sled's B-tree still writes each history event (now without its
+//!   times. sled's B-tree still writes each history event (without a long
 //!   value) several times over (the fragment, then whole-leaf rewrites as
 //!   the last leaf fills and splits at 16 items, then segment cleaning).
 //! - The value log's space is reclaimed segment by segment (32 MiB): a

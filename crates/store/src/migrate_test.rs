@@ -128,12 +128,10 @@ fn format3_pairs(tree: &sled::Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 fn format3_entries(dir: &Path) -> usize {
     let db = open_sled(dir);
-    let n = db
-        .open_tree(SLED_TREE)
+    db.open_tree(SLED_TREE)
         .unwrap()
         .scan_prefix([keys::FORMAT3_KV_PREFIX])
-        .count();
-    n
+        .count()
 }
 
 fn marker_version(dir: &Path) -> u32 {

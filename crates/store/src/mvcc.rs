@@ -188,10 +188,11 @@ pub(crate) type Pair = (Vec<u8>, Vec<u8>);
 pub(crate) struct Mvcc {
     pub(crate) tree: sled::Tree,
     pub(crate) values: ValueLog,
-    /// Readers hold it shared across a multi-step read; apply holds it
-    /// exclusively while writing a batch. sled isolates single operations
-    /// from a batch, not a scan plus a get, so without it a Range could
-    /// return keys newer than the revision it reports.
+    /// Readers of sled (past reads, watch replays, lease reads) hold it
+    /// shared across a multi-step read; apply holds it exclusively while
+    /// writing a batch. sled isolates single operations from a batch, not
+    /// a scan plus a get, so without it such a read could mix revisions.
+    /// Reads at the current revision need only the key index's lock.
     gate: std::sync::Arc<std::sync::RwLock<()>>,
     /// Each live key's latest version (`key_index.rs`). Lock order: the
     /// gate, then the index, then the value log's own lock.
