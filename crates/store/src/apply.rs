@@ -460,7 +460,7 @@ impl Mvcc {
                     // Reads see the txn's own earlier writes (etcd's txn
                     // read view); a past revision sees history.
                     let range = KeyRange::new(&r.key, &r.range_end);
-                    let at = if r.revision == 0 { rev } else { r.revision };
+                    let at = if r.revision <= 0 { rev } else { r.revision };
                     let map = self.materialize(&range, at, overlay)?;
                     ResponseOp::Range(respond(map, r, w.current))
                 }

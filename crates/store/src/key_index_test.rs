@@ -66,6 +66,20 @@ fn check_reads(m: &Mvcc) {
     assert_eq!(all.kvs, want_all, "everything");
     assert_eq!(all.count, want.len() as i64);
     assert!(!all.more);
+    let newest = read(&[0], &[0], |r| r.revision = -1);
+    assert_eq!(newest.kvs, want_all, "a revision below 1 means the newest");
+    let at_current = m
+        .range(&RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            revision: current,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        at_current.kvs, want_all,
+        "at the current revision, by number"
+    );
     let limited = read(&[0], &[0], |r| r.limit = 2);
     assert_eq!(limited.kvs, want_all[..want.len().min(2)], "limit 2");
     assert_eq!(

@@ -524,7 +524,7 @@ impl Mvcc {
     }
 
     /// A Range at the current revision, from the key index (see the
-    /// module doc); None if `req` asks for another revision.
+    /// module doc); None if `req` asks for another (positive) revision.
     fn range_latest(
         &self,
         req: &RangeRequest,
@@ -540,7 +540,8 @@ impl Mvcc {
         let mut logged = Vec::new();
         let (revision, count, pinned) = {
             let index = self.index();
-            if req.revision != 0 && req.revision != index.revision {
+            // etcd: a revision of 0 or less means the newest.
+            if req.revision > 0 && req.revision != index.revision {
                 return Ok(None);
             }
             let mut count = 0i64;
@@ -577,7 +578,7 @@ impl Mvcc {
     fn range_past(&self, req: &RangeRequest, range: &KeyRange) -> Result<RangeResponse, MvccError> {
         let current = self.revision()?;
         check_read_revision(req.revision, current, self.compact_revision()?)?;
-        let at = if req.revision == 0 {
+        let at = if req.revision <= 0 {
             current
         } else {
             req.revision

@@ -477,7 +477,33 @@ async fn inverted_range_is_empty(backend: Backend) {
     s.shutdown().await;
 }
 
+/// etcd reads the newest revision for any revision of 0 or less
+/// (`mvcc/kvstore_txn.go`, `rangeKeys`), in a Range and in a Txn's Range.
+async fn a_negative_revision_reads_the_newest(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(backend, dir.path()).await;
+    put(&s, "/n", "1").await;
+    put(&s, "/n", "2").await;
+    let mut req = get_req("/n");
+    req.revision = -1;
+    let r = s.range(req.clone()).await.unwrap();
+    assert_eq!(value_of(&r.kvs[0].value), "2");
+    let t = s
+        .txn(TxnRequest {
+            success: vec![RequestOp::Range(req)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let [ResponseOp::Range(r)] = t.responses.as_slice() else {
+        panic!("one range answer: {t:?}")
+    };
+    assert_eq!(value_of(&r.kvs[0].value), "2");
+    s.shutdown().await;
+}
+
 both_backends!(
+    a_negative_revision_reads_the_newest,
     revisions_and_metadata,
     range_prefix_limit_count_keys_only_and_past_revision,
     delete_range_with_prev_kvs,
