@@ -214,6 +214,7 @@ mod snapshot_file;
 mod snapshot_trigger;
 mod state_machine;
 mod store;
+pub mod test_child;
 mod value_log;
 mod watch;
 mod write_timings;

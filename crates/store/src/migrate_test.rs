@@ -5,7 +5,6 @@
 
 use std::io::BufRead;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::key_index::KeyIndex;
@@ -211,30 +210,16 @@ async fn a_crash_during_migration_leaves_a_dir_that_opens() {
     make_format3(dir.path());
     let live = before.1.len();
 
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "migrate::tests::migration_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("SKIFF_STORE_MIGRATION_DIR", dir.path())
-        .env(PAUSE_ENV, (live / 2).to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The child dies even if an assertion below fails.
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = KillOnDrop(child);
-    let stdout = child.0.stdout.take().unwrap();
+    let pause = (live / 2).to_string();
+    let mut child = crate::test_child::TestChild::spawn(
+        "migrate::tests::migration_child",
+        &[
+            ("SKIFF_STORE_MIGRATION_DIR", dir.path().as_os_str()),
+            (PAUSE_ENV, pause.as_ref()),
+        ],
+    )
+    .unwrap();
+    let stdout = child.take_stdout().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
@@ -246,8 +231,7 @@ async fn a_crash_during_migration_leaves_a_dir_that_opens() {
     });
     rx.recv_timeout(Duration::from_secs(120))
         .expect("the child paused mid-migration");
-    child.0.kill().unwrap(); // SIGKILL
-    child.0.wait().unwrap();
+    child.kill().unwrap(); // SIGKILL
     drop(child);
 
     assert_eq!(marker_version(dir.path()), 3, "killed before the marker");

@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -152,30 +151,13 @@ fn long_value(key: &str) -> String {
 #[tokio::test]
 async fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "crash_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("SKIFF_STORE_CRASH_DIR", dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Make sure the child dies even if an assertion below fails.
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let stdout = child.stdout.take().unwrap();
-    let mut guard = KillOnDrop(child);
+    // The child dies even if an assertion below fails.
+    let mut guard = skiff_store::test_child::TestChild::spawn(
+        "crash_child",
+        &[("SKIFF_STORE_CRASH_DIR", dir.path().as_os_str())],
+    )
+    .unwrap();
+    let stdout = guard.take_stdout().unwrap();
     let reader = std::thread::spawn(move || {
         let mut acked = Vec::new();
         for line in BufReader::new(stdout).lines() {
@@ -197,8 +179,7 @@ async fn acknowledged_writes_survive_sigkill() {
             break;
         }
     }
-    guard.0.kill().unwrap(); // SIGKILL
-    guard.0.wait().unwrap();
+    guard.kill().unwrap(); // SIGKILL
     let acked = reader.join().unwrap();
     assert!(
         acked.len() > 100,
