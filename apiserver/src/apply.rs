@@ -19,6 +19,13 @@
 //!     the others lose changed
 //! ```
 //!
+//! `update` finds `changed` and `removed` in one walk over both versions
+//! ([`fieldpath::Changes`]), visiting only what either sets, rather than
+//! building both field sets and looking every path up from the root; an
+//! associative list with a repeated key (which one walk cannot pair) falls
+//! back to the path-by-path comparison. Every PATCH and PUT pays this, so
+//! it was ~10% of a busy server's CPU.
+//!
 //! Lists merge as their schema says ([`crate::fieldpath::Shape`]):
 //! `+listType=map` lists by their `+listMapKey`s (containers by name,
 //! container ports by containerPort and protocol, env by name), lists
@@ -192,6 +199,76 @@ pub fn tracked(obj: &Value, subresource: Option<&str>) -> Value {
     t
 }
 
+/// What a write changed in the tracked part of an object ([`tracked`]),
+/// in one walk over both versions; `None` when that cannot say (an
+/// associative list with two items of one key, or a `metadata` that is
+/// not an object).
+fn changes(
+    old: &Value,
+    new: &Value,
+    subresource: Option<&str>,
+    shape: Shape,
+) -> Option<fieldpath::Changes> {
+    let (old, new) = (old.as_object()?, new.as_object()?);
+    fn meta(m: &Map<String, Value>) -> Option<Option<&Map<String, Value>>> {
+        match m.get("metadata") {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::Object(meta)) => Some(Some(meta)),
+            Some(_) => None,
+        }
+    }
+    let (old_meta, new_meta) = (meta(old)?, meta(new)?);
+    let status_only = subresource == Some("status");
+    let top = |k: &str| match k {
+        "status" => status_only,
+        "apiVersion" | "kind" | "metadata" => false,
+        _ => !status_only,
+    };
+    let mut out = fieldpath::Changes::default();
+    let mut path = Path::new();
+    out.of_objects(Some(old), Some(new), shape, &top, &mut path)
+        .ok()?;
+    if !status_only {
+        // `tracked` drops an emptied `metadata`: no member of its own.
+        let server_set = |k: &str| !SERVER_METADATA.contains(&k);
+        path.push("f:metadata".into());
+        out.of_objects(
+            old_meta,
+            new_meta,
+            child_shape(shape, "metadata"),
+            &server_set,
+            &mut path,
+        )
+        .ok()?;
+    }
+    Some(out)
+}
+
+/// [`changes`] the slow way: both field sets, then every path of the new
+/// one compared on its own.
+fn changes_path_by_path(
+    old: &Value,
+    new: &Value,
+    subresource: Option<&str>,
+    shape: Shape,
+) -> fieldpath::Changes {
+    let (old_t, new_t) = (tracked(old, subresource), tracked(new, subresource));
+    let (old_set, new_set) = (
+        fieldpath::of_object(&old_t, shape),
+        fieldpath::of_object(&new_t, shape),
+    );
+    let mut changed = FieldSet::default();
+    for p in new_set.paths() {
+        if differs(&old_t, &new_t, &p, shape) {
+            changed.insert(&p);
+        }
+    }
+    fieldpath::Changes {
+        changed,
+        removed: old_set.difference(&new_set),
+    }
+}
+
 /// Does the write change the value at `path` (for `.`: the item's
 /// existence)?
 fn differs(old: &Value, new: &Value, path: &Path, shape: Shape) -> bool {
@@ -338,24 +415,16 @@ pub fn apply(
 /// The managed fields after a create, update or patch by `writer` that
 /// turned `old` (`None` for a create) into `new`.
 pub fn update(old: Option<&Value>, new: &Value, writer: &Writer<'_>, shape: Shape) -> Vec<Value> {
-    let new_t = tracked(new, writer.subresource);
-    let new_set = fieldpath::of_object(&new_t, shape);
     let Some(old_obj) = old else {
         // A create: the writer owns every field it set.
+        let new_set = fieldpath::of_object(&tracked(new, writer.subresource), shape);
         if new_set.is_empty() {
             return Vec::new();
         }
         return vec![new_entry(writer, "Update", new_set).into_value()];
     };
-    let old_t = tracked(old_obj, writer.subresource);
-    let old_set = fieldpath::of_object(&old_t, shape);
-    let mut changed = FieldSet::default();
-    for p in new_set.paths() {
-        if differs(&old_t, &new_t, &p, shape) {
-            changed.insert(&p);
-        }
-    }
-    let removed = old_set.difference(&new_set);
+    let fieldpath::Changes { changed, removed } = changes(old_obj, new, writer.subresource, shape)
+        .unwrap_or_else(|| changes_path_by_path(old_obj, new, writer.subresource, shape));
     let mut entries = entries(&managed_fields(old_obj));
     let mine = |e: &Entry| e.is(writer.manager, "Update", writer.subresource);
     for e in entries.iter_mut() {

@@ -70,14 +70,10 @@ pub fn track(
     new: &mut Value,
     status_only: bool,
 ) {
-    let given = new.pointer("/metadata/managedFields").cloned();
-    let stored = old.and_then(|o| o.pointer("/metadata/managedFields").cloned());
+    let given = new.pointer("/metadata/managedFields");
+    let stored = old.and_then(|o| o.pointer("/metadata/managedFields"));
     if given.is_some() && given != stored {
         return; // The client rewrote them: keep its value.
-    }
-    let mut base = old.cloned();
-    if let (Some(b), Some(s)) = (base.as_mut(), stored) {
-        strategy::meta_mut(b).insert("managedFields".into(), s);
     }
     let manager = manager(ctx);
     let api_version = res.api_version();
@@ -88,12 +84,7 @@ pub fn track(
         time: &time,
         subresource: status_only.then_some("status"),
     };
-    let managed = apply::update(
-        base.as_ref(),
-        new,
-        &writer,
-        kind_shape(&api_version, res.kind),
-    );
+    let managed = apply::update(old, new, &writer, kind_shape(&api_version, res.kind));
     let meta = strategy::meta_mut(new);
     if managed.is_empty() {
         meta.remove("managedFields");

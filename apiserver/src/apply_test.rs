@@ -282,3 +282,184 @@ fn conflict_messages_group_by_manager() {
         "Apply failed with 2 conflicts: conflicts with \"a\":\n- .spec.y\nconflicts with \"b\":\n- .spec.x"
     );
 }
+
+/// A pod with most shapes a field set meets: struct fields, maps,
+/// associative lists (containers by name, ports by port and protocol,
+/// conditions by type), a set list (finalizers), atomic values.
+fn pod() -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "p", "namespace": "default", "uid": "u", "resourceVersion": "7",
+            "labels": {"app": "web", "tier": "front"},
+            "annotations": {"a": "1"},
+            "finalizers": ["x/one", "x/two"]
+        },
+        "spec": {
+            "nodeName": "n1",
+            "containers": [
+                {"name": "web", "image": "busybox:1", "args": ["sleep", "1"],
+                 "ports": [{"containerPort": 80}, {"containerPort": 53, "protocol": "UDP"}],
+                 "env": [{"name": "A", "value": "1"}],
+                 "resources": {"requests": {"cpu": "100m"}}},
+                {"name": "side", "image": "busybox:1"}
+            ],
+            "volumes": [{"name": "v", "emptyDir": {}}],
+            "nodeSelector": {"disk": "ssd"}
+        },
+        "status": {
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "podIPs": [{"ip": "10.0.0.1"}]
+        }
+    })
+}
+
+/// Every place in `v` (as JSON pointers), containers included.
+fn places(v: &Value, at: String, out: &mut Vec<String>) {
+    out.push(at.clone());
+    match v {
+        Value::Object(m) => {
+            for (k, c) in m {
+                places(c, format!("{at}/{k}"), out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, c) in a.iter().enumerate() {
+                places(c, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Changes `v` at one place chosen by `r`: a new scalar, null, an empty
+/// or new container, a removed key or item, a new key or item.
+fn mutate(v: &mut Value, r: u64) {
+    let mut all = Vec::new();
+    places(v, String::new(), &mut all);
+    let at = all[(r % all.len() as u64) as usize].clone();
+    let Some(target) = v.pointer_mut(&at) else {
+        return;
+    };
+    let choice = (r / 7) % 9;
+    let replacement = match choice {
+        0 => json!(format!("s{}", r % 5)),
+        1 => Value::Null,
+        2 => json!({}),
+        3 => json!([]),
+        4 => json!({"name": format!("n{}", r % 3), "type": "Ready", "status": "False"}),
+        5 => json!(r % 4),
+        _ => Value::Null,
+    };
+    match (choice, &mut *target) {
+        (6, Value::Object(m)) => {
+            let key = m.keys().nth((r / 63) as usize % m.len().max(1)).cloned();
+            if let Some(k) = key {
+                m.remove(&k);
+            }
+        }
+        (6, Value::Array(a)) if !a.is_empty() => {
+            a.remove((r / 63) as usize % a.len());
+        }
+        (7, Value::Object(m)) => {
+            m.insert(format!("k{}", r % 3), json!(r % 2));
+        }
+        (7 | 8, Value::Array(a)) => {
+            let item = a.first().cloned().unwrap_or(json!("x"));
+            let mut item = item;
+            if let Some(o) = item.as_object_mut() {
+                for key in ["name", "type", "containerPort", "ip"] {
+                    if o.contains_key(key) {
+                        o.insert(key.into(), json!(format!("new{}", r % 3)));
+                    }
+                }
+            } else if choice == 8 {
+                item = json!(format!("x/{}", r % 4));
+            }
+            a.push(item);
+        }
+        _ if !at.is_empty() => *target = replacement,
+        _ => {}
+    }
+}
+
+#[test]
+fn one_walk_changes_agree_with_path_by_path_comparison() {
+    // Seeded pseudo-random pairs of pods a few mutations apart, on the
+    // main resource and the status subresource.
+    let shape = kind_shape("v1", "Pod");
+    let mut seed: u64 = 0x5eed;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        seed >> 17
+    };
+    let (mut compared, mut fell_back) = (0, 0);
+    for round in 0..3000 {
+        let mut old = pod();
+        for _ in 0..(next() % 4) {
+            mutate(&mut old, next());
+        }
+        let mut new = old.clone();
+        for _ in 0..(1 + next() % 3) {
+            mutate(&mut new, next());
+        }
+        for sub in [None, Some("status")] {
+            let slow = changes_path_by_path(&old, &new, sub, shape);
+            match changes(&old, &new, sub, shape) {
+                Some(fast) => {
+                    assert_eq!(fast, slow, "round {round} {sub:?}\nold {old}\nnew {new}");
+                    compared += 1;
+                }
+                None => fell_back += 1,
+            }
+        }
+    }
+    // Most pairs go the fast way; duplicates of a key are the exception.
+    assert!(
+        compared > 5000,
+        "compared {compared}, fell back {fell_back}"
+    );
+}
+
+#[test]
+fn duplicate_list_keys_fall_back_to_path_by_path() {
+    let shape = kind_shape("v1", "Pod");
+    let old = pod();
+    let mut new = pod();
+    new["spec"]["containers"][1]["name"] = json!("web");
+    new["metadata"]["labels"]["app"] = json!("other");
+    assert!(changes(&old, &new, None, shape).is_none());
+    // update still answers, the slow way.
+    let w = Writer {
+        api_version: "v1",
+        ..writer("m")
+    };
+    let mf = update(Some(&old), &new, &w, shape);
+    assert_eq!(
+        mf[0]["fieldsV1"],
+        json!({"f:metadata": {"f:labels": {"f:app": {}}}})
+    );
+}
+
+#[test]
+fn set_operations_work_node_by_node() {
+    let set = |v: Value| FieldSet::from_fields_v1(&v);
+    let a = set(json!({"f:a": {}, "f:b": {"f:c": {}, "f:d": {}}, "k:x": {".": {}, "f:e": {}}}));
+    let b = set(json!({"f:b": {"f:c": {}}, "k:x": {"f:e": {}}, "f:z": {}}));
+    assert_eq!(
+        a.difference(&b),
+        set(json!({"f:a": {}, "f:b": {"f:d": {}}, "k:x": {".": {}}}))
+    );
+    assert_eq!(
+        a.intersection(&b),
+        set(json!({"f:b": {"f:c": {}}, "k:x": {"f:e": {}}}))
+    );
+    let u = a.union(&b);
+    assert_eq!(u.paths().len(), a.paths().len() + 1);
+    assert!(u.contains(&["f:z".to_string()]));
+    assert_eq!(a.difference(&a), FieldSet::default());
+}

@@ -105,29 +105,45 @@ impl FieldSet {
     /// The paths in `self` or `other`.
     pub fn union(&self, other: &FieldSet) -> FieldSet {
         let mut out = self.clone();
-        for p in other.paths() {
-            out.insert(&p);
+        out.members.extend(other.members.iter().cloned());
+        for (e, c) in &other.children {
+            if c.is_empty() {
+                continue;
+            }
+            let merged = match out.children.get(e) {
+                Some(mine) => mine.union(c),
+                None => c.clone(),
+            };
+            out.children.insert(e.clone(), merged);
         }
         out
     }
 
     /// The paths in `self` but not in `other`.
     pub fn difference(&self, other: &FieldSet) -> FieldSet {
-        let mut out = FieldSet::default();
-        for p in self.paths() {
-            if !other.contains(&p) {
-                out.insert(&p);
-            }
-        }
-        out
+        self.filtered(other, false)
     }
 
     /// The paths in both.
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
+        self.filtered(other, true)
+    }
+
+    /// The paths of `self` that are (`keep_common`) or are not in `other`,
+    /// node by node rather than path by path.
+    fn filtered(&self, other: &FieldSet, keep_common: bool) -> FieldSet {
+        let empty = FieldSet::default();
         let mut out = FieldSet::default();
-        for p in self.paths() {
-            if other.contains(&p) {
-                out.insert(&p);
+        for e in &self.members {
+            if other.members.contains(e) == keep_common {
+                out.members.insert(e.clone());
+            }
+        }
+        for (e, c) in &self.children {
+            let theirs = other.children.get(e).unwrap_or(&empty);
+            let kept = c.filtered(theirs, keep_common);
+            if !kept.is_empty() {
+                out.children.insert(e.clone(), kept);
             }
         }
         out
@@ -352,6 +368,192 @@ fn walk(v: &Value, shape: Shape, path: &mut Path, set: &mut FieldSet) {
                 set.insert(path);
             }
         }
+    }
+}
+
+/// What a write changed between two versions of an object (see
+/// [`crate::apply::update`]): `changed` holds the paths the new version
+/// sets with another value than the old one (or whose list item is new),
+/// `removed` the paths the old version set and the new one does not.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Set by the new version, with a different value.
+    pub changed: FieldSet,
+    /// Set by the old version only.
+    pub removed: FieldSet,
+}
+
+/// An associative list holds two items with the same key: [`Changes`]
+/// compares item by key, so the caller compares path by path instead.
+#[derive(Debug)]
+pub struct DuplicateKey;
+
+/// A value as a field set sees it: a member, or a container of members.
+enum Node<'a> {
+    Member,
+    Object(&'a Map<String, Value>),
+    Assoc(
+        &'a [Value],
+        &'static [&'static str],
+        Option<&'static Message>,
+    ),
+    Set(&'a [Value]),
+}
+
+/// Classifies `v` as [`walk`] treats it below the root.
+fn node(v: &Value, shape: Shape) -> Node<'_> {
+    match (v, shape) {
+        (Value::Object(m), Shape::Struct(_) | Shape::Map(_) | Shape::Untyped) if !m.is_empty() => {
+            Node::Object(m)
+        }
+        (Value::Array(a), Shape::Assoc(keys, item)) if !a.is_empty() => Node::Assoc(a, keys, item),
+        (Value::Array(a), Shape::Set) if !a.is_empty() => Node::Set(a),
+        _ => Node::Member,
+    }
+}
+
+impl Changes {
+    /// Compares two objects' fields, `keep` choosing which of their
+    /// top-level keys count, at `path`: one walk over both, visiting only
+    /// what either sets (the same result as comparing [`of_object`] of
+    /// each path by path, without building either set).
+    pub fn of_objects(
+        &mut self,
+        old: Option<&Map<String, Value>>,
+        new: Option<&Map<String, Value>>,
+        shape: Shape,
+        keep: &dyn Fn(&str) -> bool,
+        path: &mut Path,
+    ) -> Result<(), DuplicateKey> {
+        fn set<'a>(m: Option<&'a Map<String, Value>>, k: &str) -> Option<&'a Value> {
+            m.and_then(|m| m.get(k)).filter(|v| !v.is_null())
+        }
+        for (k, v) in new.into_iter().flatten() {
+            if v.is_null() || !keep(k) {
+                continue;
+            }
+            path.push(format!("f:{k}"));
+            let r = self.of_values(set(old, k), v, child_shape(shape, k), path);
+            path.pop();
+            r?;
+        }
+        for (k, v) in old.into_iter().flatten() {
+            if v.is_null() || !keep(k) || set(new, k).is_some() {
+                continue;
+            }
+            path.push(format!("f:{k}"));
+            walk(v, child_shape(shape, k), path, &mut self.removed);
+            path.pop();
+        }
+        Ok(())
+    }
+
+    /// Compares the values at `path` (`old`: none or null there).
+    fn of_values(
+        &mut self,
+        old: Option<&Value>,
+        new: &Value,
+        shape: Shape,
+        path: &mut Path,
+    ) -> Result<(), DuplicateKey> {
+        let old_node = old.map(|o| node(o, shape));
+        match (node(new, shape), old_node) {
+            (Node::Member, o) => {
+                if old != Some(new) {
+                    self.changed.insert(path);
+                }
+                if let (Some(old), Some(o)) = (old, o) {
+                    if !matches!(o, Node::Member) {
+                        walk(old, shape, path, &mut self.removed);
+                    }
+                }
+            }
+            (Node::Object(n), Some(Node::Object(o))) => {
+                self.of_objects(Some(o), Some(n), shape, &|_| true, path)?;
+            }
+            (Node::Assoc(n, keys, item), Some(Node::Assoc(o, _, _))) => {
+                self.of_assoc(o, n, keys, item_shape(item), path)?;
+            }
+            (Node::Set(n), Some(Node::Set(o))) => {
+                let elements =
+                    |items: &[Value]| -> Vec<Element> { items.iter().map(value_element).collect() };
+                let (o, n) = (elements(o), elements(n));
+                for e in n.iter().filter(|e| !o.contains(e)) {
+                    path.push(e.clone());
+                    self.changed.insert(path);
+                    path.pop();
+                }
+                for e in o.iter().filter(|e| !n.contains(e)) {
+                    path.push(e.clone());
+                    self.removed.insert(path);
+                    path.pop();
+                }
+            }
+            (_, o) => {
+                // A container where there was nothing, a member, or a
+                // container of another kind: all of it is new.
+                walk(new, shape, path, &mut self.changed);
+                match (old, o) {
+                    (Some(_), Some(Node::Member)) => self.removed.insert(path),
+                    (Some(old), Some(_)) => walk(old, shape, path, &mut self.removed),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Compares two associative lists item by item, by key.
+    fn of_assoc<'a>(
+        &mut self,
+        old: &'a [Value],
+        new: &'a [Value],
+        keys: &[&str],
+        item: Shape,
+        path: &mut Path,
+    ) -> Result<(), DuplicateKey> {
+        type Keyed<'a> = Vec<(Element, &'a Value)>;
+        let keyed = |items: &'a [Value]| -> Result<Keyed<'a>, DuplicateKey> {
+            let mut out: Keyed<'a> = Vec::with_capacity(items.len());
+            for it in items {
+                let Some(k) = key_element(keys, it) else {
+                    continue;
+                };
+                if out.iter().any(|(seen, _)| *seen == k) {
+                    return Err(DuplicateKey);
+                }
+                out.push((k, it));
+            }
+            Ok(out)
+        };
+        let (old, new) = (keyed(old)?, keyed(new)?);
+        fn find<'a>(items: &[(Element, &'a Value)], k: &Element) -> Option<&'a Value> {
+            items.iter().find(|(e, _)| e == k).map(|(_, v)| *v)
+        }
+        for (k, it) in &new {
+            let before = find(&old, k);
+            path.push(k.clone());
+            if before.is_none() {
+                path.push(".".into());
+                self.changed.insert(path);
+                path.pop();
+            }
+            let r = self.of_values(before, it, item, path);
+            path.pop();
+            r?;
+        }
+        for (k, it) in &old {
+            if find(&new, k).is_some() {
+                continue;
+            }
+            path.push(k.clone());
+            path.push(".".into());
+            self.removed.insert(path);
+            path.pop();
+            walk(it, item, path, &mut self.removed);
+            path.pop();
+        }
+        Ok(())
     }
 }
 
