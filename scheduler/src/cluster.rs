@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::core::StaticEvals;
 use crate::model::{BoundPod, DisruptionBudget, NodeInfo, Resources};
 
 /// Free room on one node, laid out for a tight scan: allocatable minus
@@ -35,6 +36,9 @@ pub struct Cluster {
     pub(crate) free: Vec<Free>,
     /// PodDisruptionBudgets, for preemption.
     pub budgets: Vec<DisruptionBudget>,
+    /// The core's node-only evaluations per pod shape, valid as long as
+    /// the nodes are (they are set only here, at [`Cluster::new`]).
+    pub(crate) static_evals: StaticEvals,
 }
 
 fn free_of(n: &NodeInfo) -> Free {

@@ -10,13 +10,14 @@
 //! ([`crate::preempt`]) and otherwise gets kube-scheduler's FitError text.
 //!
 //! Speed (5,000 nodes): the node-only filters are evaluated once per pod
-//! *shape* (selector, affinity, tolerations) and cached, leaving per node a
+//! *shape* (selector, affinity, tolerations) and cached in the [`Cluster`]
+//! until its nodes change (so across passes too), leaving per node a
 //! few integer comparisons on a compact array of free room and a
 //! multiply-add for the score. Pods with inter-pod rules, spread
 //! constraints or host ports take the general path.
 
 use std::collections::{BTreeMap, HashMap};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::cluster::Cluster;
 use crate::filter::{dynamic_filter, fits_resources, static_filter, Reason};
@@ -62,6 +63,46 @@ struct StaticEval {
     prefer_no_schedule: Option<Vec<i64>>,
 }
 
+/// The [`StaticEval`]s of the pod shapes seen since the [`Cluster`] was
+/// built from its nodes: they read nodes only, so the cluster keeps them
+/// across passes (a pass of a few pods used to evaluate every node again
+/// for each). Bounded by [`MAX_CACHED_EVALS`] node evaluations; a full
+/// cache starts again.
+#[derive(Clone, Default)]
+pub(crate) struct StaticEvals {
+    by_shape: HashMap<Shape, Arc<StaticEval>>,
+    /// Node evaluations held (nodes × shapes).
+    held: usize,
+}
+
+/// At most this many node evaluations are cached (5,000 nodes: 200
+/// shapes).
+const MAX_CACHED_EVALS: usize = 1 << 20;
+
+impl std::fmt::Debug for StaticEvals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StaticEvals({} shapes)", self.by_shape.len())
+    }
+}
+
+impl StaticEvals {
+    fn get(&mut self, cluster: &Cluster, pod: &PendingPod) -> Arc<StaticEval> {
+        let shape = Shape::of(pod);
+        if let Some(e) = self.by_shape.get(&shape) {
+            return e.clone();
+        }
+        let nodes = cluster.nodes().len().max(1);
+        if self.held + nodes > MAX_CACHED_EVALS {
+            self.by_shape.clear();
+            self.held = 0;
+        }
+        let eval = Arc::new(evaluate_shape(cluster, pod));
+        self.held += nodes;
+        self.by_shape.insert(shape, eval.clone());
+        eval
+    }
+}
+
 fn evaluate_shape(cluster: &Cluster, pod: &PendingPod) -> StaticEval {
     let nodes = cluster.nodes();
     let failure: Vec<_> = nodes.iter().map(|n| static_filter(n, pod)).collect();
@@ -85,11 +126,13 @@ fn evaluate_shape(cluster: &Cluster, pod: &PendingPod) -> StaticEval {
 /// and returns one placement per pod, in the order they were placed
 /// (priority first, then as [`Config::order`] says).
 pub fn schedule(cluster: &mut Cluster, pods: &[PendingPod], config: &Config) -> Vec<Placement> {
-    let mut cache: HashMap<Shape, Rc<StaticEval>> = HashMap::new();
-    batch_order(cluster, pods, config)
+    let mut evals = std::mem::take(&mut cluster.static_evals);
+    let placements = batch_order(cluster, pods, config)
         .into_iter()
-        .map(|i| place_one(cluster, &pods[i], config, &mut cache))
-        .collect()
+        .map(|i| place_one(cluster, &pods[i], config, &mut evals))
+        .collect();
+    cluster.static_evals = evals;
+    placements
 }
 
 /// The order in which a batch is placed: higher priority first (as
@@ -119,12 +162,9 @@ fn place_one(
     cluster: &mut Cluster,
     pod: &PendingPod,
     config: &Config,
-    cache: &mut HashMap<Shape, Rc<StaticEval>>,
+    evals: &mut StaticEvals,
 ) -> Placement {
-    let eval = cache
-        .entry(Shape::of(pod))
-        .or_insert_with(|| Rc::new(evaluate_shape(cluster, pod)))
-        .clone();
+    let eval = evals.get(cluster, pod);
     let state = PodState::new(cluster, pod);
     let best = if state.is_none()
         && eval.node_affinity.is_none()

@@ -835,6 +835,43 @@ fn later_pods_see_space_taken_by_earlier_ones() {
 }
 
 #[test]
+fn node_evaluations_are_kept_across_passes_and_bounded() {
+    // Pods with a nodeSelector, one per pass: the second pass reuses the
+    // first one's evaluation and still sees the room the first pod took.
+    let mut a = node("a", 1000, 1 << 30);
+    a.labels = labels(&[("disk", "ssd")]);
+    let mut cl = cluster(vec![a, node("b", 1000, 1 << 30)], vec![]);
+    let ssd = |key: &str| PendingPod {
+        node_selector: labels(&[("disk", "ssd")]),
+        ..pod(key, 600, 0)
+    };
+    let first = schedule(&mut cl, &[ssd("ns/1")], &Config::default());
+    assert!(matches!(&first[0], Placement::Bind { node, .. } if node == "a"));
+    assert_eq!(cl.static_evals.held, 2);
+    let second = schedule(&mut cl, &[ssd("ns/2")], &Config::default());
+    assert!(matches!(second[0], Placement::Unschedulable { .. }));
+    assert_eq!(cl.static_evals.held, 2, "the shape was evaluated once");
+    // A new cluster (nodes changed) starts with none.
+    let mut fresh = cluster(vec![node("a", 1000, 1 << 30)], vec![]);
+    assert_eq!(fresh.static_evals.held, 0);
+    // Many distinct shapes: the cache never holds more than its bound.
+    let many: Vec<PendingPod> = (0..(MAX_CACHED_EVALS + 10))
+        .step_by(1 << 14)
+        .map(|i| PendingPod {
+            node_selector: labels(&[("n", &i.to_string())]),
+            ..pod(&format!("ns/{i}"), 1, 0)
+        })
+        .collect();
+    let nodes: Vec<NodeInfo> = (0..1 << 14)
+        .map(|i| node(&format!("n{i:05}"), 1, 1))
+        .collect();
+    fresh = cluster(nodes, vec![]);
+    schedule(&mut fresh, &many, &Config::default());
+    assert!(fresh.static_evals.held <= MAX_CACHED_EVALS);
+    assert!(fresh.static_evals.held > 0);
+}
+
+#[test]
 fn batch_is_placed_largest_first() {
     // FFD's order: the 700m pod goes first and takes "a"; the two 300m pods
     // fill it. In arrival order the small ones would split the big one off.
