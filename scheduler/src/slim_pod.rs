@@ -32,7 +32,10 @@ pub use skiff_client::slim_pod::SlimContainer;
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub struct SlimPod {
     /// The pod's metadata (labels, namespace, uid, deletion, creation time).
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "skiff_client::slim_pod::meta_without_managed_fields"
+    )]
     pub metadata: ObjectMeta,
     /// The part of `spec` that decides where the pod fits.
     pub spec: Option<SlimPodSpec>,

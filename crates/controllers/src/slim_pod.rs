@@ -52,7 +52,10 @@ pub use skiff_client::slim_pod::SlimContainer;
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub struct SlimPod {
     /// The pod's metadata, as the API server sent it.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "skiff_client::slim_pod::meta_without_managed_fields"
+    )]
     pub metadata: ObjectMeta,
     /// The part of `spec` the controllers read.
     pub spec: Option<SlimPodSpec>,

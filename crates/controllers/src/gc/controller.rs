@@ -11,13 +11,19 @@
 //! An owner missing from the graph is confirmed with a live GET before a
 //! dependent is deleted (Kubernetes does the same), so a watch that lags
 //! or has not listed yet never causes a wrongful deletion.
+//!
+//! The watches decode only `metadata` (`WatchedObject`), without
+//! `managedFields`: decoding every event of every resource into a
+//! `DynamicObject` (the whole object as a `serde_json::Value` tree) cost
+//! ~3% of a busy server's CPU for fields the graph never reads.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
@@ -38,6 +44,50 @@ use crate::runtime::{run_workers, Reconciler, WorkQueue};
 
 /// The controller's name in logs.
 pub const NAME: &str = "garbage-collector";
+
+/// An object of any resource as the graph's watches read it: its metadata
+/// without `managedFields`; serde skips the rest of each event unbuilt.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct WatchedObject {
+    #[serde(
+        default,
+        deserialize_with = "skiff_client::slim_pod::meta_without_managed_fields"
+    )]
+    metadata: ObjectMeta,
+}
+
+impl kube::Resource for WatchedObject {
+    type DynamicType = ApiResource;
+    type Scope = kube::core::DynamicResourceScope;
+
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
 /// How often discovery runs again to pick up new resources.
 pub const REDISCOVERY_PERIOD: Duration = Duration::from_secs(300);
 
@@ -158,7 +208,7 @@ impl GarbageCollector {
         let Some(w) = self.resources().get(idx).cloned() else {
             return;
         };
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &w.ar);
+        let api: Api<WatchedObject> = Api::all_with(self.client.clone(), &w.ar);
         let mut events = watcher::watcher(api, watcher::Config::default())
             .default_backoff()
             .boxed();
@@ -201,7 +251,7 @@ impl GarbageCollector {
         }
     }
 
-    fn upsert(&self, idx: usize, obj: &DynamicObject) -> Vec<String> {
+    fn upsert(&self, idx: usize, obj: &WatchedObject) -> Vec<String> {
         let Some(uid) = obj.uid() else {
             return Vec::new();
         };
