@@ -15,6 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent};
 use serde_json::json;
+use skiff_client::quantile;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -78,14 +79,6 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some((utime + stime) as f64 / 100.0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn ms(d: Duration) -> String {
@@ -186,9 +179,9 @@ async fn run(client: &kube::Client, ns: &str, config: &BenchConfig) -> Result<St
         "pod creates",
         config.pods as f64 / elapsed.as_secs_f64().max(1e-9),
         "create latency p50",
-        ms(percentile(&lat, 0.5)),
+        ms(quantile(&lat, 0.5)),
         "create latency p99",
-        ms(percentile(&lat, 0.99)),
+        ms(quantile(&lat, 0.99)),
     ));
     // CPU per create holds up on a busy machine, where the rate does not.
     if let (Some(before), Some(after)) = (cpu_before, config.server_pid.and_then(cpu_seconds)) {
@@ -294,9 +287,9 @@ async fn run(client: &kube::Client, ns: &str, config: &BenchConfig) -> Result<St
         out.push_str(&format!(
             "{:<34} {:>13}\n{:<34} {:>13}\n{:<34} {:>13}\n",
             format!("{} watchers: update seen p50", got.len()),
-            ms(percentile(&got, 0.5)),
+            ms(quantile(&got, 0.5)),
             "update seen p99",
-            ms(percentile(&got, 0.99)),
+            ms(quantile(&got, 0.99)),
             "update seen by all",
             ms(got.last().copied().unwrap_or_default()),
         ));

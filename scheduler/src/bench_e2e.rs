@@ -14,6 +14,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
+use skiff_client::quantile;
 
 use crate::bench::{first_fit_decreasing, lower_bound};
 use crate::workload::{self, BENCH_NODE};
@@ -21,7 +22,7 @@ use crate::workload::{self, BENCH_NODE};
 /// Namespace the benchmark's pods live in.
 pub const BENCH_NAMESPACE: &str = "skiff-bench";
 /// Pod creations in flight at once.
-const CREATE_IN_FLIGHT: usize = 64;
+const CREATE_IN_FLIGHT: usize = 256;
 
 /// Why the end-to-end benchmark failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,41 @@ pub enum BenchError {
     #[error("the pod watch ended")]
     WatchEnded,
 }
+
+/// What the bench reads of each pod event: the name, whether it is bound,
+/// and whether the scheduler reported it unschedulable. Decoding only
+/// that keeps the bench's own CPU (on the same cores as the server) low.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct BenchPod {
+    #[serde(
+        default,
+        deserialize_with = "skiff_client::slim_pod::meta_without_managed_fields"
+    )]
+    metadata: ObjectMeta,
+    spec: Option<BenchPodSpec>,
+    status: Option<BenchPodStatus>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BenchPodSpec {
+    node_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct BenchPodStatus {
+    #[serde(default, deserialize_with = "skiff_client::slim_pod::null_as_default")]
+    conditions: Vec<BenchCondition>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct BenchCondition {
+    #[serde(rename = "type")]
+    type_: String,
+    status: String,
+}
+
+skiff_client::impl_slim_pod!(BenchPod);
 
 fn pod_object(name: &str, cpu_millis: i64, memory: i64) -> Pod {
     Pod {
@@ -102,7 +138,8 @@ pub async fn bench_end_to_end(
     let input = workload::pods(pods, seed);
     let api: Api<Pod> = Api::namespaced(client.clone(), BENCH_NAMESPACE);
     // Watch first, so no binding is missed.
-    let mut events = watcher::watcher(api.clone(), watcher::Config::default())
+    let watched: Api<BenchPod> = Api::namespaced(client.clone(), BENCH_NAMESPACE);
+    let mut events = watcher::watcher(watched, watcher::Config::default())
         .default_backoff()
         .boxed();
     let start = Instant::now();
@@ -120,14 +157,19 @@ pub async fn bench_end_to_end(
             })
             .collect();
         tokio::spawn(async move {
-            futures::stream::iter(objects)
+            let results = futures::stream::iter(objects)
                 .map(|p| {
                     let api = api.clone();
-                    async move { api.create(&PostParams::default(), &p).await.map(|_| ()) }
+                    async move {
+                        let sent = Instant::now();
+                        let result = api.create(&PostParams::default(), &p).await;
+                        result.map(|_| sent.elapsed())
+                    }
                 })
                 .buffer_unordered(CREATE_IN_FLIGHT)
                 .collect::<Vec<_>>()
-                .await
+                .await;
+            (results, start.elapsed())
         })
     };
     let mut bound: HashMap<String, String> = HashMap::new();
@@ -149,15 +191,11 @@ pub async fn bench_end_to_end(
                 if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
                     unschedulable.remove(&name);
                     bound.insert(name, node);
-                } else if p
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| {
-                        c.iter()
-                            .any(|c| c.type_ == "PodScheduled" && c.status == "False")
-                    })
-                {
+                } else if p.status.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "PodScheduled" && c.status == "False")
+                }) {
                     unschedulable.insert(name);
                 }
             }
@@ -165,8 +203,14 @@ pub async fn bench_end_to_end(
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    let created = create.await.unwrap_or_default();
+    let (created, creating) = create.await.unwrap_or_default();
     let failures = created.iter().filter(|r| r.is_err()).count();
+    let mut latencies: Vec<Duration> = created
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .copied()
+        .collect();
+    latencies.sort();
     let used: HashSet<&String> = bound.values().collect();
     let bound_lb = lower_bound(&input, BENCH_NODE);
     let ffd = first_fit_decreasing(&input, BENCH_NODE);
@@ -187,6 +231,14 @@ pub async fn bench_end_to_end(
         ffd,
         used.len() as f64 / bound_lb.max(1) as f64,
         used.len() as f64 / ffd.max(1) as f64,
+    );
+    let _ = writeln!(
+        out,
+        "(every pod created after {:.1} s: {:.0} creates/s, {CREATE_IN_FLIGHT} in flight, create p50 {:.1} ms, p99 {:.1} ms)",
+        creating.as_secs_f64(),
+        created.len() as f64 / creating.as_secs_f64().max(1e-9),
+        quantile(&latencies, 0.50).as_secs_f64() * 1e3,
+        quantile(&latencies, 0.99).as_secs_f64() * 1e3,
     );
     if !unschedulable.is_empty() {
         let _ = writeln!(out, "({} pods were unschedulable)", unschedulable.len());

@@ -12,6 +12,7 @@
 //! - [`pem_certs`]: the certificates of a PEM bundle, as DER.
 //! - [`slim_pod`]: what the scheduler's and the controllers' slim pod types
 //!   share (a `kube::Resource` as core/v1 pods, conversion from a `Pod`).
+//! - [`quantile`]: the nearest-rank latency quantile of `skiff bench` tables.
 //! - [`leader`]: leader election on a Lease (client-go's
 //!   `leaderelection`), shared by the scheduler and the controllers.
 //! - [`unverified_tls_config`]: a rustls client config that accepts any
@@ -29,10 +30,12 @@
 
 mod kube_client;
 pub mod leader;
+mod quantile;
 pub mod slim_pod;
 mod tls;
 
 pub use kube_client::{
     kube_client, kube_config, pem_certs, ClientError, CONNECT_TIMEOUT, WRITE_TIMEOUT,
 };
+pub use quantile::quantile;
 pub use tls::unverified_tls_config;

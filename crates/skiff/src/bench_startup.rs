@@ -21,6 +21,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use skiff_client::quantile;
 
 /// How long all pods may take to be Running before the run is abandoned.
 const RUNNING_TIMEOUT: Duration = Duration::from_secs(300);
@@ -60,15 +61,6 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-/// The value at quantile `q` (0..=1) of sorted durations (nearest rank).
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// Runs the benchmark with `client`; returns the table.
@@ -216,18 +208,4 @@ async fn measure(pods: &Api<Pod>, cfg: &StartupBench) -> anyhow::Result<String> 
 /// The client for `kubeconfig` (URL, CA and token of Skiff's admin config).
 pub fn client(url: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
     Ok(skiff_client::kube_client(url, ca_pem, token)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_quantiles() {
-        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(quantile(&v, 0.5), Duration::from_millis(50));
-        assert_eq!(quantile(&v, 0.99), Duration::from_millis(99));
-        assert_eq!(quantile(&v, 1.0), Duration::from_millis(100));
-        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
-    }
 }
