@@ -483,6 +483,24 @@ async fn values_over_the_limit_are_refused_through_any_server() -> anyhow::Resul
     Ok(())
 }
 
+/// `skiff server` runs with glibc's larger per-thread malloc cache: it set
+/// `GLIBC_TUNABLES` and executed itself again (same pid) before serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_runs_with_a_larger_malloc_cache() -> anyhow::Result<()> {
+    let _one_at_a_time = SERIAL.lock().await;
+    let c = StoreCluster::start(1, None).await?;
+    c.wait_leader(Duration::from_secs(30)).await?;
+    let pid = c.servers[0].pid().context("server not running")?;
+    let environ = std::fs::read(format!("/proc/{pid}/environ"))?;
+    // `TCACHE_COUNT` in crates/skiff/src/memory.rs.
+    let wanted = "GLIBC_TUNABLES=glibc.malloc.tcache_count=64";
+    assert!(
+        environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes()),
+        "{wanted} not in the server's environment"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_or_damaged_data_dir_stops_the_server() -> anyhow::Result<()> {
     let _one_at_a_time = SERIAL.lock().await;

@@ -36,8 +36,13 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    memory::pin_mmap_threshold();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Server(_)) {
+        // The agent keeps glibc's small cache: its memory counts more than
+        // its CPU, and cached blocks are out of `malloc_trim`'s reach.
+        memory::enlarge_thread_cache();
+    }
+    memory::pin_mmap_threshold();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
