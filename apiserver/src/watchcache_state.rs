@@ -416,19 +416,24 @@ impl CacheState {
                 continue;
             }
             let shared = SharedEvent::new(ev);
-            let before = b.watchers.len();
+            let mut slow = 0;
             b.watchers
                 .retain(|w| match w.filter.classify(&shared.event) {
                     None => !w.tx.is_closed(),
-                    Some(kind) => {
-                        w.tx.try_send(WatchItem {
-                            kind,
-                            event: shared.clone(),
-                        })
-                        .is_ok()
-                    }
+                    Some(kind) => match w.tx.try_send(WatchItem {
+                        kind,
+                        event: shared.clone(),
+                    }) {
+                        Ok(()) => true,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            slow += 1;
+                            false
+                        }
+                        // The client went away: not slow, just gone.
+                        Err(mpsc::error::TrySendError::Closed(_)) => false,
+                    },
                 });
-            stats.closed_slow += before - b.watchers.len();
+            stats.closed_slow += slow;
         }
         stats
     }

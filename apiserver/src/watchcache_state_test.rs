@@ -146,6 +146,14 @@ fn full_watchers_are_closed_others_keep_going() {
         slow_rx.try_recv(),
         Err(mpsc::error::TryRecvError::Disconnected)
     ));
+    // A watcher whose client went away is dropped but not counted as slow.
+    let (gone_tx, gone_rx) = mpsc::channel(100);
+    s.register(0, web(), WatchStart::Snapshot, gone_tx).unwrap();
+    drop(gone_rx);
+    let stats = s.apply(vec![put("/registry/core/pods/d/q", 20, "web")]);
+    assert_eq!(stats.closed_slow, 0);
+    assert_eq!(s.watcher_count(), 1);
+    fast_rx.try_recv().expect("the fast watcher saw q");
 }
 
 #[test]
