@@ -71,8 +71,6 @@ struct StaticEval {
 #[derive(Clone, Default)]
 pub(crate) struct StaticEvals {
     by_shape: HashMap<Shape, Arc<StaticEval>>,
-    /// Node evaluations held (nodes × shapes).
-    held: usize,
 }
 
 /// At most this many node evaluations are cached (5,000 nodes: 200
@@ -86,18 +84,22 @@ impl std::fmt::Debug for StaticEvals {
 }
 
 impl StaticEvals {
+    /// Node evaluations held (nodes × shapes).
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.by_shape.values().map(|e| e.failure.len()).sum()
+    }
+
     fn get(&mut self, cluster: &Cluster, pod: &PendingPod) -> Arc<StaticEval> {
         let shape = Shape::of(pod);
         if let Some(e) = self.by_shape.get(&shape) {
             return e.clone();
         }
         let nodes = cluster.nodes().len().max(1);
-        if self.held + nodes > MAX_CACHED_EVALS {
+        if (self.by_shape.len() + 1) * nodes > MAX_CACHED_EVALS {
             self.by_shape.clear();
-            self.held = 0;
         }
         let eval = Arc::new(evaluate_shape(cluster, pod));
-        self.held += nodes;
         self.by_shape.insert(shape, eval.clone());
         eval
     }

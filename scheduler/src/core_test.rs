@@ -847,13 +847,13 @@ fn node_evaluations_are_kept_across_passes_and_bounded() {
     };
     let first = schedule(&mut cl, &[ssd("ns/1")], &Config::default());
     assert!(matches!(&first[0], Placement::Bind { node, .. } if node == "a"));
-    assert_eq!(cl.static_evals.held, 2);
+    assert_eq!(cl.static_evals.held(), 2);
     let second = schedule(&mut cl, &[ssd("ns/2")], &Config::default());
     assert!(matches!(second[0], Placement::Unschedulable { .. }));
-    assert_eq!(cl.static_evals.held, 2, "the shape was evaluated once");
+    assert_eq!(cl.static_evals.held(), 2, "the shape was evaluated once");
     // A new cluster (nodes changed) starts with none.
     let mut fresh = cluster(vec![node("a", 1000, 1 << 30)], vec![]);
-    assert_eq!(fresh.static_evals.held, 0);
+    assert_eq!(fresh.static_evals.held(), 0);
     // Many distinct shapes: the cache never holds more than its bound.
     let many: Vec<PendingPod> = (0..(MAX_CACHED_EVALS + 10))
         .step_by(1 << 14)
@@ -867,8 +867,8 @@ fn node_evaluations_are_kept_across_passes_and_bounded() {
         .collect();
     fresh = cluster(nodes, vec![]);
     schedule(&mut fresh, &many, &Config::default());
-    assert!(fresh.static_evals.held <= MAX_CACHED_EVALS);
-    assert!(fresh.static_evals.held > 0);
+    assert!(fresh.static_evals.held() <= MAX_CACHED_EVALS);
+    assert!(fresh.static_evals.held() > 0);
 }
 
 #[test]

@@ -167,11 +167,18 @@ fn make_format3(dir: &Path) {
     std::fs::write(dir.join(MARKER_FILE), serde_json::to_vec(&m).unwrap()).unwrap();
 }
 
-#[tokio::test]
-async fn a_format3_dir_is_migrated_at_open_and_reads_the_same() {
+/// A new temporary directory holding a format-3 store of 300 keys, and
+/// what it holds.
+async fn format3_dir() -> (tempfile::TempDir, (i64, Vec<KeyValue>)) {
     let dir = tempfile::tempdir().unwrap();
     let before = write_store(dir.path(), 300).await;
     make_format3(dir.path());
+    (dir, before)
+}
+
+#[tokio::test]
+async fn a_format3_dir_is_migrated_at_open_and_reads_the_same() {
+    let (dir, before) = format3_dir().await;
     let live = before.1.len();
     assert_eq!(format3_entries(dir.path()), live);
 
@@ -183,9 +190,7 @@ async fn a_format3_dir_is_migrated_at_open_and_reads_the_same() {
 
     // A format-3 directory that crashed (no clean mark) is rebuilt from
     // its snapshot, whose k pairs are skipped, and its log.
-    let dir = tempfile::tempdir().unwrap();
-    let before = write_store(dir.path(), 300).await;
-    make_format3(dir.path());
+    let (dir, before) = format3_dir().await;
     std::fs::remove_file(dir.path().join(crate::state_machine::CLEAN_MARK)).unwrap();
     let s = open(dir.path()).await;
     assert_eq!(everything(&s).await, before);
@@ -205,9 +210,7 @@ async fn migration_child() {
 
 #[tokio::test]
 async fn a_crash_during_migration_leaves_a_dir_that_opens() {
-    let dir = tempfile::tempdir().unwrap();
-    let before = write_store(dir.path(), 300).await;
-    make_format3(dir.path());
+    let (dir, before) = format3_dir().await;
     let live = before.1.len();
 
     let pause = (live / 2).to_string();
