@@ -43,7 +43,7 @@
 //!   cpu, 2 node(s) had untolerated taint {k: v}. preemption: 0/5 nodes are
 //!   available: 2 Preemption is not helpful for scheduling, 3 No preemption
 //!   victims found for incoming pod.`
-//! - The loop binds through `pods/<name>/binding`, up to 32 API writes in
+//! - The loop binds through `pods/<name>/binding`, up to 128 API writes in
 //!   flight; sets `status.nominatedNodeName` and evicts victims through
 //!   `pods/<name>/eviction` (delete when the API has none, or when a PDB
 //!   refuses: preemption already preferred nodes that break no budget);
@@ -59,15 +59,16 @@
 //! # Performance (measured with `bench_core`, release build, this 2-core VM)
 //! 5,000 nodes and 50,000 mixed pods: 32,000–53,000 pods/s in the core,
 //! 1.001× the lower bound in nodes used (FFD: 1.03×). The node-only
-//! filters are evaluated once per pod *shape* and cached; resources are a
-//! scan over a compact array; pods with inter-pod rules, spread constraints
-//! or host ports take a slower general path (O(pods) per such pod).
-//! End to end ([`bench_e2e`], 5,000 hollow nodes, 50,000 pods, release
-//! build, another build running alongside): 235 pods/s (1,000 nodes and
-//! 10,000 pods: 530–560 pods/s), 1.001× the lower bound; the `skiff server`
-//! process saturates a core in the API server and store (each pod costs a
-//! create, a binding and a status write, each fanned out to three
-//! watchers), so the 2,000 pods/s target is not met yet.
+//! filters are evaluated once per pod *shape* and cached in the cluster
+//! until its nodes change; resources are a scan over a compact array; pods
+//! with inter-pod rules, spread constraints or host ports take a slower
+//! general path (O(pods) per such pod).
+//! End to end ([`bench_e2e`], 5,000 hollow nodes, profiling build, quiet
+//! machine, medians of 3, session 10): 1,306 pods/s for 20,000 pods and
+//! 709 for 50,000, 1.001× the lower bound; at 50,000 the `skiff server`
+//! process is CPU-bound at ~1.4 cores in the API server and store (each pod
+//! costs a create, a binding and a status write, each fanned out to the
+//! watchers), so the 2,000 pods/s target is not met yet (NOTES.md, #6).
 //!
 //! # Caveats (what kube-scheduler does that Skiff does not, yet)
 //! - No scheduling queue with back-off timers and no per-plugin "queueing
