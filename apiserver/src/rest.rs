@@ -608,8 +608,16 @@ async fn patch(
     }
     let patch_body: Value = serde_json::from_slice(&ctx.body)
         .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+    // The first attempt starts from the watch cache's copy; any conflict
+    // reads the store (see `Registry::get_for_update`).
+    let mut cached = true;
     for _ in 0..MAX_UPDATE_ATTEMPTS {
-        let current = ctx.state.registry.get_required(res, ns, name).await?;
+        let (current, from_cache) = ctx
+            .state
+            .registry
+            .get_for_update(res, ns, name, cached)
+            .await?;
+        cached = false;
         let mut patched = patch::apply(kind, &current.obj, &patch_body)?;
         if !patched.is_object() {
             return Err(ApiError::BadRequest(
@@ -627,6 +635,9 @@ async fn patch(
         let precondition =
             body_resource_version(&patched).filter(|rv| *rv != current.mod_revision.to_string());
         if precondition.is_some() {
+            if from_cache {
+                continue;
+            }
             return Err(ApiError::modified(res, name));
         }
         match write_update(ctx, res, ns, name, &current, patched, status_only).await? {

@@ -256,12 +256,15 @@ struct Bucket {
 }
 
 /// Counters from one [`CacheState::apply`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApplyStats {
     /// Changes to cached resources.
     pub applied: usize,
     /// Watchers closed because their buffer was full.
     pub closed_slow: usize,
+    /// The key of the last change that found a watcher's buffer full (it
+    /// names the resource), for the log.
+    pub slow_at: Option<String>,
 }
 
 /// The cache's state. See the module doc.
@@ -433,7 +436,10 @@ impl CacheState {
                         Err(mpsc::error::TrySendError::Closed(_)) => false,
                     },
                 });
-            stats.closed_slow += slow;
+            if slow > 0 {
+                stats.closed_slow += slow;
+                stats.slow_at = Some(shared.event.key.clone());
+            }
         }
         stats
     }

@@ -31,10 +31,14 @@
 //!
 //! **Past reads** undo history: the state at revision `r` is the index's
 //! with every event newer than `r` reverted to the previous version it
-//! points to. This costs one pass over the history since `r`, which
-//! auto-compaction bounds; it saves a per-key version index. They run
-//! under the gate ([`Mvcc::read_view`]), as do watch replays: apply does
-//! not write meanwhile.
+//! points to. A Range at `r` collects the keys changed since `r` (one
+//! pass over that history, which auto-compaction bounds; it saves a
+//! per-key version index) and merges them in key order with the index's
+//! other keys, reading values only for the keys it answers: a page of a
+//! list at a past revision costs the history since `r`, a walk of the
+//! index for the count and its own values, not a copy of the whole range.
+//! Past reads run under the gate ([`Mvcc::read_view`]), as do watch
+//! replays: apply does not write meanwhile.
 //!
 //! **Compaction** at revision `c` deletes the history events older than `c`
 //! except, for each key, its newest one before `c` if that is a Put (etcd's
@@ -583,8 +587,74 @@ impl Mvcc {
         } else {
             req.revision
         };
-        let map = self.materialize(range, at, &Overlay::default())?;
-        Ok(respond(map, req, current))
+        // The keys changed after `at`, each with its state then: the
+        // previous version named by its oldest later event (history is
+        // walked newest first, so that event's answer is written last), or
+        // None where that event created the key. Every other key in the
+        // range is as the index has it.
+        let mut changed: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let from = keys::history_key(at + 1, 0);
+        for item in self.tree.range(from..vec![keys::HISTORY_PREFIX + 1]).rev() {
+            let (_, v) = item?;
+            let ev: StoredEvent = decode("history event", &v)?;
+            if range.contains(&ev.kv.key) {
+                changed.insert(ev.kv.key, ev.prev_at);
+            }
+        }
+        // Merge the two in key order, reading only the values answered: a
+        // page of a list at a past revision used to copy every key of the
+        // range (and read its value) to answer `limit` of them.
+        let take = match (req.count_only, req.limit) {
+            (true, _) => 0,
+            (false, l) if l > 0 => l as usize,
+            (false, _) => usize::MAX,
+        };
+        let mut kvs = Vec::new();
+        let mut count = 0i64;
+        {
+            let index = self.index();
+            let mut latest = index.range(range).peekable();
+            let mut then = changed.iter().peekable();
+            loop {
+                let from_index = match (latest.peek(), then.peek()) {
+                    (None, None) => break,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (Some((k, _)), Some((c, _))) => *k < c.as_slice(),
+                };
+                if from_index {
+                    let Some((key, l)) = latest.next() else { break };
+                    count += 1;
+                    if kvs.len() < take {
+                        kvs.push(if req.keys_only {
+                            l.key_value_without_value(key)
+                        } else {
+                            l.key_value(key, &self.values)?
+                        });
+                    }
+                    continue;
+                }
+                let Some((key, prev_at)) = then.next() else { break };
+                if latest.peek().is_some_and(|(k, _)| *k == key.as_slice()) {
+                    latest.next();
+                }
+                let Some(prev_at) = prev_at else { continue };
+                count += 1;
+                if kvs.len() < take {
+                    let mut kv = self.version_at(prev_at)?;
+                    if req.keys_only {
+                        kv.value.clear();
+                    }
+                    kvs.push(kv);
+                }
+            }
+        }
+        Ok(RangeResponse {
+            revision: current,
+            more: req.limit > 0 && count > req.limit,
+            kvs,
+            count,
+        })
     }
 
     /// Up to about `max_events` history events from revision `from` on, never
