@@ -285,7 +285,7 @@ pub async fn delete_one(
             match ctx
                 .state
                 .registry
-                .update(res, ns, name, &next, &current)
+                .update(res, ns, name, next, &current)
                 .await?
             {
                 Some(v) => return Ok(v),
@@ -354,7 +354,7 @@ async fn delete_namespace(
         return ctx
             .state
             .registry
-            .update(res, None, name, &next, current)
+            .update(res, None, name, next, current)
             .await;
     }
     if dry_run {
@@ -407,7 +407,7 @@ pub async fn finalize(
         } else {
             ctx.state
                 .registry
-                .update(res, None, name, &next, &current)
+                .update(res, None, name, next, &current)
                 .await?
         };
         if let Some(obj) = written {

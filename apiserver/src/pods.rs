@@ -170,7 +170,7 @@ pub async fn bind(
         if ctx
             .state
             .registry
-            .update(res, Some(ns), &pod_name, &bound, &current)
+            .update(res, Some(ns), &pod_name, bound, &current)
             .await?
             .is_some()
         {
@@ -274,7 +274,7 @@ async fn spend_budget(ctx: &RequestContext, ns: &str, name: &str) -> Result<(), 
         if ctx
             .state
             .registry
-            .update(budgets_res, Some(ns), &budget_name, &spent, &current)
+            .update(budgets_res, Some(ns), &budget_name, spent, &current)
             .await?
             .is_some()
         {

@@ -80,7 +80,7 @@ impl Charge {
                 let mut refunded = current.obj.clone();
                 refunded["status"]["used"] = json!(resources::to_api(&left));
                 let written = registry
-                    .update(quotas_res, Some(&self.namespace), name, &refunded, &current)
+                    .update(quotas_res, Some(&self.namespace), name, refunded, &current)
                     .await;
                 if !matches!(written, Ok(None)) {
                     break;
@@ -170,7 +170,7 @@ pub async fn admit(
             charged["status"]["used"] = json!(resources::to_api(&used));
             let registry = &ctx.state.registry;
             let written = registry
-                .update(quotas_res, Some(ns), &quota_name, &charged, &current)
+                .update(quotas_res, Some(ns), &quota_name, charged, &current)
                 .await;
             let fresh = match written {
                 Ok(Some(_)) => {

@@ -664,14 +664,14 @@ impl Registry {
         resource: &ResourceInfo,
         ns: Option<&str>,
         name: &str,
-        obj: &Value,
+        obj: Value,
         current: &Stored,
     ) -> Result<Option<Value>, ApiError> {
         let key = resource.storage_key(ns, name).into_bytes();
-        if same_but_version(obj, &current.obj) {
+        if same_but_version(&obj, &current.obj) {
             return Ok(Some(current.obj.clone()));
         }
-        let value = encode(obj)?;
+        let value = encode(&obj)?;
         let resp = self
             .put_if(
                 resource,
@@ -683,7 +683,7 @@ impl Registry {
         if !resp.succeeded {
             return Ok(None);
         }
-        let updated = at_revision(obj.clone(), resp.revision);
+        let updated = at_revision(obj, resp.revision);
         Ok(Some(crate::crd::convert(resource, updated)))
     }
 
@@ -870,32 +870,53 @@ mod tests {
         let task = cache.spawn(stop_rx);
         let reg = Registry::with_cache(kv, cache.clone());
         let pods = crate::resources::find("", "v1", "pods").unwrap();
-        let created = reg.create(pods, Some("n"), "a", &pod(None, "x")).await.unwrap();
+        let created = reg
+            .create(pods, Some("n"), "a", &pod(None, "x"))
+            .await
+            .unwrap();
         let rv: Revision = created["metadata"]["resourceVersion"]
             .as_str()
             .unwrap()
             .parse()
             .unwrap();
         assert!(cache.wait_for(rv, std::time::Duration::from_secs(10)).await);
-        let (first, from_cache) = reg.get_for_update(pods, Some("n"), "a", true).await.unwrap();
+        let (first, from_cache) = reg
+            .get_for_update(pods, Some("n"), "a", true)
+            .await
+            .unwrap();
         assert!(from_cache);
         assert_eq!(first.mod_revision, rv);
         // The cache stops following the store; the object changes.
         stop.send(true).unwrap();
         task.await.unwrap();
         let fresh = reg.get_required(pods, Some("n"), "a").await.unwrap();
-        let second = reg.update(pods, Some("n"), "a", &pod(None, "y"), &fresh).await;
+        let second = reg
+            .update(pods, Some("n"), "a", pod(None, "y"), &fresh)
+            .await;
         assert!(second.unwrap().is_some());
-        let (stale, from_cache) = reg.get_for_update(pods, Some("n"), "a", true).await.unwrap();
+        let (stale, from_cache) = reg
+            .get_for_update(pods, Some("n"), "a", true)
+            .await
+            .unwrap();
         assert!(from_cache);
         assert_eq!(stale.mod_revision, rv, "the cache is behind");
-        let lost = reg.update(pods, Some("n"), "a", &pod(None, "z"), &stale).await;
-        assert!(lost.unwrap().is_none(), "a write on the stale copy must fail");
-        let (latest, from_cache) = reg.get_for_update(pods, Some("n"), "a", false).await.unwrap();
+        let lost = reg
+            .update(pods, Some("n"), "a", pod(None, "z"), &stale)
+            .await;
+        assert!(
+            lost.unwrap().is_none(),
+            "a write on the stale copy must fail"
+        );
+        let (latest, from_cache) = reg
+            .get_for_update(pods, Some("n"), "a", false)
+            .await
+            .unwrap();
         assert!(!from_cache);
         assert!(latest.mod_revision > rv);
         assert_eq!(latest.obj["metadata"]["labels"]["app"], "y");
-        let won = reg.update(pods, Some("n"), "a", &pod(None, "z"), &latest).await;
+        let won = reg
+            .update(pods, Some("n"), "a", pod(None, "z"), &latest)
+            .await;
         assert!(won.unwrap().is_some());
     }
 }

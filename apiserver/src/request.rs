@@ -156,10 +156,26 @@ impl RequestContext {
         resource: &ResourceInfo,
         obj: &mut Value,
     ) -> Result<(), ApiError> {
-        let mode = self.field_validation()?;
+        // The mode first: a bad `fieldValidation` is refused either way.
+        self.field_validation()?;
         let unknown = crate::validation::unknown_fields(resource, obj);
+        if self.report_unknown_fields(resource, &unknown)? && resource.custom.is_none() {
+            crate::validation::prune_unknown_fields(resource, obj);
+        }
+        Ok(())
+    }
+
+    /// Reports `unknown` fields as `fieldValidation` asks: an error for
+    /// Strict, a warning each for Warn. Returns whether there were any (a
+    /// built-in object drops them before it is stored).
+    pub fn report_unknown_fields(
+        &mut self,
+        resource: &ResourceInfo,
+        unknown: &[String],
+    ) -> Result<bool, ApiError> {
+        let mode = self.field_validation()?;
         if unknown.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         match mode {
             FieldValidation::Strict => {
@@ -174,10 +190,7 @@ impl RequestContext {
             ),
             FieldValidation::Ignore => {}
         }
-        if resource.custom.is_none() {
-            crate::validation::prune_unknown_fields(resource, obj);
-        }
-        Ok(())
+        Ok(true)
     }
 }
 

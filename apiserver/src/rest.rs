@@ -517,10 +517,7 @@ pub async fn write_update(
         let registry = &ctx.state.registry;
         return crate::services::update(registry, ranges, res, ns, name, &new, current).await;
     }
-    ctx.state
-        .registry
-        .update(res, ns, name, &new, current)
-        .await
+    ctx.state.registry.update(res, ns, name, new, current).await
 }
 
 /// Whether anything still holds `obj` back from deletion: its
@@ -608,6 +605,17 @@ async fn patch(
     }
     let patch_body: Value = serde_json::from_slice(&ctx.body)
         .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+    // A merge patch of a built-in kind brings unknown fields only where it
+    // has them (stored objects have none): when its body decodes on its
+    // own, it is checked once instead of the whole patched object on every
+    // attempt. `Some(true)`: it has some, to drop from the result.
+    let patch_has_unknown = match kind {
+        PatchType::Merge => match crate::validation::unknown_fields_of_part(res, &patch_body) {
+            Some(unknown) => Some(ctx.report_unknown_fields(res, &unknown)?),
+            None => None,
+        },
+        _ => None,
+    };
     // The first attempt starts from the watch cache's copy; any conflict
     // reads the store (see `Registry::get_for_update`).
     let mut cached = true;
@@ -630,7 +638,11 @@ async fn patch(
                 "the name of the object cannot be changed by a patch".into(),
             ));
         }
-        ctx.check_unknown_fields(res, &mut patched)?;
+        match patch_has_unknown {
+            None => ctx.check_unknown_fields(res, &mut patched)?,
+            Some(true) => crate::validation::prune_unknown_fields(res, &mut patched),
+            Some(false) => {}
+        }
         // A patch that sets resourceVersion is a precondition on it.
         let precondition =
             body_resource_version(&patched).filter(|rv| *rv != current.mod_revision.to_string());

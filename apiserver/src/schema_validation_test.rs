@@ -477,3 +477,29 @@ fn selector_operators_and_rolling_update_counts() {
     assert!(msgs[0].starts_with("spec.minAvailable: Invalid value: \"1x\": a valid percent string"));
     assert_eq!(msgs[1], "spec.selector.matchExpressions[0].operator: Invalid value: \"Near\": not a valid selector operator");
 }
+
+#[test]
+fn a_part_is_checked_alone_only_when_it_decodes_alone() {
+    let part = json!({"metadata": {"labels": {"a": "b"}, "foo": 1}, "status": {"phase": "Running", "bar": {}}});
+    assert_eq!(
+        unknown_fields_of_part(pods(), &part),
+        Some(vec!["metadata.foo".to_string(), "status.bar".to_string()])
+    );
+    assert_eq!(
+        unknown_fields_of_part(pods(), &json!({"status": {"phase": "Running"}})),
+        Some(vec![])
+    );
+    // A required list left out decodes as empty (k8s-openapi's rule): a
+    // spec without its containers still decodes.
+    assert_eq!(
+        unknown_fields_of_part(pods(), &json!({"spec": {"foo": 1}})),
+        Some(vec!["spec.foo".to_string()])
+    );
+    // A label deleted with null, a body that is not an object: the whole
+    // object must be checked.
+    assert_eq!(
+        unknown_fields_of_part(pods(), &json!({"metadata": {"labels": {"a": null}}})),
+        None
+    );
+    assert_eq!(unknown_fields_of_part(pods(), &json!([1])), None);
+}

@@ -242,7 +242,7 @@ pub async fn update(
     let change = service_ranges::allocate(ranges, &mut svc, Some(&current.obj), &seen.used, pick())
         .map_err(|errs| ApiError::invalid(res, name, errs))?;
     if change == Change::default() {
-        return registry.update(res, ns, name, &svc, current).await;
+        return registry.update(res, ns, name, svc, current).await;
     }
     let key = res.storage_key(ns, name).into_bytes();
     let (mut compares, mut ops) = change_ops(&change, &svc, &seen.stale);
@@ -404,9 +404,7 @@ async fn put_if_changed(
                     m.insert((*f).to_string(), v.clone());
                 }
             }
-            registry
-                .update(res, Some(ns), name, &next, &current)
-                .await?;
+            registry.update(res, Some(ns), name, next, &current).await?;
             Ok(())
         }
     }

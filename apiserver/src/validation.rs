@@ -316,6 +316,22 @@ pub fn unknown_fields(resource: &ResourceInfo, obj: &Value) -> Vec<String> {
     out
 }
 
+/// [`unknown_fields`] of part of an object (a merge patch's body), or
+/// `None` when the part does not decode on its own (it leaves out a field
+/// its type requires, or deletes with a null where the type has no
+/// null): then only the whole object can be checked. Custom kinds: `None`.
+pub fn unknown_fields_of_part(resource: &ResourceInfo, part: &Value) -> Option<Vec<String>> {
+    if resource.custom.is_some() || !part.is_object() {
+        return None;
+    }
+    let Some(Ok(known)) = round_trip(resource, part) else {
+        return None;
+    };
+    let mut out = Vec::new();
+    missing_keys(part, &known, "", &mut out);
+    Some(out)
+}
+
 /// Drops the fields of `obj` that [`unknown_fields`] reports, for a
 /// built-in kind (a custom resource's schema prunes its own).
 pub fn prune_unknown_fields(resource: &ResourceInfo, obj: &mut Value) {

@@ -236,6 +236,44 @@ async fn errors_are_kubernetes_statuses() {
         assert_eq!(code, 201, "{created}");
         assert!(created["spec"].get("foo").is_none(), "{created}");
 
+        // A merge patch: its own fields are checked when its body decodes
+        // alone; when it does not (a label deleted with null), the patched
+        // object is. Both name the field; Warn drops it from the result.
+        for (body, field) in [
+            (json!({"metadata": {"labels": {"a": "b"}, "foo": 1}}), "metadata.foo"),
+            (json!({"metadata": {"labels": {"a": null}}, "spec": {"foo": 1}}), "spec.foo"),
+        ] {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            let (code, s, _) = h
+                .curl_full(
+                    "PATCH",
+                    "/api/v1/namespaces/default/pods/s?fieldValidation=Strict",
+                    Some(("application/merge-patch+json", &bytes)),
+                    true,
+                    &[],
+                )
+                .await;
+            assert_eq!(code, 400, "{body}: {s}");
+            assert!(s.contains(&format!(r#"unknown field \"{field}\""#)), "{body}: {s}");
+            let (code, patched, headers) = h
+                .curl_full(
+                    "PATCH",
+                    "/api/v1/namespaces/default/pods/s?fieldValidation=Warn",
+                    Some(("application/merge-patch+json", &bytes)),
+                    true,
+                    &[],
+                )
+                .await;
+            assert_eq!(code, 200, "{body}: {patched}");
+            assert!(
+                headers
+                    .to_ascii_lowercase()
+                    .contains(&format!(r#"warning: 299 - "unknown field \"{field}\"""#)),
+                "{body}: {headers}"
+            );
+            assert!(!patched.contains("\"foo\""), "{body}: {patched}");
+        }
+
         // Unsupported field selector: 400 as Kubernetes words it.
         let (code, s) = h
             .call("GET", "/api/v1/pods?fieldSelector=spec.foo%3Dx", None)

@@ -634,7 +634,9 @@ impl Mvcc {
                     }
                     continue;
                 }
-                let Some((key, prev_at)) = then.next() else { break };
+                let Some((key, prev_at)) = then.next() else {
+                    break;
+                };
                 if latest.peek().is_some_and(|(k, _)| *k == key.as_slice()) {
                     latest.next();
                 }
