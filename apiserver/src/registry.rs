@@ -592,11 +592,20 @@ impl Registry {
             }
             let n = resp.kvs.len();
             for (i, kv) in resp.kvs.iter().enumerate() {
-                let obj = crate::crd::convert(resource, decode(kv)?);
-                if !filter(&obj) {
+                // A built-in object is spliced from its stored bytes (no
+                // decode into a `Value` and encode again: re-lists after a
+                // watcher fell behind made that a visible share of the
+                // server); a custom one gets its served apiVersion.
+                let item = if resource.custom.is_none() {
+                    CachedObject::decode(&kv.value, kv.mod_revision, Some(resource.kind))?
+                } else {
+                    let obj = crate::crd::convert(resource, decode(kv)?);
+                    CachedObject::new(resource.kind, &obj)
+                };
+                if !filter(&item) {
                     continue;
                 }
-                items.push(Arc::new(CachedObject::new(resource.kind, &obj)));
+                items.push(Arc::new(item));
                 if opts.limit > 0 && items.len() as i64 >= opts.limit {
                     let more = i + 1 < n || resp.more;
                     let continue_token = more.then(|| {

@@ -73,6 +73,8 @@ struct Watcher {
     table: Option<IncludeObject>,
     /// Send each object's `PartialObjectMetadata` only.
     metadata_only: bool,
+    /// Who watches (User-Agent and selectors), for the cache's log.
+    client: String,
     tx: mpsc::Sender<Bytes>,
 }
 
@@ -220,6 +222,12 @@ pub async fn serve(
         fields,
         table,
         metadata_only: ctx.output == Output::Metadata,
+        client: format!(
+            "{} labels={:?} fields={:?}",
+            ctx.user_agent.as_deref().unwrap_or("-"),
+            ctx.query.get("labelSelector").unwrap_or(""),
+            ctx.query.get("fieldSelector").unwrap_or(""),
+        ),
         tx,
     };
     let state = ctx.state.clone();
@@ -295,6 +303,7 @@ async fn run_cached(
     let (labels, fields, res) = (w.labels.clone(), w.fields.clone(), w.resource);
     let filter = WatchFilter {
         prefix: collection_prefix(w.resource, ns),
+        client: w.client.clone(),
         matches: Box::new(move |o| labels.matches(o) && fields.matches(res, o)),
     };
     let mut cw = match cache.watch(w.resource, filter, from).await {

@@ -596,7 +596,7 @@ impl WatchCache {
         if stats.closed_slow > 0 {
             tracing::info!(
                 closed = stats.closed_slow,
-                at = stats.slow_at.as_deref().unwrap_or(""),
+                last = stats.slow.as_deref().unwrap_or(""),
                 "watch cache: closed watchers too slow to keep up"
             );
         }

@@ -152,6 +152,8 @@ pub struct WatchItem {
 pub struct WatchFilter {
     /// Storage key prefix of the collection watched.
     pub prefix: String,
+    /// Who watches, for the log when the watcher is closed as too slow.
+    pub client: String,
     /// The selectors.
     pub matches: Box<dyn Fn(&CachedObject) -> bool + Send + Sync>,
 }
@@ -160,6 +162,7 @@ impl std::fmt::Debug for WatchFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WatchFilter")
             .field("prefix", &self.prefix)
+            .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }
@@ -262,9 +265,9 @@ pub struct ApplyStats {
     pub applied: usize,
     /// Watchers closed because their buffer was full.
     pub closed_slow: usize,
-    /// The key of the last change that found a watcher's buffer full (it
-    /// names the resource), for the log.
-    pub slow_at: Option<String>,
+    /// The last watcher closed as too slow (its collection and client),
+    /// for the log.
+    pub slow: Option<String>,
 }
 
 /// The cache's state. See the module doc.
@@ -420,6 +423,7 @@ impl CacheState {
             }
             let shared = SharedEvent::new(ev);
             let mut slow = 0;
+            let mut last_slow = None;
             b.watchers
                 .retain(|w| match w.filter.classify(&shared.event) {
                     None => !w.tx.is_closed(),
@@ -430,15 +434,16 @@ impl CacheState {
                         Ok(()) => true,
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             slow += 1;
+                            last_slow = Some(w.filter.clone());
                             false
                         }
                         // The client went away: not slow, just gone.
                         Err(mpsc::error::TrySendError::Closed(_)) => false,
                     },
                 });
-            if slow > 0 {
+            if let Some(f) = last_slow {
                 stats.closed_slow += slow;
-                stats.slow_at = Some(shared.event.key.clone());
+                stats.slow = Some(format!("{} {}", f.prefix, f.client));
             }
         }
         stats

@@ -36,6 +36,7 @@ fn state(capacity: usize) -> CacheState {
 fn web() -> Arc<WatchFilter> {
     Arc::new(WatchFilter {
         prefix: PODS.into(),
+        client: "test".into(),
         matches: Box::new(|o: &CachedObject| o.label("app") == Some("web")),
     })
 }

@@ -278,6 +278,7 @@ async fn a_slow_watcher_is_closed_without_hurting_others() {
         let res = skiff_apiserver::resources::find("", "v1", "configmaps").unwrap();
         let filter = || WatchFilter {
             prefix: "/registry/core/configmaps/".into(),
+            client: "test".into(),
             matches: Box::new(|_| true),
         };
         let mut slow = cache
