@@ -130,10 +130,16 @@ async fn serve_pipe(state: Arc<ApiState>, end: DuplexStream) {
 }
 
 /// A kube-rs client whose requests reach `state`'s handler in memory,
-/// authenticated by `token` like any other client.
-pub(crate) fn client(state: &Arc<ApiState>, token: &str) -> Result<kube::Client, String> {
+/// authenticated by `token` like any other client, sending `user_agent`.
+pub(crate) fn client(
+    state: &Arc<ApiState>,
+    token: &str,
+    user_agent: &str,
+) -> Result<kube::Client, String> {
     let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|e| format!("the token is not a valid header value: {e}"))?;
+    let agent = HeaderValue::from_str(user_agent)
+        .map_err(|e| format!("the user agent is not a valid header value: {e}"))?;
     let connector = LocalConnector {
         state: Arc::downgrade(state),
     };
@@ -153,6 +159,7 @@ pub(crate) fn client(state: &Arc<ApiState>, token: &str) -> Result<kube::Client,
             }
             req.headers_mut()
                 .insert(header::AUTHORIZATION, bearer.clone());
+            req.headers_mut().insert(header::USER_AGENT, agent.clone());
             req
         })
         .service(pool);

@@ -350,13 +350,16 @@ impl ApiServer {
 
     /// An admin client for components in this process (the scheduler, the
     /// controllers): same handler as over HTTPS, reached through memory
-    /// instead of TLS over loopback ([`crate::local`]).
-    pub fn local_client(&self) -> Result<kube::Client, ApiServerError> {
+    /// instead of TLS over loopback ([`crate::local`]). `user_agent` names
+    /// the component, as kube-scheduler's names it: the default field
+    /// manager of its writes and the client in the server's logs.
+    pub fn local_client(&self, user_agent: &str) -> Result<kube::Client, ApiServerError> {
         let state = self
             .state
             .upgrade()
             .ok_or_else(|| ApiServerError::Local("the API server stopped".into()))?;
-        crate::local::client(&state, &self.pki.admin_token).map_err(ApiServerError::Local)
+        crate::local::client(&state, &self.pki.admin_token, user_agent)
+            .map_err(ApiServerError::Local)
     }
 
     /// Path of the admin kubeconfig.

@@ -141,11 +141,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
 
     // The scheduler and the controllers reach the API server in memory.
-    let client = api.local_client()?;
+    let version = env!("CARGO_PKG_VERSION");
     let scheduler = spawn_logged(
         "scheduler",
-        skiff_scheduler::run(client.clone(), stopped(stop_rx.clone())),
+        skiff_scheduler::run(
+            api.local_client(&format!("skiff-scheduler/{version}"))?,
+            stopped(stop_rx.clone()),
+        ),
     );
+    let client = api.local_client(&format!("skiff-controller-manager/{version}"))?;
     let controllers = (!args.no_controllers).then(|| {
         spawn_logged(
             "controllers",
