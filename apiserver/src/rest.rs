@@ -9,7 +9,11 @@
 //! ([`crate::strategy`]) → defaults → validation → admission → store Txn.
 //! Updates from patches retry on a lost race (they have no
 //! resourceVersion precondition); a PUT or patch that carries a
-//! resourceVersion gets 409 Conflict instead.
+//! resourceVersion gets 409 Conflict instead. A patch starts from the watch
+//! cache's copy of the object and reads the store only after a conflict
+//! (kube-apiserver's `GuaranteedUpdate` with its cached hint); a merge patch
+//! whose body decodes on its own is checked for unknown fields instead of
+//! the whole patched object.
 
 use chrono::Utc;
 use http::{Method, Response};
