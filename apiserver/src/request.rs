@@ -180,7 +180,7 @@ impl RequestContext {
         match mode {
             FieldValidation::Strict => {
                 return Err(ApiError::BadRequest(
-                    crate::validation::strict_decoding_message(resource, &unknown),
+                    crate::validation::strict_decoding_message(resource, unknown),
                 ))
             }
             FieldValidation::Warn => self.warnings.extend(

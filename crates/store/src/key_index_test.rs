@@ -479,7 +479,6 @@ fn past_ranges_answer_what_materializing_the_range_answers() {
                     limit,
                     keys_only,
                     count_only,
-                    ..Default::default()
                 };
                 let got = m.range(&req).unwrap();
                 let want = m
