@@ -64,11 +64,12 @@
 //! with inter-pod rules, spread constraints or host ports take a slower
 //! general path (O(pods) per such pod).
 //! End to end ([`bench_e2e`], 5,000 hollow nodes, profiling build, quiet
-//! machine, medians of 3, session 10): 1,306 pods/s for 20,000 pods and
-//! 709 for 50,000, 1.001× the lower bound; at 50,000 the `skiff server`
-//! process is CPU-bound at ~1.4 cores in the API server and store (each pod
-//! costs a create, a binding and a status write, each fanned out to the
-//! watchers), so the 2,000 pods/s target is not met yet (NOTES.md, #6).
+//! machine, medians of 3): 1,306 pods/s for 20,000 pods (session 10) and
+//! 746 for 50,000 (session 11; 413–481 on the same machine before it),
+//! 1.001× the lower bound; at 50,000 the `skiff server` process is
+//! CPU-bound at ~1.4 cores in the API server and store (each pod costs a
+//! create, a binding and a status write, each fanned out to the watchers),
+//! so the 2,000 pods/s target is not met yet (NOTES.md, #6).
 //!
 //! # Caveats (what kube-scheduler does that Skiff does not, yet)
 //! - No scheduling queue with back-off timers and no per-plugin "queueing
