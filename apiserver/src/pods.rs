@@ -270,6 +270,7 @@ async fn spend_budget(ctx: &RequestContext, ns: &str, name: &str) -> Result<(), 
             mod_revision: meta_str(listed, "resourceVersion")
                 .and_then(|rv| rv.parse().ok())
                 .unwrap_or_default(),
+            cached: false,
         };
         if ctx
             .state

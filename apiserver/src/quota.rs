@@ -50,7 +50,11 @@ fn stored(obj: Value) -> Stored {
     let mod_revision = meta_str(&obj, "resourceVersion")
         .and_then(|rv| rv.parse().ok())
         .unwrap_or_default();
-    Stored { obj, mod_revision }
+    Stored {
+        obj,
+        mod_revision,
+        cached: false,
+    }
 }
 
 /// What one admitted create was charged: per quota, the usage added.

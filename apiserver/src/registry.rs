@@ -51,6 +51,9 @@ pub struct Stored {
     pub obj: Value,
     /// Its key's `mod_revision`.
     pub mod_revision: Revision,
+    /// Read from the watch cache, which may be behind the store
+    /// ([`Registry::get_for_update`]).
+    pub cached: bool,
 }
 
 /// One page of a list.
@@ -385,6 +388,7 @@ impl Registry {
             Some(kv) => Ok(Some(Stored {
                 obj: crate::crd::convert(resource, decode(kv)?),
                 mod_revision: kv.mod_revision,
+                cached: false,
             })),
             None => Ok(None),
         }
@@ -439,7 +443,15 @@ impl Registry {
                     .and_then(Value::as_str)
                     .and_then(|v| v.parse::<Revision>().ok());
                 if let Some(mod_revision) = revision {
-                    return Ok((Stored { obj, mod_revision }, true));
+                    let cached = true;
+                    return Ok((
+                        Stored {
+                            obj,
+                            mod_revision,
+                            cached,
+                        },
+                        true,
+                    ));
                 }
             }
         }
@@ -678,6 +690,13 @@ impl Registry {
     ) -> Result<Option<Value>, ApiError> {
         let key = resource.storage_key(ns, name).into_bytes();
         if same_but_version(&obj, &current.obj) {
+            // Against a cached copy, "nothing to change" may be stale: the
+            // store's version can differ. Answered as a lost race, so the
+            // caller reads the store and tries again (kube-apiserver's
+            // `GuaranteedUpdate` re-reads a cached state the same way).
+            if current.cached {
+                return Ok(None);
+            }
             return Ok(Some(current.obj.clone()));
         }
         let value = encode(&obj)?;
@@ -923,6 +942,19 @@ mod tests {
         assert!(!from_cache);
         assert!(latest.mod_revision > rv);
         assert_eq!(latest.obj["metadata"]["labels"]["app"], "y");
+        // A write that changes nothing against the stale copy is not
+        // skipped as a no-op: the store's version differs.
+        let noop = reg
+            .update(pods, Some("n"), "a", stale.obj.clone(), &stale)
+            .await;
+        assert!(
+            noop.unwrap().is_none(),
+            "a no-op on a cached copy is a lost race"
+        );
+        let same = reg
+            .update(pods, Some("n"), "a", latest.obj.clone(), &latest)
+            .await;
+        assert_eq!(same.unwrap().unwrap()["metadata"]["labels"]["app"], "y");
         let won = reg
             .update(pods, Some("n"), "a", pod(None, "z"), &latest)
             .await;
