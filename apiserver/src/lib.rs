@@ -72,7 +72,8 @@
 //!   (410 Expired when older than the ring or compacted in the store);
 //!   a watcher more than [`watchcache::WatchCacheConfig::watcher_buffer`]
 //!   events behind is closed and its client rewatches. Gets are read from
-//!   the store. Until the cache has loaded, the store serves everything.
+//!   the store; a PATCH starts from the cache's copy and reads the store
+//!   after a conflict. Until the cache has loaded, the store serves everything.
 //!   The cache holds each object as its JSON plus the labels and
 //!   field-selector values of its kind ([`cached_object`]): list bodies
 //!   and watch events are written from those bytes, and only Table, YAML,

@@ -405,57 +405,54 @@ impl Registry {
         ns: Option<&str>,
         name: &str,
     ) -> Result<Option<Value>, ApiError> {
-        if let Some(cache) = self.cache.as_ref() {
-            let key = resource.storage_key(ns, name);
-            let page = cache.list(resource, &key, &key, 1, |o| {
-                o.field(resource, "metadata.name") == name
-            });
-            if let Some(obj) = page.and_then(|p| p.items.into_iter().next()) {
-                return Ok(Some(crate::crd::convert(resource, obj.to_value())));
-            }
+        if let Some(obj) = self.cached_copy(resource, ns, name) {
+            return Ok(Some(obj));
         }
         Ok(self.get(resource, ns, name).await?.map(|s| s.obj))
     }
 
+    /// The watch cache's copy of one object, if the cache holds it.
+    fn cached_copy(&self, resource: &ResourceInfo, ns: Option<&str>, name: &str) -> Option<Value> {
+        let cache = self.cache.as_ref()?;
+        let key = resource.storage_key(ns, name);
+        let page = cache.list(resource, &key, &key, 1, |o| {
+            o.field(resource, "metadata.name") == name
+        })?;
+        let item = page.items.into_iter().next()?;
+        Some(crate::crd::convert(resource, item.to_value()))
+    }
+
     /// Reads one object to change it, 404 if absent: from the watch cache
-    /// when `cached` and the cache holds it, else from the store. The second
-    /// value says whether it came from the cache. A cached copy may be
-    /// behind the store; the write's compare on its `mod_revision` then
-    /// fails and the caller reads again with `cached` false, as
-    /// kube-apiserver's `GuaranteedUpdate` retries from etcd after starting
-    /// from its cache. Saves a store read on most PATCHes (leases, status).
+    /// when `cached` and the cache holds it (then [`Stored::cached`]), else
+    /// from the store. A cached copy may be behind the store; the write's
+    /// compare on its `mod_revision` then fails and the caller reads again
+    /// with `cached` false, as kube-apiserver's `GuaranteedUpdate` retries
+    /// from etcd after starting from its cache. Saves a store read on most
+    /// PATCHes (leases, status).
     pub async fn get_for_update(
         &self,
         resource: &ResourceInfo,
         ns: Option<&str>,
         name: &str,
         cached: bool,
-    ) -> Result<(Stored, bool), ApiError> {
-        if let Some(cache) = self.cache.as_ref().filter(|_| cached) {
-            let key = resource.storage_key(ns, name);
-            let page = cache.list(resource, &key, &key, 1, |o| {
-                o.field(resource, "metadata.name") == name
-            });
-            if let Some(item) = page.and_then(|p| p.items.into_iter().next()) {
-                let obj = crate::crd::convert(resource, item.to_value());
-                let revision = obj
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    .and_then(|v| v.parse::<Revision>().ok());
-                if let Some(mod_revision) = revision {
-                    let cached = true;
-                    return Ok((
-                        Stored {
-                            obj,
-                            mod_revision,
-                            cached,
-                        },
-                        true,
-                    ));
-                }
+    ) -> Result<Stored, ApiError> {
+        if let Some(obj) = cached
+            .then(|| self.cached_copy(resource, ns, name))
+            .flatten()
+        {
+            let revision = obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .and_then(|v| v.parse::<Revision>().ok());
+            if let Some(mod_revision) = revision {
+                return Ok(Stored {
+                    obj,
+                    mod_revision,
+                    cached: true,
+                });
             }
         }
-        Ok((self.get_required(resource, ns, name).await?, false))
+        self.get_required(resource, ns, name).await
     }
 
     /// Reads one object, 404 if absent.
@@ -908,11 +905,11 @@ mod tests {
             .parse()
             .unwrap();
         assert!(cache.wait_for(rv, std::time::Duration::from_secs(10)).await);
-        let (first, from_cache) = reg
+        let first = reg
             .get_for_update(pods, Some("n"), "a", true)
             .await
             .unwrap();
-        assert!(from_cache);
+        assert!(first.cached);
         assert_eq!(first.mod_revision, rv);
         // The cache stops following the store; the object changes.
         stop.send(true).unwrap();
@@ -922,11 +919,11 @@ mod tests {
             .update(pods, Some("n"), "a", pod(None, "y"), &fresh)
             .await;
         assert!(second.unwrap().is_some());
-        let (stale, from_cache) = reg
+        let stale = reg
             .get_for_update(pods, Some("n"), "a", true)
             .await
             .unwrap();
-        assert!(from_cache);
+        assert!(stale.cached);
         assert_eq!(stale.mod_revision, rv, "the cache is behind");
         let lost = reg
             .update(pods, Some("n"), "a", pod(None, "z"), &stale)
@@ -935,11 +932,11 @@ mod tests {
             lost.unwrap().is_none(),
             "a write on the stale copy must fail"
         );
-        let (latest, from_cache) = reg
+        let latest = reg
             .get_for_update(pods, Some("n"), "a", false)
             .await
             .unwrap();
-        assert!(!from_cache);
+        assert!(!latest.cached);
         assert!(latest.mod_revision > rv);
         assert_eq!(latest.obj["metadata"]["labels"]["app"], "y");
         // A write that changes nothing against the stale copy is not

@@ -624,7 +624,7 @@ async fn patch(
     // reads the store (see `Registry::get_for_update`).
     let mut cached = true;
     for _ in 0..MAX_UPDATE_ATTEMPTS {
-        let (current, from_cache) = ctx
+        let current = ctx
             .state
             .registry
             .get_for_update(res, ns, name, cached)
@@ -651,7 +651,7 @@ async fn patch(
         let precondition =
             body_resource_version(&patched).filter(|rv| *rv != current.mod_revision.to_string());
         if precondition.is_some() {
-            if from_cache {
+            if current.cached {
                 continue;
             }
             return Err(ApiError::modified(res, name));

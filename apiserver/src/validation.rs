@@ -308,12 +308,18 @@ pub fn unknown_fields(resource: &ResourceInfo, obj: &Value) -> Vec<String> {
             .map(|s| s.unknown_fields(obj))
             .unwrap_or_default();
     }
+    unknown_if_decodes(resource, obj).unwrap_or_default()
+}
+
+/// The unknown fields of a built-in `obj`, or `None` if it does not
+/// decode into the kind's type (or Skiff has none).
+fn unknown_if_decodes(resource: &ResourceInfo, obj: &Value) -> Option<Vec<String>> {
     let Some(Ok(known)) = round_trip(resource, obj) else {
-        return Vec::new();
+        return None;
     };
     let mut out = Vec::new();
     missing_keys(obj, &known, "", &mut out);
-    out
+    Some(out)
 }
 
 /// [`unknown_fields`] of part of an object (a merge patch's body), or
@@ -324,12 +330,7 @@ pub fn unknown_fields_of_part(resource: &ResourceInfo, part: &Value) -> Option<V
     if resource.custom.is_some() || !part.is_object() {
         return None;
     }
-    let Some(Ok(known)) = round_trip(resource, part) else {
-        return None;
-    };
-    let mut out = Vec::new();
-    missing_keys(part, &known, "", &mut out);
-    Some(out)
+    unknown_if_decodes(resource, part)
 }
 
 /// Drops the fields of `obj` that [`unknown_fields`] reports, for a

@@ -501,21 +501,35 @@ impl Mvcc {
                 };
             }
         }
+        for (key, prev_at) in self.changed_since(range, at)? {
+            match prev_at {
+                Some(prev_at) => map.insert(key, self.version_at(&prev_at)?),
+                None => map.remove(&key),
+            };
+        }
+        Ok(map)
+    }
+
+    /// The keys in `range` that history changed after `at`, each with its
+    /// state then: where the previous version named by its oldest later
+    /// event is (history is walked newest first, so that event's answer is
+    /// written last), or None where that event created the key. Every
+    /// other key is at `at` as it is now.
+    fn changed_since(
+        &self,
+        range: &KeyRange,
+        at: Revision,
+    ) -> Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>, MvccError> {
+        let mut changed = BTreeMap::new();
         let from = keys::history_key(at + 1, 0);
         for item in self.tree.range(from..vec![keys::HISTORY_PREFIX + 1]).rev() {
             let (_, v) = item?;
             let ev: StoredEvent = decode("history event", &v)?;
             if range.contains(&ev.kv.key) {
-                match &ev.prev_at {
-                    Some(prev_at) => {
-                        let prev = self.version_at(prev_at)?;
-                        map.insert(prev.key.clone(), prev)
-                    }
-                    None => map.remove(&ev.kv.key),
-                };
+                changed.insert(ev.kv.key, ev.prev_at);
             }
         }
-        Ok(map)
+        Ok(changed)
     }
 
     /// Serve a Range outside any transaction (the read path).
@@ -587,20 +601,9 @@ impl Mvcc {
         } else {
             req.revision
         };
-        // The keys changed after `at`, each with its state then: the
-        // previous version named by its oldest later event (history is
-        // walked newest first, so that event's answer is written last), or
-        // None where that event created the key. Every other key in the
-        // range is as the index has it.
-        let mut changed: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        let from = keys::history_key(at + 1, 0);
-        for item in self.tree.range(from..vec![keys::HISTORY_PREFIX + 1]).rev() {
-            let (_, v) = item?;
-            let ev: StoredEvent = decode("history event", &v)?;
-            if range.contains(&ev.kv.key) {
-                changed.insert(ev.kv.key, ev.prev_at);
-            }
-        }
+        // The keys changed after `at` with their state then; every other
+        // key in the range is as the index has it.
+        let changed = self.changed_since(range, at)?;
         // Merge the two in key order, reading only the values answered: a
         // page of a list at a past revision used to copy every key of the
         // range (and read its value) to answer `limit` of them.
