@@ -11,9 +11,11 @@
 //! resourceVersion precondition); a PUT or patch that carries a
 //! resourceVersion gets 409 Conflict instead. A patch starts from the watch
 //! cache's copy of the object and reads the store only after a conflict
-//! (kube-apiserver's `GuaranteedUpdate` with its cached hint); a merge patch
-//! whose body decodes on its own is checked for unknown fields instead of
-//! the whole patched object.
+//! (kube-apiserver's `GuaranteedUpdate` with its cached hint). A patch
+//! reports unknown fields once, after its first read of the object (so a
+//! patch of a missing object answers 404 whatever its body); a merge patch
+//! whose body decodes on its own is checked instead of the whole patched
+//! object.
 
 use chrono::Utc;
 use http::{Method, Response};
@@ -611,15 +613,19 @@ async fn patch(
         .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
     // A merge patch of a built-in kind brings unknown fields only where it
     // has them (stored objects have none): when its body decodes on its
-    // own, it is checked once instead of the whole patched object on every
-    // attempt. `Some(true)`: it has some, to drop from the result.
-    let patch_has_unknown = match kind {
-        PatchType::Merge => match crate::validation::unknown_fields_of_part(res, &patch_body) {
-            Some(unknown) => Some(ctx.report_unknown_fields(res, &unknown)?),
-            None => None,
-        },
+    // own, it is checked once here instead of the whole patched object on
+    // every attempt. Either way they are reported in the loop, after the
+    // object has been read: kube-apiserver decodes strictly while it
+    // applies the patch to the stored object, so a patch of a missing
+    // object answers 404 whatever its body.
+    let body_unknown = match kind {
+        PatchType::Merge => crate::validation::unknown_fields_of_part(res, &patch_body),
         _ => None,
     };
+    // A bad `fieldValidation` is refused before anything is read.
+    ctx.field_validation()?;
+    // Reported once: a retry after a conflict warns no second time.
+    let mut reported = false;
     // The first attempt starts from the watch cache's copy; any conflict
     // reads the store (see `Registry::get_for_update`).
     let mut cached = true;
@@ -637,15 +643,29 @@ async fn patch(
             ));
         }
         check_kind(res, &mut patched)?;
+        // Unknown fields after the decode errors above and before the name
+        // check: kube-apiserver's order (`patcher.applyPatch` decodes the
+        // patched object strictly, then calls `checkName`).
+        let whole;
+        let unknown = match &body_unknown {
+            Some(unknown) => unknown,
+            None => {
+                whole = crate::validation::unknown_fields(res, &patched);
+                &whole
+            }
+        };
+        if !reported {
+            ctx.report_unknown_fields(res, unknown)?;
+            reported = true;
+        }
+        if !unknown.is_empty() {
+            // A no-op for a custom kind, whose schema prunes it.
+            crate::validation::prune_unknown_fields(res, &mut patched);
+        }
         if meta_str(&patched, "name") != Some(name) {
             return Err(ApiError::BadRequest(
                 "the name of the object cannot be changed by a patch".into(),
             ));
-        }
-        match patch_has_unknown {
-            None => ctx.check_unknown_fields(res, &mut patched)?,
-            Some(true) => crate::validation::prune_unknown_fields(res, &mut patched),
-            Some(false) => {}
         }
         // A patch that sets resourceVersion is a precondition on it.
         let precondition =

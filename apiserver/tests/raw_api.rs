@@ -284,6 +284,96 @@ async fn errors_are_kubernetes_statuses() {
     .await;
 }
 
+/// A patch with unknown fields to a pod that does not exist answers 404,
+/// as kube-apiserver does (it decodes strictly while applying the patch to
+/// the stored object); Skiff used to check the body first and answer 400.
+/// Server-side apply still creates, so there the unknown field counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_patch_with_unknown_fields_to_a_missing_object_is_not_found() {
+    with_server(async |h| {
+        // A merge patch whose body decodes alone, one that does not (a
+        // label deleted with null), and a strategic merge patch.
+        for (content_type, body) in [
+            (
+                "application/merge-patch+json",
+                json!({"metadata": {"labels": {"a": "b"}, "foo": 1}}),
+            ),
+            (
+                "application/merge-patch+json",
+                json!({"metadata": {"labels": {"a": null}}, "spec": {"foo": 1}}),
+            ),
+            (
+                "application/strategic-merge-patch+json",
+                json!({"spec": {"foo": 1}}),
+            ),
+        ] {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            for mode in ["Strict", "Warn"] {
+                let (code, s, headers) = h
+                    .curl_full(
+                        "PATCH",
+                        &format!("/api/v1/namespaces/default/pods/ghost?fieldValidation={mode}"),
+                        Some((content_type, &bytes)),
+                        true,
+                        &[],
+                    )
+                    .await;
+                assert_eq!(code, 404, "{mode} {content_type} {body}: {s}");
+                let s: Value = serde_json::from_str(&s).unwrap();
+                assert_eq!(s["reason"], "NotFound", "{s}");
+                assert_eq!(s["message"], "pods \"ghost\" not found");
+                assert!(
+                    !headers.to_ascii_lowercase().contains("warning:"),
+                    "{mode} {content_type} {body}: {headers}"
+                );
+            }
+        }
+
+        // Server-side apply creates a missing object, so Strict refuses an
+        // unknown field there, and a clean apply creates the pod.
+        let mut extra = pod("ghost");
+        extra["spec"]["foo"] = json!(1);
+        let bytes = serde_json::to_vec(&extra).unwrap();
+        let (code, s, _) = h
+            .curl_full(
+                "PATCH",
+                "/api/v1/namespaces/default/pods/ghost?fieldManager=t&fieldValidation=Strict",
+                Some(("application/apply-patch+yaml", &bytes)),
+                true,
+                &[],
+            )
+            .await;
+        assert_eq!(code, 400, "{s}");
+        assert!(s.contains(r#"unknown field \"spec.foo\""#), "{s}");
+        let bytes = serde_json::to_vec(&pod("ghost")).unwrap();
+        let (code, created, _) = h
+            .curl_full(
+                "PATCH",
+                "/api/v1/namespaces/default/pods/ghost?fieldManager=t&fieldValidation=Strict",
+                Some(("application/apply-patch+yaml", &bytes)),
+                true,
+                &[],
+            )
+            .await;
+        assert_eq!(code, 201, "{created}");
+
+        // Now that it exists, the strict merge patch names the field.
+        let bytes = serde_json::to_vec(&json!({"metadata": {"foo": 1}})).unwrap();
+        let (code, s, _) = h
+            .curl_full(
+                "PATCH",
+                "/api/v1/namespaces/default/pods/ghost?fieldValidation=Strict",
+                Some(("application/merge-patch+json", &bytes)),
+                true,
+                &[],
+            )
+            .await;
+        assert_eq!(code, 400, "{s}");
+        assert!(s.contains(r#"unknown field \"metadata.foo\""#), "{s}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_pages_selectors_and_yaml() {
     with_server(async |h| {
