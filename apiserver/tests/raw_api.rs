@@ -331,43 +331,32 @@ async fn strict_patch_with_unknown_fields_to_a_missing_object_is_not_found() {
 
         // Server-side apply creates a missing object, so Strict refuses an
         // unknown field there, and a clean apply creates the pod.
+        let patch_ghost = async |query: &str, content_type: &str, body: &Value| {
+            let bytes = serde_json::to_vec(body).unwrap();
+            let path = format!("/api/v1/namespaces/default/pods/ghost?{query}");
+            let (code, s, _) = h
+                .curl_full("PATCH", &path, Some((content_type, &bytes)), true, &[])
+                .await;
+            (code, s)
+        };
+        let apply = "application/apply-patch+yaml";
+        let query = "fieldManager=t&fieldValidation=Strict";
         let mut extra = pod("ghost");
         extra["spec"]["foo"] = json!(1);
-        let bytes = serde_json::to_vec(&extra).unwrap();
-        let (code, s, _) = h
-            .curl_full(
-                "PATCH",
-                "/api/v1/namespaces/default/pods/ghost?fieldManager=t&fieldValidation=Strict",
-                Some(("application/apply-patch+yaml", &bytes)),
-                true,
-                &[],
-            )
-            .await;
+        let (code, s) = patch_ghost(query, apply, &extra).await;
         assert_eq!(code, 400, "{s}");
         assert!(s.contains(r#"unknown field \"spec.foo\""#), "{s}");
-        let bytes = serde_json::to_vec(&pod("ghost")).unwrap();
-        let (code, created, _) = h
-            .curl_full(
-                "PATCH",
-                "/api/v1/namespaces/default/pods/ghost?fieldManager=t&fieldValidation=Strict",
-                Some(("application/apply-patch+yaml", &bytes)),
-                true,
-                &[],
-            )
-            .await;
+        let (code, created) = patch_ghost(query, apply, &pod("ghost")).await;
         assert_eq!(code, 201, "{created}");
 
         // Now that it exists, the strict merge patch names the field.
-        let bytes = serde_json::to_vec(&json!({"metadata": {"foo": 1}})).unwrap();
-        let (code, s, _) = h
-            .curl_full(
-                "PATCH",
-                "/api/v1/namespaces/default/pods/ghost?fieldValidation=Strict",
-                Some(("application/merge-patch+json", &bytes)),
-                true,
-                &[],
-            )
-            .await;
+        let body = json!({"metadata": {"foo": 1}});
+        let (code, s) = patch_ghost(
+            "fieldValidation=Strict",
+            "application/merge-patch+json",
+            &body,
+        )
+        .await;
         assert_eq!(code, 400, "{s}");
         assert!(s.contains(r#"unknown field \"metadata.foo\""#), "{s}");
     })
