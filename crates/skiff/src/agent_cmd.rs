@@ -162,6 +162,10 @@ pub struct AgentArgs {
     /// page at a time; 0 never.
     #[arg(long, default_value_t = crate::memory::DEFAULT_SHED_TEXT_AFTER.as_secs())]
     shed_text_after_secs: u64,
+    /// Seconds between later sheds, which give back the code of bursts
+    /// (pod starts, deletions) once they are over; 0 sheds only once.
+    #[arg(long, default_value_t = crate::memory::DEFAULT_SHED_TEXT_EVERY.as_secs())]
+    shed_text_every_secs: u64,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -201,12 +205,22 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     });
     let shedder = (args.shed_text_after_secs > 0).then(|| {
         let after = std::time::Duration::from_secs(args.shed_text_after_secs);
+        let every = std::time::Duration::from_secs(args.shed_text_every_secs);
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
-            match tokio::task::spawn_blocking(crate::memory::shed_binary_text).await {
-                Ok(Ok(bytes)) => tracing::debug!(bytes, "shed the binary's mapped pages"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot shed the binary's pages"),
-                Err(_) => {}
+            loop {
+                match tokio::task::spawn_blocking(crate::memory::shed_binary_text).await {
+                    Ok(Ok(bytes)) => tracing::debug!(bytes, "shed the binary's mapped pages"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot shed the binary's pages");
+                        return;
+                    }
+                    Err(_) => return,
+                }
+                if every.is_zero() {
+                    return;
+                }
+                tokio::time::sleep(every).await;
             }
         })
     });

@@ -91,12 +91,19 @@ pub fn pin_mmap_threshold() {
 /// TLS and CRI setup, whose code is not needed again.
 pub const DEFAULT_SHED_TEXT_AFTER: Duration = Duration::from_secs(60);
 
+/// How often `skiff agent` sheds again after the first time: code that ran
+/// for a burst (a hundred pod starts, a drain) comes back only when it runs
+/// again, and what the agent runs every few seconds comes back at once,
+/// from the packed region at the start of `.text` (`build.rs`). A shed
+/// costs one `madvise` and then a few hundred minor faults.
+pub const DEFAULT_SHED_TEXT_EVERY: Duration = Duration::from_secs(600);
+
 /// Lets the kernel take back the pages of this program's own file (code and
 /// read-only data) that it has mapped so far.
 ///
 /// The `skiff` binary holds the server, the agent and every tool (~42 MB
-/// of code), and the kernel caches it in large folios and maps a whole
-/// folio (hundreds of KiB) on a fault, so by the time an agent has
+/// of code), and the kernel maps 64 KiB around each fault (more when its
+/// cache holds the file in large folios), so by the time an agent has
 /// registered, set up TLS and CRI and started its first pods it counts
 /// ~25 MiB of the binary in its resident set, a third of it code that will
 /// not run again. `MADV_PAGEOUT` on each read-only mapping of the binary
