@@ -158,8 +158,8 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = crate::memory::DEFAULT_TRIM_INTERVAL.as_millis() as u64)]
     malloc_trim_interval_ms: u64,
     /// Seconds after start at which the agent gives back the pages of the
-    /// `skiff` binary it has mapped (startup code) and maps later ones a
-    /// page at a time; 0 never.
+    /// `skiff` binary it has mapped (startup code); code still in use comes
+    /// back as it runs. 0 never.
     #[arg(long, default_value_t = crate::memory::DEFAULT_SHED_TEXT_AFTER.as_secs())]
     shed_text_after_secs: u64,
     /// Seconds between later sheds, which give back the code of bursts
