@@ -13,8 +13,9 @@ CARGO ?= cargo
 # busybox-static makes Skiff's own pause and busybox images (no registry);
 # protobuf-compiler builds the CRI bindings; iproute2 and curl are used by
 # the tests; etcd-client gives the stock etcdctl the store is tested with;
-# nftables is what the agent's service proxy and NetworkPolicy program.
-APT_PACKAGES = containerd runc containernetworking-plugins busybox-static protobuf-compiler iproute2 curl ca-certificates etcd-client etcd-server nftables
+# nftables is what the agent's service proxy and NetworkPolicy program;
+# binutils' strip drops the release binary's line tables.
+APT_PACKAGES = containerd runc containernetworking-plugins busybox-static protobuf-compiler iproute2 curl ca-certificates etcd-client etcd-server nftables binutils
 
 .PHONY: up test deps tools build release fmt lint unit e2e clean-test-leftovers
 
